@@ -1,0 +1,308 @@
+//! The `mounts.toml` configuration: parsing, defaults and validation.
+//!
+//! This module owns the config contract. Syntax and type errors come from the TOML parser with
+//! the line, column and key; the checks that come after parsing (duplicate or malformed mount
+//! names, a missing `[server]`, values a plugin cannot receive) name the mount and the line its
+//! `name` is on. Whether a plugin exists or its directory is reachable is checked when the mount
+//! starts, in `gateway::mounts`.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    #[serde(rename = "mount", default)]
+    pub mounts: Vec<MountConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Where NFSv3 and MOUNT are served (one TCP port).
+    pub listen: SocketAddr,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MountConfig {
+    /// The directory name under the export root: the mount is `host:/<name>`.
+    pub name: Spanned<String>,
+    /// A bundled plugin's name, or the path of a `.wasm` component.
+    pub plugin: Spanned<String>,
+    #[serde(default)]
+    pub read_only: bool,
+    /// Handed to the plugin at `init`, values as strings.
+    #[serde(default)]
+    pub config: BTreeMap<String, Spanned<toml::Value>>,
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// The sandbox limits of one mount's plugin instances.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// A plugin call that runs longer fails with an I/O error and its instance is replaced.
+    pub call_timeout_ms: u64,
+    /// Linear memory one instance may grow to.
+    pub memory_mb: u64,
+    /// Instances serving calls concurrently.
+    pub instances: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            call_timeout_ms: 10_000,
+            memory_mb: 256,
+            instances: 4,
+        }
+    }
+}
+
+impl Limits {
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
+}
+
+/// Where a parsed value came from, for error messages.
+pub struct Source<'a> {
+    pub file: &'a str,
+    pub text: &'a str,
+}
+
+impl Source<'_> {
+    /// The 1-based line of a byte offset.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .matches('\n')
+            .count()
+            + 1
+    }
+
+    /// "file:line" of a spanned value.
+    pub fn at<T>(&self, value: &Spanned<T>) -> String {
+        format!("{}:{}", self.file, self.line_of(value.span().start))
+    }
+}
+
+impl Config {
+    /// Parses and validates a config; `file` names it in error messages.
+    pub fn parse(text: &str, file: &str) -> Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        config.validate(&Source { file, text })?;
+        Ok(config)
+    }
+
+    fn validate(&self, src: &Source) -> Result<()> {
+        if self.mounts.is_empty() {
+            bail!("{}: no [[mount]] tables: nothing to serve", src.file);
+        }
+        let mut seen: BTreeMap<&str, String> = BTreeMap::new();
+        for mount in &self.mounts {
+            let name = mount.name.get_ref().as_str();
+            let at = src.at(&mount.name);
+            check_mount_name(name).with_context(|| format!("{at}: key `name`"))?;
+            if let Some(first) = seen.insert(name, at.clone()) {
+                bail!("{at}: key `name`: mount {name:?} is already defined at {first}");
+            }
+            if mount.plugin.get_ref().is_empty() {
+                bail!("{}: key `plugin`: empty plugin name", src.at(&mount.plugin));
+            }
+            for (key, value) in &mount.config {
+                config_value_string(value.get_ref()).with_context(|| {
+                    format!("{}: key `config.{key}` of mount {name:?}", src.at(value))
+                })?;
+            }
+            let limits = &mount.limits;
+            if limits.instances == 0 || limits.call_timeout_ms == 0 || limits.memory_mb == 0 {
+                bail!(
+                    "{at}: mount {name:?}: `limits.instances`, `limits.call_timeout_ms` and \
+                     `limits.memory_mb` must be greater than zero"
+                );
+            }
+        }
+        Ok(())
+    }
+}
+
+impl MountConfig {
+    pub fn name(&self) -> &str {
+        self.name.get_ref()
+    }
+
+    /// The `[mount.config]` table as the plugin receives it.
+    pub fn plugin_config(&self) -> Vec<(String, String)> {
+        self.config
+            .iter()
+            .map(|(k, v)| {
+                (
+                    k.clone(),
+                    config_value_string(v.get_ref()).unwrap_or_default(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// A mount name is one path component that every NFS client can type.
+fn check_mount_name(name: &str) -> Result<()> {
+    if name.is_empty() || name.len() > 64 {
+        bail!("mount names are 1 to 64 characters, got {name:?}");
+    }
+    if name == "."
+        || name == ".."
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
+        bail!("mount name {name:?} may only hold letters, digits, '-', '_' and '.'");
+    }
+    Ok(())
+}
+
+/// Plugins receive config values as strings: scalars only.
+fn config_value_string(value: &toml::Value) -> Result<String> {
+    Ok(match value {
+        toml::Value::String(s) => s.clone(),
+        toml::Value::Integer(i) => i.to_string(),
+        toml::Value::Float(f) => f.to_string(),
+        toml::Value::Boolean(b) => b.to_string(),
+        toml::Value::Datetime(d) => d.to_string(),
+        toml::Value::Array(_) | toml::Value::Table(_) => {
+            bail!("only strings, numbers, booleans and dates can be passed to a plugin")
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config> {
+        Config::parse(text, "mounts.toml")
+    }
+
+    const GOOD: &str = r#"
+[server]
+listen = "127.0.0.1:20490"
+
+[[mount]]
+name = "data"
+plugin = "local"
+[mount.config]
+root = "/srv/data"
+attr_ttl_ms = 500
+
+[[mount]]
+name = "models"
+plugin = "/opt/plugins/hub.wasm"
+read_only = true
+[mount.limits]
+instances = 2
+"#;
+
+    #[test]
+    fn parses_mounts_config_and_limits() {
+        let config = parse(GOOD).unwrap();
+        assert_eq!(config.server.listen, "127.0.0.1:20490".parse().unwrap());
+        assert_eq!(config.mounts.len(), 2);
+        let data = &config.mounts[0];
+        assert_eq!(data.name(), "data");
+        assert!(!data.read_only);
+        assert_eq!(
+            data.plugin_config(),
+            vec![
+                ("attr_ttl_ms".into(), "500".into()),
+                ("root".into(), "/srv/data".into())
+            ]
+        );
+        assert_eq!(data.limits.instances, Limits::default().instances);
+        let models = &config.mounts[1];
+        assert!(models.read_only);
+        assert_eq!(models.limits.instances, 2);
+        assert_eq!(
+            models.limits.call_timeout_ms,
+            Limits::default().call_timeout_ms
+        );
+    }
+
+    #[test]
+    fn unknown_key_names_key_and_line() {
+        let text = GOOD.replace("read_only = true", "read_onyl = true");
+        let err = format!("{:#}", parse(&text).unwrap_err());
+        assert!(err.contains("read_onyl"), "{err}");
+        assert!(err.contains("line 15"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_names_key_and_line() {
+        let text = GOOD.replace("read_only = true", "read_only = \"yes\"");
+        let err = format!("{:#}", parse(&text).unwrap_err());
+        assert!(err.contains("line 15"), "{err}");
+        assert!(
+            err.contains("read_only") || err.contains("boolean"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bad_listen_address_is_an_error() {
+        let err = format!(
+            "{:#}",
+            parse(&GOOD.replace("127.0.0.1:20490", "localhost")).unwrap_err()
+        );
+        assert!(err.contains("line 3"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_mount_names_point_at_both_lines() {
+        let text = GOOD.replace("name = \"models\"", "name = \"data\"");
+        let err = format!("{:#}", parse(&text).unwrap_err());
+        assert!(
+            err.contains("mounts.toml:13") && err.contains("mounts.toml:6"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn mount_names_must_be_one_plain_component() {
+        for bad in ["a/b", "..", "", "with space"] {
+            let text = GOOD.replace("name = \"models\"", &format!("name = {bad:?}"));
+            let err = format!("{:#}", parse(&text).unwrap_err());
+            assert!(err.contains("mounts.toml:13: key `name`"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn nested_plugin_config_values_are_refused_with_their_line() {
+        let text = GOOD.replace("attr_ttl_ms = 500", "attr_ttl_ms = [1, 2]");
+        let err = format!("{:#}", parse(&text).unwrap_err());
+        assert!(
+            err.contains("mounts.toml:10: key `config.attr_ttl_ms`"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn zero_limits_are_refused() {
+        let text = GOOD.replace("instances = 2", "instances = 0");
+        let err = format!("{:#}", parse(&text).unwrap_err());
+        assert!(err.contains("limits.instances"), "{err}");
+    }
+
+    #[test]
+    fn missing_server_table_is_an_error() {
+        let text = GOOD.replace("[server]\nlisten = \"127.0.0.1:20490\"", "");
+        let err = format!("{:#}", parse(&text).unwrap_err());
+        assert!(err.contains("server"), "{err}");
+    }
+}

@@ -1,0 +1,683 @@
+//! The gateway core: every mount side by side under one export root, behind a file-id API.
+//!
+//! The NFS front calls this API with file ids; the core turns them into (mount, path) through
+//! each mount's inode table, answers from its caches where it can, checks the mount's
+//! read-only flag and the plugin's declared capabilities, and otherwise calls the plugin. It
+//! knows nothing of the wire protocol: errors are the plugin interface's, whose cases map one
+//! to one to NFS statuses.
+
+mod cache;
+pub mod handles;
+mod inodes;
+pub mod mounts;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use crate::plugin::bindings::types::{
+    Attrs, Capabilities, Data, Error, FileKind, ReadResult, SetAttrs, Timestamp,
+};
+use crate::plugin::runtime::MountPlugin;
+use cache::{AttrCache, DirCache, Listed, Listing, Ttl};
+use handles::{file_id, split, Handle, EXPORT_ROOT, MOUNT_ROOT_INO};
+use inodes::InodeTable;
+
+/// Entries asked of a plugin per `list-dir` page.
+const LIST_PAGE: u32 = 4096;
+/// Cache lifetime when a mutable mount's plugin does not choose one.
+const DEFAULT_TTL: Duration = Duration::from_secs(1);
+
+pub type FileId = u64;
+
+/// One mount: its plugin, its inode table and its caches.
+pub struct Mount {
+    pub name: String,
+    pub plugin_name: String,
+    pub read_only: bool,
+    tag: u64,
+    plugin: Arc<MountPlugin>,
+    capabilities: Capabilities,
+    inodes: InodeTable,
+    attrs: AttrCache,
+    dirs: DirCache,
+}
+
+impl Mount {
+    pub fn new(
+        name: &str,
+        plugin_name: &str,
+        read_only: bool,
+        plugin: Arc<MountPlugin>,
+        generation: u32,
+    ) -> Mount {
+        let info = plugin.info();
+        let ttl = if info.immutable {
+            Ttl::Forever
+        } else {
+            Ttl::For(
+                info.attr_ttl_ms
+                    .map_or(DEFAULT_TTL, |ms| Duration::from_millis(ms.into())),
+            )
+        };
+        Mount {
+            name: name.to_string(),
+            plugin_name: plugin_name.to_string(),
+            read_only,
+            tag: handles::mount_tag(name),
+            capabilities: info.capabilities,
+            plugin,
+            inodes: InodeTable::new(generation),
+            attrs: AttrCache::new(ttl),
+            dirs: DirCache::new(ttl),
+        }
+    }
+
+    /// Refuses a change the mount cannot make: read-only, or not among the plugin's capabilities.
+    fn allow(&self, needed: Capabilities) -> Result<(), Error> {
+        if self.read_only || self.capabilities == Capabilities::empty() {
+            return Err(Error::ReadOnly);
+        }
+        if !self.capabilities.contains(needed) {
+            return Err(Error::NotSupported);
+        }
+        Ok(())
+    }
+}
+
+/// A page of directory entries: (file id, name, attributes), and whether it is the last.
+pub struct DirPage {
+    pub entries: Vec<(FileId, String, Attrs)>,
+    pub end: bool,
+}
+
+pub struct Gateway {
+    mounts: Vec<Mount>,
+    by_name: HashMap<String, usize>,
+    by_tag: HashMap<u64, usize>,
+    started: Timestamp,
+}
+
+fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+fn parent_of(path: &str) -> &str {
+    path.rsplit_once('/').map_or("", |(parent, _)| parent)
+}
+
+/// A name a plugin may receive: one non-empty component.
+fn check_name(name: &str) -> Result<(), Error> {
+    if name.is_empty() || name == "." || name == ".." || name.contains('/') || name.contains('\0') {
+        return Err(Error::Invalid);
+    }
+    if name.len() > 255 {
+        return Err(Error::NameTooLong);
+    }
+    Ok(())
+}
+
+impl Gateway {
+    pub fn new(mounts: Vec<Mount>) -> Gateway {
+        let by_name = mounts
+            .iter()
+            .enumerate()
+            .map(|(i, m)| (m.name.clone(), i))
+            .collect();
+        let by_tag = mounts.iter().enumerate().map(|(i, m)| (m.tag, i)).collect();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default();
+        let started = Timestamp {
+            seconds: now.as_secs() as i64,
+            nanoseconds: now.subsec_nanos(),
+        };
+        Gateway {
+            mounts,
+            by_name,
+            by_tag,
+            started,
+        }
+    }
+
+    pub fn mounts(&self) -> &[Mount] {
+        &self.mounts
+    }
+
+    // ---- handles
+
+    pub fn handle(&self, id: FileId) -> Vec<u8> {
+        let (slot, ino) = split(id);
+        let handle = match slot.checked_sub(1).and_then(|i| self.mounts.get(i)) {
+            None => Handle {
+                tag: 0,
+                ino: EXPORT_ROOT,
+                generation: 0,
+            },
+            Some(m) => {
+                let generation = if ino == MOUNT_ROOT_INO {
+                    0
+                } else {
+                    m.inodes.generation
+                };
+                Handle {
+                    tag: m.tag,
+                    ino,
+                    generation,
+                }
+            }
+        };
+        handle.encode()
+    }
+
+    /// The file id of a handle; `None` for bytes that are no handle of ours, `Stale` for a
+    /// handle of ours that no longer names anything.
+    pub fn resolve_handle(&self, bytes: &[u8]) -> Option<Result<FileId, Error>> {
+        let h = Handle::decode(bytes)?;
+        if h.tag == 0 {
+            return Some(if h.ino == EXPORT_ROOT {
+                Ok(EXPORT_ROOT)
+            } else {
+                Err(Error::Stale)
+            });
+        }
+        let Some(&index) = self.by_tag.get(&h.tag) else {
+            return Some(Err(Error::Stale));
+        };
+        let mount = &self.mounts[index];
+        if h.ino != MOUNT_ROOT_INO
+            && (h.generation != mount.inodes.generation || mount.inodes.path(h.ino).is_none())
+        {
+            return Some(Err(Error::Stale));
+        }
+        Some(Ok(file_id(index + 1, h.ino)))
+    }
+
+    // ---- resolution
+
+    /// The mount and mount-relative path of a file id; `None` for the export root.
+    fn locate(&self, id: FileId) -> Result<Option<(usize, &Mount, Arc<str>)>, Error> {
+        if id == EXPORT_ROOT {
+            return Ok(None);
+        }
+        let (slot, ino) = split(id);
+        let mount = slot
+            .checked_sub(1)
+            .and_then(|i| self.mounts.get(i))
+            .ok_or(Error::Stale)?;
+        let path = mount.inodes.path(ino).ok_or(Error::Stale)?;
+        Ok(Some((slot, mount, path)))
+    }
+
+    fn mount_of(&self, id: FileId) -> Result<(usize, &Mount, Arc<str>), Error> {
+        // The export root itself holds nothing but the mounts, and cannot be changed.
+        self.locate(id)?.ok_or(Error::ReadOnly)
+    }
+
+    fn export_root_attrs(&self) -> Attrs {
+        Attrs {
+            kind: FileKind::Directory,
+            size: 4096,
+            mode: 0o555,
+            uid: 0,
+            gid: 0,
+            nlink: 2 + self.mounts.len() as u32,
+            atime: self.started,
+            mtime: self.started,
+            ctime: self.started,
+            change: None,
+        }
+    }
+
+    /// Stats a path through the plugin and caches the answer.
+    async fn stat_path(&self, mount: &Mount, ino: u64, path: &str) -> Result<Attrs, Error> {
+        let owned = path.to_string();
+        let attrs = mount
+            .plugin
+            .call("stat", move |b, s| b.call_stat(s, &owned))
+            .await;
+        match attrs {
+            Ok(attrs) => {
+                mount.attrs.put(ino, attrs.clone());
+                Ok(attrs)
+            }
+            Err(e) => {
+                if e == Error::NotFound {
+                    mount.attrs.invalidate(ino);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    // ---- reading
+
+    pub async fn getattr(&self, id: FileId) -> Result<Attrs, Error> {
+        let Some((_, mount, path)) = self.locate(id)? else {
+            return Ok(self.export_root_attrs());
+        };
+        let (_, ino) = split(id);
+        if let Some(attrs) = mount.attrs.fresh(ino) {
+            return Ok(attrs);
+        }
+        match self.stat_path(mount, ino, &path).await {
+            // The file went away underneath its handle.
+            Err(Error::NotFound) if ino != MOUNT_ROOT_INO => Err(Error::Stale),
+            other => other,
+        }
+    }
+
+    pub async fn lookup(&self, dir: FileId, name: &str) -> Result<FileId, Error> {
+        let Some((slot, mount, path)) = self.locate(dir)? else {
+            return match name {
+                "." | ".." => Ok(EXPORT_ROOT),
+                _ => self
+                    .by_name
+                    .get(name)
+                    .map(|&i| file_id(i + 1, MOUNT_ROOT_INO))
+                    .ok_or(Error::NotFound),
+            };
+        };
+        match name {
+            "." => return Ok(dir),
+            ".." if path.is_empty() => return Ok(EXPORT_ROOT),
+            ".." => return Ok(file_id(slot, mount.inodes.ino(parent_of(&path)))),
+            _ => check_name(name)?,
+        }
+        let dir_attrs = self.getattr(dir).await?;
+        if dir_attrs.kind != FileKind::Directory {
+            return Err(Error::NotDir);
+        }
+        let child = join(&path, name);
+        let ino = mount.inodes.ino(&child);
+        if mount.attrs.fresh(ino).is_none() {
+            if let Err(e) = self.stat_path(mount, ino, &child).await {
+                if e == Error::NotFound {
+                    mount.inodes.forget(&child);
+                }
+                return Err(e);
+            }
+        }
+        Ok(file_id(slot, ino))
+    }
+
+    pub async fn read(
+        &self,
+        id: FileId,
+        offset: u64,
+        count: u32,
+    ) -> Result<(Vec<u8>, bool), Error> {
+        let (_, mount, path) = self.mount_of(id).map_err(|_| Error::IsDir)?;
+        let owned = path.to_string();
+        mount
+            .plugin
+            .call("read", move |b, s| {
+                let result = match b.call_read(&mut *s, &owned, offset, count)? {
+                    Ok(result) => result,
+                    Err(e) => return Ok(Err(e)),
+                };
+                Ok(match result {
+                    ReadResult {
+                        data: Data::Bytes(mut bytes),
+                        eof,
+                    } => {
+                        bytes.truncate(count as usize);
+                        Ok((bytes, eof))
+                    }
+                    ReadResult {
+                        data: Data::HostFile(range),
+                        eof,
+                    } => {
+                        let len = range.len.min(count.into());
+                        s.data()
+                            .grants
+                            .read(&range.path, range.offset, len)
+                            .map(|(bytes, end)| (bytes, eof || end))
+                    }
+                })
+            })
+            .await
+    }
+
+    pub async fn readlink(&self, id: FileId) -> Result<String, Error> {
+        let (_, mount, path) = self.mount_of(id).map_err(|_| Error::Invalid)?;
+        let owned = path.to_string();
+        mount
+            .plugin
+            .call("readlink", move |b, s| b.call_readlink(s, &owned))
+            .await
+    }
+
+    /// Up to `max` entries after the entry whose file id is `cookie` (0: from the start).
+    /// `None` when the cookie names no entry of the listing being paged.
+    pub async fn readdir(
+        &self,
+        dir: FileId,
+        cookie: u64,
+        max: usize,
+    ) -> Result<Option<DirPage>, Error> {
+        let Some((slot, mount, path)) = self.locate(dir)? else {
+            return Ok(self.readdir_export_root(cookie, max));
+        };
+        let (_, ino) = split(dir);
+        let cached = if cookie == 0 {
+            mount.dirs.fresh(ino)
+        } else {
+            mount.dirs.current(ino)
+        };
+        let listing = match cached {
+            Some(listing) => listing,
+            None => self.fetch_listing(slot, mount, ino, &path).await?,
+        };
+        let Some(start) = listing.resume_after(cookie) else {
+            return Ok(None);
+        };
+        let end = (start + max).min(listing.entries.len());
+        let entries = listing.entries[start..end]
+            .iter()
+            .map(|e| {
+                let attrs = mount
+                    .attrs
+                    .last_known(split(e.id).1)
+                    .unwrap_or_else(|| e.attrs.clone());
+                (e.id, e.name.clone(), attrs)
+            })
+            .collect();
+        Ok(Some(DirPage {
+            entries,
+            end: end == listing.entries.len(),
+        }))
+    }
+
+    fn readdir_export_root(&self, cookie: u64, max: usize) -> Option<DirPage> {
+        let start = if cookie == 0 {
+            0
+        } else {
+            let (slot, ino) = split(cookie);
+            if ino != MOUNT_ROOT_INO || slot == 0 || slot > self.mounts.len() {
+                return None;
+            }
+            slot
+        };
+        let end = (start + max).min(self.mounts.len());
+        let entries = (start..end)
+            .map(|i| {
+                let m = &self.mounts[i];
+                let id = file_id(i + 1, MOUNT_ROOT_INO);
+                let attrs = m
+                    .attrs
+                    .last_known(MOUNT_ROOT_INO)
+                    .unwrap_or_else(|| self.export_root_attrs());
+                (id, m.name.clone(), attrs)
+            })
+            .collect();
+        Some(DirPage {
+            entries,
+            end: end == self.mounts.len(),
+        })
+    }
+
+    async fn fetch_listing(
+        &self,
+        slot: usize,
+        mount: &Mount,
+        ino: u64,
+        path: &str,
+    ) -> Result<Arc<Listing>, Error> {
+        let mut entries = Vec::new();
+        let mut cursor = None;
+        loop {
+            let (owned, cur) = (path.to_string(), cursor.take());
+            let page = mount
+                .plugin
+                .call("list-dir", move |b, s| {
+                    b.call_list_dir(s, &owned, cur.as_deref(), LIST_PAGE)
+                })
+                .await?;
+            for entry in page.entries {
+                if check_name(&entry.name).is_err() {
+                    tracing::warn!(mount = %mount.name, dir = path, name = ?entry.name, "plugin listed an invalid name; skipped");
+                    continue;
+                }
+                let child = join(path, &entry.name);
+                let child_ino = mount.inodes.ino(&child);
+                let attrs = match entry.attrs {
+                    Some(attrs) => attrs,
+                    None => match self.stat_path(mount, child_ino, &child).await {
+                        Ok(attrs) => attrs,
+                        Err(Error::NotFound) => continue,
+                        Err(e) => return Err(e),
+                    },
+                };
+                mount.attrs.put(child_ino, attrs.clone());
+                entries.push(Listed {
+                    id: file_id(slot, child_ino),
+                    name: entry.name,
+                    attrs,
+                });
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        let listing = Arc::new(Listing::new(entries));
+        mount.dirs.put(ino, listing.clone());
+        Ok(listing)
+    }
+
+    // ---- changing
+
+    /// Records that `dir`'s content changed: its attributes and listing are stale.
+    fn dir_changed(mount: &Mount, dir_ino: u64) {
+        mount.attrs.invalidate(dir_ino);
+        mount.dirs.invalidate(dir_ino);
+    }
+
+    pub async fn write(&self, id: FileId, offset: u64, data: Vec<u8>) -> Result<Attrs, Error> {
+        let (_, mount, path) = self.mount_of(id)?;
+        mount.allow(Capabilities::WRITE)?;
+        let owned = path.to_string();
+        let attrs = mount
+            .plugin
+            .call("write", move |b, s| b.call_write(s, &owned, offset, &data))
+            .await?;
+        mount.attrs.put(split(id).1, attrs.clone());
+        Ok(attrs)
+    }
+
+    /// Creates a regular file and returns its id and attributes.
+    pub async fn create(
+        &self,
+        dir: FileId,
+        name: &str,
+        mode: u32,
+        exclusive: bool,
+    ) -> Result<(FileId, Attrs), Error> {
+        self.make(dir, name, Capabilities::CREATE, "create", move |b, s, p| {
+            b.call_create(s, p, mode, exclusive)
+        })
+        .await
+    }
+
+    pub async fn mkdir(
+        &self,
+        dir: FileId,
+        name: &str,
+        mode: u32,
+    ) -> Result<(FileId, Attrs), Error> {
+        self.make(dir, name, Capabilities::MKDIR, "mkdir", move |b, s, p| {
+            b.call_mkdir(s, p, mode)
+        })
+        .await
+    }
+
+    pub async fn symlink(
+        &self,
+        dir: FileId,
+        name: &str,
+        target: &str,
+    ) -> Result<(FileId, Attrs), Error> {
+        let target = target.to_string();
+        self.make(
+            dir,
+            name,
+            Capabilities::SYMLINK,
+            "symlink",
+            move |b, s, p| b.call_symlink(s, p, &target),
+        )
+        .await
+    }
+
+    /// Shared path of every call that makes a new entry in `dir`.
+    async fn make<F>(
+        &self,
+        dir: FileId,
+        name: &str,
+        needed: Capabilities,
+        op: &'static str,
+        call: F,
+    ) -> Result<(FileId, Attrs), Error>
+    where
+        F: FnOnce(
+                &crate::plugin::bindings::Backend,
+                &mut wasmtime::Store<crate::plugin::runtime::HostState>,
+                &str,
+            ) -> wasmtime::Result<Result<Attrs, Error>>
+            + Send
+            + 'static,
+    {
+        let (slot, mount, path) = self.mount_of(dir)?;
+        check_name(name)?;
+        mount.allow(needed)?;
+        let child = join(&path, name);
+        let owned = child.clone();
+        let result = mount.plugin.call(op, move |b, s| call(b, s, &owned)).await;
+        Self::dir_changed(mount, split(dir).1);
+        let attrs = result?;
+        let ino = mount.inodes.ino(&child);
+        mount.attrs.put(ino, attrs.clone());
+        Ok((file_id(slot, ino), attrs))
+    }
+
+    /// Removes a file or an empty directory, whichever `name` is.
+    pub async fn remove(&self, dir: FileId, name: &str) -> Result<(), Error> {
+        let (_, mount, path) = self.mount_of(dir)?;
+        check_name(name)?;
+        mount.allow(Capabilities::REMOVE)?;
+        let child = join(&path, name);
+        let ino = mount.inodes.ino(&child);
+        let kind = self.stat_path(mount, ino, &child).await?.kind;
+        let owned = child.clone();
+        let result = if kind == FileKind::Directory {
+            mount
+                .plugin
+                .call("rmdir", move |b, s| b.call_rmdir(s, &owned))
+                .await
+        } else {
+            mount
+                .plugin
+                .call("remove", move |b, s| b.call_remove(s, &owned))
+                .await
+        };
+        Self::dir_changed(mount, split(dir).1);
+        result?;
+        mount.attrs.invalidate(ino);
+        mount.dirs.remove(ino);
+        mount.inodes.forget(&child);
+        Ok(())
+    }
+
+    pub async fn rename(
+        &self,
+        from_dir: FileId,
+        from: &str,
+        to_dir: FileId,
+        to: &str,
+    ) -> Result<(), Error> {
+        let (from_slot, mount, from_path) = self.mount_of(from_dir)?;
+        let (to_slot, _, to_path) = self.mount_of(to_dir)?;
+        if from_slot != to_slot {
+            return Err(Error::CrossDevice);
+        }
+        check_name(from)?;
+        check_name(to)?;
+        mount.allow(Capabilities::RENAME)?;
+        let (source, destination) = (join(&from_path, from), join(&to_path, to));
+        if source == destination {
+            return Ok(());
+        }
+        if destination.starts_with(&format!("{source}/")) {
+            return Err(Error::Invalid);
+        }
+        let (s_owned, d_owned) = (source.clone(), destination.clone());
+        let result = mount
+            .plugin
+            .call("rename", move |b, s| b.call_rename(s, &s_owned, &d_owned))
+            .await;
+        Self::dir_changed(mount, split(from_dir).1);
+        Self::dir_changed(mount, split(to_dir).1);
+        result?;
+        if let Some(replaced) = mount.inodes.find(&destination) {
+            mount.attrs.invalidate(replaced);
+        }
+        mount.inodes.rename(&source, &destination);
+        // ctime of the moved entry changed.
+        mount.attrs.invalidate(mount.inodes.ino(&destination));
+        Ok(())
+    }
+
+    pub async fn setattr(&self, id: FileId, changes: SetAttrs) -> Result<Attrs, Error> {
+        let (_, mount, path) = self.mount_of(id)?;
+        let mut needed = Capabilities::empty();
+        if changes.mode.is_some() {
+            needed |= Capabilities::SET_MODE;
+        }
+        if changes.uid.is_some() || changes.gid.is_some() {
+            needed |= Capabilities::SET_OWNER;
+        }
+        if changes.size.is_some() {
+            needed |= Capabilities::TRUNCATE;
+        }
+        if changes.atime.is_some() || changes.mtime.is_some() {
+            needed |= Capabilities::SET_TIMES;
+        }
+        if needed == Capabilities::empty() {
+            return self.getattr(id).await;
+        }
+        mount.allow(needed)?;
+        let owned = path.to_string();
+        let attrs = mount
+            .plugin
+            .call("setattr", move |b, s| b.call_setattr(s, &owned, changes))
+            .await?;
+        mount.attrs.put(split(id).1, attrs.clone());
+        Ok(attrs)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_single_components() {
+        assert_eq!(check_name("a/b"), Err(Error::Invalid));
+        assert_eq!(check_name(".."), Err(Error::Invalid));
+        assert_eq!(check_name(""), Err(Error::Invalid));
+        assert_eq!(check_name(&"x".repeat(256)), Err(Error::NameTooLong));
+        assert_eq!(check_name("ünïcødé ✓"), Ok(()));
+    }
+
+    #[test]
+    fn paths_join_and_split() {
+        assert_eq!(join("", "a"), "a");
+        assert_eq!(join("a/b", "c"), "a/b/c");
+        assert_eq!(parent_of("a/b/c"), "a/b");
+        assert_eq!(parent_of("a"), "");
+    }
+}

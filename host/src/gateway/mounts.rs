@@ -1,0 +1,90 @@
+//! Starting the configured mounts: finding each plugin, granting what its mount allows, and
+//! calling `init`. Every error names the mount and, where it can, the config line.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+
+use super::{Gateway, Mount};
+use crate::config::{Config, MountConfig, Source};
+use crate::plugin::bundled::{self, EXPORT_GUEST_PATH};
+use crate::plugin::host_fs::{Grant, Grants};
+use crate::plugin::runtime::{MountPlugin, Runtime, Sandbox};
+
+/// Starts every mount of the config; `source` is the config text, for line numbers.
+pub async fn start(runtime: &Runtime, config: &Config, source: &Source<'_>) -> Result<Gateway> {
+    // Inode numbers of this run differ from any earlier run's.
+    let generation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_nanos() as u32).max(1))
+        .unwrap_or(1);
+    let mut mounts = Vec::new();
+    for mc in &config.mounts {
+        let mount = start_mount(runtime, mc, source, generation)
+            .await
+            .with_context(|| format!("{}: mount {:?}", source.at(&mc.name), mc.name()))?;
+        mounts.push(mount);
+    }
+    Ok(Gateway::new(mounts))
+}
+
+async fn start_mount(
+    runtime: &Runtime,
+    mc: &MountConfig,
+    source: &Source<'_>,
+    generation: u32,
+) -> Result<Mount> {
+    let plugin = mc.plugin.get_ref();
+    let mut config = mc.plugin_config();
+    let mut grants = Vec::new();
+    let pre = if let Some(b) = bundled::find(plugin) {
+        if let Some(key) = b.dir_key {
+            let Some(value) = config.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v) else {
+                bail!("the {plugin} plugin needs `config.{key}`: the host directory to serve");
+            };
+            let host = Path::new(value.as_str()).to_path_buf();
+            let at = mc.config.get(key).map(|v| source.at(v)).unwrap_or_default();
+            if !host.is_dir() {
+                bail!(
+                    "{at}: key `config.{key}`: {} is not a directory",
+                    host.display()
+                );
+            }
+            let grant = Grant::open(EXPORT_GUEST_PATH, &host, mc.read_only).with_context(|| {
+                format!("{at}: key `config.{key}`: cannot open {}", host.display())
+            })?;
+            grants.push(grant);
+            // The plugin sees the directory where it is granted, not where it is on the host.
+            *value = EXPORT_GUEST_PATH.to_string();
+        }
+        runtime.load(&format!("bundled plugin {:?}", b.name), b.wasm)?
+    } else if plugin.ends_with(".wasm") || plugin.contains('/') {
+        let wasm = std::fs::read(plugin).with_context(|| {
+            format!(
+                "{}: key `plugin`: cannot read {plugin}",
+                source.at(&mc.plugin)
+            )
+        })?;
+        runtime.load(&format!("plugin {plugin}"), &wasm)?
+    } else {
+        let known: Vec<_> = bundled::names().collect();
+        bail!(
+            "{}: key `plugin`: no bundled plugin is called {plugin:?} (bundled: {}; or give the path of a .wasm component)",
+            source.at(&mc.plugin),
+            known.join(", ")
+        );
+    };
+    let sandbox = Sandbox {
+        grants: Arc::new(Grants::new(grants)),
+        limits: mc.limits.clone(),
+    };
+    let plugin_rt = MountPlugin::start(runtime, mc.name(), pre, sandbox, config).await?;
+    Ok(Mount::new(
+        mc.name(),
+        plugin,
+        mc.read_only,
+        plugin_rt,
+        generation,
+    ))
+}

@@ -1,0 +1,31 @@
+//! The plugins built with nfsgw and embedded in its binary, found by name.
+//!
+//! `build.rs` compiles `plugins/*` to components; this module says what each one needs from
+//! its mount (which config key names the host directory it serves).
+
+include!(concat!(env!("OUT_DIR"), "/bundled_plugins.rs"));
+
+/// A plugin shipped inside the nfsgw binary.
+pub struct Bundled {
+    pub name: &'static str,
+    pub wasm: &'static [u8],
+    /// The `[mount.config]` key naming a host directory to grant, if the plugin serves one.
+    pub dir_key: Option<&'static str>,
+}
+
+/// Where a granted directory appears inside the sandbox.
+pub const EXPORT_GUEST_PATH: &str = "/export";
+
+pub fn find(name: &str) -> Option<Bundled> {
+    let &(name, wasm) = BUNDLED_WASM.iter().find(|(n, _)| *n == name)?;
+    let dir_key = (name == "local").then_some("root");
+    Some(Bundled {
+        name,
+        wasm,
+        dir_key,
+    })
+}
+
+pub fn names() -> impl Iterator<Item = &'static str> {
+    BUNDLED_WASM.iter().map(|(n, _)| *n)
+}

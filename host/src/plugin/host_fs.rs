@@ -1,0 +1,718 @@
+//! The `host-fs` capability: confined POSIX file access to the directories a mount grants.
+//!
+//! A grant is a host directory made visible to the plugin under a path of its own
+//! ("/export"). Every call names an absolute plugin-side path; it is resolved to one grant and a
+//! relative path, and the work is done through `cap-std`, which keeps every lookup, symlinks
+//! included, beneath the granted directory. A read-only grant refuses every change. What WASI p2
+//! cannot express (mode, owner, link count, chmod, chown, hard links) is served here.
+
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use cap_fs_ext::{DirExt, SystemTimeSpec};
+use cap_std::fs::{Dir, Metadata, OpenOptions};
+
+use super::bindings::nfsgw::backend::host_fs::Host;
+use super::bindings::types::{
+    Attrs, DirEntry, DirPage, Error, FileKind, FsStats, SetAttrs, SetTime, Timestamp,
+};
+use super::runtime::HostState;
+
+/// One host directory granted to a plugin.
+pub struct Grant {
+    /// Where the plugin sees it, e.g. "/export".
+    pub guest: String,
+    pub host: PathBuf,
+    pub read_only: bool,
+    dir: Dir,
+}
+
+impl Grant {
+    pub fn open(guest: &str, host: &Path, read_only: bool) -> io::Result<Grant> {
+        let dir = Dir::open_ambient_dir(host, cap_std::ambient_authority())?;
+        Ok(Grant {
+            guest: guest.trim_end_matches('/').to_string(),
+            host: host.to_path_buf(),
+            read_only,
+            dir,
+        })
+    }
+}
+
+/// The directories granted to one mount's plugin.
+#[derive(Default)]
+pub struct Grants(Vec<Grant>);
+
+/// A path resolved to its grant: `rel` is "." for the granted directory itself.
+struct Resolved<'a> {
+    grant: &'a Grant,
+    rel: PathBuf,
+}
+
+impl Resolved<'_> {
+    fn writable(&self) -> Result<&Dir, Error> {
+        if self.grant.read_only {
+            Err(Error::ReadOnly)
+        } else {
+            Ok(&self.grant.dir)
+        }
+    }
+
+    fn dir(&self) -> &Dir {
+        &self.grant.dir
+    }
+
+    /// The parent directory (opened beneath the grant) and the final name.
+    fn parent_and_name(&self) -> Result<(Dir, String), Error> {
+        let name = self
+            .rel
+            .file_name()
+            .and_then(|n| n.to_str())
+            .ok_or(Error::Invalid)?
+            .to_string();
+        let parent = match self.rel.parent() {
+            Some(p) if !p.as_os_str().is_empty() => self.grant.dir.open_dir(p).map_err(map_io)?,
+            _ => self.grant.dir.try_clone().map_err(map_io)?,
+        };
+        Ok((parent, name))
+    }
+}
+
+impl Grants {
+    pub fn new(grants: Vec<Grant>) -> Grants {
+        Grants(grants)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Grant> {
+        self.0.iter()
+    }
+
+    fn resolve(&self, path: &str) -> Result<Resolved<'_>, Error> {
+        for grant in &self.0 {
+            let Some(rest) = path.strip_prefix(grant.guest.as_str()) else {
+                continue;
+            };
+            if !(rest.is_empty() || rest.starts_with('/')) {
+                continue;
+            }
+            let mut rel = PathBuf::new();
+            for part in rest.split('/').filter(|p| !p.is_empty()) {
+                if part == "." || part == ".." {
+                    return Err(Error::Invalid);
+                }
+                rel.push(part);
+            }
+            if rel.as_os_str().is_empty() {
+                rel.push(".");
+            }
+            return Ok(Resolved { grant, rel });
+        }
+        Err(Error::Access)
+    }
+
+    pub fn stat(&self, path: &str) -> Result<Attrs, Error> {
+        let r = self.resolve(path)?;
+        let meta = r.dir().symlink_metadata(&r.rel).map_err(map_io)?;
+        Ok(attrs_of(&meta))
+    }
+
+    pub fn read_dir(&self, path: &str, after: Option<&str>, limit: u32) -> Result<DirPage, Error> {
+        let r = self.resolve(path)?;
+        let dir = if r.rel == Path::new(".") {
+            r.dir().try_clone()
+        } else {
+            r.dir().open_dir(&r.rel)
+        }
+        .map_err(map_io)?;
+        let mut names = Vec::new();
+        for entry in dir.entries().map_err(map_io)? {
+            let entry = entry.map_err(map_io)?;
+            match entry.file_name().into_string() {
+                Ok(name) if after.is_none_or(|a| name.as_str() > a) => names.push(name),
+                Ok(_) => {}
+                Err(raw) => tracing::warn!(
+                    grant = %r.grant.host.display(), name = ?raw,
+                    "skipping a directory entry whose name is not UTF-8"
+                ),
+            }
+        }
+        names.sort_unstable();
+        let limit = limit.max(1) as usize;
+        let next = (names.len() > limit).then(|| names[limit - 1].clone());
+        names.truncate(limit);
+        let mut entries = Vec::with_capacity(names.len());
+        for name in names {
+            // An entry removed since it was listed is simply left out.
+            if let Ok(meta) = dir.symlink_metadata(&name) {
+                entries.push(DirEntry {
+                    name,
+                    attrs: Some(attrs_of(&meta)),
+                });
+            }
+        }
+        Ok(DirPage { entries, next })
+    }
+
+    /// Reads up to `len` bytes; the flag is true when the read reached the end of the file.
+    pub fn read(&self, path: &str, offset: u64, len: u64) -> Result<(Vec<u8>, bool), Error> {
+        let r = self.resolve(path)?;
+        let file = r.dir().open(&r.rel).map_err(map_io)?.into_std();
+        let size = file.metadata().map_err(map_io)?.len();
+        let want = len.min(size.saturating_sub(offset)) as usize;
+        let mut buf = vec![0u8; want];
+        let mut done = 0;
+        while done < want {
+            match read_at(&file, &mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(map_io(e)),
+            }
+        }
+        buf.truncate(done);
+        Ok((buf, offset + done as u64 >= size))
+    }
+
+    pub fn write(&self, path: &str, offset: u64, data: &[u8]) -> Result<Attrs, Error> {
+        let r = self.resolve(path)?;
+        let file = r
+            .writable()?
+            .open_with(&r.rel, OpenOptions::new().write(true))
+            .map_err(map_io)?
+            .into_std();
+        let mut done = 0;
+        while done < data.len() {
+            match write_at(&file, &data[done..], offset + done as u64) {
+                Ok(0) => return Err(Error::Io),
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(map_io(e)),
+            }
+        }
+        Ok(attrs_of(&Metadata::from_file(&file).map_err(map_io)?))
+    }
+
+    pub fn create(&self, path: &str, mode: u32, exclusive: bool) -> Result<Attrs, Error> {
+        let r = self.resolve(path)?;
+        let mut options = OpenOptions::new();
+        options.write(true);
+        if exclusive {
+            options.create_new(true);
+        } else {
+            options.create(true);
+        }
+        set_create_mode(&mut options, mode);
+        let file = r.writable()?.open_with(&r.rel, &options).map_err(map_io)?;
+        Ok(attrs_of(&file.metadata().map_err(map_io)?))
+    }
+
+    pub fn mkdir(&self, path: &str, mode: u32) -> Result<Attrs, Error> {
+        let r = self.resolve(path)?;
+        let dir = r.writable()?;
+        let mut builder = cap_std::fs::DirBuilder::new();
+        set_dir_mode(&mut builder, mode);
+        dir.create_dir_with(&r.rel, &builder).map_err(map_io)?;
+        Ok(attrs_of(&dir.symlink_metadata(&r.rel).map_err(map_io)?))
+    }
+
+    pub fn remove_file(&self, path: &str) -> Result<(), Error> {
+        let r = self.resolve(path)?;
+        r.writable()?.remove_file_or_symlink(&r.rel).map_err(map_io)
+    }
+
+    pub fn remove_dir(&self, path: &str) -> Result<(), Error> {
+        let r = self.resolve(path)?;
+        if r.rel == Path::new(".") {
+            return Err(Error::Access);
+        }
+        r.writable()?.remove_dir(&r.rel).map_err(map_io)
+    }
+
+    pub fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
+        let (from, to) = (self.resolve(from)?, self.resolve(to)?);
+        if !std::ptr::eq(from.grant, to.grant) {
+            return Err(Error::CrossDevice);
+        }
+        if from.rel == Path::new(".") || to.rel == Path::new(".") {
+            return Err(Error::Access);
+        }
+        let dir = from.writable()?;
+        dir.rename(&from.rel, dir, &to.rel).map_err(map_io)
+    }
+
+    pub fn symlink(&self, path: &str, target: &str) -> Result<Attrs, Error> {
+        let r = self.resolve(path)?;
+        let dir = r.writable()?;
+        // The link's text is stored as given; following it stays confined to the grant.
+        dir.symlink(target, &r.rel).map_err(map_io)?;
+        Ok(attrs_of(&dir.symlink_metadata(&r.rel).map_err(map_io)?))
+    }
+
+    pub fn readlink(&self, path: &str) -> Result<String, Error> {
+        let r = self.resolve(path)?;
+        let target = r.dir().read_link_contents(&r.rel).map_err(map_io)?;
+        target
+            .into_os_string()
+            .into_string()
+            .map_err(|_| Error::Invalid)
+    }
+
+    pub fn link(&self, existing: &str, path: &str) -> Result<Attrs, Error> {
+        let (existing, new) = (self.resolve(existing)?, self.resolve(path)?);
+        if !std::ptr::eq(existing.grant, new.grant) {
+            return Err(Error::CrossDevice);
+        }
+        let dir = new.writable()?;
+        dir.hard_link(&existing.rel, dir, &new.rel)
+            .map_err(map_io)?;
+        Ok(attrs_of(&dir.symlink_metadata(&new.rel).map_err(map_io)?))
+    }
+
+    pub fn setattr(&self, path: &str, changes: SetAttrs) -> Result<Attrs, Error> {
+        let r = self.resolve(path)?;
+        let dir = r.writable()?;
+        if changes.uid.is_some() || changes.gid.is_some() {
+            let (parent, name) = r.parent_and_name()?;
+            chown_at(&parent, &name, changes.uid, changes.gid)?;
+        }
+        if let Some(mode) = changes.mode {
+            set_mode(dir, &r.rel, mode)?;
+        }
+        if let Some(size) = changes.size {
+            let file = dir
+                .open_with(&r.rel, OpenOptions::new().write(true))
+                .map_err(map_io)?;
+            file.set_len(size).map_err(map_io)?;
+        }
+        if changes.atime.is_some() || changes.mtime.is_some() {
+            let atime = changes.atime.map(time_spec);
+            let mtime = changes.mtime.map(time_spec);
+            dir.set_symlink_times(&r.rel, atime, mtime)
+                .map_err(map_io)?;
+        }
+        Ok(attrs_of(&dir.symlink_metadata(&r.rel).map_err(map_io)?))
+    }
+
+    pub fn statfs(&self, path: &str) -> Result<FsStats, Error> {
+        let r = self.resolve(path)?;
+        fs_stats(r.dir())
+    }
+}
+
+/// The capability as plugins call it: every call works on the store's grants.
+impl Host for HostState {
+    fn stat(&mut self, path: String) -> Result<Attrs, Error> {
+        self.grants.stat(&path)
+    }
+    fn read_dir(
+        &mut self,
+        path: String,
+        after: Option<String>,
+        limit: u32,
+    ) -> Result<DirPage, Error> {
+        self.grants.read_dir(&path, after.as_deref(), limit)
+    }
+    fn read(&mut self, path: String, offset: u64, len: u32) -> Result<(Vec<u8>, bool), Error> {
+        self.grants.read(&path, offset, len.into())
+    }
+    fn write(&mut self, path: String, offset: u64, data: Vec<u8>) -> Result<Attrs, Error> {
+        self.grants.write(&path, offset, &data)
+    }
+    fn create(&mut self, path: String, mode: u32, exclusive: bool) -> Result<Attrs, Error> {
+        self.grants.create(&path, mode, exclusive)
+    }
+    fn mkdir(&mut self, path: String, mode: u32) -> Result<Attrs, Error> {
+        self.grants.mkdir(&path, mode)
+    }
+    fn remove_file(&mut self, path: String) -> Result<(), Error> {
+        self.grants.remove_file(&path)
+    }
+    fn remove_dir(&mut self, path: String) -> Result<(), Error> {
+        self.grants.remove_dir(&path)
+    }
+    fn rename(&mut self, source: String, destination: String) -> Result<(), Error> {
+        self.grants.rename(&source, &destination)
+    }
+    fn symlink(&mut self, path: String, target: String) -> Result<Attrs, Error> {
+        self.grants.symlink(&path, &target)
+    }
+    fn readlink(&mut self, path: String) -> Result<String, Error> {
+        self.grants.readlink(&path)
+    }
+    fn link(&mut self, existing: String, path: String) -> Result<Attrs, Error> {
+        self.grants.link(&existing, &path)
+    }
+    fn setattr(&mut self, path: String, changes: SetAttrs) -> Result<Attrs, Error> {
+        self.grants.setattr(&path, changes)
+    }
+    fn statfs(&mut self, path: String) -> Result<FsStats, Error> {
+        self.grants.statfs(&path)
+    }
+}
+
+fn time_spec(t: SetTime) -> SystemTimeSpec {
+    match t {
+        SetTime::Now => SystemTimeSpec::SymbolicNow,
+        SetTime::At(ts) => {
+            let at = if ts.seconds >= 0 {
+                SystemTime::UNIX_EPOCH + std::time::Duration::new(ts.seconds as u64, ts.nanoseconds)
+            } else {
+                SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(ts.seconds.unsigned_abs())
+                    + std::time::Duration::from_nanos(ts.nanoseconds.into())
+            };
+            SystemTimeSpec::Absolute(cap_std::time::SystemTime::from_std(at))
+        }
+    }
+}
+
+/// Maps an OS error to the interface's error, one NFS status each.
+pub fn map_io(e: io::Error) -> Error {
+    #[cfg(unix)]
+    if let Some(errno) = e.raw_os_error() {
+        use rustix::io::Errno;
+        let errno = Errno::from_raw_os_error(errno);
+        return match errno {
+            Errno::NOENT => Error::NotFound,
+            Errno::EXIST => Error::Exists,
+            Errno::NOTDIR => Error::NotDir,
+            Errno::ISDIR => Error::IsDir,
+            Errno::NOTEMPTY => Error::NotEmpty,
+            Errno::ACCESS => Error::Access,
+            Errno::PERM => Error::NotOwner,
+            Errno::ROFS => Error::ReadOnly,
+            Errno::NAMETOOLONG => Error::NameTooLong,
+            Errno::NOSPC => Error::NoSpace,
+            Errno::DQUOT => Error::Quota,
+            Errno::FBIG => Error::TooBig,
+            Errno::INVAL => Error::Invalid,
+            Errno::XDEV => Error::CrossDevice,
+            Errno::MLINK => Error::TooManyLinks,
+            Errno::NOTSUP => Error::NotSupported,
+            Errno::STALE => Error::Stale,
+            Errno::AGAIN | Errno::BUSY => Error::Busy,
+            // A symlink that would lead outside the grant, or a loop.
+            Errno::LOOP => Error::Access,
+            _ => Error::Io,
+        };
+    }
+    match e.kind() {
+        io::ErrorKind::NotFound => Error::NotFound,
+        io::ErrorKind::AlreadyExists => Error::Exists,
+        io::ErrorKind::NotADirectory => Error::NotDir,
+        io::ErrorKind::IsADirectory => Error::IsDir,
+        io::ErrorKind::DirectoryNotEmpty => Error::NotEmpty,
+        io::ErrorKind::PermissionDenied => Error::Access,
+        io::ErrorKind::ReadOnlyFilesystem => Error::ReadOnly,
+        io::ErrorKind::InvalidFilename => Error::NameTooLong,
+        io::ErrorKind::StorageFull => Error::NoSpace,
+        io::ErrorKind::QuotaExceeded => Error::Quota,
+        io::ErrorKind::FileTooLarge => Error::TooBig,
+        io::ErrorKind::InvalidInput => Error::Invalid,
+        io::ErrorKind::CrossesDevices => Error::CrossDevice,
+        io::ErrorKind::TooManyLinks => Error::TooManyLinks,
+        io::ErrorKind::Unsupported => Error::NotSupported,
+        io::ErrorKind::StaleNetworkFileHandle => Error::Stale,
+        io::ErrorKind::ResourceBusy | io::ErrorKind::WouldBlock => Error::Busy,
+        _ => Error::Io,
+    }
+}
+
+fn timestamp(seconds: i64, nanoseconds: i64) -> Timestamp {
+    Timestamp {
+        seconds,
+        nanoseconds: nanoseconds.clamp(0, 999_999_999) as u32,
+    }
+}
+
+#[cfg(unix)]
+fn attrs_of(meta: &Metadata) -> Attrs {
+    use cap_std::fs::{FileTypeExt, MetadataExt};
+    let ft = meta.file_type();
+    let kind = if ft.is_symlink() {
+        FileKind::Symlink
+    } else if ft.is_dir() {
+        FileKind::Directory
+    } else if ft.is_fifo() {
+        FileKind::Fifo
+    } else if ft.is_socket() {
+        FileKind::Socket
+    } else if ft.is_block_device() {
+        FileKind::BlockDevice
+    } else if ft.is_char_device() {
+        FileKind::CharDevice
+    } else {
+        FileKind::Regular
+    };
+    Attrs {
+        kind,
+        size: meta.size(),
+        mode: meta.mode() & 0o7777,
+        uid: meta.uid(),
+        gid: meta.gid(),
+        nlink: meta.nlink().try_into().unwrap_or(u32::MAX),
+        atime: timestamp(meta.atime(), meta.atime_nsec()),
+        mtime: timestamp(meta.mtime(), meta.mtime_nsec()),
+        ctime: timestamp(meta.ctime(), meta.ctime_nsec()),
+        change: Some(format!(
+            "{}:{}.{}:{}",
+            meta.ino(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.size()
+        )),
+    }
+}
+
+#[cfg(not(unix))]
+fn attrs_of(meta: &Metadata) -> Attrs {
+    let ft = meta.file_type();
+    let kind = if ft.is_symlink() {
+        FileKind::Symlink
+    } else if ft.is_dir() {
+        FileKind::Directory
+    } else {
+        FileKind::Regular
+    };
+    let ts = |t: io::Result<cap_std::time::SystemTime>| {
+        let d = t
+            .ok()
+            .and_then(|t| t.into_std().duration_since(SystemTime::UNIX_EPOCH).ok())
+            .unwrap_or_default();
+        timestamp(d.as_secs() as i64, d.subsec_nanos().into())
+    };
+    let mode = match (kind, meta.permissions().readonly()) {
+        (FileKind::Directory, false) => 0o755,
+        (FileKind::Directory, true) => 0o555,
+        (_, false) => 0o644,
+        (_, true) => 0o444,
+    };
+    let mtime = ts(meta.modified());
+    Attrs {
+        kind,
+        size: meta.len(),
+        mode,
+        uid: 0,
+        gid: 0,
+        nlink: 1,
+        atime: ts(meta.accessed()),
+        ctime: mtime,
+        mtime,
+        change: Some(format!(
+            "{}.{}:{}",
+            mtime.seconds,
+            mtime.nanoseconds,
+            meta.len()
+        )),
+    }
+}
+
+#[cfg(unix)]
+fn set_create_mode(options: &mut OpenOptions, mode: u32) {
+    use cap_std::fs::OpenOptionsExt;
+    options.mode(mode & 0o7777);
+}
+
+#[cfg(not(unix))]
+fn set_create_mode(_: &mut OpenOptions, _: u32) {}
+
+#[cfg(unix)]
+fn set_dir_mode(builder: &mut cap_std::fs::DirBuilder, mode: u32) {
+    use cap_std::fs::DirBuilderExt;
+    builder.mode(mode & 0o7777);
+}
+
+#[cfg(not(unix))]
+fn set_dir_mode(_: &mut cap_std::fs::DirBuilder, _: u32) {}
+
+#[cfg(unix)]
+fn set_mode(dir: &Dir, rel: &Path, mode: u32) -> Result<(), Error> {
+    use cap_std::fs::PermissionsExt;
+    dir.set_permissions(rel, cap_std::fs::Permissions::from_mode(mode & 0o7777))
+        .map_err(map_io)
+}
+
+#[cfg(not(unix))]
+fn set_mode(dir: &Dir, rel: &Path, mode: u32) -> Result<(), Error> {
+    let mut perms = dir.symlink_metadata(rel).map_err(map_io)?.permissions();
+    perms.set_readonly(mode & 0o222 == 0);
+    dir.set_permissions(rel, perms).map_err(map_io)
+}
+
+#[cfg(unix)]
+fn chown_at(parent: &Dir, name: &str, uid: Option<u32>, gid: Option<u32>) -> Result<(), Error> {
+    use rustix::fs::{chownat, AtFlags, Gid, Uid};
+    chownat(
+        parent,
+        name,
+        uid.map(Uid::from_raw),
+        gid.map(Gid::from_raw),
+        AtFlags::SYMLINK_NOFOLLOW,
+    )
+    .map_err(|e| map_io(e.into()))
+}
+
+#[cfg(not(unix))]
+fn chown_at(_: &Dir, _: &str, _: Option<u32>, _: Option<u32>) -> Result<(), Error> {
+    Err(Error::NotSupported)
+}
+
+#[cfg(unix)]
+fn fs_stats(dir: &Dir) -> Result<FsStats, Error> {
+    let st = rustix::fs::fstatvfs(dir).map_err(|e| map_io(e.into()))?;
+    let frsize = st.f_frsize;
+    Ok(FsStats {
+        total_bytes: st.f_blocks * frsize,
+        free_bytes: st.f_bfree * frsize,
+        available_bytes: st.f_bavail * frsize,
+        total_files: st.f_files,
+        free_files: st.f_ffree,
+        available_files: st.f_favail,
+    })
+}
+
+#[cfg(not(unix))]
+fn fs_stats(_: &Dir) -> Result<FsStats, Error> {
+    Err(Error::NotSupported)
+}
+
+#[cfg(unix)]
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &std::fs::File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+}
+
+#[cfg(unix)]
+fn write_at(file: &std::fs::File, buf: &[u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::write_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn write_at(file: &std::fs::File, buf: &[u8], offset: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_write(file, buf, offset)
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+
+    fn grants(read_only: bool) -> (tempfile::TempDir, Grants) {
+        let tmp = tempfile::tempdir().unwrap();
+        let grant = Grant::open("/export", tmp.path(), read_only).unwrap();
+        (tmp, Grants::new(vec![grant]))
+    }
+
+    #[test]
+    fn paths_outside_every_grant_are_refused() {
+        let (_tmp, g) = grants(false);
+        assert_eq!(g.stat("/etc/passwd").unwrap_err(), Error::Access);
+        assert_eq!(g.stat("/exportx").unwrap_err(), Error::Access);
+        assert_eq!(g.stat("/export/../etc").unwrap_err(), Error::Invalid);
+        assert_eq!(g.stat("/export").unwrap().kind, FileKind::Directory);
+    }
+
+    #[test]
+    fn symlinks_cannot_lead_out_of_the_grant() {
+        let (tmp, g) = grants(false);
+        std::os::unix::fs::symlink("/etc", tmp.path().join("escape")).unwrap();
+        assert_eq!(g.stat("/export/escape").unwrap().kind, FileKind::Symlink);
+        assert!(g.read("/export/escape/passwd", 0, 10).is_err());
+        assert!(g.create("/export/escape/x", 0o644, true).is_err());
+        assert_eq!(g.readlink("/export/escape").unwrap(), "/etc");
+    }
+
+    #[test]
+    fn read_only_grants_refuse_changes() {
+        let (tmp, g) = grants(true);
+        std::fs::write(tmp.path().join("f"), b"data").unwrap();
+        assert_eq!(g.write("/export/f", 0, b"x").unwrap_err(), Error::ReadOnly);
+        assert_eq!(
+            g.create("/export/g", 0o644, false).unwrap_err(),
+            Error::ReadOnly
+        );
+        assert_eq!(g.remove_file("/export/f").unwrap_err(), Error::ReadOnly);
+        assert_eq!(
+            g.read("/export/f", 0, 100).unwrap(),
+            (b"data".to_vec(), true)
+        );
+    }
+
+    #[test]
+    fn write_read_truncate_and_attributes() {
+        let (_tmp, g) = grants(false);
+        let created = g.create("/export/f", 0o640, true).unwrap();
+        assert_eq!(created.mode, 0o640 & !umask());
+        assert_eq!(
+            g.create("/export/f", 0o640, true).unwrap_err(),
+            Error::Exists
+        );
+        let after = g.write("/export/f", 3, b"abc").unwrap();
+        assert_eq!(after.size, 6);
+        assert_eq!(
+            g.read("/export/f", 0, 100).unwrap(),
+            (b"\0\0\0abc".to_vec(), true)
+        );
+        assert_eq!(
+            g.read("/export/f", 1, 2).unwrap(),
+            (b"\0\0".to_vec(), false)
+        );
+        let changes = SetAttrs {
+            size: Some(2),
+            mode: Some(0o600),
+            ..no_changes()
+        };
+        let a = g.setattr("/export/f", changes).unwrap();
+        assert_eq!((a.size, a.mode), (2, 0o600));
+        let t = Timestamp {
+            seconds: 1_000_000_000,
+            nanoseconds: 5,
+        };
+        let a = g
+            .setattr(
+                "/export/f",
+                SetAttrs {
+                    mtime: Some(SetTime::At(t)),
+                    ..no_changes()
+                },
+            )
+            .unwrap();
+        assert_eq!(a.mtime, t);
+    }
+
+    #[test]
+    fn directory_pages_are_sorted_and_resume_after_a_name() {
+        let (tmp, g) = grants(false);
+        for n in ["c", "a", "b", "d"] {
+            std::fs::write(tmp.path().join(n), n).unwrap();
+        }
+        let page = g.read_dir("/export", None, 3).unwrap();
+        let names: Vec<_> = page.entries.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        assert_eq!(page.next.as_deref(), Some("c"));
+        let page = g.read_dir("/export", page.next.as_deref(), 3).unwrap();
+        assert_eq!(page.entries.len(), 1);
+        assert_eq!(page.entries[0].name, "d");
+        assert_eq!(page.next, None);
+    }
+
+    fn no_changes() -> SetAttrs {
+        SetAttrs {
+            mode: None,
+            uid: None,
+            gid: None,
+            size: None,
+            atime: None,
+            mtime: None,
+        }
+    }
+
+    fn umask() -> u32 {
+        let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
+        rustix::process::umask(old);
+        old.bits()
+    }
+}

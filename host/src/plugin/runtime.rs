@@ -1,0 +1,301 @@
+//! Loading plugin components and calling them safely.
+//!
+//! `Runtime` owns the wasmtime engine (one per process, with an epoch ticker that enforces call
+//! deadlines) and the linker with every host capability. `MountPlugin` is one mount's pool of
+//! instances: a call takes an idle instance (or makes one, calling `init`), runs on a blocking
+//! thread under the mount's deadline and memory limit, and gives the instance back. A call that
+//! traps or runs out of time fails with `Error::Io` and its instance is thrown away; the next
+//! call gets a fresh one, and other calls and mounts are not disturbed.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
+
+use super::bindings::types::{Error, MountInfo};
+use super::bindings::{Backend, Plugin, PluginPre, BACKEND_INTERFACE};
+use super::host_fs::Grants;
+use crate::config::Limits;
+
+/// How often the engine's epoch advances: the granularity of call deadlines.
+const EPOCH_TICK: Duration = Duration::from_millis(10);
+
+/// The per-store state every host capability works on.
+pub struct HostState {
+    pub mount: Arc<str>,
+    pub grants: Arc<Grants>,
+    wasi: WasiCtx,
+    table: ResourceTable,
+    limits: StoreLimits,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl super::bindings::types::Host for HostState {}
+
+/// The process-wide engine and linker.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Runtime {
+    pub fn new() -> anyhow::Result<Runtime> {
+        let mut config = Config::new();
+        config.wasm_component_model(true).epoch_interruption(true);
+        let engine = Engine::new(&config)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let (weak_engine, stop) = (engine.weak(), stop_ticker.clone());
+        std::thread::Builder::new()
+            .name("nfsgw-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    match weak_engine.upgrade() {
+                        Some(engine) => engine.increment_epoch(),
+                        None => break,
+                    }
+                }
+            })?;
+        Ok(Runtime {
+            engine,
+            linker,
+            stop_ticker,
+        })
+    }
+
+    /// Compiles a component and checks that it is a plugin of this interface version.
+    pub fn load(&self, what: &str, wasm: &[u8]) -> anyhow::Result<PluginPre<HostState>> {
+        let component = Component::new(&self.engine, wasm)
+            .map_err(|e| anyhow!("{what} is not a valid WebAssembly component: {e:#}"))?;
+        check_interface(&self.engine, &component)
+            .with_context(|| format!("{what} cannot be used"))?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow!("{what} needs something this host does not provide: {e:#}"))?;
+        PluginPre::new(pre)
+            .map_err(|e| anyhow!("{what} does not match the nfsgw plugin world: {e:#}"))
+    }
+}
+
+/// Refuses a component that does not export this host's version of the backend interface,
+/// naming the version it has.
+fn check_interface(engine: &Engine, component: &Component) -> anyhow::Result<()> {
+    let exports: Vec<String> = component
+        .component_type()
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .collect();
+    if exports.iter().any(|e| e == BACKEND_INTERFACE) {
+        return Ok(());
+    }
+    let (package, _) = BACKEND_INTERFACE.split_once('@').unwrap();
+    if let Some(other) = exports
+        .iter()
+        .find(|e| e.starts_with(&format!("{package}@")))
+    {
+        bail!("it implements {other}, but this nfsgw implements {BACKEND_INTERFACE}: rebuild it against this nfsgw's wit/");
+    }
+    bail!(
+        "it does not export {BACKEND_INTERFACE} (its exports: {})",
+        exports.join(", ")
+    )
+}
+
+/// What a mount grants its plugin.
+pub struct Sandbox {
+    pub grants: Arc<Grants>,
+    pub limits: Limits,
+}
+
+struct Instance {
+    store: Store<HostState>,
+    plugin: Plugin,
+}
+
+/// One mount's plugin: its instance pool, limits and what `init` said.
+pub struct MountPlugin {
+    mount: Arc<str>,
+    engine: Engine,
+    pre: PluginPre<HostState>,
+    sandbox: Sandbox,
+    config: Vec<(String, String)>,
+    idle: Mutex<Vec<Instance>>,
+    permits: Arc<Semaphore>,
+    info: MountInfo,
+}
+
+impl MountPlugin {
+    /// Makes the first instance and calls `init`; its error is the mount's startup error.
+    pub async fn start(
+        runtime: &Runtime,
+        mount: &str,
+        pre: PluginPre<HostState>,
+        sandbox: Sandbox,
+        config: Vec<(String, String)>,
+    ) -> anyhow::Result<Arc<MountPlugin>> {
+        let mount: Arc<str> = mount.into();
+        let engine = runtime.engine.clone();
+        let (first, info) = {
+            let (engine, pre, mount) = (engine.clone(), pre.clone(), mount.clone());
+            let (grants, limits, config) = (
+                sandbox.grants.clone(),
+                sandbox.limits.clone(),
+                config.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                new_instance(&engine, &pre, &mount, &grants, &limits, &config)
+            })
+            .await??
+        };
+        let permits = Arc::new(Semaphore::new(sandbox.limits.instances));
+        Ok(Arc::new(MountPlugin {
+            mount,
+            engine,
+            pre,
+            sandbox,
+            config,
+            idle: Mutex::new(vec![first]),
+            permits,
+            info,
+        }))
+    }
+
+    pub fn info(&self) -> &MountInfo {
+        &self.info
+    }
+
+    /// Runs `f` on an instance under the mount's limits. `op` names the call in logs.
+    pub async fn call<R, F>(self: &Arc<Self>, op: &'static str, f: F) -> Result<R, Error>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Backend, &mut Store<HostState>) -> wasmtime::Result<Result<R, Error>>
+            + Send
+            + 'static,
+    {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Io)?;
+        let this = self.clone();
+        let joined = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let mut instance = match this.idle.lock().unwrap().pop() {
+                Some(instance) => instance,
+                None => this.fresh_instance()?,
+            };
+            instance
+                .store
+                .set_epoch_deadline(deadline_ticks(&this.sandbox.limits));
+            let outcome = f(instance.plugin.nfsgw_backend_backend(), &mut instance.store);
+            if outcome.is_ok() {
+                this.idle.lock().unwrap().push(instance);
+            }
+            outcome
+        })
+        .await;
+        match joined {
+            Ok(Ok(result)) => result,
+            Ok(Err(trap)) => {
+                tracing::error!(mount = %self.mount, op, "plugin call failed, instance replaced: {trap:#}");
+                Err(Error::Io)
+            }
+            Err(join) => {
+                tracing::error!(mount = %self.mount, op, "plugin call panicked in the host: {join}");
+                Err(Error::Io)
+            }
+        }
+    }
+
+    fn fresh_instance(&self) -> wasmtime::Result<Instance> {
+        let grants = &self.sandbox.grants;
+        let (instance, _) = new_instance(
+            &self.engine,
+            &self.pre,
+            &self.mount,
+            grants,
+            &self.sandbox.limits,
+            &self.config,
+        )
+        .map_err(|e| wasmtime::format_err!("{e:#}"))?;
+        Ok(instance)
+    }
+}
+
+/// A call's deadline in epoch ticks.
+fn deadline_ticks(limits: &Limits) -> u64 {
+    (limits
+        .call_timeout()
+        .as_millis()
+        .div_ceil(EPOCH_TICK.as_millis()) as u64)
+        .max(1)
+}
+
+/// Instantiates the plugin in a new store and calls `init`.
+fn new_instance(
+    engine: &Engine,
+    pre: &PluginPre<HostState>,
+    mount: &Arc<str>,
+    grants: &Arc<Grants>,
+    limits: &Limits,
+    config: &[(String, String)],
+) -> anyhow::Result<(Instance, MountInfo)> {
+    let mut wasi = WasiCtx::builder();
+    wasi.inherit_stderr();
+    for grant in grants.iter() {
+        let perms = if grant.read_only {
+            FsPerms::ReadOnly
+        } else {
+            FsPerms::ReadWrite
+        };
+        wasi.preopened_dir(&grant.host, &grant.guest, perms)
+            .map_err(|e| anyhow!("cannot grant {}: {e}", grant.host.display()))?;
+    }
+    let state = HostState {
+        mount: mount.clone(),
+        grants: grants.clone(),
+        wasi: wasi.build(),
+        table: ResourceTable::new(),
+        limits: StoreLimitsBuilder::new()
+            .memory_size((limits.memory_mb as usize) << 20)
+            .build(),
+    };
+    let mut store = Store::new(engine, state);
+    store.limiter(|s| &mut s.limits);
+    store.epoch_deadline_trap();
+    store.set_epoch_deadline(deadline_ticks(limits));
+    let plugin = pre
+        .instantiate(&mut store)
+        .map_err(|e| anyhow!("instantiating the plugin failed: {e:#}"))?;
+    let info = plugin
+        .nfsgw_backend_backend()
+        .call_init(&mut store, config)
+        .map_err(|e| anyhow!("the plugin's init trapped: {e:#}"))?
+        .map_err(|e| anyhow!("the plugin refused its config: {e}"))?;
+    Ok((Instance { store, plugin }, info))
+}
