@@ -680,7 +680,10 @@ mod tests {
                 },
             )
             .unwrap();
-        assert_eq!(a.mtime, t);
+        assert_eq!(
+            (a.mtime.seconds, a.mtime.nanoseconds),
+            (t.seconds, t.nanoseconds)
+        );
     }
 
     #[test]

@@ -1,0 +1,116 @@
+//! A read-only test plugin that misbehaves on demand, to show a bad plugin fails only its own
+//! call. The root holds `hello.txt`; looking up `trap` panics (a wasm trap), `hang` loops
+//! forever, and `hog` allocates until the memory limit stops it.
+
+wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
+
+use exports::nfsgw::backend::backend::{Attrs, Error, FsStats, Guest, MountInfo, ReadResult, SetAttrs};
+use nfsgw::backend::types::{Capabilities, Data, DirEntry, DirPage, FileKind, Timestamp};
+
+const HELLO: &[u8] = b"hello from a faulty plugin\n";
+
+fn attrs(kind: FileKind, size: u64) -> Attrs {
+    let t = Timestamp { seconds: 1_700_000_000, nanoseconds: 0 };
+    Attrs {
+        kind,
+        size,
+        mode: if kind == FileKind::Directory { 0o555 } else { 0o444 },
+        uid: 0,
+        gid: 0,
+        nlink: 1,
+        atime: t,
+        mtime: t,
+        ctime: t,
+        change: None,
+    }
+}
+
+fn misbehave(path: &str) {
+    match path {
+        "trap" => panic!("asked to trap"),
+        "hang" => {
+            let mut n: u64 = 0;
+            loop {
+                n = std::hint::black_box(n.wrapping_add(1));
+            }
+        }
+        "hog" => {
+            let mut hoard: Vec<Vec<u8>> = Vec::new();
+            loop {
+                hoard.push(vec![1u8; 1 << 20]);
+                std::hint::black_box(&hoard);
+            }
+        }
+        _ => {}
+    }
+}
+
+struct Faulty;
+
+impl Guest for Faulty {
+    fn init(_config: Vec<(String, String)>) -> Result<MountInfo, String> {
+        Ok(MountInfo { capabilities: Capabilities::empty(), immutable: false, attr_ttl_ms: Some(0) })
+    }
+
+    fn stat(path: String) -> Result<Attrs, Error> {
+        misbehave(&path);
+        match path.as_str() {
+            "" => Ok(attrs(FileKind::Directory, 0)),
+            "hello.txt" => Ok(attrs(FileKind::Regular, HELLO.len() as u64)),
+            _ => Err(Error::NotFound),
+        }
+    }
+
+    fn list_dir(path: String, _cursor: Option<String>, _limit: u32) -> Result<DirPage, Error> {
+        if !path.is_empty() {
+            return Err(Error::NotDir);
+        }
+        let entry = DirEntry { name: "hello.txt".into(), attrs: Some(attrs(FileKind::Regular, HELLO.len() as u64)) };
+        Ok(DirPage { entries: vec![entry], next: None })
+    }
+
+    fn read(path: String, offset: u64, len: u32) -> Result<ReadResult, Error> {
+        if path != "hello.txt" {
+            return Err(Error::NotFound);
+        }
+        let start = (offset as usize).min(HELLO.len());
+        let end = (start + len as usize).min(HELLO.len());
+        Ok(ReadResult { data: Data::Bytes(HELLO[start..end].to_vec()), eof: end == HELLO.len() })
+    }
+
+    fn write(_: String, _: u64, _: Vec<u8>) -> Result<Attrs, Error> {
+        Err(Error::ReadOnly)
+    }
+    fn create(_: String, _: u32, _: bool) -> Result<Attrs, Error> {
+        Err(Error::ReadOnly)
+    }
+    fn mkdir(_: String, _: u32) -> Result<Attrs, Error> {
+        Err(Error::ReadOnly)
+    }
+    fn remove(_: String) -> Result<(), Error> {
+        Err(Error::ReadOnly)
+    }
+    fn rmdir(_: String) -> Result<(), Error> {
+        Err(Error::ReadOnly)
+    }
+    fn rename(_: String, _: String) -> Result<(), Error> {
+        Err(Error::ReadOnly)
+    }
+    fn symlink(_: String, _: String) -> Result<Attrs, Error> {
+        Err(Error::ReadOnly)
+    }
+    fn readlink(_: String) -> Result<String, Error> {
+        Err(Error::Invalid)
+    }
+    fn link(_: String, _: String) -> Result<Attrs, Error> {
+        Err(Error::ReadOnly)
+    }
+    fn setattr(_: String, _: SetAttrs) -> Result<Attrs, Error> {
+        Err(Error::ReadOnly)
+    }
+    fn statfs() -> Result<FsStats, Error> {
+        Err(Error::NotSupported)
+    }
+}
+
+export!(Faulty);
