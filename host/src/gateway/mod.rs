@@ -91,6 +91,9 @@ pub struct DirPage {
     pub end: bool,
 }
 
+/// A file id resolved: its mount's slot, the mount, and the mount-relative path.
+type Located<'a> = (usize, &'a Mount, Arc<str>);
+
 pub struct Gateway {
     mounts: Vec<Mount>,
     by_name: HashMap<String, usize>,
@@ -200,7 +203,7 @@ impl Gateway {
     // ---- resolution
 
     /// The mount and mount-relative path of a file id; `None` for the export root.
-    fn locate(&self, id: FileId) -> Result<Option<(usize, &Mount, Arc<str>)>, Error> {
+    fn locate(&self, id: FileId) -> Result<Option<Located<'_>>, Error> {
         if id == EXPORT_ROOT {
             return Ok(None);
         }
@@ -213,7 +216,7 @@ impl Gateway {
         Ok(Some((slot, mount, path)))
     }
 
-    fn mount_of(&self, id: FileId) -> Result<(usize, &Mount, Arc<str>), Error> {
+    fn mount_of(&self, id: FileId) -> Result<Located<'_>, Error> {
         // The export root itself holds nothing but the mounts, and cannot be changed.
         self.locate(id)?.ok_or(Error::ReadOnly)
     }

@@ -243,10 +243,12 @@ impl Grants {
 
     pub fn symlink(&self, path: &str, target: &str) -> Result<Attrs, Error> {
         let r = self.resolve(path)?;
-        let dir = r.writable()?;
-        // The link's text is stored as given; following it stays confined to the grant.
-        dir.symlink(target, &r.rel).map_err(map_io)?;
-        Ok(attrs_of(&dir.symlink_metadata(&r.rel).map_err(map_io)?))
+        r.writable()?;
+        // The link's text is stored as given, absolute targets included: the host never
+        // follows a symlink out of the grant, so its text is only data for the client.
+        let (parent, name) = r.parent_and_name()?;
+        symlink_at(target, &parent, &name)?;
+        Ok(attrs_of(&r.dir().symlink_metadata(&r.rel).map_err(map_io)?))
     }
 
     pub fn readlink(&self, path: &str) -> Result<String, Error> {
@@ -552,6 +554,17 @@ fn chown_at(parent: &Dir, name: &str, uid: Option<u32>, gid: Option<u32>) -> Res
     .map_err(|e| map_io(e.into()))
 }
 
+#[cfg(unix)]
+fn symlink_at(target: &str, parent: &Dir, name: &str) -> Result<(), Error> {
+    rustix::fs::symlinkat(target, parent, name).map_err(|e| map_io(e.into()))
+}
+
+#[cfg(not(unix))]
+fn symlink_at(target: &str, parent: &Dir, name: &str) -> Result<(), Error> {
+    use cap_fs_ext::DirExt;
+    parent.symlink(target, name).map_err(map_io)
+}
+
 #[cfg(not(unix))]
 fn chown_at(_: &Dir, _: &str, _: Option<u32>, _: Option<u32>) -> Result<(), Error> {
     Err(Error::NotSupported)
@@ -618,7 +631,8 @@ mod tests {
     #[test]
     fn symlinks_cannot_lead_out_of_the_grant() {
         let (tmp, g) = grants(false);
-        std::os::unix::fs::symlink("/etc", tmp.path().join("escape")).unwrap();
+        g.symlink("/export/escape", "/etc").unwrap();
+        assert_eq!(std::fs::read_link(tmp.path().join("escape")).unwrap(), Path::new("/etc"));
         assert_eq!(g.stat("/export/escape").unwrap().kind, FileKind::Symlink);
         assert!(g.read("/export/escape/passwd", 0, 10).is_err());
         assert!(g.create("/export/escape/x", 0o644, true).is_err());

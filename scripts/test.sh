@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Runs every test of nfsgw on this machine, installing what is missing first:
+#   format and lint, unit tests, end-to-end tests with real NFS clients (nfs3_client, libnfs),
+#   and the Linux kernel NFS client in QEMU (workload + pjdfstest).
+#   scripts/test.sh [--no-kernel]
+set -euo pipefail
+. "$(dirname "$0")/common.sh"
+kernel=1
+for a in "$@"; do
+  case $a in
+    --no-kernel) kernel=0 ;;
+    *) echo "usage: scripts/test.sh [--no-kernel]" >&2; exit 2 ;;
+  esac
+done
+cd "$NFSGW_REPO"
+
+say "setup: WebAssembly toolchain, NFS clients"
+bash scripts/wasm-toolchain.sh
+apt_install libnfs-utils
+rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
+
+say "format and lint"
+cargo fmt --all --check
+cargo clippy --release --all-targets -- -D warnings
+
+say "build"
+cargo build --release -p nfsgw
+
+say "unit and end-to-end tests"
+cargo test --release --workspace
+
+if [ $kernel = 1 ]; then
+  say "Linux kernel NFS client (QEMU)"
+  bash tests/kernel/setup.sh
+  bash tests/kernel/run.sh "$NFSGW_BIN" --pjdfstest
+fi
+say "all tests passed"

@@ -1,0 +1,133 @@
+#!/bin/bash
+# tests/kernel/run.sh: Linux-kernel-NFS-client test of an nfsgw binary.
+# Serves a fresh temp dir with the "local" plugin on a free 127.0.0.1 port, boots the test
+# VM (vm.sh --hostroot) which mounts the export /data with the kernel's NFSv3 client and
+# runs workload.sh in it, then checks the served dir on the host. With --pjdfstest, a second
+# VM boot runs pjdfstest on the mount; its counts are reported (and written to
+# $PJDFSTEST_OUT if set) but its failures do not fail this script.
+# usage: tests/kernel/run.sh <path-to-nfsgw-binary> [--pjdfstest]
+# Needs tests/kernel/setup.sh once. Exit: 0 all workload checks passed, 1 a workload or host
+# check failed, 2 harness failure (usage, setup, nfsgw not starting, VM/mount failure).
+# env: NFS_VM_CACHE, PJDFSTEST_OUT, KEEP_TMP=1 (keep the temp dir), NFSGW_ARGS (extra args),
+#      WORKLOAD_TIMEOUT (900 s), PJDFSTEST_TIMEOUT (1800 s).
+set -uo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+die() { echo "kernel-tests: $*" >&2; [ -n "${T:-}" ] && KEEP_TMP=1; exit 2; }
+[ $# -ge 1 ] && [ $# -le 2 ] || die "usage: run.sh <path-to-nfsgw-binary> [--pjdfstest]"
+NFSGW=$(realpath "$1") PJD=
+[ $# = 2 ] && { [ "$2" = --pjdfstest ] || die "unknown option $2"; PJD=1; }
+[ -x "$NFSGW" ] || die "$NFSGW is not an executable"
+export NFS_VM_CACHE=${NFS_VM_CACHE:-/var/cache/nfsgw/nfs-vm}
+[ -s "$NFS_VM_CACHE/base.img" ] || die "no VM in $NFS_VM_CACHE; run tests/kernel/setup.sh"
+PJDBIN=$NFS_VM_CACHE/tools/bin/pjdfstest
+[ -z "$PJD" ] || [ -x "$PJDBIN" ] || die "$PJDBIN missing; run tests/kernel/setup.sh"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/nfsgw-kernel.XXXXXX")
+S=$T/served R=$T/results
+mkdir -p "$S" "$R"; chmod 755 "$T" "$S"
+NPID=
+cleanup() {
+  [ -n "$NPID" ] && { kill "$NPID" 2>/dev/null; wait "$NPID" 2>/dev/null; }
+  if [ -n "${KEEP_TMP:-}" ]; then echo "kernel-tests: kept $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+log_tail() { echo "---- nfsgw log (last 40 lines) ----"; tail -n 40 "$T/nfsgw.log"; echo "----"; }
+
+# Free port: nothing accepts TCP connections on it.
+for _ in $(seq 50); do
+  PORT=$((20000 + RANDOM % 40000))
+  (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null || break
+done
+cat > "$T/nfsgw.toml" <<EOF
+[server]
+listen = "127.0.0.1:$PORT"
+[[mount]]
+name = "data"
+plugin = "local"
+[mount.config]
+root = "$S"
+EOF
+# shellcheck disable=SC2086 # NFSGW_ARGS: extra arguments, e.g. "--log-level debug"
+"$NFSGW" --config "$T/nfsgw.toml" ${NFSGW_ARGS:-} > "$T/nfsgw.log" 2>&1 &
+NPID=$!
+t0=$SECONDS
+until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do
+  kill -0 "$NPID" 2>/dev/null || { log_tail; NPID=; die "nfsgw exited before listening on $PORT"; }
+  [ $((SECONDS - t0)) -lt 60 ] || { log_tail; die "nfsgw not listening on $PORT after 60 s"; }
+  sleep 0.2
+done
+echo "kernel-tests: nfsgw listening on 127.0.0.1:$PORT after $((SECONDS - t0)) s, serving $S"
+
+VM=("$HERE/vm.sh" -v --port "$PORT" --export /data --mount-opts soft,timeo=100,retrans=3 --hostroot --share "$R")
+cp "$HERE/workload.sh" "$HERE/pjdfstest.toml" "$R/"
+TOKEN="nfsgw-kernel-$$-$RANDOM"
+
+# ---- workload in the guest ----
+t0=$SECONDS
+"${VM[@]}" --timeout "${WORKLOAD_TIMEOUT:-900}" -- \
+  "RESULTS='$R' TOKEN='$TOKEN' bash '$R/workload.sh'" 2>&1 | tee "$T/workload.out"
+vrc=${PIPESTATUS[0]}
+echo "kernel-tests: workload VM exit $vrc after $((SECONDS - t0)) s"
+if [ "$vrc" -ge 124 ] || [ ! -s "$R/guest.counts" ]; then
+  log_tail; die "workload VM failed (exit $vrc: 124 timeout, 125 boot/mount failure)"
+fi
+read -r GP GF < "$R/guest.counts"
+
+# ---- host-side checks of the served directory ----
+P=0 F=0
+check() {
+  local d=$1; shift
+  if "$@"; then P=$((P + 1)); echo "ok   - host: $d"; else F=$((F + 1)); echo "FAIL - host: $d"; fi
+}
+eq() { [ "$1" = "$2" ] || { echo "       expected [$2], got [$1]"; return 1; }; }
+md5() { md5sum < "$1" | cut -d' ' -f1; }
+check "marker.txt content" eq "$(cat "$S/marker.txt" 2>&1)" "$TOKEN"
+check "w/big.bin md5" eq "$(md5 "$S/w/big.bin" 2>&1)" "$(cat "$R/big.md5")"
+check "w/patched.bin md5" eq "$(md5 "$S/w/patched.bin" 2>&1)" "$(cat "$R/patched.md5")"
+check "w/app2.txt md5" eq "$(md5 "$S/w/app2.txt" 2>&1)" "$(cat "$R/app.md5")"
+check "w/many has 2000 files" eq "$(find "$S/w/many" -type f | wc -l)" 2000
+check "w/a/dstdir contents" eq "$(cat "$S/w/a/dstdir/sub/f" "$S/w/a/dstdir/g" 2>&1)" "x
+y"
+check "w/a/link is a symlink to ../big.bin" eq "$(readlink "$S/w/a/link")" ../big.bin
+check "w/t.bin size, mode, mtime" eq "$(stat -c '%s %a %Y' "$S/w/t.bin" 2>&1)" "20000 640 981173106"
+check "w/big.bin mtime" eq "$(stat -c %Y "$S/w/big.bin" 2>&1)" 1015218367
+check "removed entries are gone" eq "$(ls -d "$S"/w/{o1,o2,empty,srcdir,app.txt} "$S/w/a/b" 2>/dev/null)" ""
+check "w listing" eq "$(cd "$S/w" && LC_ALL=C ls -A | tr '\n' ' ')" "a app2.txt big.bin many patched.bin t.bin "
+
+# ---- pjdfstest (informational) ----
+if [ -n "$PJD" ]; then
+  t0=$SECONDS
+  "${VM[@]}" --timeout "${PJDFSTEST_TIMEOUT:-1800}" -- "mkdir -p /mnt/pjdfstest
+    NO_COLOR=1 CLICOLOR=0 '$PJDBIN' -c '$R/pjdfstest.toml' -p /mnt/pjdfstest > '$R/pjdfstest.txt' 2>&1
+    echo \"pjdfstest exit \$?\"" 2>&1 | tee "$T/pjdfstest-vm.out"
+  vrc=${PIPESTATUS[0]}
+  echo "kernel-tests: pjdfstest VM exit $vrc after $((SECONDS - t0)) s"
+  out=$(sed 's/\x1b\[[0-9;]*m//g' "$R/pjdfstest.txt" 2>/dev/null)
+  sum=$(grep '^Summary:' <<< "$out")
+  if [ -z "$sum" ]; then
+    echo "$out" | tail -n 30; log_tail; die "pjdfstest did not finish (VM exit $vrc)"
+  fi
+  n() { sed -n "s/.* \([0-9]*\) $1.*/\1/p" <<< "$sum"; }
+  # "name   FAILED" lines, each followed by a tab-indented panic message
+  failing=$(awk '/^[^\t ]/ && ($NF == "FAILED" || / PASSED UNEXPECTEDLY$/) {print $1}' <<< "$out" | sort)
+  echo "pjdfstest failing tests by group:"
+  [ -z "$failing" ] || awk -F:: '{print $1}' <<< "$failing" | sort | uniq -c | sed 's/^ */  /'
+  echo "pjdfstest failing tests, with their failure message:"
+  awk 'function flush() { if (n != "") print "  " n ": " substr(m, 1, 200); n = m = "" }
+       /^ *(left|right):/ && n != "" {sub(/^ */, ""); m = m " | " $0; next}
+       /^\t/ && n != "" && m == "" {sub(/^\t/, ""); m = $0; next}
+       {flush()}
+       /^[^\t ]/ && ($NF == "FAILED" || / PASSED UNEXPECTEDLY$/) {n = $1}
+       END {flush()}' <<< "$out" | sort
+  counts="passed=$(n passed) failed=$(n failed) skipped=$(n skipped) total=$(sed -n 's/.* \([0-9]*\) total.*/\1/p' <<< "$sum")"
+  echo "pjdfstest counts: $counts"
+  if [ -n "${PJDFSTEST_OUT:-}" ]; then
+    { tr ' ' '\n' <<< "$counts"; echo "failing tests:"; [ -n "$failing" ] && echo "$failing"; } > "$PJDFSTEST_OUT"
+  fi
+fi
+
+# ---- summary ----
+TP=$((GP + P)) TF=$((GF + F))
+[ "$TF" = 0 ] || { log_tail; KEEP_TMP=1; }
+echo "kernel-workload: $TP passed, $TF failed"
+[ "$TF" = 0 ]
