@@ -1,1 +1,12 @@
-//! End-to-end tests (see harness.rs).
+//! End-to-end tests: the real `nfsgw` binary, started per test with its own config, temporary
+//! directories and ephemeral port, driven by real NFS clients (`nfs3_client` and libnfs's
+//! command-line tools).
+//!
+//! Build the server first (`cargo build --release -p nfsgw`), then run
+//! `cargo test --release -p nfsgw-tests`. The faulty test plugin is built once per test process
+//! by `scripts/build-plugins.sh`.
+
+mod faults;
+mod harness;
+mod libnfs;
+mod local;

@@ -16,12 +16,14 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::plugin::bindings::types::{
-    Attrs, Capabilities, Data, Error, FileKind, ReadResult, SetAttrs, Timestamp,
+    Attrs, Capabilities, Data, Device, Error, FileKind, FsStats, ReadResult, SetAttrs, Timestamp,
 };
-use crate::plugin::runtime::MountPlugin;
+use crate::plugin::bindings::Backend;
+use crate::plugin::runtime::{HostState, MountPlugin};
 use cache::{AttrCache, DirCache, Listed, Listing, Ttl};
 use handles::{file_id, split, Handle, EXPORT_ROOT, MOUNT_ROOT_INO};
 use inodes::InodeTable;
+use wasmtime::Store;
 
 /// Entries asked of a plugin per `list-dir` page.
 const LIST_PAGE: u32 = 4096;
@@ -83,6 +85,14 @@ impl Mount {
         }
         Ok(())
     }
+}
+
+/// Who makes a request: AUTH_UNIX credentials (or the anonymous user).
+#[derive(Clone, Debug)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+    pub gids: Vec<u32>,
 }
 
 /// A page of directory entries: (file id, name, attributes), and whether it is the last.
@@ -232,6 +242,7 @@ impl Gateway {
             atime: self.started,
             mtime: self.started,
             ctime: self.started,
+            rdev: Device { major: 0, minor: 0 },
             change: None,
         }
     }
@@ -254,6 +265,16 @@ impl Gateway {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// True when nothing under this file id can be changed.
+    pub fn read_only(&self, id: FileId) -> bool {
+        match self.locate(id) {
+            Ok(Some((_, mount, _))) => {
+                mount.read_only || mount.capabilities == Capabilities::empty()
+            }
+            _ => true,
         }
     }
 
@@ -285,15 +306,18 @@ impl Gateway {
                     .ok_or(Error::NotFound),
             };
         };
-        match name {
-            "." => return Ok(dir),
-            ".." if path.is_empty() => return Ok(EXPORT_ROOT),
-            ".." => return Ok(file_id(slot, mount.inodes.ino(parent_of(&path)))),
-            _ => check_name(name)?,
+        if name != "." && name != ".." {
+            check_name(name)?;
         }
         let dir_attrs = self.getattr(dir).await?;
         if dir_attrs.kind != FileKind::Directory {
             return Err(Error::NotDir);
+        }
+        match name {
+            "." => return Ok(dir),
+            ".." if path.is_empty() => return Ok(EXPORT_ROOT),
+            ".." => return Ok(file_id(slot, mount.inodes.ino(parent_of(&path)))),
+            _ => {}
         }
         let child = join(&path, name);
         let ino = mount.inodes.ino(&child);
@@ -496,49 +520,68 @@ impl Gateway {
     /// Creates a regular file and returns its id and attributes.
     pub async fn create(
         &self,
+        caller: &Caller,
         dir: FileId,
         name: &str,
         mode: u32,
         exclusive: bool,
     ) -> Result<(FileId, Attrs), Error> {
-        self.make(dir, name, Capabilities::CREATE, "create", move |b, s, p| {
+        let op = move |b: &Backend, s: &mut Store<HostState>, p: &str| {
             b.call_create(s, p, mode, exclusive)
-        })
-        .await
+        };
+        self.make(caller, dir, name, Capabilities::CREATE, "create", op)
+            .await
     }
 
     pub async fn mkdir(
         &self,
+        caller: &Caller,
         dir: FileId,
         name: &str,
         mode: u32,
     ) -> Result<(FileId, Attrs), Error> {
-        self.make(dir, name, Capabilities::MKDIR, "mkdir", move |b, s, p| {
-            b.call_mkdir(s, p, mode)
-        })
-        .await
+        let op = move |b: &Backend, s: &mut Store<HostState>, p: &str| b.call_mkdir(s, p, mode);
+        self.make(caller, dir, name, Capabilities::MKDIR, "mkdir", op)
+            .await
     }
 
     pub async fn symlink(
         &self,
+        caller: &Caller,
         dir: FileId,
         name: &str,
         target: &str,
     ) -> Result<(FileId, Attrs), Error> {
         let target = target.to_string();
-        self.make(
-            dir,
-            name,
-            Capabilities::SYMLINK,
-            "symlink",
-            move |b, s, p| b.call_symlink(s, p, &target),
-        )
-        .await
+        let op =
+            move |b: &Backend, s: &mut Store<HostState>, p: &str| b.call_symlink(s, p, &target);
+        self.make(caller, dir, name, Capabilities::SYMLINK, "symlink", op)
+            .await
     }
 
-    /// Shared path of every call that makes a new entry in `dir`.
+    /// Makes a fifo, socket or device node.
+    pub async fn mknod(
+        &self,
+        caller: &Caller,
+        dir: FileId,
+        name: &str,
+        kind: FileKind,
+        mode: u32,
+        device: Device,
+    ) -> Result<(FileId, Attrs), Error> {
+        let op = move |b: &Backend, s: &mut Store<HostState>, p: &str| {
+            b.call_mknod(s, p, kind, mode, device)
+        };
+        self.make(caller, dir, name, Capabilities::SPECIAL_FILES, "mknod", op)
+            .await
+    }
+
+    /// Shared path of every call that makes a new entry in `dir`: the new entry belongs to
+    /// the caller (its group is the directory's when the directory is set-group-id), where
+    /// the plugin can set owners.
     async fn make<F>(
         &self,
+        caller: &Caller,
         dir: FileId,
         name: &str,
         needed: Capabilities,
@@ -546,37 +589,96 @@ impl Gateway {
         call: F,
     ) -> Result<(FileId, Attrs), Error>
     where
-        F: FnOnce(
-                &crate::plugin::bindings::Backend,
-                &mut wasmtime::Store<crate::plugin::runtime::HostState>,
-                &str,
-            ) -> wasmtime::Result<Result<Attrs, Error>>
+        F: FnOnce(&Backend, &mut Store<HostState>, &str) -> wasmtime::Result<Result<Attrs, Error>>
             + Send
             + 'static,
     {
         let (slot, mount, path) = self.mount_of(dir)?;
         check_name(name)?;
         mount.allow(needed)?;
+        let dir_attrs = self.getattr(dir).await?;
         let child = join(&path, name);
         let owned = child.clone();
         let result = mount.plugin.call(op, move |b, s| call(b, s, &owned)).await;
         Self::dir_changed(mount, split(dir).1);
-        let attrs = result?;
+        let mut attrs = result?;
         let ino = mount.inodes.ino(&child);
+        let gid = if dir_attrs.mode & 0o2000 != 0 {
+            dir_attrs.gid
+        } else {
+            caller.gid
+        };
+        if mount.capabilities.contains(Capabilities::SET_OWNER)
+            && (attrs.uid != caller.uid || attrs.gid != gid)
+        {
+            let changes = SetAttrs {
+                uid: Some(caller.uid),
+                gid: Some(gid),
+                ..SetAttrs::none()
+            };
+            let owned = child.clone();
+            attrs = mount
+                .plugin
+                .call("setattr", move |b, s| b.call_setattr(s, &owned, changes))
+                .await?;
+        }
         mount.attrs.put(ino, attrs.clone());
         Ok((file_id(slot, ino), attrs))
     }
 
-    /// Removes a file or an empty directory, whichever `name` is.
-    pub async fn remove(&self, dir: FileId, name: &str) -> Result<(), Error> {
+    /// Makes another name for a file.
+    pub async fn link(&self, file: FileId, dir: FileId, name: &str) -> Result<Attrs, Error> {
+        let (file_slot, _, file_path) = self.mount_of(file)?;
+        let (slot, mount, dir_path) = self.mount_of(dir)?;
+        if file_slot != slot {
+            return Err(Error::CrossDevice);
+        }
+        check_name(name)?;
+        mount.allow(Capabilities::HARD_LINK)?;
+        let (existing, new) = (file_path.to_string(), join(&dir_path, name));
+        let result = mount
+            .plugin
+            .call("link", move |b, s| b.call_link(s, &existing, &new))
+            .await;
+        Self::dir_changed(mount, split(dir).1);
+        let attrs = result?;
+        mount.attrs.put(split(file).1, attrs.clone());
+        Ok(attrs)
+    }
+
+    /// Makes what was written to a file durable.
+    pub async fn sync(&self, id: FileId) -> Result<(), Error> {
+        let (_, mount, path) = self.mount_of(id)?;
+        mount.allow(Capabilities::WRITE)?;
+        let owned = path.to_string();
+        mount
+            .plugin
+            .call("sync", move |b, s| b.call_sync(s, &owned))
+            .await
+    }
+
+    pub async fn statfs(&self, id: FileId) -> Result<FsStats, Error> {
+        match self.locate(id)? {
+            Some((_, mount, _)) => mount.plugin.call("statfs", |b, s| b.call_statfs(s)).await,
+            None => Ok(FsStats {
+                total_bytes: 0,
+                free_bytes: 0,
+                available_bytes: 0,
+                total_files: self.mounts.len() as u64,
+                free_files: 0,
+                available_files: 0,
+            }),
+        }
+    }
+
+    /// Removes a non-directory (`directory` false) or an empty directory (`directory` true).
+    pub async fn remove(&self, dir: FileId, name: &str, directory: bool) -> Result<(), Error> {
         let (_, mount, path) = self.mount_of(dir)?;
         check_name(name)?;
         mount.allow(Capabilities::REMOVE)?;
         let child = join(&path, name);
-        let ino = mount.inodes.ino(&child);
-        let kind = self.stat_path(mount, ino, &child).await?.kind;
         let owned = child.clone();
-        let result = if kind == FileKind::Directory {
+        let result = if directory {
             mount
                 .plugin
                 .call("rmdir", move |b, s| b.call_rmdir(s, &owned))
@@ -589,8 +691,10 @@ impl Gateway {
         };
         Self::dir_changed(mount, split(dir).1);
         result?;
-        mount.attrs.invalidate(ino);
-        mount.dirs.remove(ino);
+        if let Some(ino) = mount.inodes.find(&child) {
+            mount.attrs.invalidate(ino);
+            mount.dirs.remove(ino);
+        }
         mount.inodes.forget(&child);
         Ok(())
     }

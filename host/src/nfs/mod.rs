@@ -1,45 +1,145 @@
-//! The NFS front: NFSv3 and MOUNT on one TCP port, through the `nfsserve` crate.
+//! The NFS front: nfsgw's own ONC RPC dispatcher for NFSv3 and MOUNT v3 on one TCP port.
 //!
-//! `adapter` translates nfsserve's file-system trait into gateway calls; this module binds
-//! the listener and runs it.
+//! Each connection reads records and answers every call in a task of its own, so many calls
+//! can be in flight per client (bounded per connection); replies go back through one writer.
+//! `wire` owns the RPC framing, `nfs3` and `mount` the two programs, `convert` the mapping of
+//! types. XDR encoding of arguments and results is `nfs3_types`'.
 
-mod adapter;
+mod convert;
+mod mount;
+mod nfs3;
+mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
-use nfsserve::tcp::{NFSTcp, NFSTcpListener};
+use anyhow::{Context, Result};
+use nfs3_types::rpc::accept_stat_data;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Semaphore};
 
-use crate::gateway::Gateway;
+use crate::gateway::handles::EXPORT_ROOT;
+use crate::gateway::{FileId, Gateway};
+use crate::plugin::bindings::types::Error;
+
+/// Calls answered concurrently per connection; further records wait to be read.
+const MAX_IN_FLIGHT: usize = 32;
+
+/// What every call handler can reach.
+pub struct Server {
+    gateway: Arc<Gateway>,
+    /// Changes every run: a client that sees it change after UNSTABLE writes sends them again.
+    write_verifier: [u8; 8],
+}
+
+impl Server {
+    /// The file id of an absolute export path (MNT): "/" is the export root.
+    async fn resolve_path(&self, path: &str) -> Result<FileId, Error> {
+        let mut id = EXPORT_ROOT;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            id = self.gateway.lookup(id, part).await?;
+        }
+        Ok(id)
+    }
+
+    async fn dispatch(&self, record: &[u8]) -> Option<Vec<u8>> {
+        let call = match wire::parse_call(record) {
+            wire::Incoming::Call(call) => call,
+            wire::Incoming::Reject(reply) => return Some(reply),
+            wire::Incoming::Ignore => return None,
+        };
+        let args = &record[call.args..];
+        let mismatch = |v: u32| accept_stat_data::PROG_MISMATCH { low: v, high: v };
+        Some(match (call.prog, call.vers) {
+            (nfs3::PROGRAM, nfs3::VERSION) => nfs3::dispatch(self, &call, args).await,
+            (nfs3::PROGRAM, _) => wire::accepted(call.xid, mismatch(nfs3::VERSION)),
+            (mount::PROGRAM, mount::VERSION) => mount::dispatch(self, &call, args).await,
+            (mount::PROGRAM, _) => wire::accepted(call.xid, mismatch(mount::VERSION)),
+            _ => wire::accepted(call.xid, accept_stat_data::PROG_UNAVAIL),
+        })
+    }
+}
 
 /// A bound NFS listener, ready to serve.
 pub struct NfsServer {
-    listener: NFSTcpListener<adapter::NfsAdapter>,
+    listener: TcpListener,
+    server: Arc<Server>,
 }
 
 impl NfsServer {
     pub async fn bind(addr: SocketAddr, gateway: Arc<Gateway>) -> Result<NfsServer> {
-        if addr.is_ipv6() {
-            bail!("server.listen: IPv6 addresses are not supported yet; use an IPv4 address such as 127.0.0.1");
-        }
-        let listener = NFSTcpListener::bind(&addr.to_string(), adapter::NfsAdapter::new(gateway))
+        let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("server.listen: cannot listen on {addr}"))?;
-        Ok(NfsServer { listener })
+        let boot = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        let write_verifier = (boot.as_nanos() as u64).to_be_bytes();
+        Ok(NfsServer {
+            listener,
+            server: Arc::new(Server {
+                gateway,
+                write_verifier,
+            }),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
-        SocketAddr::new(
-            self.listener.get_listen_ip(),
-            self.listener.get_listen_port(),
-        )
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     pub async fn serve(self) -> Result<()> {
-        self.listener
-            .handle_forever()
-            .await
-            .context("the NFS listener stopped")
+        loop {
+            let (stream, peer) = self
+                .listener
+                .accept()
+                .await
+                .context("accepting an NFS connection")?;
+            tracing::debug!(%peer, "NFS connection");
+            let server = self.server.clone();
+            tokio::spawn(async move {
+                if let Err(e) = connection(stream, server).await {
+                    tracing::debug!(%peer, "NFS connection closed: {e}");
+                }
+            });
+        }
     }
+}
+
+async fn connection(stream: TcpStream, server: Arc<Server>) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let (mut reader, mut writer) = stream.into_split();
+    let (replies, mut outbox) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT);
+    let send = tokio::spawn(async move {
+        while let Some(reply) = outbox.recv().await {
+            writer.write_all(&reply).await?;
+        }
+        std::io::Result::Ok(())
+    });
+    let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let result = loop {
+        let record = match wire::read_record(&mut reader).await {
+            Ok(Some(record)) => record,
+            Ok(None) => break Ok(()),
+            Err(e) => break Err(e),
+        };
+        let permit = in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the semaphore is never closed");
+        let (server, replies) = (server.clone(), replies.clone());
+        tokio::spawn(async move {
+            if let Some(reply) = server.dispatch(&record).await {
+                let _ = replies.send(wire::seal(reply)).await;
+            }
+            drop(permit);
+        });
+    };
+    drop(replies);
+    send.await.ok();
+    result
 }

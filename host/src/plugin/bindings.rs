@@ -12,3 +12,17 @@ pub use nfsgw::backend::types;
 
 /// The interface package this host implements, as plugins export it.
 pub const BACKEND_INTERFACE: &str = "nfsgw:backend/backend@0.1.0";
+
+impl types::SetAttrs {
+    /// No change at all; fill in the fields to change.
+    pub fn none() -> types::SetAttrs {
+        types::SetAttrs {
+            mode: None,
+            uid: None,
+            gid: None,
+            size: None,
+            atime: None,
+            mtime: None,
+        }
+    }
+}

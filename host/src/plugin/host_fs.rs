@@ -15,7 +15,7 @@ use cap_std::fs::{Dir, Metadata, OpenOptions};
 
 use super::bindings::nfsgw::backend::host_fs::Host;
 use super::bindings::types::{
-    Attrs, DirEntry, DirPage, Error, FileKind, FsStats, SetAttrs, SetTime, Timestamp,
+    Attrs, Device, DirEntry, DirPage, Error, FileKind, FsStats, SetAttrs, SetTime, Timestamp,
 };
 use super::runtime::HostState;
 
@@ -271,6 +271,26 @@ impl Grants {
         Ok(attrs_of(&dir.symlink_metadata(&new.rel).map_err(map_io)?))
     }
 
+    pub fn mknod(
+        &self,
+        path: &str,
+        kind: FileKind,
+        mode: u32,
+        device: Device,
+    ) -> Result<Attrs, Error> {
+        let r = self.resolve(path)?;
+        r.writable()?;
+        let (parent, name) = r.parent_and_name()?;
+        mknod_at(&parent, &name, kind, mode, device)?;
+        Ok(attrs_of(&r.dir().symlink_metadata(&r.rel).map_err(map_io)?))
+    }
+
+    pub fn sync(&self, path: &str) -> Result<(), Error> {
+        let r = self.resolve(path)?;
+        let file = r.writable()?.open(&r.rel).map_err(map_io)?;
+        file.sync_all().map_err(map_io)
+    }
+
     pub fn setattr(&self, path: &str, changes: SetAttrs) -> Result<Attrs, Error> {
         let r = self.resolve(path)?;
         let dir = r.writable()?;
@@ -345,8 +365,20 @@ impl Host for HostState {
     fn link(&mut self, existing: String, path: String) -> Result<Attrs, Error> {
         self.grants.link(&existing, &path)
     }
+    fn mknod(
+        &mut self,
+        path: String,
+        kind: FileKind,
+        mode: u32,
+        device: Device,
+    ) -> Result<Attrs, Error> {
+        self.grants.mknod(&path, kind, mode, device)
+    }
     fn setattr(&mut self, path: String, changes: SetAttrs) -> Result<Attrs, Error> {
         self.grants.setattr(&path, changes)
+    }
+    fn sync(&mut self, path: String) -> Result<(), Error> {
+        self.grants.sync(&path)
     }
     fn statfs(&mut self, path: String) -> Result<FsStats, Error> {
         self.grants.statfs(&path)
@@ -456,6 +488,10 @@ fn attrs_of(meta: &Metadata) -> Attrs {
         atime: timestamp(meta.atime(), meta.atime_nsec()),
         mtime: timestamp(meta.mtime(), meta.mtime_nsec()),
         ctime: timestamp(meta.ctime(), meta.ctime_nsec()),
+        rdev: Device {
+            major: rustix::fs::major(meta.rdev()),
+            minor: rustix::fs::minor(meta.rdev()),
+        },
         change: Some(format!(
             "{}:{}.{}:{}",
             meta.ino(),
@@ -500,6 +536,7 @@ fn attrs_of(meta: &Metadata) -> Attrs {
         atime: ts(meta.accessed()),
         ctime: mtime,
         mtime,
+        rdev: Device { major: 0, minor: 0 },
         change: Some(format!(
             "{}.{}:{}",
             mtime.seconds,
@@ -563,6 +600,38 @@ fn symlink_at(target: &str, parent: &Dir, name: &str) -> Result<(), Error> {
 fn symlink_at(target: &str, parent: &Dir, name: &str) -> Result<(), Error> {
     use cap_fs_ext::DirExt;
     parent.symlink(target, name).map_err(map_io)
+}
+
+#[cfg(unix)]
+fn mknod_at(
+    parent: &Dir,
+    name: &str,
+    kind: FileKind,
+    mode: u32,
+    device: Device,
+) -> Result<(), Error> {
+    use rustix::fs::{makedev, mknodat, FileType, Mode};
+    let file_type = match kind {
+        FileKind::Fifo => FileType::Fifo,
+        FileKind::Socket => FileType::Socket,
+        FileKind::BlockDevice => FileType::BlockDevice,
+        FileKind::CharDevice => FileType::CharacterDevice,
+        _ => return Err(Error::Invalid),
+    };
+    let dev = makedev(device.major, device.minor);
+    mknodat(
+        parent,
+        name,
+        file_type,
+        Mode::from_raw_mode(mode & 0o7777),
+        dev,
+    )
+    .map_err(|e| map_io(e.into()))
+}
+
+#[cfg(not(unix))]
+fn mknod_at(_: &Dir, _: &str, _: FileKind, _: u32, _: Device) -> Result<(), Error> {
+    Err(Error::NotSupported)
 }
 
 #[cfg(not(unix))]
@@ -632,7 +701,10 @@ mod tests {
     fn symlinks_cannot_lead_out_of_the_grant() {
         let (tmp, g) = grants(false);
         g.symlink("/export/escape", "/etc").unwrap();
-        assert_eq!(std::fs::read_link(tmp.path().join("escape")).unwrap(), Path::new("/etc"));
+        assert_eq!(
+            std::fs::read_link(tmp.path().join("escape")).unwrap(),
+            Path::new("/etc")
+        );
         assert_eq!(g.stat("/export/escape").unwrap().kind, FileKind::Symlink);
         assert!(g.read("/export/escape/passwd", 0, 10).is_err());
         assert!(g.create("/export/escape/x", 0o644, true).is_err());

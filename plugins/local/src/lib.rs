@@ -10,7 +10,7 @@ use std::cell::RefCell;
 wit_bindgen::generate!({ world: "plugin", path: "../../wit" });
 
 use exports::nfsgw::backend::backend::{
-    Attrs, Error, FsStats, Guest, MountInfo, ReadResult, SetAttrs,
+    Attrs, Device, Error, FileKind, FsStats, Guest, MountInfo, ReadResult, SetAttrs,
 };
 use nfsgw::backend::host_fs;
 use nfsgw::backend::types::{Capabilities, Data, DirPage, FileRange};
@@ -114,8 +114,16 @@ impl Guest for Local {
         host_fs::link(&full(&existing), &full(&path))
     }
 
+    fn mknod(path: String, kind: FileKind, mode: u32, device: Device) -> Result<Attrs, Error> {
+        host_fs::mknod(&full(&path), kind, mode, device)
+    }
+
     fn setattr(path: String, changes: SetAttrs) -> Result<Attrs, Error> {
         host_fs::setattr(&full(&path), changes)
+    }
+
+    fn sync(path: String) -> Result<(), Error> {
+        host_fs::sync(&full(&path))
     }
 
     fn statfs() -> Result<FsStats, Error> {

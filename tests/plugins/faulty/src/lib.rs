@@ -4,7 +4,9 @@
 
 wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
 
-use exports::nfsgw::backend::backend::{Attrs, Error, FsStats, Guest, MountInfo, ReadResult, SetAttrs};
+use exports::nfsgw::backend::backend::{
+    Attrs, Device, Error, FsStats, Guest, MountInfo, ReadResult, SetAttrs,
+};
 use nfsgw::backend::types::{Capabilities, Data, DirEntry, DirPage, FileKind, Timestamp};
 
 const HELLO: &[u8] = b"hello from a faulty plugin\n";
@@ -21,6 +23,7 @@ fn attrs(kind: FileKind, size: u64) -> Attrs {
         atime: t,
         mtime: t,
         ctime: t,
+        rdev: Device { major: 0, minor: 0 },
         change: None,
     }
 }
@@ -105,7 +108,13 @@ impl Guest for Faulty {
     fn link(_: String, _: String) -> Result<Attrs, Error> {
         Err(Error::ReadOnly)
     }
+    fn mknod(_: String, _: FileKind, _: u32, _: Device) -> Result<Attrs, Error> {
+        Err(Error::ReadOnly)
+    }
     fn setattr(_: String, _: SetAttrs) -> Result<Attrs, Error> {
+        Err(Error::ReadOnly)
+    }
+    fn sync(_: String) -> Result<(), Error> {
         Err(Error::ReadOnly)
     }
     fn statfs() -> Result<FsStats, Error> {

@@ -1,0 +1,68 @@
+//! The MOUNT v3 program (RFC 1813 appendix I): hands out the root handles of the export root
+//! and of each mount (or a directory inside one), and lists the exports.
+
+use nfs3_types::mount::{
+    dirpath, export_node, fhandle3, mountres3, mountres3_ok, mountstat3, name,
+};
+use nfs3_types::rpc::accept_stat_data;
+use nfs3_types::xdr_codec::{List, Opaque, Void};
+
+use super::wire::{self, Call};
+use super::Server;
+use crate::plugin::bindings::types::Error;
+
+pub const PROGRAM: u32 = 100005;
+pub const VERSION: u32 = 3;
+const AUTH_UNIX: u32 = 1;
+const AUTH_NULL: u32 = 0;
+
+pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
+    let xid = call.xid;
+    match call.proc_ {
+        0 => wire::success(xid, &Void),
+        1 => match wire::args::<dirpath<'static>>(args) {
+            Some(path) => wire::success(xid, &mnt(server, &path.0).await),
+            None => wire::accepted(xid, accept_stat_data::GARBAGE_ARGS),
+        },
+        // DUMP: nfsgw keeps no list of clients.
+        2 => wire::success(xid, &List::<nfs3_types::mount::mountbody>::default()),
+        // UMNT, UMNTALL: nothing to forget; the reply is void.
+        3 | 4 => wire::success(xid, &Void),
+        5 => {
+            let mut dirs = vec!["/".to_string()];
+            dirs.extend(
+                server
+                    .gateway
+                    .mounts()
+                    .iter()
+                    .map(|m| format!("/{}", m.name)),
+            );
+            let nodes = dirs
+                .into_iter()
+                .map(|d| export_node {
+                    ex_dir: dirpath(Opaque::owned(d.into_bytes())),
+                    ex_groups: List::<name>::default(),
+                })
+                .collect();
+            wire::success(xid, &List(nodes))
+        }
+        _ => wire::accepted(xid, accept_stat_data::PROC_UNAVAIL),
+    }
+}
+
+async fn mnt(server: &Server, path: &[u8]) -> mountres3<'static> {
+    let Ok(path) = std::str::from_utf8(path) else {
+        return mountres3::Err(mountstat3::MNT3ERR_INVAL);
+    };
+    match server.resolve_path(path).await {
+        Ok(id) => mountres3::Ok(mountres3_ok {
+            fhandle: fhandle3(Opaque::owned(server.gateway.handle(id))),
+            auth_flavors: vec![AUTH_UNIX, AUTH_NULL],
+        }),
+        Err(Error::NotFound) => mountres3::Err(mountstat3::MNT3ERR_NOENT),
+        Err(Error::NotDir) => mountres3::Err(mountstat3::MNT3ERR_NOTDIR),
+        Err(Error::Access) => mountres3::Err(mountstat3::MNT3ERR_ACCES),
+        Err(Error::NameTooLong) => mountres3::Err(mountstat3::MNT3ERR_NAMETOOLONG),
+        Err(_) => mountres3::Err(mountstat3::MNT3ERR_IO),
+    }
+}

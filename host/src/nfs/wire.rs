@@ -1,0 +1,323 @@
+//! ONC RPC over TCP (RFC 5531): record marking, the call header, and reply headers.
+//!
+//! A call header is read by hand, so that calls with credential flavours we do not know still
+//! get a proper rejection; procedure arguments and results are XDR through `nfs3_types`.
+
+use std::io;
+
+use nfs3_types::rpc::{accept_stat_data, auth_stat};
+use nfs3_types::xdr_codec::{Pack, Unpack};
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use crate::gateway::Caller;
+
+/// The largest record accepted: a 1 MiB WRITE plus headers, with room to spare.
+pub const MAX_RECORD: usize = 4 << 20;
+const LAST_FRAGMENT: u32 = 1 << 31;
+const RPC_VERSION: u32 = 2;
+const MSG_CALL: u32 = 0;
+const MSG_REPLY: u32 = 1;
+const MSG_ACCEPTED: u32 = 0;
+const MSG_DENIED: u32 = 1;
+const RPC_MISMATCH: u32 = 0;
+const AUTH_ERROR: u32 = 1;
+const AUTH_NULL: u32 = 0;
+const AUTH_UNIX: u32 = 1;
+/// Credentials are at most 400 bytes (RFC 5531).
+const MAX_AUTH: usize = 400;
+/// The user of calls without credentials.
+pub const NOBODY: u32 = 65534;
+
+/// Reads one record (all its fragments). `None` at a clean end of stream.
+pub async fn read_record<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
+    let mut record = Vec::new();
+    loop {
+        let mut mark = [0u8; 4];
+        match r.read_exact(&mut mark).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && record.is_empty() => {
+                return Ok(None)
+            }
+            Err(e) => return Err(e),
+        }
+        let mark = u32::from_be_bytes(mark);
+        let len = (mark & !LAST_FRAGMENT) as usize;
+        if record.len() + len > MAX_RECORD {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("RPC record over {MAX_RECORD} bytes"),
+            ));
+        }
+        let start = record.len();
+        record.resize(start + len, 0);
+        r.read_exact(&mut record[start..]).await?;
+        if mark & LAST_FRAGMENT != 0 {
+            return Ok(Some(record));
+        }
+    }
+}
+
+/// A parsed call header; the procedure's arguments start at `args`.
+pub struct Call {
+    pub xid: u32,
+    pub prog: u32,
+    pub vers: u32,
+    pub proc_: u32,
+    pub caller: Caller,
+    pub args: usize,
+}
+
+/// What to do with a record.
+pub enum Incoming {
+    Call(Call),
+    /// Answer with this reply without dispatching.
+    Reject(Vec<u8>),
+    /// Not a call we can answer at all (too short to hold an xid, or a reply).
+    Ignore,
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    at: usize,
+}
+
+impl Reader<'_> {
+    fn u32(&mut self) -> Option<u32> {
+        let v = self.bytes.get(self.at..self.at + 4)?;
+        self.at += 4;
+        Some(u32::from_be_bytes(v.try_into().ok()?))
+    }
+
+    fn opaque(&mut self, max: usize) -> Option<&[u8]> {
+        let len = self.u32()? as usize;
+        if len > max {
+            return None;
+        }
+        let padded = len.div_ceil(4) * 4;
+        let v = self.bytes.get(self.at..self.at + len)?;
+        self.at += padded;
+        (self.at <= self.bytes.len()).then_some(v)
+    }
+}
+
+fn caller_from(flavor: u32, body: &[u8]) -> Option<Caller> {
+    match flavor {
+        AUTH_NULL => Some(Caller {
+            uid: NOBODY,
+            gid: NOBODY,
+            gids: Vec::new(),
+        }),
+        AUTH_UNIX => {
+            let (cred, _) = nfs3_types::rpc::auth_unix::unpack(&mut io::Cursor::new(body)).ok()?;
+            Some(Caller {
+                uid: cred.uid,
+                gid: cred.gid,
+                gids: cred.gids,
+            })
+        }
+        _ => None,
+    }
+}
+
+pub fn parse_call(record: &[u8]) -> Incoming {
+    let mut r = Reader {
+        bytes: record,
+        at: 0,
+    };
+    let Some(xid) = r.u32() else {
+        return Incoming::Ignore;
+    };
+    if r.u32() != Some(MSG_CALL) {
+        return Incoming::Ignore;
+    }
+    let Some(rpcvers) = r.u32() else {
+        return Incoming::Reject(accepted(xid, accept_stat_data::GARBAGE_ARGS));
+    };
+    if rpcvers != RPC_VERSION {
+        return Incoming::Reject(denied(xid, |out| {
+            pack_all(out, &[RPC_MISMATCH, RPC_VERSION, RPC_VERSION]);
+        }));
+    }
+    let header = (|| {
+        let (prog, vers, proc_) = (r.u32()?, r.u32()?, r.u32()?);
+        let flavor = r.u32()?;
+        let body = r.opaque(MAX_AUTH)?;
+        let caller = caller_from(flavor, body);
+        let _verf_flavor = r.u32()?;
+        r.opaque(MAX_AUTH)?;
+        Some((prog, vers, proc_, caller))
+    })();
+    match header {
+        None => Incoming::Reject(accepted(xid, accept_stat_data::GARBAGE_ARGS)),
+        Some((_, _, _, None)) => Incoming::Reject(denied(xid, |out| {
+            pack_all(out, &[AUTH_ERROR]);
+            auth_stat::AUTH_BADCRED.pack(out).expect("writing to a Vec");
+        })),
+        Some((prog, vers, proc_, Some(caller))) => Incoming::Call(Call {
+            xid,
+            prog,
+            vers,
+            proc_,
+            caller,
+            args: r.at,
+        }),
+    }
+}
+
+fn pack_all(out: &mut Vec<u8>, words: &[u32]) {
+    for w in words {
+        out.extend_from_slice(&w.to_be_bytes());
+    }
+}
+
+/// A reply buffer starting with room for the record mark.
+fn reply_start(xid: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    pack_all(&mut out, &[0, xid, MSG_REPLY]);
+    out
+}
+
+/// An accepted reply header; for SUCCESS the result follows.
+pub fn accepted(xid: u32, stat: accept_stat_data) -> Vec<u8> {
+    let mut out = reply_start(xid);
+    // The verifier: AUTH_NULL, empty.
+    pack_all(&mut out, &[MSG_ACCEPTED, AUTH_NULL, 0]);
+    stat.pack(&mut out).expect("writing to a Vec");
+    out
+}
+
+fn denied(xid: u32, body: impl FnOnce(&mut Vec<u8>)) -> Vec<u8> {
+    let mut out = reply_start(xid);
+    pack_all(&mut out, &[MSG_DENIED]);
+    body(&mut out);
+    out
+}
+
+/// A successful reply carrying `result`.
+pub fn success<T: Pack>(xid: u32, result: &T) -> Vec<u8> {
+    let mut out = accepted(xid, accept_stat_data::SUCCESS);
+    out.reserve(result.packed_size());
+    result.pack(&mut out).expect("writing to a Vec");
+    out
+}
+
+/// Fills in the record mark of a finished reply (one last fragment).
+pub fn seal(mut reply: Vec<u8>) -> Vec<u8> {
+    let len = (reply.len() - 4) as u32;
+    reply[..4].copy_from_slice(&(len | LAST_FRAGMENT).to_be_bytes());
+    reply
+}
+
+/// Decodes procedure arguments; `None` is GARBAGE_ARGS.
+pub fn args<T: Unpack>(bytes: &[u8]) -> Option<T> {
+    T::unpack(&mut io::Cursor::new(bytes)).ok().map(|(v, _)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(rpcvers: u32, flavor: u32, cred: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        pack_all(
+            &mut out,
+            &[
+                7,
+                MSG_CALL,
+                rpcvers,
+                100003,
+                3,
+                1,
+                flavor,
+                cred.len() as u32,
+            ],
+        );
+        out.extend_from_slice(cred);
+        out.resize(out.len().div_ceil(4) * 4, 0);
+        pack_all(&mut out, &[AUTH_NULL, 0, 0xdead_beef]);
+        out
+    }
+
+    fn unix_cred(uid: u32, gid: u32, gids: &[u32]) -> Vec<u8> {
+        let mut out = Vec::new();
+        pack_all(&mut out, &[1, 4]);
+        out.extend_from_slice(b"host");
+        pack_all(&mut out, &[uid, gid, gids.len() as u32]);
+        pack_all(&mut out, gids);
+        out
+    }
+
+    #[test]
+    fn auth_unix_calls_carry_the_caller_and_the_args_offset() {
+        let record = call(2, AUTH_UNIX, &unix_cred(1000, 100, &[4, 27]));
+        let Incoming::Call(c) = parse_call(&record) else {
+            panic!("not a call")
+        };
+        assert_eq!((c.xid, c.prog, c.vers, c.proc_), (7, 100003, 3, 1));
+        assert_eq!(
+            (c.caller.uid, c.caller.gid, c.caller.gids),
+            (1000, 100, vec![4, 27])
+        );
+        assert_eq!(&record[c.args..], &0xdead_beef_u32.to_be_bytes());
+    }
+
+    #[test]
+    fn null_auth_is_nobody_and_unknown_flavours_are_refused() {
+        let Incoming::Call(c) = parse_call(&call(2, AUTH_NULL, &[])) else {
+            panic!("not a call")
+        };
+        assert_eq!(c.caller.uid, NOBODY);
+        let Incoming::Reject(reply) = parse_call(&call(2, 6, &[1, 2, 3, 4])) else {
+            panic!("not rejected")
+        };
+        // xid, REPLY, MSG_DENIED, AUTH_ERROR, AUTH_BADCRED
+        assert_eq!(
+            &reply[4..],
+            &[0, 0, 0, 7, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1][..]
+        );
+    }
+
+    #[test]
+    fn wrong_rpc_version_is_a_mismatch() {
+        let Incoming::Reject(reply) = parse_call(&call(3, AUTH_NULL, &[])) else {
+            panic!("not rejected")
+        };
+        assert_eq!(&reply[12..24], &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2][..]);
+    }
+
+    #[test]
+    fn truncated_and_hostile_headers_are_garbage_or_ignored() {
+        assert!(matches!(parse_call(&[0, 0]), Incoming::Ignore));
+        let mut record = call(2, AUTH_UNIX, &unix_cred(1, 1, &[]));
+        record.truncate(20);
+        assert!(matches!(parse_call(&record), Incoming::Reject(_)));
+        // A credential that claims 4 GiB.
+        let mut huge = Vec::new();
+        pack_all(
+            &mut huge,
+            &[9, MSG_CALL, 2, 100003, 3, 0, AUTH_UNIX, u32::MAX],
+        );
+        assert!(matches!(parse_call(&huge), Incoming::Reject(_)));
+    }
+
+    #[test]
+    fn sealed_replies_carry_their_length() {
+        let reply = seal(accepted(5, accept_stat_data::PROC_UNAVAIL));
+        let mark = u32::from_be_bytes(reply[..4].try_into().unwrap());
+        assert_eq!(mark, LAST_FRAGMENT | (reply.len() as u32 - 4));
+    }
+
+    #[tokio::test]
+    async fn records_join_fragments_and_refuse_oversized_ones() {
+        let mut stream = Vec::new();
+        stream.extend_from_slice(&3u32.to_be_bytes());
+        stream.extend_from_slice(b"abc");
+        stream.extend_from_slice(&(2 | LAST_FRAGMENT).to_be_bytes());
+        stream.extend_from_slice(b"de");
+        let mut r = &stream[..];
+        assert_eq!(read_record(&mut r).await.unwrap().unwrap(), b"abcde");
+        assert!(read_record(&mut r).await.unwrap().is_none());
+        let big = ((MAX_RECORD as u32 + 1) | LAST_FRAGMENT).to_be_bytes();
+        assert!(read_record(&mut &big[..]).await.is_err());
+    }
+}
