@@ -27,6 +27,33 @@ pub struct Config {
 pub struct ServerConfig {
     /// Where NFSv3 and MOUNT are served (one TCP port).
     pub listen: SocketAddr,
+    /// Where each mount's inode journal is kept, so file handles survive restarts. When
+    /// absent, a directory of the user's state home chosen by the config file's path.
+    #[serde(default)]
+    pub state_dir: Option<std::path::PathBuf>,
+    /// Where the portmapper answers (TCP and UDP), or `None` for `"off"`.
+    #[serde(default = "default_portmap", deserialize_with = "portmap_setting")]
+    pub portmap: Option<SocketAddr>,
+}
+
+/// The portmapper's default address: the port every NFS client asks.
+pub const DEFAULT_PORTMAP: &str = "127.0.0.1:111";
+
+fn default_portmap() -> Option<SocketAddr> {
+    Some(DEFAULT_PORTMAP.parse().expect("a valid address"))
+}
+
+/// `portmap = "ip:port"` or `portmap = "off"`.
+fn portmap_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "expected \"ip:port\" (e.g. {DEFAULT_PORTMAP:?}) or \"off\", got {text:?}"
+        ))
+    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -131,6 +158,27 @@ impl Config {
             }
         }
         Ok(())
+    }
+}
+
+impl ServerConfig {
+    /// The state directory: `state_dir`, or `<state home>/nfsgw/<tag of the config's path>`,
+    /// so two configs never share journals. `config_id` names the config (its file's path).
+    pub fn state_dir_for(&self, config_id: &str) -> std::path::PathBuf {
+        if let Some(dir) = &self.state_dir {
+            return dir.clone();
+        }
+        let home = std::env::var_os("XDG_STATE_HOME")
+            .map(std::path::PathBuf::from)
+            .or_else(|| std::env::var_os("LOCALAPPDATA").map(std::path::PathBuf::from))
+            .or_else(|| {
+                std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".local/state"))
+            })
+            .unwrap_or_else(std::env::temp_dir);
+        let id = std::fs::canonicalize(config_id)
+            .map_or_else(|_| config_id.to_string(), |p| p.display().to_string());
+        home.join("nfsgw")
+            .join(format!("{:016x}", crate::gateway::handles::mount_tag(&id)))
     }
 }
 
@@ -297,6 +345,27 @@ instances = 2
         let text = GOOD.replace("instances = 2", "instances = 0");
         let err = format!("{:#}", parse(&text).unwrap_err());
         assert!(err.contains("limits.instances"), "{err}");
+    }
+
+    #[test]
+    fn portmap_defaults_to_port_111_and_can_be_moved_or_turned_off() {
+        let default = parse(GOOD).unwrap();
+        assert_eq!(
+            default.server.portmap,
+            Some("127.0.0.1:111".parse().unwrap())
+        );
+        let listen = "listen = \"127.0.0.1:20490\"";
+        let with = |value: &str| GOOD.replace(listen, &format!("{listen}\nportmap = {value}"));
+        let moved = parse(&with("\"0.0.0.0:10111\"")).unwrap();
+        assert_eq!(moved.server.portmap, Some("0.0.0.0:10111".parse().unwrap()));
+        assert_eq!(parse(&with("\"off\"")).unwrap().server.portmap, None);
+        for bad in ["\"localhost:111\"", "\"on\"", "111"] {
+            let err = format!("{:#}", parse(&with(bad)).unwrap_err());
+            assert!(
+                err.contains("line 4") && err.contains("portmap"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]

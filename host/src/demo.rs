@@ -1,9 +1,8 @@
-//! The embedded demo (`nfsgw demo`) and the mount command lines nfsgw prints.
+//! The embedded demo (`nfsgw demo`). The mount command lines it prints are `mount_cmd`'s.
 //!
 //! The demo serves a local directory with the config in `config/demo.toml`, creating the
 //! directory with a few sample files on first use.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -34,22 +33,6 @@ pub fn prepare(dir: Option<PathBuf>) -> Result<(String, PathBuf)> {
     Ok((text, dir))
 }
 
-pub fn linux_mount_line(addr: SocketAddr, mount: &str) -> String {
-    let port = addr.port();
-    format!(
-        "sudo mkdir -p /mnt/{mount} && sudo mount -t nfs -o vers=3,proto=tcp,port={port},mountport={port},mountproto=tcp,nolock,rsize=1048576,wsize=1048576 {}:/{mount} /mnt/{mount}",
-        addr.ip()
-    )
-}
-
-pub fn macos_mount_line(addr: SocketAddr, mount: &str) -> String {
-    let port = addr.port();
-    format!(
-        "mkdir -p ~/nfsgw/{mount} && sudo mount -t nfs -o vers=3,tcp,port={port},mountport={port},nolocks,locallocks,rsize=1048576,wsize=1048576 {}:/{mount} ~/nfsgw/{mount}",
-        addr.ip()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,18 +51,5 @@ mod tests {
             .1;
         assert_eq!(PathBuf::from(root), dir);
         assert!(dir.join("README.txt").is_file());
-    }
-
-    #[test]
-    fn mount_lines_carry_the_port_and_options() {
-        let addr: SocketAddr = "127.0.0.1:20490".parse().unwrap();
-        let linux = linux_mount_line(addr, "data");
-        assert!(
-            linux.contains("port=20490,mountport=20490")
-                && linux.contains("127.0.0.1:/data /mnt/data")
-        );
-        assert!(linux.contains("vers=3") && linux.contains("nolock"));
-        let mac = macos_mount_line(addr, "data");
-        assert!(mac.contains("locallocks") && mac.contains("127.0.0.1:/data"));
     }
 }

@@ -2,13 +2,15 @@
 //! WebAssembly plugin.
 //!
 //! This file is the command line: it parses arguments, sets up logging, and wires the config,
-//! the plugin runtime, the gateway core and the NFS front together.
+//! the plugin runtime, the gateway core, the NFS front and the portmapper together.
 
 mod config;
 mod demo;
 mod gateway;
+mod mount_cmd;
 mod nfs;
 mod plugin;
+mod portmap;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -45,6 +47,31 @@ enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Mount an export of a running nfsgw with the OS's NFS client: prints the mount command,
+    /// then runs it (through sudo when not root).
+    Mount {
+        /// The mount's name in the config (the export is host:/<name>).
+        name: String,
+        /// Where to mount it: a directory, or a drive such as Z: on Windows.
+        mountpoint: String,
+        /// Take the server's address from this config's `server.listen`.
+        #[arg(long, short, conflicts_with = "server")]
+        config: Option<PathBuf>,
+        /// The server's HOST:PORT [default: 127.0.0.1:20490].
+        #[arg(long)]
+        server: Option<String>,
+        /// Print the command, do not run it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Unmount an nfsgw mount: prints the unmount command, then runs it.
+    Umount {
+        /// The directory, or the drive such as Z: on Windows.
+        mountpoint: String,
+        /// Print the command, do not run it.
+        #[arg(long)]
+        dry_run: bool,
+    },
 }
 
 fn main() {
@@ -68,7 +95,7 @@ async fn run(cli: Cli) -> Result<()> {
         Some(Command::Demo { dir }) => {
             let (text, dir) = demo::prepare(dir)?;
             println!("nfsgw demo: serving {} as /demo", dir.display());
-            serve(&text, "demo config").await
+            serve(&text, "demo config", false).await
         }
         Some(Command::CheckConfig { config }) => {
             let text = read(&config)?;
@@ -81,19 +108,82 @@ async fn run(cli: Cli) -> Result<()> {
                     file: &file,
                     text: &text,
                 },
+                None,
             )
             .await?;
             println!("{file}: OK, {} mount(s)", gateway.mounts().len());
             Ok(())
+        }
+        Some(Command::Mount {
+            name,
+            mountpoint,
+            config,
+            server,
+            dry_run,
+        }) => {
+            let target = mount_target(config, server, &name)?;
+            let run = mount_cmd::Run {
+                os: mount_cmd::Os::current(),
+                dry_run,
+            };
+            run.mount(&target, &name, &mountpoint)
+        }
+        Some(Command::Umount {
+            mountpoint,
+            dry_run,
+        }) => {
+            let run = mount_cmd::Run {
+                os: mount_cmd::Os::current(),
+                dry_run,
+            };
+            run.umount(&mountpoint)
         }
         None => {
             let config = cli
                 .config
                 .context("give --config <mounts.toml> (or try `nfsgw demo`)")?;
             let text = read(&config)?;
-            serve(&text, &config.display().to_string()).await
+            serve(&text, &config.display().to_string(), true).await
         }
     }
+}
+
+/// The server `nfsgw mount` mounts from: `--server`, the `listen` address of `--config`, or
+/// the default address.
+fn mount_target(
+    config: Option<PathBuf>,
+    server: Option<String>,
+    name: &str,
+) -> Result<mount_cmd::Target> {
+    let Some(path) = config else {
+        return mount_cmd::Target::parse(server.as_deref().unwrap_or("127.0.0.1:20490"));
+    };
+    let file = path.display().to_string();
+    let parsed = Config::parse(&read(&path)?, &file)?;
+    let listen = parsed.server.listen;
+    if listen.port() == 0 {
+        anyhow::bail!(
+            "{file}: server.listen has port 0 (nfsgw picks a free port at start): give \
+             --server HOST:PORT with the port nfsgw printed"
+        );
+    }
+    let name = name.trim_start_matches('/');
+    if !parsed.mounts.iter().any(|m| m.name() == name) {
+        let names: Vec<&str> = parsed.mounts.iter().map(|m| m.name()).collect();
+        anyhow::bail!(
+            "{file} has no mount {name:?}; its mounts: {}",
+            names.join(", ")
+        );
+    }
+    if mount_cmd::Os::current() == mount_cmd::Os::Windows
+        && parsed.server.portmap.map(|a| a.port()) != Some(111)
+    {
+        eprintln!(
+            "nfsgw: warning: Windows' mount.exe asks the portmapper on port 111, and {file} \
+             does not serve it there (server.portmap)"
+        );
+    }
+    Ok(mount_cmd::Target::of_listener(listen))
 }
 
 fn read(path: &PathBuf) -> Result<String> {
@@ -101,13 +191,32 @@ fn read(path: &PathBuf) -> Result<String> {
         .with_context(|| format!("cannot read config file {}", path.display()))
 }
 
-async fn serve(text: &str, file: &str) -> Result<()> {
+/// Serves a config. A portmapper that cannot be bound stops nfsgw when `portmap_required`;
+/// otherwise (the demo, which has no config to change) nfsgw serves without it and says so.
+async fn serve(text: &str, file: &str, portmap_required: bool) -> Result<()> {
     let config = Config::parse(text, file)?;
     let runtime = Runtime::new()?;
-    let gateway =
-        Arc::new(gateway::mounts::start(&runtime, &config, &Source { file, text }).await?);
+    let state_dir = config.server.state_dir_for(file);
+    let gateway = Arc::new(
+        gateway::mounts::start(&runtime, &config, &Source { file, text }, Some(&state_dir)).await?,
+    );
     let server = nfs::NfsServer::bind(config.server.listen, gateway.clone()).await?;
     let addr = server.local_addr();
+    let portmapper = match config.server.portmap {
+        Some(at) => match portmap::Portmapper::bind(at, addr).await {
+            Ok(portmapper) => {
+                println!("nfsgw: portmapper on {} (tcp+udp)", portmapper.local_addr());
+                Some(portmapper)
+            }
+            Err(e) if !portmap_required => {
+                println!("nfsgw: serving without a portmapper: {e:#}");
+                None
+            }
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let on_111 = portmapper.as_ref().map(|p| p.local_addr().port()) == Some(111);
     println!("nfsgw: serving NFSv3 + MOUNT on {addr}");
     for m in gateway.mounts() {
         let access = if m.read_only {
@@ -116,12 +225,25 @@ async fn serve(text: &str, file: &str) -> Result<()> {
             "read-write"
         };
         println!("  /{:<16} plugin {:<8} {access}", m.name, m.plugin_name);
-        println!("    Linux: {}", demo::linux_mount_line(addr, &m.name));
-        println!("    macOS: {}", demo::macos_mount_line(addr, &m.name));
+        println!("    Linux: {}", mount_cmd::linux_mount_line(addr, &m.name));
+        println!("    macOS: {}", mount_cmd::macos_mount_line(addr, &m.name));
+        if on_111 {
+            println!(
+                "    Windows: {}",
+                mount_cmd::windows_mount_line(addr, &m.name)
+            );
+        }
     }
     tracing::info!(%addr, mounts = gateway.mounts().len(), "nfsgw ready");
+    let portmapper = async {
+        match portmapper {
+            Some(portmapper) => portmapper.serve().await,
+            None => std::future::pending().await,
+        }
+    };
     tokio::select! {
         result = server.serve() => result,
+        result = portmapper => result,
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("interrupted; shutting down");
             Ok(())

@@ -19,11 +19,13 @@ use std::time::{Duration, Instant};
 use nfs3_client::tokio::{TokioConnector, TokioIo};
 use nfs3_client::{ConnectError, Nfs3Connection, Nfs3ConnectionBuilder, RpcError};
 use nfs3_types::nfs3::{
-    createhow3, createverf3, diropargs3, fattr3, filename3, ftype3, nfs_fh3, nfspath3, nfsstat3,
-    nfstime3, sattr3, set_mtime, stable_how, symlinkdata3, CREATE3args, GETATTR3args, LOOKUP3args,
-    MKDIR3args, Nfs3Option, Nfs3Result, READ3args, READDIRPLUS3args, READLINK3args, REMOVE3args,
+    cookieverf3, createhow3, createverf3, diropargs3, fattr3, filename3, ftype3, mknoddata3,
+    nfs_fh3, nfspath3, nfsstat3, nfstime3, sattr3, set_mtime, stable_how, symlinkdata3,
+    COMMIT3args, CREATE3args, GETATTR3args, LINK3args, LOOKUP3args, MKDIR3args, MKNOD3args,
+    Nfs3Option, Nfs3Result, READ3args, READDIR3args, READDIRPLUS3args, READLINK3args, REMOVE3args,
     RENAME3args, RMDIR3args, SETATTR3args, SYMLINK3args, WRITE3args,
 };
+use nfs3_types::rpc::{auth_unix, opaque_auth};
 use nfs3_types::xdr_codec::Opaque;
 use tempfile::TempDir;
 
@@ -33,6 +35,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(60);
 const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The line `nfsgw` prints once it serves.
 const READY_PREFIX: &str = "nfsgw: serving NFSv3 + MOUNT on ";
+/// The line `nfsgw` prints, before the ready line, when it serves a portmapper.
+const PORTMAP_PREFIX: &str = "nfsgw: portmapper on ";
 
 // ---------------------------------------------------------------------------------------------
 // Locating and running the binary
@@ -142,14 +146,32 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts a server listening on an ephemeral port with these `[[mount]]` tables; panics
-    /// (with its output) if it does not come up.
+    /// Starts a server listening on an ephemeral port with these `[[mount]]` tables and no
+    /// portmapper (tests run many servers at once, and port 111 is one port); panics (with its
+    /// output) if it does not come up.
     pub fn start(mounts: &str) -> Server {
-        let config = format!("[server]\nlisten = \"127.0.0.1:0\"\n\n{mounts}");
+        Server::start_with(&format!("portmap = \"off\"\n\n{mounts}"))
+    }
+
+    /// Starts a server listening on an ephemeral port: `rest` follows the `listen` line inside
+    /// `[server]`, so it may set other server keys before its `[[mount]]` tables.
+    pub fn start_with(rest: &str) -> Server {
+        let config = format!("[server]\nlisten = \"127.0.0.1:0\"\n{rest}");
         match spawn(&config) {
             Ok(server) => server,
             Err(exited) => panic!("nfsgw did not start\n---- config ----\n{config}\n{exited}"),
         }
+    }
+
+    /// The port of the server's portmapper, from its "nfsgw: portmapper on ADDR (tcp+udp)"
+    /// line (printed before the ready line); `None` when it serves none.
+    pub fn portmap_port(&self) -> Option<u16> {
+        self.stdout()
+            .lines()
+            .find_map(|l| l.strip_prefix(PORTMAP_PREFIX))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|addr| addr.rsplit(':').next())
+            .and_then(|port| port.parse().ok())
     }
 
     /// What the server has written to stderr so far.
@@ -182,8 +204,28 @@ impl Server {
         }
     }
 
+    /// Mounts `export` as root (AUTH_UNIX uid 0), as a root-run kernel client does.
     pub async fn try_mount(&self, export: &str) -> Result<Client, ConnectError> {
+        self.try_mount_as(export, Some((0, 0))).await
+    }
+
+    /// Mounts `export` with AUTH_UNIX credentials `(uid, gid)`, or AUTH_NULL for `None`.
+    pub async fn try_mount_as(
+        &self,
+        export: &str,
+        user: Option<(u32, u32)>,
+    ) -> Result<Client, ConnectError> {
+        let credential = match user {
+            Some((uid, gid)) => opaque_auth::auth_unix(&auth_unix {
+                machinename: Opaque::borrowed(b"nfsgw-tests"),
+                uid,
+                gid,
+                ..auth_unix::default()
+            }),
+            None => opaque_auth::default(),
+        };
         let conn = Nfs3ConnectionBuilder::new(TokioConnector, "127.0.0.1", export)
+            .credential(credential)
             .connect_from_privileged_port(false)
             .mount_port(self.port)
             .nfs3_port(self.port)
@@ -196,6 +238,15 @@ impl Server {
     /// An `nfs://` URL for libnfs's tools: `path` starts with the export, e.g. "/data/a.txt".
     pub fn nfs_url(&self, path: &str) -> String {
         format!("nfs://127.0.0.1{path}?nfsport={0}&mountport={0}", self.port)
+    }
+}
+
+impl Server {
+    /// Stops the server and starts it again on the same config and state (on a new port).
+    pub fn restart(mut self) -> Server {
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        drop(self);
+        spawn_in(dir).unwrap_or_else(|exited| panic!("nfsgw did not restart\n{exited}"))
     }
 }
 
@@ -220,10 +271,21 @@ pub fn spawn(config: &str) -> Result<Server, Exited> {
         .prefix("nfsgw-server-")
         .tempdir()
         .expect("tempdir");
+    std::fs::write(dir.path().join("config.toml"), config).expect("write config");
+    spawn_in(dir)
+}
+
+/// Starts nfsgw on the config.toml in `dir`. Its default state directory (inode journals) is
+/// under `dir` too, so a restart in the same `dir` finds it and nothing is left behind.
+fn spawn_in(dir: TempDir) -> Result<Server, Exited> {
     let config_path = dir.path().join("config.toml");
-    std::fs::write(&config_path, config).expect("write config");
-    let stderr = std::fs::File::create(dir.path().join("stderr.log")).expect("stderr.log");
+    let stderr = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.path().join("stderr.log"))
+        .expect("stderr.log");
     let mut child = Command::new(nfsgw_binary())
+        .env("XDG_STATE_HOME", dir.path().join("state"))
         .arg("--config")
         .arg(&config_path)
         .stdin(Stdio::null())
@@ -781,6 +843,93 @@ impl Client {
                 .await,
         );
         status(res, |_| ())
+    }
+
+    /// LINK: `name` in `dir` becomes another name of `file`; returns the file's attributes.
+    pub async fn link(
+        &mut self,
+        file: &nfs_fh3,
+        dir: &nfs_fh3,
+        name: &str,
+    ) -> NfsResult<Option<fattr3>> {
+        let args = LINK3args {
+            file: file.clone(),
+            link: dirop(dir, name),
+        };
+        let res = rpc("LINK", self.conn.link(&args).await);
+        status(res, |ok| match ok.file_attributes {
+            Nfs3Option::Some(a) => Some(a),
+            Nfs3Option::None => None,
+        })
+    }
+
+    /// MKNOD of a fifo with `mode`.
+    pub async fn mkfifo(&mut self, dir: &nfs_fh3, name: &str, mode: u32) -> NfsResult<nfs_fh3> {
+        let attrs = sattr3 {
+            mode: Nfs3Option::Some(mode),
+            ..sattr3::default()
+        };
+        let args = MKNOD3args {
+            where_: dirop(dir, name),
+            what: mknoddata3::NF3FIFO(attrs),
+        };
+        let res = rpc("MKNOD", self.conn.mknod(&args).await);
+        match status(res, |ok| ok.obj)? {
+            Nfs3Option::Some(fh) => Ok(fh),
+            Nfs3Option::None => self.lookup(dir, name).await,
+        }
+    }
+
+    /// One UNSTABLE WRITE: the count, how it was committed, and the write verifier.
+    pub async fn write_unstable(
+        &mut self,
+        fh: &nfs_fh3,
+        offset: u64,
+        data: &[u8],
+    ) -> NfsResult<(u32, stable_how, [u8; 8])> {
+        let args = WRITE3args {
+            file: fh.clone(),
+            offset,
+            count: data.len() as u32,
+            stable: stable_how::UNSTABLE,
+            data: Opaque::borrowed(data),
+        };
+        let res = rpc("WRITE", self.conn.write(&args).await);
+        status(res, |ok| (ok.count, ok.committed, ok.verf.0))
+    }
+
+    /// COMMIT of a whole file: the write verifier.
+    pub async fn commit(&mut self, fh: &nfs_fh3) -> NfsResult<[u8; 8]> {
+        let args = COMMIT3args {
+            file: fh.clone(),
+            offset: 0,
+            count: 0,
+        };
+        let res = rpc("COMMIT", self.conn.commit(&args).await);
+        status(res, |ok| ok.verf.0)
+    }
+
+    /// Plain READDIR (not PLUS) over every page: the names, in order of the replies.
+    pub async fn readdir_names(&mut self, dir: &nfs_fh3) -> NfsResult<Vec<String>> {
+        let (mut names, mut cookie, mut verf) = (Vec::new(), 0, cookieverf3::default());
+        loop {
+            let args = READDIR3args {
+                dir: dir.clone(),
+                cookie,
+                cookieverf: verf,
+                count: DIR_MAXCOUNT,
+            };
+            let res = rpc("READDIR", self.conn.readdir(&args).await);
+            let ok = status(res, |ok| ok)?;
+            verf = ok.cookieverf;
+            for entry in ok.reply.entries.0 {
+                names.push(String::from_utf8(entry.name.0.to_vec()).expect("UTF-8 name"));
+                cookie = entry.cookie;
+            }
+            if ok.reply.eof {
+                return Ok(names);
+            }
+        }
     }
 
     pub async fn rmdir(&mut self, dir: &nfs_fh3, name: &str) -> NfsResult<()> {

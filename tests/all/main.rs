@@ -10,3 +10,5 @@ mod faults;
 mod harness;
 mod libnfs;
 mod local;
+mod portmap;
+mod posix;

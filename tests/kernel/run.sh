@@ -2,14 +2,17 @@
 # tests/kernel/run.sh: Linux-kernel-NFS-client test of an nfsgw binary.
 # Serves a fresh temp dir with the "local" plugin on a free 127.0.0.1 port, boots the test
 # VM (vm.sh --hostroot) which mounts the export /data with the kernel's NFSv3 client and
-# runs workload.sh in it, then checks the served dir on the host. With --pjdfstest, a second
-# VM boot runs pjdfstest on the mount; its counts are reported (and written to
-# $PJDFSTEST_OUT if set) but its failures do not fail this script.
+# runs workload.sh in it, then checks the served dir on the host. When nfsgw can take
+# 127.0.0.1:111 for its portmapper (root, no rpcbind running), another VM boot mounts with no
+# port=/mountport= options, so the kernel asks that portmapper (skipped, saying so, otherwise).
+# With --pjdfstest, a further VM boot runs pjdfstest on the mount; its counts are reported (and
+# written to $PJDFSTEST_OUT if set) but its failures do not fail this script.
 # usage: tests/kernel/run.sh <path-to-nfsgw-binary> [--pjdfstest]
 # Needs tests/kernel/setup.sh once. Exit: 0 all workload checks passed, 1 a workload or host
 # check failed, 2 harness failure (usage, setup, nfsgw not starting, VM/mount failure).
 # env: NFS_VM_CACHE, PJDFSTEST_OUT, KEEP_TMP=1 (keep the temp dir), NFSGW_ARGS (extra args),
-#      WORKLOAD_TIMEOUT (900 s), PJDFSTEST_TIMEOUT (1800 s).
+#      WORKLOAD_TIMEOUT (900 s), PJDFSTEST_TIMEOUT (1800 s), NFSGW_PORTMAP=off (no portmapper,
+#      and no mount without port options).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 die() { echo "kernel-tests: $*" >&2; [ -n "${T:-}" ] && KEEP_TMP=1; exit 2; }
@@ -38,25 +41,43 @@ for _ in $(seq 50); do
   PORT=$((20000 + RANDOM % 40000))
   (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null || break
 done
-cat > "$T/nfsgw.toml" <<EOF
+# The guest's kernel asks for the portmapper on port 111 only: it is there, or off.
+PMAP=127.0.0.1:111
+[ "${NFSGW_PORTMAP:-}" = off ] && PMAP=off
+# Starts nfsgw; fails if it exits before printing its ready line.
+start_nfsgw() {
+  cat > "$T/nfsgw.toml" <<EOF
 [server]
 listen = "127.0.0.1:$PORT"
+portmap = "$PMAP"
 [[mount]]
 name = "data"
 plugin = "local"
 [mount.config]
 root = "$S"
 EOF
-# shellcheck disable=SC2086 # NFSGW_ARGS: extra arguments, e.g. "--log-level debug"
-"$NFSGW" --config "$T/nfsgw.toml" ${NFSGW_ARGS:-} > "$T/nfsgw.log" 2>&1 &
-NPID=$!
-t0=$SECONDS
-until (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; do
-  kill -0 "$NPID" 2>/dev/null || { log_tail; NPID=; die "nfsgw exited before listening on $PORT"; }
-  [ $((SECONDS - t0)) -lt 60 ] || { log_tail; die "nfsgw not listening on $PORT after 60 s"; }
-  sleep 0.2
-done
-echo "kernel-tests: nfsgw listening on 127.0.0.1:$PORT after $((SECONDS - t0)) s, serving $S"
+  # shellcheck disable=SC2086 # NFSGW_ARGS: extra arguments, e.g. "--log-level debug"
+  "$NFSGW" --config "$T/nfsgw.toml" ${NFSGW_ARGS:-} > "$T/nfsgw.log" 2>&1 &
+  NPID=$!
+  t0=$SECONDS
+  until grep -q '^nfsgw: serving NFSv3' "$T/nfsgw.log" 2>/dev/null; do
+    kill -0 "$NPID" 2>/dev/null || { wait "$NPID"; NPID=; return 1; }
+    [ $((SECONDS - t0)) -lt 60 ] || { log_tail; die "nfsgw not serving on $PORT after 60 s"; }
+    sleep 0.2
+  done
+}
+if ! start_nfsgw; then
+  if [ "$PMAP" != off ] && grep -q 'server.portmap' "$T/nfsgw.log"; then
+    echo "kernel-tests: $(grep -o 'server.portmap.*' "$T/nfsgw.log" | head -n 1)"
+    echo "kernel-tests: SKIP the mount without port options (no portmapper on 111)"
+    PMAP=off
+    start_nfsgw || { log_tail; die "nfsgw exited before serving on $PORT"; }
+  else
+    log_tail; die "nfsgw exited before serving on $PORT"
+  fi
+fi
+(exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null || { log_tail; die "nothing listens on $PORT"; }
+echo "kernel-tests: nfsgw listening on 127.0.0.1:$PORT (portmapper: $PMAP) after $((SECONDS - t0)) s, serving $S"
 
 VM=("$HERE/vm.sh" -v --port "$PORT" --export /data --mount-opts soft,timeo=100,retrans=3 --hostroot --share "$R")
 cp "$HERE/workload.sh" "$HERE/pjdfstest.toml" "$R/"
@@ -93,6 +114,37 @@ check "w/t.bin size, mode, mtime" eq "$(stat -c '%s %a %Y' "$S/w/t.bin" 2>&1)" "
 check "w/big.bin mtime" eq "$(stat -c %Y "$S/w/big.bin" 2>&1)" 1015218367
 check "removed entries are gone" eq "$(ls -d "$S"/w/{o1,o2,empty,srcdir,app.txt} "$S/w/a/b" 2>/dev/null)" ""
 check "w listing" eq "$(cd "$S/w" && LC_ALL=C ls -A | tr '\n' ' ')" "a app2.txt big.bin many patched.bin t.bin "
+
+# ---- mounts with no port options: the kernel, and mount.nfs, ask nfsgw's portmapper ----
+if [ "$PMAP" != off ]; then
+  # The kernel mounts /mnt itself (vm.sh --no-ports); then, when the host has nfs-utils'
+  # mount.nfs, it mounts the export again with only vers=3,nolock.
+  cmd='cat marker.txt; echo via-portmapper > portmapper.txt; grep " /mnt " /proc/mounts
+    if [ -x /sbin/mount.nfs ]; then
+      mkdir -p /tmp/m && /sbin/mount.nfs 10.0.2.2:/data /tmp/m -o vers=3,nolock &&
+        echo "mount.nfs read: $(cat /tmp/m/marker.txt)" && umount /tmp/m
+    fi'
+  t0=$SECONDS
+  out=$("$HERE/vm.sh" -v --no-ports --export /data --mount-opts soft,timeo=100,retrans=3 \
+    --hostroot --timeout 300 -- "$cmd" 2>&1)
+  vrc=$?
+  sed 's/^/    /' <<< "$out"
+  echo "kernel-tests: no-ports VM exit $vrc after $((SECONDS - t0)) s"
+  check "mount without port options: VM exit 0" eq "$vrc" 0
+  check "mount without port options: marker.txt read" eq "$(grep -x "$TOKEN" <<< "$out")" "$TOKEN"
+  check "mount without port options: portmapper.txt written" eq "$(cat "$S/portmapper.txt" 2>&1)" via-portmapper
+  # The ports came from the portmapper: the guest's mount shows none given.
+  line=$(grep " /mnt nfs " <<< "$out")
+  check "mount without port options: /proc/mounts shows the mount, with no port=/mountport=" eq \
+    "${line:+mounted}$(grep -oE '[ ,](mount)?port=[0-9]+' <<< "$line")" mounted
+  if [ -x /sbin/mount.nfs ]; then
+    check "mount.nfs -o vers=3,nolock (no ports) reads marker.txt" eq \
+      "$(grep -x "mount.nfs read: $TOKEN" <<< "$out")" "mount.nfs read: $TOKEN"
+  else
+    echo "kernel-tests: SKIP mount.nfs without ports (no /sbin/mount.nfs on the host: nfs-common)"
+  fi
+  rm -f "$S/portmapper.txt"
+fi
 
 # ---- pjdfstest (informational) ----
 if [ -n "$PJD" ]; then

@@ -5,8 +5,11 @@
 # the command's exit code; 124 on timeout, 125 on harness failure (boot, 9p or NFS mount).
 set -uo pipefail
 usage() { cat >&2 <<'U'
-usage: vm.sh [--port P] [--mountport P] [--export /] [--mount-opts a=b,c] [--no-mount]
-             [--share DIR] [--hostroot] [--timeout SEC] [--mem MB] [--smp N] [-v] -- 'commands'
+usage: vm.sh [--port P] [--mountport P] [--no-ports] [--export /] [--mount-opts a=b,c]
+             [--no-mount] [--share DIR] [--hostroot] [--timeout SEC] [--mem MB] [--smp N] [-v]
+             -- 'commands'
+  --no-ports  mount without port=/mountport=: the kernel asks the portmapper on 10.0.2.2:111
+              (the host's 127.0.0.1:111) for the NFS and MOUNT ports
   --hostroot  run the command with bash chrooted in the host's / (9p, read-only; the guest
               has its own tmpfs on /tmp /run /var/tmp /root), so host tools are usable
   --share DIR 9p-mount host DIR read-write at the same path in the guest
@@ -14,10 +17,10 @@ usage: vm.sh [--port P] [--mountport P] [--export /] [--mount-opts a=b,c] [--no-
   env: NFS_VM_CACHE (default /var/cache/nfsgw/nfs-vm), NFS_VM_ACCEL (auto|tcg|kvm)
 U
 exit 125; }
-PORT=2049 MPORT= EXPORT=/ XOPTS= MOUNT=1 SHARE= HOSTROOT= TIMEOUT=600 MEM=1024 SMP=1 VERBOSE=
+PORT=2049 MPORT= NOPORTS= EXPORT=/ XOPTS= MOUNT=1 SHARE= HOSTROOT= TIMEOUT=600 MEM=1024 SMP=1 VERBOSE=
 while [ $# -gt 0 ]; do
   case $1 in
-    --port) PORT=$2; shift 2;; --mountport) MPORT=$2; shift 2;;
+    --port) PORT=$2; shift 2;; --mountport) MPORT=$2; shift 2;; --no-ports) NOPORTS=1; shift;;
     --export) EXPORT=$2; shift 2;; --mount-opts) XOPTS=$2; shift 2;;
     --no-mount) MOUNT=; shift;; --share) SHARE=$(realpath "$2"); shift 2;;
     --hostroot) HOSTROOT=1; shift;; --timeout) TIMEOUT=$2; shift 2;;
@@ -30,8 +33,11 @@ CACHE=${NFS_VM_CACHE:-/var/cache/nfsgw/nfs-vm}
 [ -s "$CACHE/base.img" ] || { echo "nfs-vm: $CACHE/base.img missing; run tests/kernel/setup.sh" >&2; exit 125; }
 W=$(mktemp -d /tmp/nfs-vm.XXXXXX); trap 'rm -rf "$W"' EXIT
 q() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
-# Text mount options for busybox mount; the kernel does the MOUNT call itself (no portmapper).
-opts="vers=3,proto=tcp,port=$PORT,mountport=${MPORT:-$PORT},mountproto=tcp,nolock,addr=10.0.2.2,mountaddr=10.0.2.2${XOPTS:+,$XOPTS}"
+# Text mount options for busybox mount; the kernel does the MOUNT call itself. With ports
+# given it asks no portmapper; with --no-ports it asks the one on 10.0.2.2:111.
+ports="port=$PORT,mountport=${MPORT:-$PORT},"
+[ -n "$NOPORTS" ] && ports=
+opts="vers=3,proto=tcp,${ports}mountproto=tcp,nolock,addr=10.0.2.2,mountaddr=10.0.2.2${XOPTS:+,$XOPTS}"
 mkdir "$W/x"
 { echo "NFS_OPTS=$(q "$opts")"; echo "NFS_EXPORT=$(q "$EXPORT")"; echo "MOUNT=$MOUNT"
   echo "SHARE=$(q "$SHARE")"; echo "HOSTROOT=$HOSTROOT"; echo "export NFS_VM_CACHE=$(q "$CACHE")"; } > "$W/x/run.conf"

@@ -2,13 +2,16 @@
 //!
 //! Plugins are path-based; NFS clients hold numbers. Numbers are given out on first sight of a
 //! path and follow it through renames (a renamed directory carries its whole subtree), so a
-//! handle stays valid while its file moves. The table lives in memory for now: `generation`
-//! distinguishes its numbers from an earlier run's.
+//! handle stays valid while its file moves. With a journal (`inode_log`) the table and its
+//! generation outlive the process, so clients keep their handles across a restart; without
+//! one, `generation` tells this run's numbers from an earlier run's.
 
 use std::collections::HashMap;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::handles::MOUNT_ROOT_INO;
+use super::inode_log::{InodeLog, Record, RESERVE};
 
 pub struct InodeTable {
     pub generation: u32,
@@ -16,28 +19,65 @@ pub struct InodeTable {
 }
 
 struct Inner {
-    paths: HashMap<u64, Arc<str>>,
+    /// Every name of an inode: more than one for hard links made through nfsgw.
+    paths: HashMap<u64, Vec<Arc<str>>>,
     inos: HashMap<Arc<str>, u64>,
     next: u64,
+    /// Numbers below this may have been handed out in an earlier run (journal only).
+    reserved: u64,
+    log: Option<InodeLog>,
 }
 
 impl InodeTable {
-    pub fn new(generation: u32) -> InodeTable {
-        let root: Arc<str> = "".into();
-        let inner = Inner {
-            paths: HashMap::from([(MOUNT_ROOT_INO, root.clone())]),
-            inos: HashMap::from([(root, MOUNT_ROOT_INO)]),
-            next: MOUNT_ROOT_INO + 1,
-        };
+    /// A table that lives as long as the process.
+    pub fn in_memory(generation: u32) -> InodeTable {
         InodeTable {
             generation,
-            inner: Mutex::new(inner),
+            inner: Mutex::new(Inner::new()),
         }
     }
 
-    /// The path of an inode, if it is known.
+    /// The table kept in the journal at `journal`, or a new one with `generation`.
+    pub fn open(journal: &Path, generation: u32) -> std::io::Result<InodeTable> {
+        let mut inner = Inner::new();
+        let generation = match InodeLog::replay(journal)? {
+            Some(replayed) => {
+                for record in replayed.records {
+                    inner.apply(record);
+                }
+                inner.next = inner.next.max(inner.reserved);
+                replayed.generation
+            }
+            None => generation,
+        };
+        // Start every run from a compact journal: a reservation, then one record per name.
+        inner.reserved = inner.next + RESERVE;
+        let mut snapshot = vec![Record::Reserve {
+            next: inner.reserved,
+        }];
+        for (path, &ino) in &inner.inos {
+            if ino != MOUNT_ROOT_INO {
+                snapshot.push(Record::Name {
+                    ino,
+                    path: path.to_string(),
+                });
+            }
+        }
+        inner.log = Some(InodeLog::create(journal, generation, &snapshot)?);
+        Ok(InodeTable {
+            generation,
+            inner: Mutex::new(inner),
+        })
+    }
+
+    /// A path of an inode (its first name still in use), if it is known.
     pub fn path(&self, ino: u64) -> Option<Arc<str>> {
-        self.inner.lock().unwrap().paths.get(&ino).cloned()
+        self.inner
+            .lock()
+            .unwrap()
+            .paths
+            .get(&ino)
+            .and_then(|names| names.first().cloned())
     }
 
     /// The inode of a path, if it has one.
@@ -53,35 +93,104 @@ impl InodeTable {
         }
         let ino = inner.next;
         inner.next += 1;
-        let path: Arc<str> = path.into();
-        inner.paths.insert(ino, path.clone());
-        inner.inos.insert(path, ino);
+        if inner.log.is_some() && inner.next > inner.reserved {
+            inner.reserved += RESERVE;
+            let reserve = Record::Reserve {
+                next: inner.reserved,
+            };
+            inner.record(reserve, true);
+        }
+        inner.add(ino, path.into());
+        inner.record(
+            Record::Name {
+                ino,
+                path: path.to_string(),
+            },
+            false,
+        );
         ino
     }
 
-    /// Forgets a path that no longer exists (and everything under it).
+    /// Records `new` as another name (a hard link) of the inode of `existing`.
+    pub fn link(&self, existing: &str, new: &str) {
+        let ino = self.ino(existing);
+        let mut inner = self.inner.lock().unwrap();
+        inner.forget_subtree(new);
+        inner.add(ino, new.into());
+        inner.record(
+            Record::Name {
+                ino,
+                path: new.to_string(),
+            },
+            false,
+        );
+    }
+
+    /// Forgets a path that no longer exists (and everything under it). An inode stays known
+    /// while it has another name.
     pub fn forget(&self, path: &str) {
         let mut inner = self.inner.lock().unwrap();
-        for (_, ino) in inner.take_subtree(path) {
-            inner.paths.remove(&ino);
-        }
+        inner.forget_subtree(path);
+        inner.record(
+            Record::Forget {
+                path: path.to_string(),
+            },
+            false,
+        );
     }
 
     /// Moves a path and its subtree to a new name; whatever was at `to` is forgotten.
     pub fn rename(&self, from: &str, to: &str) {
         let mut inner = self.inner.lock().unwrap();
-        for (_, ino) in inner.take_subtree(to) {
-            inner.paths.remove(&ino);
-        }
-        for (old, ino) in inner.take_subtree(from) {
-            let new: Arc<str> = format!("{to}{}", &old[from.len()..]).into();
-            inner.paths.insert(ino, new.clone());
-            inner.inos.insert(new, ino);
-        }
+        inner.rename_subtree(from, to);
+        inner.record(
+            Record::Rename {
+                from: from.to_string(),
+                to: to.to_string(),
+            },
+            false,
+        );
     }
 }
 
 impl Inner {
+    fn new() -> Inner {
+        let root: Arc<str> = "".into();
+        Inner {
+            paths: HashMap::from([(MOUNT_ROOT_INO, vec![root.clone()])]),
+            inos: HashMap::from([(root, MOUNT_ROOT_INO)]),
+            next: MOUNT_ROOT_INO + 1,
+            reserved: 0,
+            log: None,
+        }
+    }
+
+    /// Replays one journal record.
+    fn apply(&mut self, record: Record) {
+        match record {
+            Record::Name { ino, path } => {
+                self.forget_subtree_only(&path);
+                self.add(ino, path.into());
+                self.next = self.next.max(ino + 1);
+            }
+            Record::Forget { path } => self.forget_subtree(&path),
+            Record::Rename { from, to } => self.rename_subtree(&from, &to),
+            Record::Reserve { next } => self.reserved = self.reserved.max(next),
+        }
+    }
+
+    fn record(&mut self, record: Record, sync: bool) {
+        if let Some(log) = self.log.as_mut() {
+            log.append(&record);
+            log.flush(sync);
+        }
+    }
+
+    fn add(&mut self, ino: u64, path: Arc<str>) {
+        self.paths.entry(ino).or_default().push(path.clone());
+        self.inos.insert(path, ino);
+    }
+
     /// Removes `path` and every path under it from the path index, returning them.
     fn take_subtree(&mut self, path: &str) -> Vec<(Arc<str>, u64)> {
         let prefix = format!("{path}/");
@@ -95,6 +204,39 @@ impl Inner {
             .filter_map(|k| self.inos.remove_entry(&k))
             .collect()
     }
+
+    /// Drops names taken out of the path index from their inodes.
+    fn unname(&mut self, names: Vec<(Arc<str>, u64)>) {
+        for (name, ino) in names {
+            if let Some(list) = self.paths.get_mut(&ino) {
+                list.retain(|p| *p != name);
+                if list.is_empty() {
+                    self.paths.remove(&ino);
+                }
+            }
+        }
+    }
+
+    fn forget_subtree(&mut self, path: &str) {
+        let gone = self.take_subtree(path);
+        self.unname(gone);
+    }
+
+    /// Frees one exact name before it is given again (the subtree keeps its own names).
+    fn forget_subtree_only(&mut self, path: &str) {
+        if let Some((name, ino)) = self.inos.remove_entry(path) {
+            self.unname(vec![(name, ino)]);
+        }
+    }
+
+    fn rename_subtree(&mut self, from: &str, to: &str) {
+        self.forget_subtree(to);
+        let moved = self.take_subtree(from);
+        self.unname(moved.clone());
+        for (old, ino) in moved {
+            self.add(ino, format!("{to}{}", &old[from.len()..]).into());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -103,7 +245,7 @@ mod tests {
 
     #[test]
     fn numbers_are_stable_per_path_and_unique() {
-        let t = InodeTable::new(1);
+        let t = InodeTable::in_memory(1);
         let a = t.ino("a");
         assert_eq!(t.ino("a"), a);
         assert_ne!(t.ino("b"), a);
@@ -113,7 +255,7 @@ mod tests {
 
     #[test]
     fn renaming_a_directory_carries_its_subtree() {
-        let t = InodeTable::new(1);
+        let t = InodeTable::in_memory(1);
         let (d, f, other) = (t.ino("d"), t.ino("d/x/f"), t.ino("dd"));
         t.rename("d", "e");
         assert_eq!(t.path(d).as_deref(), Some("e"));
@@ -129,7 +271,7 @@ mod tests {
 
     #[test]
     fn rename_over_an_existing_name_forgets_the_old_file() {
-        let t = InodeTable::new(1);
+        let t = InodeTable::in_memory(1);
         let (a, b) = (t.ino("a"), t.ino("b"));
         t.rename("a", "b");
         assert_eq!(t.path(a).as_deref(), Some("b"));
@@ -138,8 +280,50 @@ mod tests {
     }
 
     #[test]
+    fn hard_links_share_an_inode_until_the_last_name_goes() {
+        let t = InodeTable::in_memory(1);
+        let a = t.ino("a");
+        t.link("a", "d/b");
+        assert_eq!(t.ino("d/b"), a);
+        t.forget("a");
+        assert_eq!(t.path(a).as_deref(), Some("d/b"));
+        t.rename("d", "e");
+        assert_eq!(t.path(a).as_deref(), Some("e/b"));
+        t.forget("e");
+        assert_eq!(t.path(a), None);
+    }
+
+    #[test]
+    fn a_journaled_table_survives_reopening_and_never_reuses_a_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("m.inodes");
+        let t = InodeTable::open(&journal, 42).unwrap();
+        let (a, f) = (t.ino("a"), t.ino("d/f"));
+        t.link("a", "hard");
+        t.rename("d", "e");
+        let gone = t.ino("gone");
+        t.forget("gone");
+        drop(t);
+        let t = InodeTable::open(&journal, 99).unwrap();
+        assert_eq!(t.generation, 42, "the generation is the journal's");
+        assert_eq!(t.path(f).as_deref(), Some("e/f"));
+        assert_eq!(t.ino("hard"), a);
+        assert_eq!(t.path(gone), None);
+        let fresh = t.ino("new");
+        assert!(
+            fresh > gone && fresh > f,
+            "numbers handed out before are not reused"
+        );
+        drop(t);
+        // Reopening again (from the compacted journal) keeps everything.
+        let t = InodeTable::open(&journal, 1).unwrap();
+        assert_eq!(t.ino("new"), fresh);
+        assert_eq!(t.ino("e/f"), f);
+    }
+
+    #[test]
     fn forget_drops_the_subtree() {
-        let t = InodeTable::new(1);
+        let t = InodeTable::in_memory(1);
         let (d, f) = (t.ino("d"), t.ino("d/f"));
         t.forget("d");
         assert_eq!((t.path(d), t.path(f)), (None, None));

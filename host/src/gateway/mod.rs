@@ -8,8 +8,10 @@
 
 mod cache;
 pub mod handles;
+mod inode_log;
 mod inodes;
 pub mod mounts;
+mod permissions;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +24,7 @@ use crate::plugin::bindings::Backend;
 use crate::plugin::runtime::{HostState, MountPlugin};
 use cache::{AttrCache, DirCache, Listed, Listing, Ttl};
 use handles::{file_id, split, Handle, EXPORT_ROOT, MOUNT_ROOT_INO};
-use inodes::InodeTable;
+pub use inodes::InodeTable;
 use wasmtime::Store;
 
 /// Entries asked of a plugin per `list-dir` page.
@@ -51,7 +53,7 @@ impl Mount {
         plugin_name: &str,
         read_only: bool,
         plugin: Arc<MountPlugin>,
-        generation: u32,
+        inodes: InodeTable,
     ) -> Mount {
         let info = plugin.info();
         let ttl = if info.immutable {
@@ -69,7 +71,7 @@ impl Mount {
             tag: handles::mount_tag(name),
             capabilities: info.capabilities,
             plugin,
-            inodes: InodeTable::new(generation),
+            inodes,
             attrs: AttrCache::new(ttl),
             dirs: DirCache::new(ttl),
         }
@@ -278,6 +280,15 @@ impl Gateway {
         }
     }
 
+    /// Current attributes of an entry named by its path, through the cache.
+    async fn entry_attrs(&self, mount: &Mount, path: &str) -> Result<Attrs, Error> {
+        let ino = mount.inodes.ino(path);
+        match mount.attrs.fresh(ino) {
+            Some(attrs) => Ok(attrs),
+            None => self.stat_path(mount, ino, path).await,
+        }
+    }
+
     // ---- reading
 
     pub async fn getattr(&self, id: FileId) -> Result<Attrs, Error> {
@@ -295,7 +306,7 @@ impl Gateway {
         }
     }
 
-    pub async fn lookup(&self, dir: FileId, name: &str) -> Result<FileId, Error> {
+    pub async fn lookup(&self, caller: &Caller, dir: FileId, name: &str) -> Result<FileId, Error> {
         let Some((slot, mount, path)) = self.locate(dir)? else {
             return match name {
                 "." | ".." => Ok(EXPORT_ROOT),
@@ -313,6 +324,7 @@ impl Gateway {
         if dir_attrs.kind != FileKind::Directory {
             return Err(Error::NotDir);
         }
+        permissions::lookup(caller, &dir_attrs)?;
         match name {
             "." => return Ok(dir),
             ".." if path.is_empty() => return Ok(EXPORT_ROOT),
@@ -334,11 +346,13 @@ impl Gateway {
 
     pub async fn read(
         &self,
+        caller: &Caller,
         id: FileId,
         offset: u64,
         count: u32,
     ) -> Result<(Vec<u8>, bool), Error> {
         let (_, mount, path) = self.mount_of(id).map_err(|_| Error::IsDir)?;
+        permissions::read(caller, &self.getattr(id).await?)?;
         let owned = path.to_string();
         mount
             .plugin
@@ -383,6 +397,7 @@ impl Gateway {
     /// `None` when the cookie names no entry of the listing being paged.
     pub async fn readdir(
         &self,
+        caller: &Caller,
         dir: FileId,
         cookie: u64,
         max: usize,
@@ -390,6 +405,11 @@ impl Gateway {
         let Some((slot, mount, path)) = self.locate(dir)? else {
             return Ok(self.readdir_export_root(cookie, max));
         };
+        let dir_attrs = self.getattr(dir).await?;
+        if dir_attrs.kind != FileKind::Directory {
+            return Err(Error::NotDir);
+        }
+        permissions::read(caller, &dir_attrs)?;
         let (_, ino) = split(dir);
         let cached = if cookie == 0 {
             mount.dirs.fresh(ino)
@@ -505,9 +525,16 @@ impl Gateway {
         mount.dirs.invalidate(dir_ino);
     }
 
-    pub async fn write(&self, id: FileId, offset: u64, data: Vec<u8>) -> Result<Attrs, Error> {
+    pub async fn write(
+        &self,
+        caller: &Caller,
+        id: FileId,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<Attrs, Error> {
         let (_, mount, path) = self.mount_of(id)?;
         mount.allow(Capabilities::WRITE)?;
+        permissions::write(caller, &self.getattr(id).await?)?;
         let owned = path.to_string();
         let attrs = mount
             .plugin
@@ -597,6 +624,7 @@ impl Gateway {
         check_name(name)?;
         mount.allow(needed)?;
         let dir_attrs = self.getattr(dir).await?;
+        permissions::change_entries(caller, &dir_attrs)?;
         let child = join(&path, name);
         let owned = child.clone();
         let result = mount.plugin.call(op, move |b, s| call(b, s, &owned)).await;
@@ -627,7 +655,13 @@ impl Gateway {
     }
 
     /// Makes another name for a file.
-    pub async fn link(&self, file: FileId, dir: FileId, name: &str) -> Result<Attrs, Error> {
+    pub async fn link(
+        &self,
+        caller: &Caller,
+        file: FileId,
+        dir: FileId,
+        name: &str,
+    ) -> Result<Attrs, Error> {
         let (file_slot, _, file_path) = self.mount_of(file)?;
         let (slot, mount, dir_path) = self.mount_of(dir)?;
         if file_slot != slot {
@@ -635,13 +669,16 @@ impl Gateway {
         }
         check_name(name)?;
         mount.allow(Capabilities::HARD_LINK)?;
+        permissions::change_entries(caller, &self.getattr(dir).await?)?;
         let (existing, new) = (file_path.to_string(), join(&dir_path, name));
+        let (e_owned, n_owned) = (existing.clone(), new.clone());
         let result = mount
             .plugin
-            .call("link", move |b, s| b.call_link(s, &existing, &new))
+            .call("link", move |b, s| b.call_link(s, &e_owned, &n_owned))
             .await;
         Self::dir_changed(mount, split(dir).1);
         let attrs = result?;
+        mount.inodes.link(&existing, &new);
         mount.attrs.put(split(file).1, attrs.clone());
         Ok(attrs)
     }
@@ -672,11 +709,20 @@ impl Gateway {
     }
 
     /// Removes a non-directory (`directory` false) or an empty directory (`directory` true).
-    pub async fn remove(&self, dir: FileId, name: &str, directory: bool) -> Result<(), Error> {
+    pub async fn remove(
+        &self,
+        caller: &Caller,
+        dir: FileId,
+        name: &str,
+        directory: bool,
+    ) -> Result<(), Error> {
         let (_, mount, path) = self.mount_of(dir)?;
         check_name(name)?;
         mount.allow(Capabilities::REMOVE)?;
         let child = join(&path, name);
+        let dir_attrs = self.getattr(dir).await?;
+        permissions::change_entries(caller, &dir_attrs)?;
+        permissions::sticky(caller, &dir_attrs, &self.entry_attrs(mount, &child).await?)?;
         let owned = child.clone();
         let result = if directory {
             mount
@@ -701,6 +747,7 @@ impl Gateway {
 
     pub async fn rename(
         &self,
+        caller: &Caller,
         from_dir: FileId,
         from: &str,
         to_dir: FileId,
@@ -721,6 +768,19 @@ impl Gateway {
         if destination.starts_with(&format!("{source}/")) {
             return Err(Error::Invalid);
         }
+        let (from_attrs, to_attrs) = (self.getattr(from_dir).await?, self.getattr(to_dir).await?);
+        permissions::change_entries(caller, &from_attrs)?;
+        permissions::change_entries(caller, &to_attrs)?;
+        let moved = self.entry_attrs(mount, &source).await?;
+        permissions::sticky(caller, &from_attrs, &moved)?;
+        if from_dir != to_dir {
+            permissions::move_dir(caller, &moved)?;
+        }
+        match self.entry_attrs(mount, &destination).await {
+            Ok(replaced) => permissions::sticky(caller, &to_attrs, &replaced)?,
+            Err(Error::NotFound) => {}
+            Err(e) => return Err(e),
+        }
         let (s_owned, d_owned) = (source.clone(), destination.clone());
         let result = mount
             .plugin
@@ -738,7 +798,12 @@ impl Gateway {
         Ok(())
     }
 
-    pub async fn setattr(&self, id: FileId, changes: SetAttrs) -> Result<Attrs, Error> {
+    pub async fn setattr(
+        &self,
+        caller: &Caller,
+        id: FileId,
+        changes: SetAttrs,
+    ) -> Result<Attrs, Error> {
         let (_, mount, path) = self.mount_of(id)?;
         let mut needed = Capabilities::empty();
         if changes.mode.is_some() {
@@ -757,6 +822,7 @@ impl Gateway {
             return self.getattr(id).await;
         }
         mount.allow(needed)?;
+        let changes = permissions::setattr(caller, &self.getattr(id).await?, changes)?;
         let owned = path.to_string();
         let attrs = mount
             .plugin

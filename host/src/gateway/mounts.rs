@@ -1,27 +1,47 @@
-//! Starting the configured mounts: finding each plugin, granting what its mount allows, and
-//! calling `init`. Every error names the mount and, where it can, the config line.
+//! Starting the configured mounts: finding each plugin, granting what its mount allows,
+//! calling `init`, and opening each mount's inode journal in the state directory. Every error
+//! names the mount and, where it can, the config line.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use super::{Gateway, Mount};
+use super::{Gateway, InodeTable, Mount};
 use crate::config::{Config, MountConfig, Source};
 use crate::plugin::bundled::{self, EXPORT_GUEST_PATH};
 use crate::plugin::host_fs::{Grant, Grants};
 use crate::plugin::runtime::{MountPlugin, Runtime, Sandbox};
 
-/// Starts every mount of the config; `source` is the config text, for line numbers.
-pub async fn start(runtime: &Runtime, config: &Config, source: &Source<'_>) -> Result<Gateway> {
-    // Inode numbers of this run differ from any earlier run's.
+/// Starts every mount of the config; `source` is the config text, for line numbers. With a
+/// state directory, file handles outlive the process; without one, they last one run.
+pub async fn start(
+    runtime: &Runtime,
+    config: &Config,
+    source: &Source<'_>,
+    state_dir: Option<&Path>,
+) -> Result<Gateway> {
+    if let Some(dir) = state_dir {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create the state directory {}", dir.display()))?;
+    }
+    // A new table's numbers differ from any earlier table's.
     let generation = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| (d.as_nanos() as u32).max(1))
         .unwrap_or(1);
     let mut mounts = Vec::new();
     for mc in &config.mounts {
-        let mount = start_mount(runtime, mc, source, generation)
+        let inodes = match state_dir {
+            Some(dir) => {
+                let journal = dir.join(format!("{}.inodes", mc.name()));
+                InodeTable::open(&journal, generation).with_context(|| {
+                    format!("cannot open the inode journal {}", journal.display())
+                })?
+            }
+            None => InodeTable::in_memory(generation),
+        };
+        let mount = start_mount(runtime, mc, source, inodes)
             .await
             .with_context(|| format!("{}: mount {:?}", source.at(&mc.name), mc.name()))?;
         mounts.push(mount);
@@ -33,7 +53,7 @@ async fn start_mount(
     runtime: &Runtime,
     mc: &MountConfig,
     source: &Source<'_>,
-    generation: u32,
+    inodes: InodeTable,
 ) -> Result<Mount> {
     let plugin = mc.plugin.get_ref();
     let mut config = mc.plugin_config();
@@ -85,6 +105,6 @@ async fn start_mount(
         plugin,
         mc.read_only,
         plugin_rt,
-        generation,
+        inodes,
     ))
 }

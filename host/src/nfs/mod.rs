@@ -8,7 +8,7 @@
 mod convert;
 mod mount;
 mod nfs3;
-mod wire;
+pub(crate) mod wire;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -20,7 +20,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::gateway::handles::EXPORT_ROOT;
-use crate::gateway::{FileId, Gateway};
+use crate::gateway::{Caller, FileId, Gateway};
 use crate::plugin::bindings::types::Error;
 
 /// Calls answered concurrently per connection; further records wait to be read.
@@ -34,11 +34,17 @@ pub struct Server {
 }
 
 impl Server {
-    /// The file id of an absolute export path (MNT): "/" is the export root.
+    /// The file id of an absolute export path (MNT): "/" is the export root. Mounting
+    /// checks no permissions, as the NFS calls that follow do.
     async fn resolve_path(&self, path: &str) -> Result<FileId, Error> {
+        let root = Caller {
+            uid: 0,
+            gid: 0,
+            gids: Vec::new(),
+        };
         let mut id = EXPORT_ROOT;
         for part in path.split('/').filter(|p| !p.is_empty()) {
-            id = self.gateway.lookup(id, part).await?;
+            id = self.gateway.lookup(&root, id, part).await?;
         }
         Ok(id)
     }

@@ -65,7 +65,22 @@ pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
         21 => handler.commit(args).await,
         _ => return wire::accepted(call.xid, accept_stat_data::PROC_UNAVAIL),
     };
-    reply.unwrap_or_else(|Garbage| wire::accepted(call.xid, accept_stat_data::GARBAGE_ARGS))
+    let reply =
+        reply.unwrap_or_else(|Garbage| wire::accepted(call.xid, accept_stat_data::GARBAGE_ARGS));
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        // The NFS status follows the 24-byte accepted-reply header (after the record mark).
+        let status = reply
+            .get(28..32)
+            .map(|b| u32::from_be_bytes(b.try_into().unwrap()));
+        tracing::debug!(
+            xid = call.xid,
+            proc = call.proc_,
+            uid = call.caller.uid,
+            ?status,
+            "nfs3"
+        );
+    }
+    reply
 }
 
 struct Handler<'a> {
@@ -166,7 +181,7 @@ impl Handler<'_> {
         let res = match self
             .server
             .gateway
-            .setattr(id, changes(&args.new_attributes))
+            .setattr(self.caller, id, changes(&args.new_attributes))
             .await
         {
             Ok(after) => SETATTR3res::Ok(SETATTR3resok {
@@ -200,7 +215,7 @@ impl Handler<'_> {
         };
         let r = async {
             let name = name_of(&args.what.name.0).map_err(|_| nfsstat3::NFS3ERR_NOENT)?;
-            let id = gw.lookup(dir, name).await.map_err(status)?;
+            let id = gw.lookup(self.caller, dir, name).await.map_err(status)?;
             Ok(id)
         }
         .await;
@@ -273,7 +288,12 @@ impl Handler<'_> {
                 .id(&args.file)
                 .map_err(|s| (s, READ3resfail::default()))?;
             let count = args.count.min(TRANSFER_SIZE);
-            match self.server.gateway.read(id, args.offset, count).await {
+            match self
+                .server
+                .gateway
+                .read(self.caller, id, args.offset, count)
+                .await
+            {
                 Ok((data, eof)) => Ok(READ3resok {
                     file_attributes: self.post_op(id).await,
                     count: data.len() as u32,
@@ -314,7 +334,7 @@ impl Handler<'_> {
                     },
                 )
             };
-            let after = match gw.write(id, args.offset, data).await {
+            let after = match gw.write(self.caller, id, args.offset, data).await {
                 Ok(after) => after,
                 Err(e) => return Err(fail(status(e), self.post_op(id).await)),
             };
@@ -375,7 +395,9 @@ impl Handler<'_> {
                             let mode = wanted.mode.take().unwrap_or(DEFAULT_FILE_MODE);
                             match gw.create(self.caller, dir, name, mode, exclusive).await {
                                 Ok((id, attrs)) if is_empty(&wanted) => Ok((id, attrs)),
-                                Ok((id, _)) => gw.setattr(id, wanted).await.map(|a| (id, a)),
+                                Ok((id, _)) => {
+                                    gw.setattr(self.caller, id, wanted).await.map(|a| (id, a))
+                                }
                                 Err(e) => Err(e),
                             }
                         }
@@ -414,11 +436,11 @@ impl Handler<'_> {
                     mtime: Some(SetTime::At(stamp)),
                     ..SetAttrs::none()
                 };
-                let attrs = gw.setattr(id, times).await?;
+                let attrs = gw.setattr(self.caller, id, times).await?;
                 Ok((id, attrs))
             }
             Err(Error::Exists) => {
-                let id = gw.lookup(dir, name).await?;
+                let id = gw.lookup(self.caller, dir, name).await?;
                 let attrs = gw.getattr(id).await?;
                 if attrs.kind == FileKind::Regular && same(&attrs) {
                     Ok((id, attrs))
@@ -480,7 +502,10 @@ impl Handler<'_> {
         if is_empty(&rest) {
             return Ok((id, attrs));
         }
-        Ok((id, self.server.gateway.setattr(id, rest).await?))
+        Ok((
+            id,
+            self.server.gateway.setattr(self.caller, id, rest).await?,
+        ))
     }
 
     async fn symlink(&self, args: &[u8]) -> Reply {
@@ -590,7 +615,7 @@ impl Handler<'_> {
                     Ok(name) => self
                         .server
                         .gateway
-                        .remove(dir, name, directory)
+                        .remove(self.caller, dir, name, directory)
                         .await
                         .map_err(status),
                 };
@@ -628,7 +653,7 @@ impl Handler<'_> {
             let (from, to) = (name_of(&args.from.name.0)?, name_of(&args.to.name.0)?);
             self.server
                 .gateway
-                .rename(from_dir, from, to_dir, to)
+                .rename(self.caller, from_dir, from, to_dir, to)
                 .await
                 .map_err(status)?;
             Ok((from_dir, to_dir))
@@ -653,7 +678,7 @@ impl Handler<'_> {
             let attrs = self
                 .server
                 .gateway
-                .link(file, dir, name)
+                .link(self.caller, file, dir, name)
                 .await
                 .map_err(status)?;
             Ok((file, dir, attrs))
@@ -782,7 +807,7 @@ impl Handler<'_> {
         match self
             .server
             .gateway
-            .readdir(dir, cookie, max.min(MAX_DIR_ENTRIES))
+            .readdir(self.caller, dir, cookie, max.min(MAX_DIR_ENTRIES))
             .await
         {
             Ok(Some(page)) => Ok(page),

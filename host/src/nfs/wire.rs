@@ -30,6 +30,14 @@ pub const NOBODY: u32 = 65534;
 
 /// Reads one record (all its fragments). `None` at a clean end of stream.
 pub async fn read_record<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
+    read_record_limited(r, MAX_RECORD).await
+}
+
+/// [`read_record`] with a limit of `max` bytes: a longer record is an `InvalidData` error.
+pub async fn read_record_limited<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> io::Result<Option<Vec<u8>>> {
     let mut record = Vec::new();
     loop {
         let mut mark = [0u8; 4];
@@ -42,10 +50,10 @@ pub async fn read_record<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<V
         }
         let mark = u32::from_be_bytes(mark);
         let len = (mark & !LAST_FRAGMENT) as usize;
-        if record.len() + len > MAX_RECORD {
+        if record.len() + len > max {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("RPC record over {MAX_RECORD} bytes"),
+                format!("RPC record over {max} bytes"),
             ));
         }
         let start = record.len();
@@ -76,19 +84,26 @@ pub enum Incoming {
     Ignore,
 }
 
-struct Reader<'a> {
+/// Reads XDR words and opaques from a byte slice; every read checks the bounds first, so a
+/// length that claims more than the slice holds allocates nothing.
+pub struct Reader<'a> {
     bytes: &'a [u8],
     at: usize,
 }
 
-impl Reader<'_> {
-    fn u32(&mut self) -> Option<u32> {
+impl<'a> Reader<'a> {
+    pub fn new(bytes: &'a [u8]) -> Reader<'a> {
+        Reader { bytes, at: 0 }
+    }
+
+    pub fn u32(&mut self) -> Option<u32> {
         let v = self.bytes.get(self.at..self.at + 4)?;
         self.at += 4;
         Some(u32::from_be_bytes(v.try_into().ok()?))
     }
 
-    fn opaque(&mut self, max: usize) -> Option<&[u8]> {
+    /// A variable-length opaque (or string) of at most `max` bytes.
+    pub fn opaque(&mut self, max: usize) -> Option<&'a [u8]> {
         let len = self.u32()? as usize;
         if len > max {
             return None;
@@ -120,10 +135,7 @@ fn caller_from(flavor: u32, body: &[u8]) -> Option<Caller> {
 }
 
 pub fn parse_call(record: &[u8]) -> Incoming {
-    let mut r = Reader {
-        bytes: record,
-        at: 0,
-    };
+    let mut r = Reader::new(record);
     let Some(xid) = r.u32() else {
         return Incoming::Ignore;
     };

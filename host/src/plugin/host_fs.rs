@@ -195,16 +195,22 @@ impl Grants {
 
     pub fn create(&self, path: &str, mode: u32, exclusive: bool) -> Result<Attrs, Error> {
         let r = self.resolve(path)?;
+        let dir = r.writable()?;
         let mut options = OpenOptions::new();
-        options.write(true);
-        if exclusive {
-            options.create_new(true);
-        } else {
-            options.create(true);
-        }
+        options.write(true).create_new(true);
         set_create_mode(&mut options, mode);
-        let file = r.writable()?.open_with(&r.rel, &options).map_err(map_io)?;
-        Ok(attrs_of(&file.metadata().map_err(map_io)?))
+        match dir.open_with(&r.rel, &options) {
+            Ok(_) => exact_mode(dir, &r.rel, mode),
+            // Without `exclusive` an existing file is used as it is.
+            Err(e) if !exclusive && e.kind() == io::ErrorKind::AlreadyExists => {
+                let attrs = attrs_of(&dir.symlink_metadata(&r.rel).map_err(map_io)?);
+                match attrs.kind {
+                    FileKind::Directory => Err(Error::IsDir),
+                    _ => Ok(attrs),
+                }
+            }
+            Err(e) => Err(map_io(e)),
+        }
     }
 
     pub fn mkdir(&self, path: &str, mode: u32) -> Result<Attrs, Error> {
@@ -213,7 +219,7 @@ impl Grants {
         let mut builder = cap_std::fs::DirBuilder::new();
         set_dir_mode(&mut builder, mode);
         dir.create_dir_with(&r.rel, &builder).map_err(map_io)?;
-        Ok(attrs_of(&dir.symlink_metadata(&r.rel).map_err(map_io)?))
+        exact_mode(dir, &r.rel, mode)
     }
 
     pub fn remove_file(&self, path: &str) -> Result<(), Error> {
@@ -282,7 +288,7 @@ impl Grants {
         r.writable()?;
         let (parent, name) = r.parent_and_name()?;
         mknod_at(&parent, &name, kind, mode, device)?;
-        Ok(attrs_of(&r.dir().symlink_metadata(&r.rel).map_err(map_io)?))
+        exact_mode(r.dir(), &r.rel, mode)
     }
 
     pub fn sync(&self, path: &str) -> Result<(), Error> {
@@ -320,6 +326,17 @@ impl Grants {
         let r = self.resolve(path)?;
         fs_stats(r.dir())
     }
+}
+
+/// The attributes of a file just made, with exactly the mode asked for: the client already
+/// applied its umask, so nfsgw's own must not narrow the mode again.
+fn exact_mode(dir: &Dir, rel: &Path, mode: u32) -> Result<Attrs, Error> {
+    let attrs = attrs_of(&dir.symlink_metadata(rel).map_err(map_io)?);
+    if attrs.mode == mode & 0o7777 || attrs.kind == FileKind::Symlink {
+        return Ok(attrs);
+    }
+    set_mode(dir, rel, mode)?;
+    Ok(attrs_of(&dir.symlink_metadata(rel).map_err(map_io)?))
 }
 
 /// The capability as plugins call it: every call works on the store's grants.
@@ -731,7 +748,13 @@ mod tests {
     fn write_read_truncate_and_attributes() {
         let (_tmp, g) = grants(false);
         let created = g.create("/export/f", 0o640, true).unwrap();
-        assert_eq!(created.mode, 0o640 & !umask());
+        assert_eq!(
+            created.mode, 0o640,
+            "the process umask must not narrow the mode"
+        );
+        assert_eq!(g.mkdir("/export/d", 0o777).unwrap().mode, 0o777);
+        let again = g.create("/export/f", 0o600, false).unwrap();
+        assert_eq!(again.mode, 0o640, "an existing file keeps its mode");
         assert_eq!(
             g.create("/export/f", 0o640, true).unwrap_err(),
             Error::Exists
@@ -797,11 +820,5 @@ mod tests {
             atime: None,
             mtime: None,
         }
-    }
-
-    fn umask() -> u32 {
-        let old = rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o022));
-        rustix::process::umask(old);
-        old.bits()
     }
 }

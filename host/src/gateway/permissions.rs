@@ -1,0 +1,303 @@
+//! POSIX permission checks made by the host for every plugin, from the caller's AUTH_UNIX
+//! credentials and the file's attributes, before a change reaches the plugin.
+//!
+//! The backend behind a plugin cannot check them itself: nfsgw runs as one user and plugins see
+//! no caller. The rules are Linux's: write and search permission on a directory to change its
+//! entries, the sticky bit limiting removal to owners, only the owner (or root) changing mode
+//! and times, only root giving a file away.
+
+use super::Caller;
+use crate::plugin::bindings::types::{Attrs, Error, FileKind, SetAttrs, SetTime};
+
+const READ: u32 = 4;
+const WRITE: u32 = 2;
+const SEARCH: u32 = 1;
+
+fn is_root(c: &Caller) -> bool {
+    c.uid == 0
+}
+
+fn in_group(c: &Caller, gid: u32) -> bool {
+    c.gid == gid || c.gids.contains(&gid)
+}
+
+/// The permission bits (rwx as 4/2/1) the caller holds on a file.
+fn bits(c: &Caller, a: &Attrs) -> u32 {
+    if c.uid == a.uid {
+        (a.mode >> 6) & 7
+    } else if in_group(c, a.gid) {
+        (a.mode >> 3) & 7
+    } else {
+        a.mode & 7
+    }
+}
+
+fn has(c: &Caller, a: &Attrs, wanted: u32) -> bool {
+    if is_root(c) {
+        // Root may search any directory and read or write anything.
+        return true;
+    }
+    bits(c, a) & wanted == wanted
+}
+
+/// Looking a name up needs search permission on the directory.
+pub fn lookup(c: &Caller, dir: &Attrs) -> Result<(), Error> {
+    if has(c, dir, SEARCH) {
+        Ok(())
+    } else {
+        Err(Error::Access)
+    }
+}
+
+/// Adding or removing entries needs write and search permission on the directory.
+pub fn change_entries(c: &Caller, dir: &Attrs) -> Result<(), Error> {
+    if has(c, dir, WRITE | SEARCH) {
+        Ok(())
+    } else {
+        Err(Error::Access)
+    }
+}
+
+/// Removing or renaming `entry` out of a sticky directory is for the entry's or the
+/// directory's owner only.
+pub fn sticky(c: &Caller, dir: &Attrs, entry: &Attrs) -> Result<(), Error> {
+    if dir.mode & 0o1000 == 0 || is_root(c) || c.uid == dir.uid || c.uid == entry.uid {
+        Ok(())
+    } else {
+        Err(Error::NotOwner)
+    }
+}
+
+/// Moving a directory to another parent rewrites its "..": that needs write permission on it.
+pub fn move_dir(c: &Caller, moved: &Attrs) -> Result<(), Error> {
+    if moved.kind != FileKind::Directory || has(c, moved, WRITE) {
+        Ok(())
+    } else {
+        Err(Error::Access)
+    }
+}
+
+/// Checks a SETATTR and returns the changes to apply (a set-group-id bit the caller may not
+/// set is dropped, as Linux does).
+pub fn setattr(c: &Caller, a: &Attrs, mut changes: SetAttrs) -> Result<SetAttrs, Error> {
+    let owner = is_root(c) || c.uid == a.uid;
+    if let Some(mode) = changes.mode {
+        if !owner {
+            return Err(Error::NotOwner);
+        }
+        let group = changes.gid.unwrap_or(a.gid);
+        if !is_root(c) && a.kind != FileKind::Directory && mode & 0o2000 != 0 && !in_group(c, group)
+        {
+            changes.mode = Some(mode & !0o2000);
+        }
+    }
+    if let Some(uid) = changes.uid {
+        if uid != a.uid && !is_root(c) {
+            return Err(Error::NotOwner);
+        }
+    }
+    if let Some(gid) = changes.gid {
+        if gid != a.gid && !is_root(c) && !(c.uid == a.uid && in_group(c, gid)) {
+            return Err(Error::NotOwner);
+        }
+    }
+    if changes.size.is_some() && !has(c, a, WRITE) {
+        return Err(if a.kind == FileKind::Directory {
+            Error::IsDir
+        } else {
+            Error::Access
+        });
+    }
+    for time in [&changes.atime, &changes.mtime].into_iter().flatten() {
+        match time {
+            SetTime::At(_) if !owner => return Err(Error::NotOwner),
+            SetTime::Now if !owner && !has(c, a, WRITE) => return Err(Error::Access),
+            _ => {}
+        }
+    }
+    Ok(changes)
+}
+
+/// Reading needs read permission; the owner may always read what it opened (NFS has no open,
+/// so the owner is trusted as a local file system trusts an open descriptor).
+pub fn read(c: &Caller, a: &Attrs) -> Result<(), Error> {
+    if c.uid == a.uid || has(c, a, READ) || has(c, a, SEARCH) {
+        Ok(())
+    } else {
+        Err(Error::Access)
+    }
+}
+
+/// Writing needs write permission, with the same owner exception as `read`.
+pub fn write(c: &Caller, a: &Attrs) -> Result<(), Error> {
+    if c.uid == a.uid || has(c, a, WRITE) {
+        Ok(())
+    } else {
+        Err(Error::Access)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plugin::bindings::types::{Device, Timestamp};
+
+    fn attrs(kind: FileKind, mode: u32, uid: u32, gid: u32) -> Attrs {
+        let t = Timestamp {
+            seconds: 0,
+            nanoseconds: 0,
+        };
+        let rdev = Device { major: 0, minor: 0 };
+        Attrs {
+            kind,
+            size: 0,
+            mode,
+            uid,
+            gid,
+            nlink: 1,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            rdev,
+            change: None,
+        }
+    }
+
+    fn user(uid: u32, gid: u32) -> Caller {
+        Caller {
+            uid,
+            gid,
+            gids: vec![],
+        }
+    }
+
+    const ROOT: Caller = Caller {
+        uid: 0,
+        gid: 0,
+        gids: vec![],
+    };
+
+    #[test]
+    fn directory_changes_need_write_and_search() {
+        let dir = attrs(FileKind::Directory, 0o755, 1000, 1000);
+        assert_eq!(change_entries(&user(1000, 1000), &dir), Ok(()));
+        assert_eq!(change_entries(&user(2000, 2000), &dir), Err(Error::Access));
+        assert_eq!(change_entries(&ROOT, &dir), Ok(()));
+        let no_search = attrs(FileKind::Directory, 0o600, 1000, 1000);
+        assert_eq!(
+            change_entries(&user(1000, 1000), &no_search),
+            Err(Error::Access)
+        );
+        assert_eq!(lookup(&user(1000, 1000), &no_search), Err(Error::Access));
+    }
+
+    #[test]
+    fn sticky_directories_protect_other_users_entries() {
+        let dir = attrs(FileKind::Directory, 0o1777, 0, 0);
+        let theirs = attrs(FileKind::Regular, 0o644, 3000, 3000);
+        assert_eq!(
+            sticky(&user(2000, 2000), &dir, &theirs),
+            Err(Error::NotOwner)
+        );
+        assert_eq!(sticky(&user(3000, 3000), &dir, &theirs), Ok(()));
+        assert_eq!(sticky(&ROOT, &dir, &theirs), Ok(()));
+    }
+
+    #[test]
+    fn only_owners_chmod_and_only_root_chowns() {
+        let f = attrs(FileKind::Regular, 0o644, 1000, 1000);
+        let chmod = SetAttrs {
+            mode: Some(0o600),
+            ..SetAttrs::none()
+        };
+        assert!(setattr(&user(1000, 1000), &f, chmod).is_ok());
+        let chmod = SetAttrs {
+            mode: Some(0o600),
+            ..SetAttrs::none()
+        };
+        assert_eq!(
+            setattr(&user(2000, 2000), &f, chmod).unwrap_err(),
+            Error::NotOwner
+        );
+        let chown = SetAttrs {
+            uid: Some(2000),
+            ..SetAttrs::none()
+        };
+        assert_eq!(
+            setattr(&user(1000, 1000), &f, chown).unwrap_err(),
+            Error::NotOwner
+        );
+        let chgrp = Caller {
+            uid: 1000,
+            gid: 1000,
+            gids: vec![50],
+        };
+        assert!(setattr(
+            &chgrp,
+            &f,
+            SetAttrs {
+                gid: Some(50),
+                ..SetAttrs::none()
+            }
+        )
+        .is_ok());
+        assert_eq!(
+            setattr(
+                &chgrp,
+                &f,
+                SetAttrs {
+                    gid: Some(51),
+                    ..SetAttrs::none()
+                }
+            )
+            .unwrap_err(),
+            Error::NotOwner
+        );
+    }
+
+    #[test]
+    fn setgid_is_dropped_for_outsiders_of_the_group() {
+        let f = attrs(FileKind::Regular, 0o644, 1000, 77);
+        let ok = setattr(
+            &user(1000, 1000),
+            &f,
+            SetAttrs {
+                mode: Some(0o2755),
+                ..SetAttrs::none()
+            },
+        )
+        .unwrap();
+        assert_eq!(ok.mode, Some(0o755));
+    }
+
+    #[test]
+    fn truncate_needs_write_and_times_need_ownership() {
+        let f = attrs(FileKind::Regular, 0o644, 1000, 1000);
+        let truncate = SetAttrs {
+            size: Some(0),
+            ..SetAttrs::none()
+        };
+        assert_eq!(
+            setattr(&user(2000, 2000), &f, truncate).unwrap_err(),
+            Error::Access
+        );
+        let at = SetTime::At(Timestamp {
+            seconds: 5,
+            nanoseconds: 0,
+        });
+        let touch = SetAttrs {
+            mtime: Some(at),
+            ..SetAttrs::none()
+        };
+        assert_eq!(
+            setattr(&user(2000, 2000), &f, touch).unwrap_err(),
+            Error::NotOwner
+        );
+        let writable = attrs(FileKind::Regular, 0o666, 1000, 1000);
+        let now = SetAttrs {
+            mtime: Some(SetTime::Now),
+            ..SetAttrs::none()
+        };
+        assert!(setattr(&user(2000, 2000), &writable, now).is_ok());
+    }
+}

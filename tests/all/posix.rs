@@ -1,0 +1,238 @@
+//! POSIX behaviour the gateway adds over any plugin, through the `local` plugin: the caller's
+//! credentials (owners of new files, permission checks), hard links, special files, COMMIT,
+//! plain READDIR paging, and file handles that survive a restart.
+
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+
+use nfs3_types::nfs3::{ftype3, nfsstat3, stable_how};
+
+use crate::harness::{local_mount, tempdir, Server};
+
+fn data_server(dir: &std::path::Path) -> Server {
+    Server::start(&local_mount("data", dir, false, ""))
+}
+
+#[tokio::test]
+async fn new_files_belong_to_the_caller() {
+    let dir = tempdir("nfsgw-posix-");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let server = data_server(dir.path());
+    let mut user = server
+        .try_mount_as("/data", Some((1234, 567)))
+        .await
+        .unwrap();
+    let root = user.root.clone();
+    user.create(&root, "mine", 0o640).await.unwrap();
+    user.mkdir(&root, "mydir").await.unwrap();
+    let meta = std::fs::metadata(dir.path().join("mine")).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.gid(), meta.mode() & 0o7777),
+        (1234, 567, 0o640)
+    );
+    let meta = std::fs::metadata(dir.path().join("mydir")).unwrap();
+    assert_eq!((meta.uid(), meta.gid()), (1234, 567));
+}
+
+#[tokio::test]
+async fn permission_bits_and_ownership_are_enforced() {
+    let dir = tempdir("nfsgw-posix-");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(dir.path().join("roots"), b"secret").unwrap();
+    std::fs::set_permissions(
+        dir.path().join("roots"),
+        std::fs::Permissions::from_mode(0o600),
+    )
+    .unwrap();
+    let server = data_server(dir.path());
+    let mut root_client = server.mount("/data").await;
+    let top = root_client.root.clone();
+    let file = root_client.lookup(&top, "roots").await.unwrap();
+
+    let mut user = server
+        .try_mount_as("/data", Some((1000, 1000)))
+        .await
+        .unwrap();
+    assert_eq!(
+        user.create(&top, "x", 0o644).await.unwrap_err(),
+        nfsstat3::NFS3ERR_ACCES
+    );
+    assert_eq!(
+        user.read(&file, 0, 10).await.unwrap_err(),
+        nfsstat3::NFS3ERR_ACCES
+    );
+    assert_eq!(
+        user.set_mode(&file, 0o666).await.unwrap_err(),
+        nfsstat3::NFS3ERR_PERM
+    );
+    assert_eq!(
+        user.remove(&top, "roots").await.unwrap_err(),
+        nfsstat3::NFS3ERR_ACCES
+    );
+    // Anonymous (AUTH_NULL) callers are the nobody user.
+    let mut anonymous = server.try_mount_as("/data", None).await.unwrap();
+    assert_eq!(
+        anonymous.create(&top, "y", 0o644).await.unwrap_err(),
+        nfsstat3::NFS3ERR_ACCES
+    );
+    // Nothing changed on disk.
+    assert_eq!(
+        std::fs::metadata(dir.path().join("roots")).unwrap().mode() & 0o777,
+        0o600
+    );
+    assert!(!dir.path().join("x").exists() && !dir.path().join("y").exists());
+    // Root may.
+    assert_eq!(root_client.read(&file, 0, 10).await.unwrap().0, b"secret");
+}
+
+#[tokio::test]
+async fn sticky_directories_keep_other_users_files() {
+    let dir = tempdir("nfsgw-posix-");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let server = data_server(dir.path());
+    let mut alice = server
+        .try_mount_as("/data", Some((1001, 1001)))
+        .await
+        .unwrap();
+    let mut bob = server
+        .try_mount_as("/data", Some((1002, 1002)))
+        .await
+        .unwrap();
+    let top = alice.root.clone();
+    alice.create(&top, "alices", 0o666).await.unwrap();
+    assert_eq!(
+        bob.remove(&top, "alices").await.unwrap_err(),
+        nfsstat3::NFS3ERR_PERM
+    );
+    assert_eq!(
+        bob.rename(&top, "alices", &top, "bobs").await.unwrap_err(),
+        nfsstat3::NFS3ERR_PERM
+    );
+    alice.remove(&top, "alices").await.unwrap();
+}
+
+#[tokio::test]
+async fn hard_links_share_one_file_id_and_count() {
+    let dir = tempdir("nfsgw-posix-");
+    let server = data_server(dir.path());
+    let mut nfs = server.mount("/data").await;
+    let top = nfs.root.clone();
+    let a = nfs.put(&top, "a", b"shared").await;
+    let attrs = nfs.link(&a, &top, "b").await.unwrap().expect("attributes");
+    assert_eq!(attrs.nlink, 2);
+    let b = nfs.lookup(&top, "b").await.unwrap();
+    let (at_a, at_b) = (
+        nfs.getattr(&a).await.unwrap(),
+        nfs.getattr(&b).await.unwrap(),
+    );
+    assert_eq!(at_a.fileid, at_b.fileid, "both names are one inode");
+    assert_eq!(
+        std::fs::metadata(dir.path().join("a")).unwrap().ino(),
+        std::fs::metadata(dir.path().join("b")).unwrap().ino()
+    );
+    nfs.remove(&top, "a").await.unwrap();
+    let after = nfs.getattr(&b).await.unwrap();
+    assert_eq!(after.nlink, 1);
+    assert_eq!(nfs.read_all(&b).await.unwrap(), b"shared");
+    // The handle of the removed name still reaches the file through its other name.
+    assert_eq!(nfs.read_all(&a).await.unwrap(), b"shared");
+}
+
+#[tokio::test]
+async fn fifos_are_made_with_their_mode() {
+    let dir = tempdir("nfsgw-posix-");
+    let server = data_server(dir.path());
+    let mut nfs = server.mount("/data").await;
+    let top = nfs.root.clone();
+    let fifo = nfs.mkfifo(&top, "pipe", 0o620).await.unwrap();
+    let attrs = nfs.getattr(&fifo).await.unwrap();
+    assert!(matches!(attrs.type_, ftype3::NF3FIFO));
+    assert_eq!(attrs.mode & 0o7777, 0o620);
+    let meta = std::fs::symlink_metadata(dir.path().join("pipe")).unwrap();
+    assert!(meta.file_type().is_fifo());
+    assert_eq!(
+        meta.mode() & 0o7777,
+        0o620,
+        "nfsgw's umask does not narrow the mode"
+    );
+}
+
+#[tokio::test]
+async fn unstable_writes_are_committed_under_one_verifier() {
+    let dir = tempdir("nfsgw-posix-");
+    let server = data_server(dir.path());
+    let mut nfs = server.mount("/data").await;
+    let top = nfs.root.clone();
+    let f = nfs.create(&top, "u", 0o644).await.unwrap();
+    let (n, how, verf) = nfs.write_unstable(&f, 0, b"unstable bytes").await.unwrap();
+    assert_eq!((n, how), (14, stable_how::UNSTABLE));
+    assert_eq!(
+        nfs.commit(&f).await.unwrap(),
+        verf,
+        "no restart: the verifier is the same"
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("u")).unwrap(),
+        b"unstable bytes"
+    );
+
+    // After a restart the verifier differs, so a client knows to resend uncommitted data.
+    let server = server.restart();
+    let mut nfs = server.mount("/data").await;
+    assert_ne!(nfs.commit(&f).await.unwrap(), verf);
+}
+
+#[tokio::test]
+async fn plain_readdir_pages_by_cookie() {
+    let dir = tempdir("nfsgw-posix-");
+    for i in 0..1500 {
+        std::fs::write(dir.path().join(format!("entry-{i:05}")), b"").unwrap();
+    }
+    let server = data_server(dir.path());
+    let mut nfs = server.mount("/data").await;
+    let top = nfs.root.clone();
+    let mut names = nfs.readdir_names(&top).await.unwrap();
+    let total = names.len();
+    names.sort();
+    names.dedup();
+    assert_eq!(
+        (total, names.len()),
+        (1500, 1500),
+        "every entry exactly once"
+    );
+}
+
+#[tokio::test]
+async fn file_handles_survive_a_restart_and_a_rename() {
+    let dir = tempdir("nfsgw-posix-");
+    let server = data_server(dir.path());
+    let mut nfs = server.mount("/data").await;
+    let top = nfs.root.clone();
+    let sub = nfs.mkdir(&top, "sub").await.unwrap();
+    let file = nfs.put(&sub, "f", b"before restart").await;
+    drop(nfs);
+
+    let server = server.restart();
+    let mut nfs = server.mount("/data").await;
+    assert_eq!(
+        nfs.read_all(&file).await.unwrap(),
+        b"before restart",
+        "no ESTALE after a restart"
+    );
+    nfs.rename(&top, "sub", &top, "moved").await.unwrap();
+    nfs.write_all(&file, 0, b"AFTER").await.unwrap();
+    assert_eq!(
+        std::fs::read(dir.path().join("moved/f")).unwrap(),
+        b"AFTERe restart"
+    );
+
+    // And once more: the rename made before this restart is remembered.
+    drop(nfs);
+    let server = server.restart();
+    let mut nfs = server.mount("/data").await;
+    assert_eq!(nfs.read_all(&file).await.unwrap(), b"AFTERe restart");
+    let fresh = nfs.put(&top, "new", b"n").await;
+    assert_ne!(
+        nfs.getattr(&fresh).await.unwrap().fileid,
+        nfs.getattr(&file).await.unwrap().fileid
+    );
+}
