@@ -107,3 +107,30 @@ fn nfs_cat_prints_a_file() {
     let out = run_libnfs(&server, &nfs_cat, &[&server.nfs_url("/data/sub/deep.txt")]);
     assert_eq!(out.stdout, b"deep\n");
 }
+
+/// A 100,000-entry directory: libnfs pages through it with the cookies nfsgw hands out, and
+/// every name comes back exactly once.
+#[test]
+fn nfs_ls_lists_a_hundred_thousand_entries_exactly_once() {
+    let Some(nfs_ls) = libnfs_tool("nfs-ls") else {
+        return;
+    };
+    const COUNT: usize = 100_000;
+    let root = tempdir("nfsgw-libnfs-");
+    let big = root.path().join("big");
+    std::fs::create_dir(&big).unwrap();
+    for i in 0..COUNT {
+        std::fs::File::create(big.join(format!("entry-{i:06}-é"))).unwrap();
+    }
+    let server = Server::start(&local_mount("data", root.path(), false, ""));
+    let out = run_libnfs(&server, &nfs_ls, &[&server.nfs_url("/data/big")]);
+    let names: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_whitespace().last().map(str::to_string))
+        .filter(|n| n.starts_with("entry-"))
+        .collect();
+    let unique: std::collections::BTreeSet<&String> = names.iter().collect();
+    assert_eq!(names.len(), COUNT, "entries listed (with repeats)");
+    assert_eq!(unique.len(), COUNT, "distinct entries listed");
+    assert!(unique.contains(&format!("entry-{:06}-é", COUNT - 1)));
+}

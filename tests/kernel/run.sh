@@ -81,6 +81,8 @@ echo "kernel-tests: nfsgw listening on 127.0.0.1:$PORT (portmapper: $PMAP) after
 
 VM=("$HERE/vm.sh" -v --port "$PORT" --export /data --mount-opts soft,timeo=100,retrans=3 --hostroot --share "$R")
 cp "$HERE/workload.sh" "$HERE/pjdfstest.toml" "$R/"
+# A directory too big to list in one reply (checked by workload.sh).
+mkdir "$S/huge" && (cd "$S/huge" && seq -f 'n%06g' 1 100000 | xargs touch)
 TOKEN="nfsgw-kernel-$$-$RANDOM"
 
 # ---- workload in the guest ----

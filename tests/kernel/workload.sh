@@ -53,6 +53,10 @@ check "ls of 2000 files: count" eq "$(ls w/many | wc -l)" 2000
 check "ls of 2000 files: names" eq "$(ls w/many | sort | md5sum)" "$(seq -f 'f%g' 1 2000 | sort | md5sum)"
 check "ls -l of 2000 files: count" eq "$(ls -l w/many | grep -c '^-')" 2000
 check "find of 2000 files: count" eq "$(find w/many -type f | wc -l)" 2000
+# run.sh made /mnt/huge on the host: 100,000 entries, each listed exactly once.
+ls -f huge > $L/huge.ls
+check "ls -f of 100000 entries: count" eq "$(grep -c '^n' $L/huge.ls)" 100000
+check "ls -f of 100000 entries: no repeats" eq "$(grep '^n' $L/huge.ls | sort | uniq -d | wc -l)" 0
 
 # 4. mkdir -p nested
 check "mkdir -p a/b/c/d/e" mkdir -p w/a/b/c/d/e
