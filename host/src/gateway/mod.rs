@@ -11,7 +11,7 @@ pub mod handles;
 mod inode_log;
 mod inodes;
 pub mod mounts;
-mod permissions;
+pub mod permissions;
 
 use std::collections::HashMap;
 use std::sync::Arc;

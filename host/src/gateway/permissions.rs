@@ -32,6 +32,18 @@ fn bits(c: &Caller, a: &Attrs) -> u32 {
     }
 }
 
+/// The permission bits (rwx as 4/2/1) the caller holds, root's included: root holds every bit
+/// but execute of a file that no one may execute.
+pub fn held(c: &Caller, a: &Attrs) -> u32 {
+    if !is_root(c) {
+        bits(c, a)
+    } else if a.kind == FileKind::Directory || a.mode & 0o111 != 0 {
+        READ | WRITE | SEARCH
+    } else {
+        READ | WRITE
+    }
+}
+
 fn has(c: &Caller, a: &Attrs, wanted: u32) -> bool {
     if is_root(c) {
         // Root may search any directory and read or write anything.
@@ -140,28 +152,7 @@ pub fn write(c: &Caller, a: &Attrs) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::bindings::types::{Device, Timestamp};
-
-    fn attrs(kind: FileKind, mode: u32, uid: u32, gid: u32) -> Attrs {
-        let t = Timestamp {
-            seconds: 0,
-            nanoseconds: 0,
-        };
-        let rdev = Device { major: 0, minor: 0 };
-        Attrs {
-            kind,
-            size: 0,
-            mode,
-            uid,
-            gid,
-            nlink: 1,
-            atime: t,
-            mtime: t,
-            ctime: t,
-            rdev,
-            change: None,
-        }
-    }
+    use crate::plugin::bindings::types::Timestamp;
 
     fn user(uid: u32, gid: u32) -> Caller {
         Caller {
@@ -179,11 +170,11 @@ mod tests {
 
     #[test]
     fn directory_changes_need_write_and_search() {
-        let dir = attrs(FileKind::Directory, 0o755, 1000, 1000);
+        let dir = Attrs::for_test(FileKind::Directory, 0o755, 1000, 1000);
         assert_eq!(change_entries(&user(1000, 1000), &dir), Ok(()));
         assert_eq!(change_entries(&user(2000, 2000), &dir), Err(Error::Access));
         assert_eq!(change_entries(&ROOT, &dir), Ok(()));
-        let no_search = attrs(FileKind::Directory, 0o600, 1000, 1000);
+        let no_search = Attrs::for_test(FileKind::Directory, 0o600, 1000, 1000);
         assert_eq!(
             change_entries(&user(1000, 1000), &no_search),
             Err(Error::Access)
@@ -193,8 +184,8 @@ mod tests {
 
     #[test]
     fn sticky_directories_protect_other_users_entries() {
-        let dir = attrs(FileKind::Directory, 0o1777, 0, 0);
-        let theirs = attrs(FileKind::Regular, 0o644, 3000, 3000);
+        let dir = Attrs::for_test(FileKind::Directory, 0o1777, 0, 0);
+        let theirs = Attrs::for_test(FileKind::Regular, 0o644, 3000, 3000);
         assert_eq!(
             sticky(&user(2000, 2000), &dir, &theirs),
             Err(Error::NotOwner)
@@ -205,7 +196,7 @@ mod tests {
 
     #[test]
     fn only_owners_chmod_and_only_root_chowns() {
-        let f = attrs(FileKind::Regular, 0o644, 1000, 1000);
+        let f = Attrs::for_test(FileKind::Regular, 0o644, 1000, 1000);
         let chmod = SetAttrs {
             mode: Some(0o600),
             ..SetAttrs::none()
@@ -257,7 +248,7 @@ mod tests {
 
     #[test]
     fn setgid_is_dropped_for_outsiders_of_the_group() {
-        let f = attrs(FileKind::Regular, 0o644, 1000, 77);
+        let f = Attrs::for_test(FileKind::Regular, 0o644, 1000, 77);
         let ok = setattr(
             &user(1000, 1000),
             &f,
@@ -272,7 +263,7 @@ mod tests {
 
     #[test]
     fn truncate_needs_write_and_times_need_ownership() {
-        let f = attrs(FileKind::Regular, 0o644, 1000, 1000);
+        let f = Attrs::for_test(FileKind::Regular, 0o644, 1000, 1000);
         let truncate = SetAttrs {
             size: Some(0),
             ..SetAttrs::none()
@@ -293,7 +284,7 @@ mod tests {
             setattr(&user(2000, 2000), &f, touch).unwrap_err(),
             Error::NotOwner
         );
-        let writable = attrs(FileKind::Regular, 0o666, 1000, 1000);
+        let writable = Attrs::for_test(FileKind::Regular, 0o666, 1000, 1000);
         let now = SetAttrs {
             mtime: Some(SetTime::Now),
             ..SetAttrs::none()

@@ -9,7 +9,7 @@ use nfs3_types::xdr_codec::{List, Opaque, Pack, Void};
 use super::convert::{changes, fattr, is_empty, post_op, status, wcc};
 use super::wire::{self, Call};
 use super::Server;
-use crate::gateway::{Caller, FileId};
+use crate::gateway::{permissions, Caller, FileId};
 use crate::plugin::bindings::types::{
     Attrs, Device, Error, FileKind, SetAttrs, SetTime, Timestamp,
 };
@@ -927,23 +927,9 @@ impl Handler<'_> {
     }
 }
 
-/// The ACCESS bits a caller holds on a file with these attributes (POSIX permission bits,
-/// root passing every check but execute of a file no one may execute).
+/// The ACCESS bits a caller holds on a file with these attributes.
 fn granted_access(a: &Attrs, c: &Caller, writable: bool) -> u32 {
-    let perm = if c.uid == 0 {
-        let any_exec = a.mode & 0o111 != 0 || a.kind == FileKind::Directory;
-        if any_exec {
-            7
-        } else {
-            6
-        }
-    } else if c.uid == a.uid {
-        (a.mode >> 6) & 7
-    } else if c.gid == a.gid || c.gids.contains(&a.gid) {
-        (a.mode >> 3) & 7
-    } else {
-        a.mode & 7
-    };
+    let perm = permissions::held(c, a);
     let mut granted = 0;
     if perm & 4 != 0 {
         granted |= ACCESS3_READ;
@@ -969,27 +955,6 @@ fn granted_access(a: &Attrs, c: &Caller, writable: bool) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::bindings::types::Device;
-
-    fn attrs(kind: FileKind, mode: u32, uid: u32, gid: u32) -> Attrs {
-        let t = Timestamp {
-            seconds: 0,
-            nanoseconds: 0,
-        };
-        Attrs {
-            kind,
-            size: 0,
-            mode,
-            uid,
-            gid,
-            nlink: 1,
-            atime: t,
-            mtime: t,
-            ctime: t,
-            rdev: Device { major: 0, minor: 0 },
-            change: None,
-        }
-    }
 
     fn caller(uid: u32, gid: u32, gids: &[u32]) -> Caller {
         Caller {
@@ -1001,7 +966,7 @@ mod tests {
 
     #[test]
     fn access_follows_owner_group_and_other_bits() {
-        let f = attrs(FileKind::Regular, 0o640, 1000, 100);
+        let f = Attrs::for_test(FileKind::Regular, 0o640, 1000, 100);
         assert_eq!(
             granted_access(&f, &caller(1000, 1, &[]), true),
             ACCESS3_READ | ACCESS3_MODIFY | ACCESS3_EXTEND
@@ -1019,12 +984,12 @@ mod tests {
 
     #[test]
     fn root_may_not_execute_what_no_one_may() {
-        let f = attrs(FileKind::Regular, 0o644, 1000, 100);
+        let f = Attrs::for_test(FileKind::Regular, 0o644, 1000, 100);
         assert_eq!(
             granted_access(&f, &caller(0, 0, &[]), true) & ACCESS3_EXECUTE,
             0
         );
-        let x = attrs(FileKind::Regular, 0o100, 1000, 100);
+        let x = Attrs::for_test(FileKind::Regular, 0o100, 1000, 100);
         assert_ne!(
             granted_access(&x, &caller(0, 0, &[]), true) & ACCESS3_EXECUTE,
             0
@@ -1033,7 +998,7 @@ mod tests {
 
     #[test]
     fn read_only_mounts_grant_no_changes() {
-        let d = attrs(FileKind::Directory, 0o777, 1000, 100);
+        let d = Attrs::for_test(FileKind::Directory, 0o777, 1000, 100);
         let granted = granted_access(&d, &caller(1000, 100, &[]), false);
         assert_eq!(granted, ACCESS3_READ | ACCESS3_LOOKUP);
     }

@@ -26,3 +26,27 @@ impl types::SetAttrs {
         }
     }
 }
+
+#[cfg(test)]
+impl types::Attrs {
+    /// Attributes for unit tests: times at the epoch, one link, no device.
+    pub fn for_test(kind: types::FileKind, mode: u32, uid: u32, gid: u32) -> types::Attrs {
+        let t = types::Timestamp {
+            seconds: 0,
+            nanoseconds: 0,
+        };
+        types::Attrs {
+            kind,
+            size: 0,
+            mode,
+            uid,
+            gid,
+            nlink: 1,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            rdev: types::Device { major: 0, minor: 0 },
+            change: None,
+        }
+    }
+}

@@ -772,7 +772,7 @@ mod tests {
         let changes = SetAttrs {
             size: Some(2),
             mode: Some(0o600),
-            ..no_changes()
+            ..SetAttrs::none()
         };
         let a = g.setattr("/export/f", changes).unwrap();
         assert_eq!((a.size, a.mode), (2, 0o600));
@@ -785,7 +785,7 @@ mod tests {
                 "/export/f",
                 SetAttrs {
                     mtime: Some(SetTime::At(t)),
-                    ..no_changes()
+                    ..SetAttrs::none()
                 },
             )
             .unwrap();
@@ -809,16 +809,5 @@ mod tests {
         assert_eq!(page.entries.len(), 1);
         assert_eq!(page.entries[0].name, "d");
         assert_eq!(page.next, None);
-    }
-
-    fn no_changes() -> SetAttrs {
-        SetAttrs {
-            mode: None,
-            uid: None,
-            gid: None,
-            size: None,
-            atime: None,
-            mtime: None,
-        }
     }
 }
