@@ -9,6 +9,7 @@
 #   scripts/wasm-toolchain.sh            set up (primary, else fallback)
 #   NFSGW_WASM_FALLBACK=1 scripts/...    force the fallback
 set -euo pipefail
+. "$(dirname "$0")/common.sh"
 
 NFSGW_WASM_HOME=${NFSGW_WASM_HOME:-$HOME/.cache/nfsgw/wasm}
 RUST_TARGET=wasm32-wasip2
@@ -18,14 +19,6 @@ ADAPTER_PROVIDER_VERSION=48.0.8 # matches the host's wasmtime
 
 log() { printf '[wasm-toolchain] %s\n' "$*" >&2; }
 
-apt_install() {
-  local missing=() p
-  for p in "$@"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
-  [ ${#missing[@]} -eq 0 ] && return 0
-  log "apt-get install ${missing[*]}"
-  apt-get update -qq >/dev/null 2>&1 || true
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-}
 
 setup_fallback() {
   apt_install rustc-web cargo-web rust-web-src wasi-libc lld-22
