@@ -5,6 +5,7 @@
 //! the plugin runtime, the gateway core, the NFS front and the portmapper together.
 
 mod config;
+mod conformance;
 mod demo;
 mod gateway;
 mod mount_cmd;
@@ -42,6 +43,11 @@ enum Command {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Work with plugins.
+    Plugin {
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
     /// Check a config: parse it, load every plugin and call its init, then exit.
     CheckConfig {
         #[arg(long, short)]
@@ -74,6 +80,19 @@ enum Command {
     },
 }
 
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Load a plugin, check its interface version and capabilities, and run the conformance
+    /// suite against a scratch mount of it. Exits 1 if a check fails.
+    Check {
+        /// A bundled plugin's name, or the path of a .wasm component.
+        plugin: String,
+        /// A `[mount.config]` setting for the plugin, as key=value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        settings: Vec<String>,
+    },
+}
+
 fn main() {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
@@ -96,6 +115,24 @@ async fn run(cli: Cli) -> Result<()> {
             let (text, dir) = demo::prepare(dir)?;
             println!("nfsgw demo: serving {} as /demo", dir.display());
             serve(&text, "demo config", false).await
+        }
+        Some(Command::Plugin {
+            command: PluginCommand::Check { plugin, settings },
+        }) => {
+            let settings = settings
+                .iter()
+                .map(|kv| {
+                    kv.split_once('=')
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let report = conformance::check(&plugin, &settings).await?;
+            print!("{}", report.render());
+            if report.failed() > 0 {
+                anyhow::bail!("{plugin}: {} conformance check(s) failed", report.failed());
+            }
+            Ok(())
         }
         Some(Command::CheckConfig { config }) => {
             let text = read(&config)?;

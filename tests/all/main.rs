@@ -6,6 +6,7 @@
 //! `cargo test --release -p nfsgw-tests`. The faulty test plugin is built once per test process
 //! by `scripts/build-plugins.sh`.
 
+mod conformance;
 mod faults;
 mod harness;
 mod libnfs;

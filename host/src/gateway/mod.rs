@@ -77,6 +77,11 @@ impl Mount {
         }
     }
 
+    /// What the plugin declared it can change.
+    pub fn capabilities(&self) -> Capabilities {
+        self.capabilities
+    }
+
     /// Refuses a change the mount cannot make: read-only, or not among the plugin's capabilities.
     fn allow(&self, needed: Capabilities) -> Result<(), Error> {
         if self.read_only || self.capabilities == Capabilities::empty() {

@@ -61,7 +61,10 @@ impl Drop for Runtime {
 impl Runtime {
     pub fn new() -> anyhow::Result<Runtime> {
         let mut config = Config::new();
-        config.wasm_component_model(true).epoch_interruption(true);
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .cache(compile_cache());
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
@@ -99,6 +102,20 @@ impl Runtime {
         PluginPre::new(pre)
             .map_err(|e| anyhow!("{what} does not match the nfsgw plugin world: {e:#}"))
     }
+}
+
+/// The on-disk cache of compiled components, so a large plugin (a Python or JavaScript one
+/// takes seconds to compile) starts fast the second time. Without a usable directory, plugins
+/// are compiled at every start.
+fn compile_cache() -> Option<wasmtime::Cache> {
+    let home = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
+    let mut cache = wasmtime::CacheConfig::new();
+    cache.with_directory(home.join("nfsgw/compiled"));
+    wasmtime::Cache::new(cache)
+        .inspect_err(|e| tracing::warn!("compiled plugins will not be cached: {e:#}"))
+        .ok()
 }
 
 /// Refuses a component that does not export this host's version of the backend interface,

@@ -1,6 +1,8 @@
 //! A read-only test plugin that misbehaves on demand, to show a bad plugin fails only its own
 //! call. The root holds `hello.txt`; looking up `trap` panics (a wasm trap), `hang` loops
-//! forever, and `hog` allocates until the memory limit stops it.
+//! forever, and `hog` allocates until the memory limit stops it. With `lie = "true"` in its
+//! config it declares that it can create and write files but keeps nothing, which the
+//! conformance suite must catch.
 
 wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
 
@@ -51,8 +53,10 @@ fn misbehave(path: &str) {
 struct Faulty;
 
 impl Guest for Faulty {
-    fn init(_config: Vec<(String, String)>) -> Result<MountInfo, String> {
-        Ok(MountInfo { capabilities: Capabilities::empty(), immutable: false, attr_ttl_ms: Some(0) })
+    fn init(config: Vec<(String, String)>) -> Result<MountInfo, String> {
+        let lie = config.iter().any(|(k, v)| k == "lie" && v == "true");
+        let capabilities = if lie { Capabilities::CREATE | Capabilities::WRITE } else { Capabilities::empty() };
+        Ok(MountInfo { capabilities, immutable: false, attr_ttl_ms: Some(0) })
     }
 
     fn stat(path: String) -> Result<Attrs, Error> {
@@ -81,11 +85,13 @@ impl Guest for Faulty {
         Ok(ReadResult { data: Data::Bytes(HELLO[start..end].to_vec()), eof: end == HELLO.len() })
     }
 
-    fn write(_: String, _: u64, _: Vec<u8>) -> Result<Attrs, Error> {
-        Err(Error::ReadOnly)
+    /// Only reached when lying: claims success, keeps nothing.
+    fn write(_: String, _: u64, data: Vec<u8>) -> Result<Attrs, Error> {
+        Ok(attrs(FileKind::Regular, data.len() as u64))
     }
+    /// Only reached when lying: claims success, keeps nothing.
     fn create(_: String, _: u32, _: bool) -> Result<Attrs, Error> {
-        Err(Error::ReadOnly)
+        Ok(attrs(FileKind::Regular, 0))
     }
     fn mkdir(_: String, _: u32) -> Result<Attrs, Error> {
         Err(Error::ReadOnly)
