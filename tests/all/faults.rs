@@ -281,3 +281,34 @@ fn config_duplicate_mount_name_points_at_both() {
         "points at both lines: {message}"
     );
 }
+
+#[tokio::test]
+async fn a_plugin_reaches_no_network_and_no_host_file_it_was_not_granted() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let plugin_dir = tempdir("nfsgw-faulty-plugin-");
+    let wasm = plugin_dir.path().join("faulty.wasm");
+    std::fs::write(&wasm, faulty_wasm()).unwrap();
+    let server = Server::start(&format!(
+        "[[mount]]\nname = \"faulty\"\nplugin = {}\n[mount.config]\nprobe_port = \"{port}\"\n",
+        toml_str(wasm.to_str().unwrap()),
+    ));
+    let mut nfs = server.mount("/faulty").await;
+    let root = nfs.root.clone();
+    // The plugin answers ACCES when the sandbox refused it, and OK when it got through.
+    assert_eq!(
+        nfs.lookup(&root, "net").await.map(|_| ()),
+        Err(nfsstat3::NFS3ERR_ACCES),
+        "the plugin opened a TCP connection"
+    );
+    assert!(
+        listener.accept().is_err(),
+        "a connection reached the host's listener"
+    );
+    assert_eq!(
+        nfs.lookup(&root, "escape").await.map(|_| ()),
+        Err(nfsstat3::NFS3ERR_ACCES),
+        "the plugin read a host file outside its grants"
+    );
+}

@@ -283,6 +283,8 @@ fn new_instance(
     config: &[(String, String)],
 ) -> anyhow::Result<(Instance, MountInfo)> {
     let mut wasi = WasiCtx::builder();
+    // WASI sockets stay off (no TCP, UDP or name lookup): a plugin reaches the network only
+    // through host capabilities that check an allow-list.
     wasi.inherit_stderr();
     for grant in grants.iter() {
         let perms = if grant.read_only {

@@ -1,6 +1,8 @@
 //! A read-only test plugin that misbehaves on demand, to show a bad plugin fails only its own
 //! call. The root holds `hello.txt`; looking up `trap` panics (a wasm trap), `hang` loops
-//! forever, and `hog` allocates until the memory limit stops it. With `lie = "true"` in its
+//! forever, and `hog` allocates until the memory limit stops it. `net` tries to connect to
+//! 127.0.0.1 on the `probe_port` of its config and `escape` tries to read host files: both
+//! must be refused by the sandbox, and answer `access` when they are. With `lie = "true"` in its
 //! config it declares that it can create and write files but keeps nothing, which the
 //! conformance suite must catch.
 
@@ -30,6 +32,27 @@ fn attrs(kind: FileKind, size: u64) -> Attrs {
     }
 }
 
+/// The port `net` probes, from the config.
+static PROBE_PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
+
+/// Tries what the sandbox must refuse; `Ok` means the sandbox let it through.
+fn break_out(path: &str) -> Option<Result<(), String>> {
+    match path {
+        "net" => {
+            let port = *PROBE_PORT.get().unwrap_or(&9);
+            Some(std::net::TcpStream::connect(("127.0.0.1", port)).map(drop).map_err(|e| e.to_string()))
+        }
+        "escape" => Some(
+            ["/etc/passwd", "/etc/hostname", "../../../../etc/passwd"]
+                .iter()
+                .find_map(|p| std::fs::read(p).ok())
+                .map(drop)
+                .ok_or_else(|| "no host file readable".to_string()),
+        ),
+        _ => None,
+    }
+}
+
 fn misbehave(path: &str) {
     match path {
         "trap" => panic!("asked to trap"),
@@ -55,12 +78,25 @@ struct Faulty;
 impl Guest for Faulty {
     fn init(config: Vec<(String, String)>) -> Result<MountInfo, String> {
         let lie = config.iter().any(|(k, v)| k == "lie" && v == "true");
+        if let Some((_, port)) = config.iter().find(|(k, _)| k == "probe_port") {
+            let _ = PROBE_PORT.set(port.parse().map_err(|_| format!("probe_port: not a port: {port:?}"))?);
+        }
         let capabilities = if lie { Capabilities::CREATE | Capabilities::WRITE } else { Capabilities::empty() };
         Ok(MountInfo { capabilities, immutable: false, attr_ttl_ms: Some(0) })
     }
 
     fn stat(path: String) -> Result<Attrs, Error> {
         misbehave(&path);
+        if let Some(outcome) = break_out(&path) {
+            return match outcome {
+                // The sandbox let it through: answer as if it were a file, for the test to see.
+                Ok(()) => Ok(attrs(FileKind::Regular, 0)),
+                Err(why) => {
+                    nfsgw::backend::log::log(nfsgw::backend::log::Level::Info, &format!("{path}: refused: {why}"));
+                    Err(Error::Access)
+                }
+            };
+        }
         match path.as_str() {
             "" => Ok(attrs(FileKind::Directory, 0)),
             "hello.txt" => Ok(attrs(FileKind::Regular, HELLO.len() as u64)),
