@@ -70,6 +70,21 @@ pub struct MountConfig {
     pub config: BTreeMap<String, Spanned<toml::Value>>,
     #[serde(default)]
     pub limits: Limits,
+    /// Host directories granted to the plugin (`[[mount.dirs]]`), beyond what a bundled
+    /// plugin's own config grants.
+    #[serde(default)]
+    pub dirs: Vec<DirGrant>,
+}
+
+/// A host directory a plugin may use, through WASI and the `host-fs` capability.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirGrant {
+    pub host: Spanned<String>,
+    /// Where the plugin sees it: an absolute path such as "/data".
+    pub guest: Spanned<String>,
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 /// The sandbox limits of one mount's plugin instances.
@@ -148,6 +163,27 @@ impl Config {
                 config_value_string(value.get_ref()).with_context(|| {
                     format!("{}: key `config.{key}` of mount {name:?}", src.at(value))
                 })?;
+            }
+            let mut guests = BTreeMap::new();
+            for grant in &mount.dirs {
+                let guest = grant.guest.get_ref();
+                let valid = guest.starts_with('/')
+                    && guest.len() > 1
+                    && !guest.split('/').any(|p| p == "." || p == "..");
+                if !valid {
+                    bail!(
+                        "{}: key `dirs.guest`: {guest:?} must be an absolute path like \"/data\"",
+                        src.at(&grant.guest)
+                    );
+                }
+                if let Some(first) =
+                    guests.insert(guest.trim_end_matches('/'), src.at(&grant.guest))
+                {
+                    bail!(
+                        "{}: key `dirs.guest`: {guest:?} is already granted at {first}",
+                        src.at(&grant.guest)
+                    );
+                }
             }
             let limits = &mount.limits;
             if limits.instances == 0 || limits.call_timeout_ms == 0 || limits.memory_mb == 0 {
@@ -366,6 +402,31 @@ instances = 2
                 "{bad}: {err}"
             );
         }
+    }
+
+    #[test]
+    fn directory_grants_need_distinct_absolute_guest_paths() {
+        let grant = |guest: &str| {
+            format!(
+                "{GOOD}[[mount.dirs]]\nhost = \"/srv\"\nguest = \"{guest}\"\nread_only = true\n"
+            )
+        };
+        let config = parse(&grant("/data")).unwrap();
+        assert_eq!(config.mounts[1].dirs[0].guest.get_ref(), "/data");
+        assert!(config.mounts[1].dirs[0].read_only);
+        for bad in ["data", "/", "/a/../b"] {
+            let err = format!("{:#}", parse(&grant(bad)).unwrap_err());
+            assert!(
+                err.contains("key `dirs.guest`") && err.contains("mounts.toml:"),
+                "{bad}: {err}"
+            );
+        }
+        let twice = format!(
+            "{}[[mount.dirs]]\nhost = \"/x\"\nguest = \"/data/\"\n",
+            grant("/data")
+        );
+        let err = format!("{:#}", parse(&twice).unwrap_err());
+        assert!(err.contains("already granted"), "{err}");
     }
 
     #[test]

@@ -281,9 +281,33 @@ async fn serve(text: &str, file: &str, portmap_required: bool) -> Result<()> {
     tokio::select! {
         result = server.serve() => result,
         result = portmapper => result,
-        _ = tokio::signal::ctrl_c() => {
-            tracing::info!("interrupted; shutting down");
+        signal = shutdown_signal() => {
+            tracing::info!("{signal}; shutting down");
             Ok(())
         }
+    }
+}
+
+/// Resolves when nfsgw is asked to stop: Ctrl-C (SIGINT) or, on Unix, SIGTERM.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+                return "interrupted";
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => "interrupted",
+            _ = term.recv() => "terminated",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "interrupted"
     }
 }

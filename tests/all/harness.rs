@@ -242,6 +242,17 @@ impl Server {
 }
 
 impl Server {
+    /// Sends SIGTERM and waits for the process to end: its exit status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM {pid} failed");
+        wait_with_timeout(&mut self.child, EXIT_TIMEOUT).expect("nfsgw did not stop after SIGTERM")
+    }
+
     /// Stops the server and starts it again on the same config and state (on a new port).
     pub fn restart(mut self) -> Server {
         let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
@@ -395,46 +406,47 @@ pub fn run_with_timeout(cmd: &mut Command, timeout: Duration) -> Output {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The faulty test plugin
+// Plugins built for the tests
 
 static FAULTY_WASM: OnceLock<Vec<u8>> = OnceLock::new();
+static LOCAL_WASM: OnceLock<Vec<u8>> = OnceLock::new();
 
-/// The faulty test plugin (tests/plugins/faulty), built once per test process, or read from
-/// `NFSGW_TEST_FAULTY_WASM` when that names a prebuilt one.
+/// Builds the plugin workspace `workspace` (relative to the repo) with the project's script
+/// and returns the component `name`.wasm.
+fn build_plugin(workspace: &str, name: &str) -> Vec<u8> {
+    let repo = repo_root();
+    let out = tempfile::Builder::new()
+        .prefix("nfsgw-test-plugins-")
+        .tempdir()
+        .expect("tempdir");
+    let started = Instant::now();
+    let output = run_with_timeout(
+        Command::new("bash")
+            .arg(repo.join("scripts/build-plugins.sh"))
+            .arg(out.path())
+            .arg(repo.join(workspace))
+            .env("NFSGW_PLUGIN_TARGET_DIR", target_dir().join("wasm-plugins")),
+        Duration::from_secs(900),
+    );
+    assert!(
+        output.status.success(),
+        "building {workspace} failed ({}):\n{}{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    eprintln!("built {workspace} in {:?}", started.elapsed());
+    std::fs::read(out.path().join(format!("{name}.wasm"))).expect("the plugin was built")
+}
+
+/// The faulty test plugin (tests/plugins/faulty), built once per test process.
 pub fn faulty_wasm() -> &'static [u8] {
-    FAULTY_WASM.get_or_init(|| {
-        if let Some(prebuilt) = std::env::var_os("NFSGW_TEST_FAULTY_WASM") {
-            return std::fs::read(&prebuilt).unwrap_or_else(|e| {
-                panic!(
-                    "NFSGW_TEST_FAULTY_WASM={}: {e}",
-                    Path::new(&prebuilt).display()
-                )
-            });
-        }
-        let repo = repo_root();
-        let out = tempfile::Builder::new()
-            .prefix("nfsgw-test-plugins-")
-            .tempdir()
-            .expect("tempdir");
-        let started = Instant::now();
-        let output = run_with_timeout(
-            Command::new("bash")
-                .arg(repo.join("scripts/build-plugins.sh"))
-                .arg(out.path())
-                .arg(repo.join("tests/plugins"))
-                .env("NFSGW_PLUGIN_TARGET_DIR", target_dir().join("wasm-plugins")),
-            Duration::from_secs(900),
-        );
-        assert!(
-            output.status.success(),
-            "building the test plugins failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        eprintln!("built the faulty test plugin in {:?}", started.elapsed());
-        std::fs::read(out.path().join("faulty.wasm")).expect("faulty.wasm was built")
-    })
+    FAULTY_WASM.get_or_init(|| build_plugin("tests/plugins", "faulty"))
+}
+
+/// The bundled `local` plugin as a standalone component, to serve as a user plugin.
+pub fn local_wasm() -> &'static [u8] {
+    LOCAL_WASM.get_or_init(|| build_plugin("plugins", "local"))
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -236,3 +236,60 @@ async fn file_handles_survive_a_restart_and_a_rename() {
         nfs.getattr(&file).await.unwrap().fileid
     );
 }
+
+/// A plugin given by path gets exactly the directories its `[[mount.dirs]]` grant, with the
+/// access they grant: here the `local` component, loaded as a user plugin.
+#[tokio::test]
+async fn a_user_plugin_gets_exactly_its_granted_directories() {
+    let plugin_dir = tempdir("nfsgw-posix-plugin-");
+    let wasm = plugin_dir.path().join("local.wasm");
+    std::fs::write(&wasm, crate::harness::local_wasm()).unwrap();
+    let (writable, frozen) = (tempdir("nfsgw-posix-rw-"), tempdir("nfsgw-posix-ro-"));
+    std::fs::write(frozen.path().join("kept"), b"kept").unwrap();
+    let mount =
+        |name: &str, guest: &str, read_only: bool| {
+            format!(
+            "[[mount]]\nname = \"{name}\"\nplugin = {wasm:?}\n[mount.config]\nroot = \"{guest}\"\n\
+             [[mount.dirs]]\nhost = {:?}\nguest = \"{guest}\"\nread_only = {read_only}\n\n",
+            if read_only { frozen.path() } else { writable.path() },
+        )
+        };
+    let server = Server::start(&(mount("rw", "/grant", false) + &mount("ro", "/frozen", true)));
+    let mut rw = server.mount("/rw").await;
+    let top = rw.root.clone();
+    rw.put(&top, "made", b"through a user plugin").await;
+    assert_eq!(
+        std::fs::read(writable.path().join("made")).unwrap(),
+        b"through a user plugin"
+    );
+
+    let mut ro = server.mount("/ro").await;
+    let top = ro.root.clone();
+    assert_eq!(ro.read_path("kept").await, b"kept");
+    // The mount is read-write, the grant is not: the host refuses the change.
+    assert_eq!(
+        ro.create(&top, "nope", 0o644).await.unwrap_err(),
+        nfsstat3::NFS3ERR_ROFS
+    );
+    assert!(!frozen.path().join("nope").exists());
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let dir = tempdir("nfsgw-posix-");
+    let mut server = data_server(dir.path());
+    let mut nfs = server.mount("/data").await;
+    let top = nfs.root.clone();
+    nfs.put(&top, "before-term", b"kept").await;
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status}");
+    assert!(
+        server.stderr().contains("terminated; shutting down"),
+        "{}",
+        server.stderr()
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("before-term")).unwrap(),
+        b"kept"
+    );
+}

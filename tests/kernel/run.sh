@@ -2,7 +2,9 @@
 # tests/kernel/run.sh: Linux-kernel-NFS-client test of an nfsgw binary.
 # Serves a fresh temp dir with the "local" plugin on a free 127.0.0.1 port, boots the test
 # VM (vm.sh --hostroot) which mounts the export /data with the kernel's NFSv3 client and
-# runs workload.sh in it, then checks the served dir on the host. When nfsgw can take
+# runs workload.sh in it (including fio, stress-ng, rename-while-open, and two nfsgw restarts
+# under the mount, which this script performs on the guest's request: same port, config and
+# state_dir), then checks the served dir on the host. When nfsgw can take
 # 127.0.0.1:111 for its portmapper (root, no rpcbind running), another VM boot mounts with no
 # port=/mountport= options, so the kernel asks that portmapper (skipped, saying so, otherwise).
 # With --pjdfstest, a further VM boot runs pjdfstest on the mount; its counts are reported (and
@@ -28,8 +30,9 @@ PJDBIN=$NFS_VM_CACHE/tools/bin/pjdfstest
 T=$(mktemp -d "${TMPDIR:-/tmp}/nfsgw-kernel.XXXXXX")
 S=$T/served R=$T/results
 mkdir -p "$S" "$R"; chmod 755 "$T" "$S"
-NPID=
+NPID= VMJ=
 cleanup() {
+  [ -n "$VMJ" ] && { kill "$VMJ" 2>/dev/null; wait "$VMJ" 2>/dev/null; }
   [ -n "$NPID" ] && { kill "$NPID" 2>/dev/null; wait "$NPID" 2>/dev/null; }
   if [ -n "${KEEP_TMP:-}" ]; then echo "kernel-tests: kept $T"; else rm -rf "$T"; fi
 }
@@ -50,6 +53,7 @@ start_nfsgw() {
 [server]
 listen = "127.0.0.1:$PORT"
 portmap = "$PMAP"
+state_dir = "$T/state"
 [[mount]]
 name = "data"
 plugin = "local"
@@ -81,16 +85,59 @@ echo "kernel-tests: nfsgw listening on 127.0.0.1:$PORT (portmapper: $PMAP) after
 
 VM=("$HERE/vm.sh" -v --port "$PORT" --export /data --mount-opts soft,timeo=100,retrans=3 --hostroot --share "$R")
 cp "$HERE/workload.sh" "$HERE/pjdfstest.toml" "$R/"
+# The fio job of workload.sh (16 MiB of random 4 KiB writes, crc32c-verified); run.sh verifies
+# the written file again on the host with --verify_only.
+cat > "$R/verify.fio" <<'EOF'
+[verify]
+size=16m
+bs=4k
+rw=randwrite
+verify=crc32c
+verify_fatal=1
+direct=0
+ioengine=psync
+verify_state_save=0
+EOF
 # A directory too big to list in one reply (checked by workload.sh).
 mkdir "$S/huge" && (cd "$S/huge" && seq -f 'n%06g' 1 100000 | xargs touch)
 TOKEN="nfsgw-kernel-$$-$RANDOM"
 
+# Restarts nfsgw on the same port with the same config and state dir: kill -SIG, wait for
+# the exit, start again. The log of each earlier run is kept as nfsgw.log.N.
+NRESTART=0
+restart_nfsgw() {  # restart_nfsgw SIGNAL
+  local r0 r1 r2
+  r0=$(date +%s%N)
+  kill -"$1" "$NPID" && wait "$NPID" 2>/dev/null; NPID=
+  r1=$(date +%s%N)
+  NRESTART=$((NRESTART + 1)); mv "$T/nfsgw.log" "$T/nfsgw.log.$NRESTART"
+  start_nfsgw || { log_tail; die "nfsgw did not start again after kill -$1"; }
+  r2=$(date +%s%N)
+  echo "kernel-tests: nfsgw restarted after kill -$1: exited in $(( (r1 - r0) / 1000000 )) ms," \
+    "serving again $(( (r2 - r1) / 1000000 )) ms later (pid $NPID)"
+}
+
 # ---- workload in the guest ----
-t0=$SECONDS
-"${VM[@]}" --timeout "${WORKLOAD_TIMEOUT:-900}" -- \
-  "RESULTS='$R' TOKEN='$TOKEN' bash '$R/workload.sh'" 2>&1 | tee "$T/workload.out"
-vrc=${PIPESTATUS[0]}
-echo "kernel-tests: workload VM exit $vrc after $((SECONDS - t0)) s"
+# The VM runs in the background; this shell serves its restart requests: workload.sh
+# writes $R/restart.N.request (holding a signal name) and waits for $R/restart.N.done.
+tw=$SECONDS
+{ "${VM[@]}" --timeout "${WORKLOAD_TIMEOUT:-900}" -- \
+    "RESULTS='$R' TOKEN='$TOKEN' bash '$R/workload.sh'" 2>&1; echo $? > "$T/workload.rc"; } |
+  tee "$T/workload.out" &
+VMJ=$!
+while kill -0 "$VMJ" 2>/dev/null; do
+  for req in "$R"/restart.*.request; do
+    [ -e "$req" ] || continue
+    n=${req#"$R"/restart.}; n=${n%.request}
+    sig=$(cat "$req"); rm -f "$req"
+    case $sig in TERM|KILL|INT) ;; *) sig=TERM;; esac
+    restart_nfsgw "$sig" && echo "$sig" > "$R/restart.$n.done"
+  done
+  sleep 0.2
+done
+wait "$VMJ"; VMJ=
+vrc=$(cat "$T/workload.rc" 2>/dev/null || echo 125)
+echo "kernel-tests: workload VM exit $vrc after $((SECONDS - tw)) s"
 if [ "$vrc" -ge 124 ] || [ ! -s "$R/guest.counts" ]; then
   log_tail; die "workload VM failed (exit $vrc: 124 timeout, 125 boot/mount failure)"
 fi
@@ -116,6 +163,21 @@ check "w/t.bin size, mode, mtime" eq "$(stat -c '%s %a %Y' "$S/w/t.bin" 2>&1)" "
 check "w/big.bin mtime" eq "$(stat -c %Y "$S/w/big.bin" 2>&1)" 1015218367
 check "removed entries are gone" eq "$(ls -d "$S"/w/{o1,o2,empty,srcdir,app.txt} "$S/w/a/b" 2>/dev/null)" ""
 check "w listing" eq "$(cd "$S/w" && LC_ALL=C ls -A | tr '\n' ' ')" "a app2.txt big.bin many patched.bin t.bin "
+# fio: the file the guest wrote and verified, verified again in the served dir.
+out=$(cd "$T" && fio --directory="$S/fio" --verify_only "$R/verify.fio" 2>&1); frc=$?
+check "fio --verify_only of fio/ in the served dir: exit 0" eq "$frc" 0
+check "fio --verify_only on the host: 16 MiB read, no verify error" eq \
+  "$(grep -cE 'READ: .*io=16.0MiB' <<< "$out") $(grep -ciE 'verify failed|bad (magic|header)|err= *[1-9]' <<< "$out")" "1 0"
+# rename while open
+check "rn/d2/g.bin md5 (written while renamed)" eq "$(md5 "$S/rn/d2/g.bin" 2>&1)" "$(cat "$R/rn.md5")"
+check "rn/d1 is gone" test ! -e "$S/rn/d1"
+# restarts under the mount
+check "nfsgw restarted twice on request (INT, KILL)" eq "$NRESTART" 2
+check "r/restart.bin md5 (written through one fd across restarts)" eq "$(md5 "$S/r/restart.bin" 2>&1)" "$(cat "$R/restart.md5")"
+check "r/e/g.bin md5 (renamed while open, across restarts)" eq "$(md5 "$S/r/e/g.bin" 2>&1)" "$(cat "$R/renamed.md5")"
+check "r/fresh.txt content (created just before kill -KILL)" eq "$(cat "$S/r/fresh.txt" 2>&1)" "new
+more"
+check "r listing" eq "$(cd "$S/r" && LC_ALL=C ls -A | tr '\n' ' ')" "e fresh.txt old.bin restart.bin "
 
 # ---- mounts with no port options: the kernel, and mount.nfs, ask nfsgw's portmapper ----
 if [ "$PMAP" != off ]; then

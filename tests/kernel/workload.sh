@@ -133,6 +133,107 @@ check "ls w/a" eq "$(ls w/a | tr '\n' ' ')" "dstdir link "
 echo "$TOKEN" > marker.txt
 check "marker written" eq "$(cat marker.txt)" "$TOKEN"
 
+# 12. fio: 16 MiB of random 4 KiB writes, each block crc32c-verified when read back (from the
+#     page cache), then verified again with --verify_only after drop_caches (from the server).
+#     run.sh verifies the file a third time on the host.
+mkdir fio
+fio_check() {  # fio_check label [fio options]
+  local l=$1 out rc; shift
+  out=$(fio --directory=/mnt/fio "$@" "$RESULTS/verify.fio" 2>&1); rc=$?
+  printf '%s\n' "$out" > "$RESULTS/fio-$l.txt"
+  check "fio $l: exit 0" eq "$rc" 0
+  check "fio $l: 16 MiB read back, no verify error" eq \
+    "$(grep -cE 'READ: .*io=16.0MiB' <<< "$out") $(grep -ciE 'verify failed|bad (magic|header)|err= *[1-9]' <<< "$out")" "1 0"
+}
+fio_check write+verify
+dc
+fio_check verify_only --verify_only
+
+# 13. stress-ng, file-system class, 1 s per stressor, one after the other, with --verify. The
+#     excluded stressors (tests/kernel/README.md says why): no NFSv3 feature (fiemap, verity,
+#     xattr, chattr, inode-flags, fallocate, fpunch), local to the client with nolock or not
+#     about the server (locks, leases, *notify, binderfs, bind-mount, eventfd, dup, procfs,
+#     ioprio, handle), writes at 2^62 bytes that the host fs refuses at writeback (fsize), and
+#     slow under TCG (symlink: 11 s; covered by pjdfstest).
+SNG_X=binderfs,bind-mount,fiemap,verity,xattr,chattr,inode-flags,fallocate,fpunch,fcntl,flock,locka,lockf,lockofd,lease,dnotify,inotify,fanotify,eventfd,dup,procfs,ioprio,handle,fsize,symlink
+mkdir stress
+t=$SECONDS
+out=$(cd stress && stress-ng --class filesystem --seq 1 -t 1 -x "$SNG_X" --temp-path /mnt/stress \
+  --verify --metrics-brief 2>&1); rc=$?
+printf '%s\n' "$out" > "$RESULTS/stress-ng.txt"
+grep -vE 'metrc:' <<< "$out"
+echo "stress-ng: exit $rc after $((SECONDS - t)) s"
+check "stress-ng filesystem class: exit 0" eq "$rc" 0
+check "stress-ng: no fail/error/data error lines" eq \
+  "$(grep -iE '^stress-ng: (fail|error):|data error|failed|unsuccessful' <<< "$out")" ""
+check "stress-ng: successful run completed" eq "$(grep -c 'successful run completed' <<< "$out")" 1
+check "stress-ng: temp dir cleaned up" eq "$(ls -A stress)" ""
+
+# 14. rename while open: write, mv the file, write, mv its directory, write, close.
+for i in 1 2 3 4; do head -c 300001 /dev/urandom > $L/p$i; done
+mkdir -p rn/d1
+exec 7> rn/d1/f.bin
+check "rename-open: write 1" eval 'cat $L/p1 >&7'
+check "rename-open: mv file" mv rn/d1/f.bin rn/d1/g.bin
+check "rename-open: write 2" eval 'cat $L/p2 >&7'
+check "rename-open: mv dir" mv rn/d1 rn/d2
+check "rename-open: write 3" eval 'cat $L/p3 >&7'
+check "rename-open: close" eval 'exec 7>&-'
+dc
+check "rename-open: content at the new path" cmp <(cat $L/p1 $L/p2 $L/p3) rn/d2/g.bin
+check "rename-open: old names gone" eq "$(ls -A rn)" d2
+cat $L/p1 $L/p2 $L/p3 | md5sum | cut -d' ' -f1 > "$RESULTS/rn.md5"
+
+# 15. nfsgw restarts under the mount. run.sh restarts nfsgw (same port, config and state dir)
+#     when asked: first with SIGINT (its clean shutdown), then with SIGKILL (a crash). Open descriptors, the cwd and cached
+#     dentries keep their file handles across the restarts; no ESTALE, no lost write.
+restart() {  # restart N SIGNAL
+  echo "$2" > "$RESULTS/restart.$1.tmp" && mv "$RESULTS/restart.$1.tmp" "$RESULTS/restart.$1.request"
+  local i t=$SECONDS
+  for i in $(seq 600); do [ -e "$RESULTS/restart.$1.done" ] && break; sleep 0.1; done
+  check "restart $1: host restarted nfsgw (kill -$2)" test -e "$RESULTS/restart.$1.done"
+  echo "       restart $1 took $((SECONDS - t)) s"
+}
+head -c 524288 /dev/urandom > $L/old
+mkdir -p r/d
+cp $L/old r/old.bin
+exec 3<> r/restart.bin 4< r/old.bin 5> r/d/f.bin
+check "restart: write 1 (fd 3)" eval 'cat $L/p1 >&3'
+check "restart: write 1 (fd 5)" eval 'cat $L/p1 >&5'
+check "restart: read 1 (fd 4)" eval 'dd bs=100000 count=1 status=none <&4 > $L/o1'
+sync
+cd r
+restart 1 INT
+check "after INT: write 2 (fd 3)" eval 'cat $L/p2 >&3'
+check "after INT: write 2 (fd 5)" eval 'cat $L/p2 >&5'
+check "after INT: read 2 (fd 4)" eval 'dd bs=100000 count=1 status=none <&4 > $L/o2'
+check "after INT: read old.bin by path" cmp $L/old old.bin
+check "after INT: ls of the cwd" eq "$(ls | tr '\n' ' ')" "d old.bin restart.bin "
+check "after INT: mv open file" mv d/f.bin d/g.bin
+check "after INT: mv its dir" mv d e
+check "after INT: write 3 (fd 5)" eval 'cat $L/p3 >&5'
+check "after INT: create fresh.txt, keep it open (fd 6)" eval 'echo new > fresh.txt && exec 6>> fresh.txt'
+# dirty pages in the client's cache while nfsgw is killed
+check "after INT: write 3 (fd 3), not synced" eval 'cat $L/p3 >&3'
+restart 2 KILL
+check "after KILL: write 4 (fd 3)" eval 'cat $L/p4 >&3'
+check "after KILL: write 4 (fd 5)" eval 'cat $L/p4 >&5'
+check "after KILL: append (fd 6)" eval 'echo more >&6'
+check "after KILL: ls of the cwd" eq "$(ls | tr '\n' ' ')" "e fresh.txt old.bin restart.bin "
+dc
+check "after KILL: read old.bin by path, caches dropped" cmp $L/old old.bin
+check "after KILL: read 3 (fd 4)" eval 'cat <&4 > $L/o3'
+check "after KILL: fd 4 read the whole file" cmp $L/old <(cat $L/o1 $L/o2 $L/o3)
+check "after KILL: close fds" eval 'exec 3>&- 4<&- 5>&- 6>&-'
+dc
+check "after KILL: restart.bin content" cmp <(cat $L/p1 $L/p2 $L/p3 $L/p4) restart.bin
+check "after KILL: e/g.bin content (renamed while open)" cmp <(cat $L/p1 $L/p2 $L/p3 $L/p4) e/g.bin
+check "after KILL: fresh.txt content" eq "$(cat fresh.txt)" "new
+more"
+cat $L/p1 $L/p2 $L/p3 $L/p4 | md5sum | cut -d' ' -f1 | tee "$RESULTS/renamed.md5" > "$RESULTS/restart.md5"
+dmesg | grep -iE 'nfs:|not responding|stale|rpc:.*(err|fail)' | sed 's/^/       dmesg: /'
+cd /mnt
+
 echo "$P $F" > "$RESULTS/guest.counts"
 echo "guest workload: $P ok, $F failing"
 [ "$F" = 0 ]

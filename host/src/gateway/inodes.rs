@@ -6,7 +6,8 @@
 //! generation outlive the process, so clients keep their handles across a restart; without
 //! one, `generation` tells this run's numbers from an earlier run's.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -21,7 +22,8 @@ pub struct InodeTable {
 struct Inner {
     /// Every name of an inode: more than one for hard links made through nfsgw.
     paths: HashMap<u64, Vec<Arc<str>>>,
-    inos: HashMap<Arc<str>, u64>,
+    /// Ordered, so that a subtree is one range: "d/" up to "d0" ('0' follows '/').
+    inos: BTreeMap<Arc<str>, u64>,
     next: u64,
     /// Numbers below this may have been handed out in an earlier run (journal only).
     reserved: u64,
@@ -158,7 +160,7 @@ impl Inner {
         let root: Arc<str> = "".into();
         Inner {
             paths: HashMap::from([(MOUNT_ROOT_INO, vec![root.clone()])]),
-            inos: HashMap::from([(root, MOUNT_ROOT_INO)]),
+            inos: BTreeMap::from([(root, MOUNT_ROOT_INO)]),
             next: MOUNT_ROOT_INO + 1,
             reserved: 0,
             log: None,
@@ -193,13 +195,14 @@ impl Inner {
 
     /// Removes `path` and every path under it from the path index, returning them.
     fn take_subtree(&mut self, path: &str) -> Vec<(Arc<str>, u64)> {
-        let prefix = format!("{path}/");
-        let keys: Vec<Arc<str>> = self
+        let (from, to) = (format!("{path}/"), format!("{path}0"));
+        let range = (Bound::Included(from.as_str()), Bound::Excluded(to.as_str()));
+        let mut keys: Vec<Arc<str>> = self
             .inos
-            .keys()
-            .filter(|p| &***p == path || p.starts_with(&prefix))
-            .cloned()
+            .range::<str, _>(range)
+            .map(|(k, _)| k.clone())
             .collect();
+        keys.extend(self.inos.get_key_value(path).map(|(k, _)| k.clone()));
         keys.into_iter()
             .filter_map(|k| self.inos.remove_entry(&k))
             .collect()

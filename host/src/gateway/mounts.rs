@@ -95,6 +95,19 @@ async fn start_mount(
             known.join(", ")
         );
     };
+    for dir in &mc.dirs {
+        let host = Path::new(dir.host.get_ref().as_str());
+        let at = source.at(&dir.host);
+        if !host.is_dir() {
+            bail!(
+                "{at}: key `dirs.host`: {} is not a directory",
+                host.display()
+            );
+        }
+        let grant = Grant::open(dir.guest.get_ref(), host, dir.read_only || mc.read_only)
+            .with_context(|| format!("{at}: key `dirs.host`: cannot open {}", host.display()))?;
+        grants.push(grant);
+    }
     let sandbox = Sandbox {
         grants: Arc::new(Grants::new(grants)),
         limits: mc.limits.clone(),

@@ -19,6 +19,9 @@ pub const VERSION: u32 = 3;
 
 /// Preferred and largest READ/WRITE size: 1 MiB.
 const TRANSFER_SIZE: u32 = 1 << 20;
+/// The largest file size advertised (FSINFO): 16 TiB, what ext4 stores with 4 KiB blocks, so
+/// clients refuse larger offsets at once (EFBIG) rather than fail a later flush.
+const MAX_FILE_SIZE: u64 = (16 << 40) - 1;
 /// Directory entries asked of the gateway per READDIR(PLUS) reply, at most.
 const MAX_DIR_ENTRIES: usize = 4096;
 /// Reply bytes that are not entries (RPC header, status, attributes, verifier, eof).
@@ -860,7 +863,7 @@ impl Handler<'_> {
                 wtpref: TRANSFER_SIZE,
                 wtmult: 4096,
                 dtpref: 64 * 1024,
-                maxfilesize: u64::MAX >> 1,
+                maxfilesize: MAX_FILE_SIZE,
                 time_delta: nfstime3 {
                     seconds: 0,
                     nseconds: 1,
