@@ -74,6 +74,13 @@ impl Report {
 /// `[mount.config]` settings.
 pub async fn check(plugin: &str, settings: &[(String, String)]) -> Result<Report> {
     let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
+    // A path is taken from the current directory, not from the scratch config's.
+    let absolute = std::path::absolute(plugin)
+        .ok()
+        .filter(|_| plugin.ends_with(".wasm") || plugin.contains('/'));
+    let plugin_ref = absolute
+        .as_ref()
+        .map_or(plugin.to_string(), |p| p.display().to_string());
     let mut config_table = toml::Table::new();
     for (k, v) in settings {
         config_table.insert(k.clone(), toml::Value::String(v.clone()));
@@ -88,7 +95,7 @@ pub async fn check(plugin: &str, settings: &[(String, String)]) -> Result<Report
     }
     let text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nportmap = \"off\"\n\n[[mount]]\nname = \"check\"\nplugin = {}\n\n[mount.config]\n{}",
-        toml::Value::String(plugin.to_string()),
+        toml::Value::String(plugin_ref),
         toml::to_string(&config_table)?
     );
     let config = Config::parse(&text, "plugin check")?;

@@ -75,3 +75,58 @@ fn a_file_that_is_not_a_component_is_refused_clearly() {
     assert!(!ok);
     assert!(err.contains("not a valid WebAssembly component"), "{err}");
 }
+
+#[test]
+fn the_python_example_passes_every_check() {
+    let wasm = crate::harness::example_wasm("python-memfs");
+    let (ok, out, err) = plugin_check(&[wasm.to_str().unwrap()]);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(summary(&out).1, 0, "{out}");
+    assert_eq!(summary(&out).2, 0, "a capability went untested:\n{out}");
+}
+
+#[test]
+fn the_javascript_example_passes_every_check() {
+    let wasm = crate::harness::example_wasm("javascript-memfs");
+    let (ok, out, err) = plugin_check(&[wasm.to_str().unwrap()]);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(summary(&out).1, 0, "{out}");
+    assert_eq!(summary(&out).2, 0, "a capability went untested:\n{out}");
+}
+
+/// An in-memory plugin asks for one instance, so clients writing at once all see one tree.
+#[tokio::test]
+async fn an_in_memory_plugin_keeps_one_tree_under_concurrent_clients() {
+    let wasm = crate::harness::example_wasm("python-memfs");
+    let server = crate::harness::Server::start(&format!(
+        "[[mount]]\nname = \"mem\"\nplugin = {:?}\n[mount.limits]\ninstances = 4\n",
+        wasm.to_str().unwrap()
+    ));
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let mut nfs = server.mount("/mem").await;
+        writers.push(tokio::spawn(async move {
+            let top = nfs.root.clone();
+            for i in 0..10 {
+                nfs.put(&top, &format!("w{w}-{i}"), format!("{w}/{i}").as_bytes())
+                    .await;
+            }
+        }));
+    }
+    for w in writers {
+        w.await.unwrap();
+    }
+    let mut nfs = server.mount("/mem").await;
+    let names = nfs
+        .readdirplus_all(&nfs.root.clone())
+        .await
+        .unwrap()
+        .names();
+    let written: Vec<_> = names.iter().filter(|n| n.starts_with('w')).collect();
+    assert_eq!(
+        written.len(),
+        40,
+        "files from concurrent clients: {names:?}"
+    );
+    assert_eq!(nfs.read_path("w3-9").await, b"3/9");
+}

@@ -444,6 +444,33 @@ pub fn faulty_wasm() -> &'static [u8] {
     FAULTY_WASM.get_or_init(|| build_plugin("tests/plugins", "faulty"))
 }
 
+static EXAMPLES: OnceLock<TempDir> = OnceLock::new();
+
+/// The example plugins in other languages (examples/build.sh), built once per test process:
+/// the path of `name`.wasm (python-memfs, javascript-memfs).
+pub fn example_wasm(name: &str) -> PathBuf {
+    let dir = EXAMPLES.get_or_init(|| {
+        let out = tempdir("nfsgw-examples-");
+        let started = Instant::now();
+        let output = run_with_timeout(
+            Command::new("bash")
+                .arg(repo_root().join("examples/build.sh"))
+                .arg(out.path()),
+            Duration::from_secs(1200),
+        );
+        assert!(
+            output.status.success(),
+            "examples/build.sh failed ({}):\n{}{}",
+            output.status,
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        eprintln!("built the example plugins in {:?}", started.elapsed());
+        out
+    });
+    dir.path().join(format!("{name}.wasm"))
+}
+
 /// The bundled `local` plugin as a standalone component, to serve as a user plugin.
 pub fn local_wasm() -> &'static [u8] {
     LOCAL_WASM.get_or_init(|| build_plugin("plugins", "local"))

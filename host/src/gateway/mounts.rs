@@ -80,10 +80,16 @@ async fn start_mount(
         }
         runtime.load(&format!("bundled plugin {:?}", b.name), b.wasm)?
     } else if plugin.ends_with(".wasm") || plugin.contains('/') {
-        let wasm = std::fs::read(plugin).with_context(|| {
+        // A relative path is relative to the config file, wherever nfsgw is started from.
+        let path = Path::new(source.file)
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(plugin);
+        let wasm = std::fs::read(&path).with_context(|| {
             format!(
-                "{}: key `plugin`: cannot read {plugin}",
-                source.at(&mc.plugin)
+                "{}: key `plugin`: cannot read {}",
+                source.at(&mc.plugin),
+                path.display()
             )
         })?;
         runtime.load(&format!("plugin {plugin}"), &wasm)?

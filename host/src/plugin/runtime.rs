@@ -188,7 +188,11 @@ impl MountPlugin {
             })
             .await??
         };
-        let permits = Arc::new(Semaphore::new(sandbox.limits.instances));
+        // A plugin that keeps its state in memory may ask for fewer instances than the limit.
+        let instances = info.max_instances.map_or(sandbox.limits.instances, |max| {
+            sandbox.limits.instances.min(max.max(1) as usize)
+        });
+        let permits = Arc::new(Semaphore::new(instances));
         Ok(Arc::new(MountPlugin {
             mount,
             engine,

@@ -60,6 +60,7 @@ impl Guest for Local {
             capabilities: Capabilities::all(),
             immutable: false,
             attr_ttl_ms: Some(attr_ttl_ms),
+            max_instances: None,
         })
     }
 

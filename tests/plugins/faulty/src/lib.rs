@@ -82,7 +82,7 @@ impl Guest for Faulty {
             let _ = PROBE_PORT.set(port.parse().map_err(|_| format!("probe_port: not a port: {port:?}"))?);
         }
         let capabilities = if lie { Capabilities::CREATE | Capabilities::WRITE } else { Capabilities::empty() };
-        Ok(MountInfo { capabilities, immutable: false, attr_ttl_ms: Some(0) })
+        Ok(MountInfo { capabilities, immutable: false, attr_ttl_ms: Some(0), max_instances: None })
     }
 
     fn stat(path: String) -> Result<Attrs, Error> {
