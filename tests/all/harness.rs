@@ -730,6 +730,19 @@ impl Client {
             .await
     }
 
+    /// CREATE (unchecked) of a name given as raw bytes, which need not be UTF-8.
+    pub async fn create_raw(&mut self, dir: &nfs_fh3, name: &[u8]) -> NfsResult<()> {
+        let args = CREATE3args {
+            where_: diropargs3 {
+                dir: dir.clone(),
+                name: filename3(Opaque::borrowed(name)),
+            },
+            how: createhow3::UNCHECKED(sattr3::default()),
+        };
+        let res = rpc("CREATE", self.conn.create(&args).await);
+        status(res, |_| ())
+    }
+
     pub async fn create_guarded(&mut self, dir: &nfs_fh3, name: &str) -> NfsResult<nfs_fh3> {
         self.create_how(dir, name, createhow3::GUARDED(sattr3::default()))
             .await

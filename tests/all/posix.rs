@@ -293,3 +293,22 @@ async fn sigterm_stops_the_server_cleanly() {
         b"kept"
     );
 }
+
+/// Plugins store UTF-8 names: any UTF-8 name works, and a name that is not UTF-8 is refused
+/// with NFS3ERR_INVAL, leaving nothing behind.
+#[tokio::test]
+async fn names_in_any_utf8_work_and_other_bytes_are_refused_clearly() {
+    let dir = tempdir("nfsgw-posix-");
+    let server = data_server(dir.path());
+    let mut nfs = server.mount("/data").await;
+    let top = nfs.root.clone();
+    for name in ["日本語.txt", "emoji-🦀", "spaces and\ttabs", "ǅ-mixed-Case"] {
+        nfs.create(&top, name, 0o644).await.unwrap();
+        assert!(dir.path().join(name).is_file(), "{name}");
+    }
+    assert_eq!(
+        nfs.create_raw(&top, b"latin1-\xe9t\xe9").await,
+        Err(nfsstat3::NFS3ERR_INVAL)
+    );
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+}

@@ -22,7 +22,7 @@ mkdir -p "$CACHE"
 # Debian packages, installed only when missing.
 UPDATED=
 apt_update() { [ -n "$UPDATED" ] || { apt-get update -qq; UPDATED=1; }; }
-pkgs="qemu-system-x86 busybox-static kmod cpio xz-utils gzip"
+pkgs="qemu-system-x86 busybox-static kmod cpio xz-utils gzip fio stress-ng"
 missing=$(for p in $pkgs; do dpkg-query -W -f '${Status}\n' "$p" 2>/dev/null | grep -q ' installed$' || echo "$p"; done)
 if [ -n "$missing" ]; then
   echo "kernel-tests: installing" $missing
