@@ -70,6 +70,10 @@ pub struct MountConfig {
     pub config: BTreeMap<String, Spanned<toml::Value>>,
     #[serde(default)]
     pub limits: Limits,
+    /// Client addresses (an address or a CIDR network) that may mount and use this mount.
+    /// Empty: loopback clients only.
+    #[serde(default)]
+    pub allow: Vec<Spanned<String>>,
     /// Host directories granted to the plugin (`[[mount.dirs]]`), beyond what a bundled
     /// plugin's own config grants.
     #[serde(default)]
@@ -164,6 +168,10 @@ impl Config {
                     format!("{}: key `config.{key}` of mount {name:?}", src.at(value))
                 })?;
             }
+            for entry in &mount.allow {
+                parse_net(entry.get_ref())
+                    .with_context(|| format!("{}: key `allow` of mount {name:?}", src.at(entry)))?;
+            }
             let mut guests = BTreeMap::new();
             for grant in &mount.dirs {
                 let guest = grant.guest.get_ref();
@@ -218,7 +226,35 @@ impl ServerConfig {
     }
 }
 
+/// The clients of a mount that sets no `allow` list.
+const LOOPBACK: [&str; 2] = ["127.0.0.0/8", "::1/128"];
+
+/// An address or a network: "10.0.0.5", "10.0.0.0/8", "::1", "fd00::/8".
+fn parse_net(text: &str) -> Result<ipnet::IpNet> {
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        return Ok(net);
+    }
+    let ip: std::net::IpAddr = text.parse().map_err(|_| {
+        anyhow::anyhow!("{text:?} is neither an address nor a network like \"10.0.0.0/8\"")
+    })?;
+    Ok(ipnet::IpNet::from(ip))
+}
+
 impl MountConfig {
+    /// The client networks that may use this mount.
+    pub fn allowed_clients(&self) -> Vec<ipnet::IpNet> {
+        if self.allow.is_empty() {
+            return LOOPBACK
+                .iter()
+                .map(|n| n.parse().expect("a valid network"))
+                .collect();
+        }
+        self.allow
+            .iter()
+            .filter_map(|a| parse_net(a.get_ref()).ok())
+            .collect()
+    }
+
     pub fn name(&self) -> &str {
         self.name.get_ref()
     }
@@ -427,6 +463,38 @@ instances = 2
         );
         let err = format!("{:#}", parse(&twice).unwrap_err());
         assert!(err.contains("already granted"), "{err}");
+    }
+
+    #[test]
+    fn mounts_serve_loopback_unless_an_allow_list_says_otherwise() {
+        let config = parse(GOOD).unwrap();
+        let loopback = config.mounts[0].allowed_clients();
+        assert!(loopback
+            .iter()
+            .any(|n| n.contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap())));
+        assert!(!loopback
+            .iter()
+            .any(|n| n.contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap())));
+        let text = GOOD.replace(
+            "read_only = true",
+            "read_only = true\nallow = [\"10.0.0.0/8\", \"192.168.1.7\"]",
+        );
+        let allowed = parse(&text).unwrap().mounts[1].allowed_clients();
+        assert!(allowed
+            .iter()
+            .any(|n| n.contains(&"10.1.2.3".parse::<std::net::IpAddr>().unwrap())));
+        assert!(allowed
+            .iter()
+            .any(|n| n.contains(&"192.168.1.7".parse::<std::net::IpAddr>().unwrap())));
+        assert!(!allowed
+            .iter()
+            .any(|n| n.contains(&"127.0.0.1".parse::<std::net::IpAddr>().unwrap())));
+        let bad = GOOD.replace(
+            "read_only = true",
+            "read_only = true\nallow = [\"10.0.0.0/33\"]",
+        );
+        let err = format!("{:#}", parse(&bad).unwrap_err());
+        assert!(err.contains("mounts.toml:16: key `allow`"), "{err}");
     }
 
     #[test]

@@ -173,7 +173,8 @@ impl Table {
     /// The reply to one call (with room for a record mark in front), or `None` to stay silent.
     /// `proto` is the transport the call came on and `local` the address it was sent to.
     pub fn answer(&self, record: &[u8], proto: Proto, local: IpAddr) -> Option<Vec<u8>> {
-        let call = match wire::parse_call(record) {
+        // The portmapper answers anyone: it tells where services are, nothing more.
+        let call = match wire::parse_call(record, IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)) {
             wire::Incoming::Call(call) => call,
             wire::Incoming::Reject(reply) => return Some(reply),
             wire::Incoming::Ignore => return None,

@@ -312,3 +312,39 @@ async fn names_in_any_utf8_work_and_other_bytes_are_refused_clearly() {
     );
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
 }
+
+/// A mount serves only the clients its `allow` list names (loopback when it names none): the
+/// others are refused at MNT and on every handle, before a call reaches the plugin.
+#[tokio::test]
+async fn clients_outside_the_allow_list_are_refused() {
+    let (open, closed) = (tempdir("nfsgw-posix-"), tempdir("nfsgw-posix-"));
+    std::fs::write(closed.path().join("secret"), b"secret").unwrap();
+    let server = Server::start(&format!(
+        "{}[[mount]]\nname = \"closed\"\nplugin = \"local\"\nallow = [\"127.0.0.2\", \"10.0.0.0/8\"]\n\
+         [mount.config]\nroot = {:?}\n",
+        local_mount("open", open.path(), false, ""),
+        closed.path(),
+    ));
+    // This client connects from 127.0.0.1: a loopback address, but not 127.0.0.2.
+    let mut nfs = server.mount("/open").await;
+    assert!(
+        server.try_mount("/closed").await.is_err(),
+        "MNT of a mount that does not allow us"
+    );
+    // A handle learned some other way is refused too: look the mount up from the export root.
+    let mut root = server.mount("/").await;
+    let top = root.root.clone();
+    assert_eq!(
+        root.lookup(&top, "closed").await.map(|_| ()),
+        Err(nfsstat3::NFS3ERR_ACCES)
+    );
+    let names = root.readdirplus_all(&top).await.unwrap().names();
+    assert!(names.contains(&"open".to_string()), "{names:?}");
+    let open_top = nfs.root.clone();
+    nfs.put(&open_top, "fine", b"ok").await;
+    assert!(
+        server.stderr().contains("not in the mount's allow list"),
+        "{}",
+        server.stderr()
+    );
+}

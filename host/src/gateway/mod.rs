@@ -14,6 +14,9 @@ pub mod mounts;
 pub mod permissions;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -37,6 +40,8 @@ pub type FileId = u64;
 /// One mount: its plugin, its inode table and its caches.
 pub struct Mount {
     pub name: String,
+    /// Client addresses that may use this mount.
+    pub allow: Vec<IpNet>,
     pub plugin_name: String,
     pub read_only: bool,
     tag: u64,
@@ -54,6 +59,7 @@ impl Mount {
         read_only: bool,
         plugin: Arc<MountPlugin>,
         inodes: InodeTable,
+        allow: Vec<IpNet>,
     ) -> Mount {
         let info = plugin.info();
         let ttl = if info.immutable {
@@ -66,6 +72,7 @@ impl Mount {
         };
         Mount {
             name: name.to_string(),
+            allow,
             plugin_name: plugin_name.to_string(),
             read_only,
             tag: handles::mount_tag(name),
@@ -272,6 +279,16 @@ impl Gateway {
                 }
                 Err(e)
             }
+        }
+    }
+
+    /// Whether `client` may use this file id: its mount's allow list holds the address (the
+    /// export root: any mount's does). Checked before any call reaches a plugin.
+    pub fn allows(&self, id: FileId, client: IpAddr) -> bool {
+        let covers = |m: &Mount| m.allow.iter().any(|net| net.contains(&client));
+        match split(id).0.checked_sub(1) {
+            None => self.mounts.iter().any(covers),
+            Some(index) => self.mounts.get(index).is_some_and(covers),
         }
     }
 

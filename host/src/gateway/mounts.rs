@@ -125,5 +125,6 @@ async fn start_mount(
         mc.read_only,
         plugin_rt,
         inodes,
+        mc.allowed_clients(),
     ))
 }

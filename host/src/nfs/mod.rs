@@ -49,8 +49,8 @@ impl Server {
         Ok(id)
     }
 
-    async fn dispatch(&self, record: &[u8]) -> Option<Vec<u8>> {
-        let call = match wire::parse_call(record) {
+    async fn dispatch(&self, record: &[u8], client: std::net::IpAddr) -> Option<Vec<u8>> {
+        let call = match wire::parse_call(record, client) {
             wire::Incoming::Call(call) => call,
             wire::Incoming::Reject(reply) => return Some(reply),
             wire::Incoming::Ignore => return None,
@@ -117,6 +117,7 @@ impl NfsServer {
 
 async fn connection(stream: TcpStream, server: Arc<Server>) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    let client = stream.peer_addr()?.ip();
     let (mut reader, mut writer) = stream.into_split();
     let (replies, mut outbox) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT);
     let send = tokio::spawn(async move {
@@ -139,7 +140,7 @@ async fn connection(stream: TcpStream, server: Arc<Server>) -> std::io::Result<(
             .expect("the semaphore is never closed");
         let (server, replies) = (server.clone(), replies.clone());
         tokio::spawn(async move {
-            if let Some(reply) = server.dispatch(&record).await {
+            if let Some(reply) = server.dispatch(&record, client).await {
                 let _ = replies.send(wire::seal(reply)).await;
             }
             drop(permit);

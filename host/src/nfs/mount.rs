@@ -21,7 +21,7 @@ pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
     match call.proc_ {
         0 => wire::success(xid, &Void),
         1 => match wire::args::<dirpath<'static>>(args) {
-            Some(path) => wire::success(xid, &mnt(server, &path.0).await),
+            Some(path) => wire::success(xid, &mnt(server, call.client, &path.0).await),
             None => wire::accepted(xid, accept_stat_data::GARBAGE_ARGS),
         },
         // DUMP: nfsgw keeps no list of clients.
@@ -50,11 +50,15 @@ pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
     }
 }
 
-async fn mnt(server: &Server, path: &[u8]) -> mountres3<'static> {
+async fn mnt(server: &Server, client: std::net::IpAddr, path: &[u8]) -> mountres3<'static> {
     let Ok(path) = std::str::from_utf8(path) else {
         return mountres3::Err(mountstat3::MNT3ERR_INVAL);
     };
     match server.resolve_path(path).await {
+        Ok(id) if !server.gateway.allows(id, client) => {
+            tracing::warn!(%client, path, "MNT refused: the client is not in the mount's allow list");
+            mountres3::Err(mountstat3::MNT3ERR_ACCES)
+        }
         Ok(id) => mountres3::Ok(mountres3_ok {
             fhandle: fhandle3(Opaque::owned(server.gateway.handle(id))),
             auth_flavors: vec![AUTH_UNIX, AUTH_NULL],

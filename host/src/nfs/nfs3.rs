@@ -41,6 +41,7 @@ pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
     let handler = Handler {
         server,
         caller: &call.caller,
+        client: call.client,
         xid: call.xid,
     };
     let reply = match call.proc_ {
@@ -89,6 +90,7 @@ pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
 struct Handler<'a> {
     server: &'a Server,
     caller: &'a Caller,
+    client: std::net::IpAddr,
     xid: u32,
 }
 
@@ -109,11 +111,16 @@ impl Handler<'_> {
         Ok(wire::success(self.xid, body))
     }
 
+    /// The file id of a handle, for a client the handle's mount allows.
     fn id(&self, fh: &nfs_fh3) -> Result<FileId, nfsstat3> {
-        match self.server.gateway.resolve_handle(&fh.data) {
-            None => Err(nfsstat3::NFS3ERR_BADHANDLE),
-            Some(r) => r.map_err(status),
+        let id = match self.server.gateway.resolve_handle(&fh.data) {
+            None => return Err(nfsstat3::NFS3ERR_BADHANDLE),
+            Some(r) => r.map_err(status)?,
+        };
+        if !self.server.gateway.allows(id, self.client) {
+            return Err(nfsstat3::NFS3ERR_ACCES);
         }
+        Ok(id)
     }
 
     fn handle(&self, id: FileId) -> nfs_fh3 {
@@ -219,6 +226,10 @@ impl Handler<'_> {
         let r = async {
             let name = name_of(&args.what.name.0).map_err(|_| nfsstat3::NFS3ERR_NOENT)?;
             let id = gw.lookup(self.caller, dir, name).await.map_err(status)?;
+            if !gw.allows(id, self.client) {
+                // From the export root: a mount this client may not use.
+                return Err(nfsstat3::NFS3ERR_ACCES);
+            }
             Ok(id)
         }
         .await;

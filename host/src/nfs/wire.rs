@@ -4,6 +4,7 @@
 //! get a proper rejection; procedure arguments and results are XDR through `nfs3_types`.
 
 use std::io;
+use std::net::IpAddr;
 
 use nfs3_types::rpc::{accept_stat_data, auth_stat};
 use nfs3_types::xdr_codec::{Pack, Unpack};
@@ -67,6 +68,8 @@ pub async fn read_record_limited<R: AsyncRead + Unpin>(
 
 /// A parsed call header; the procedure's arguments start at `args`.
 pub struct Call {
+    /// The address the call came from.
+    pub client: IpAddr,
     pub xid: u32,
     pub prog: u32,
     pub vers: u32,
@@ -134,7 +137,7 @@ fn caller_from(flavor: u32, body: &[u8]) -> Option<Caller> {
     }
 }
 
-pub fn parse_call(record: &[u8]) -> Incoming {
+pub fn parse_call(record: &[u8], client: IpAddr) -> Incoming {
     let mut r = Reader::new(record);
     let Some(xid) = r.u32() else {
         return Incoming::Ignore;
@@ -166,6 +169,7 @@ pub fn parse_call(record: &[u8]) -> Incoming {
             auth_stat::AUTH_BADCRED.pack(out).expect("writing to a Vec");
         })),
         Some((prog, vers, proc_, Some(caller))) => Incoming::Call(Call {
+            client,
             xid,
             prog,
             vers,
@@ -228,6 +232,9 @@ pub fn args<T: Unpack>(bytes: &[u8]) -> Option<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
+
+    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
     fn call(rpcvers: u32, flavor: u32, cred: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -262,7 +269,7 @@ mod tests {
     #[test]
     fn auth_unix_calls_carry_the_caller_and_the_args_offset() {
         let record = call(2, AUTH_UNIX, &unix_cred(1000, 100, &[4, 27]));
-        let Incoming::Call(c) = parse_call(&record) else {
+        let Incoming::Call(c) = parse_call(&record, LOCAL) else {
             panic!("not a call")
         };
         assert_eq!((c.xid, c.prog, c.vers, c.proc_), (7, 100003, 3, 1));
@@ -275,11 +282,11 @@ mod tests {
 
     #[test]
     fn null_auth_is_nobody_and_unknown_flavours_are_refused() {
-        let Incoming::Call(c) = parse_call(&call(2, AUTH_NULL, &[])) else {
+        let Incoming::Call(c) = parse_call(&call(2, AUTH_NULL, &[]), LOCAL) else {
             panic!("not a call")
         };
         assert_eq!(c.caller.uid, NOBODY);
-        let Incoming::Reject(reply) = parse_call(&call(2, 6, &[1, 2, 3, 4])) else {
+        let Incoming::Reject(reply) = parse_call(&call(2, 6, &[1, 2, 3, 4]), LOCAL) else {
             panic!("not rejected")
         };
         // xid, REPLY, MSG_DENIED, AUTH_ERROR, AUTH_BADCRED
@@ -291,7 +298,7 @@ mod tests {
 
     #[test]
     fn wrong_rpc_version_is_a_mismatch() {
-        let Incoming::Reject(reply) = parse_call(&call(3, AUTH_NULL, &[])) else {
+        let Incoming::Reject(reply) = parse_call(&call(3, AUTH_NULL, &[]), LOCAL) else {
             panic!("not rejected")
         };
         assert_eq!(&reply[12..24], &[0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2][..]);
@@ -299,17 +306,17 @@ mod tests {
 
     #[test]
     fn truncated_and_hostile_headers_are_garbage_or_ignored() {
-        assert!(matches!(parse_call(&[0, 0]), Incoming::Ignore));
+        assert!(matches!(parse_call(&[0, 0], LOCAL), Incoming::Ignore));
         let mut record = call(2, AUTH_UNIX, &unix_cred(1, 1, &[]));
         record.truncate(20);
-        assert!(matches!(parse_call(&record), Incoming::Reject(_)));
+        assert!(matches!(parse_call(&record, LOCAL), Incoming::Reject(_)));
         // A credential that claims 4 GiB.
         let mut huge = Vec::new();
         pack_all(
             &mut huge,
             &[9, MSG_CALL, 2, 100003, 3, 0, AUTH_UNIX, u32::MAX],
         );
-        assert!(matches!(parse_call(&huge), Incoming::Reject(_)));
+        assert!(matches!(parse_call(&huge, LOCAL), Incoming::Reject(_)));
     }
 
     #[test]
