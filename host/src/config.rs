@@ -143,7 +143,9 @@ impl Source<'_> {
 impl Config {
     /// Parses and validates a config; `file` names it in error messages.
     pub fn parse(text: &str, file: &str) -> Result<Config> {
-        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        let expanded = substitute_env(text, file, |name| std::env::var(name).ok())?;
+        let config: Config =
+            toml::from_str(&expanded).map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
         config.validate(&Source { file, text })?;
         Ok(config)
     }
@@ -271,6 +273,47 @@ impl MountConfig {
             })
             .collect()
     }
+}
+
+/// Replaces `${NAME}` with the environment variable NAME, escaped for a double-quoted TOML
+/// string (where it belongs), so a value can't change the config's structure or its line
+/// numbers. `$${` stands for a literal `${`. An unset variable is an error naming the line.
+fn substitute_env(text: &str, file: &str, var: impl Fn(&str) -> Option<String>) -> Result<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let after = &rest[at..];
+        if let Some(tail) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("${") {
+            let line = text[..text.len() - after.len()].matches('\n').count() + 1;
+            let end = tail
+                .find('}')
+                .with_context(|| format!("{file}:{line}: unterminated ${{"))?;
+            let name = &tail[..end];
+            let value = var(name).with_context(|| {
+                format!("{file}:{line}: ${{{name}}} is not set in the environment")
+            })?;
+            for c in value.chars() {
+                match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\t' => out.push_str("\\t"),
+                    c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+                    c => out.push(c),
+                }
+            }
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 /// A mount name is one path component that every NFS client can type.
@@ -495,6 +538,31 @@ instances = 2
         );
         let err = format!("{:#}", parse(&bad).unwrap_err());
         assert!(err.contains("mounts.toml:16: key `allow`"), "{err}");
+    }
+
+    #[test]
+    fn environment_variables_are_substituted_escaped_and_missing_ones_named() {
+        let env = |name: &str| match name {
+            "ROOT" => Some("/srv/data".to_string()),
+            "TRICKY" => Some("a\"b\\c\nd".to_string()),
+            _ => None,
+        };
+        let text = "[server]\nlisten = \"127.0.0.1:1\"\n[[mount]]\nname = \"d\"\nplugin = \"local\"\n[mount.config]\nroot = \"${ROOT}\"\nnote = \"${TRICKY} costs $$5 and $${ROOT}\"\n";
+        let expanded = substitute_env(text, "m.toml", env).unwrap();
+        assert_eq!(
+            expanded.lines().count(),
+            text.lines().count(),
+            "line numbers are kept"
+        );
+        let config: Config = toml::from_str(&expanded).unwrap();
+        let values = config.mounts[0].plugin_config();
+        assert_eq!(values[1], ("root".to_string(), "/srv/data".to_string()));
+        assert_eq!(values[0].1, "a\"b\\c\nd costs $$5 and ${ROOT}");
+        let err = format!(
+            "{:#}",
+            substitute_env("a = 1\nb = \"${NOPE}\"\n", "m.toml", env).unwrap_err()
+        );
+        assert!(err.contains("m.toml:2") && err.contains("${NOPE}"), "{err}");
     }
 
     #[test]
