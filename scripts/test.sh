@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of nfsgw on this machine, installing what is missing first:
 #   format and lint, unit tests, end-to-end tests with real NFS clients (nfs3_client, libnfs),
+#   nfsgw.exe cross-built for Windows and served under Wine (scripts/windows-test.sh),
 #   and the Linux kernel NFS client in QEMU (workload + pjdfstest).
 #   scripts/test.sh [--no-kernel]
 set -euo pipefail
@@ -28,6 +29,9 @@ cargo build --release -p nfsgw
 
 say "unit and end-to-end tests"
 cargo test --release --workspace
+
+say "Windows: nfsgw.exe cross-built and served under Wine"
+bash scripts/windows-test.sh
 
 if [ $kernel = 1 ]; then
   say "Linux kernel NFS client (QEMU)"

@@ -82,6 +82,11 @@ impl Target {
     }
 }
 
+/// mount.exe's options: as the anonymous user, no NLM locks, soft (a stopped nfsgw fails calls
+/// instead of hanging Explorer), new files rw-r--r--, case-sensitive lookups, 32 KiB transfers.
+const WINDOWS_OPTIONS: &str =
+    "anon,nolock,mtype=soft,fileaccess=644,casesensitive,rsize=32,wsize=32";
+
 /// The mount command (program and arguments) that mounts export `/<mount>` of `server` at
 /// `at` (a directory, or a drive such as `Z:` on Windows).
 pub fn mount_argv(os: Os, server: &Target, mount: &str, at: &str) -> Vec<String> {
@@ -107,12 +112,13 @@ pub fn mount_argv(os: Os, server: &Target, mount: &str, at: &str) -> Vec<String>
             ),
             format!("{}:/{mount}", server.host_for_path()),
         ],
-        // mount.exe takes no port: it always asks the portmapper on port 111. rsize and
-        // wsize are in KiB.
+        // mount.exe takes no port: it always asks the portmapper on port 111. Its rsize and
+        // wsize are in KiB, 1 to 32 (32 is its default and its largest); fileaccess is the
+        // mode of new files as three octal digits; casesensitive takes no value.
         Os::Windows => vec![
             "mount.exe".into(),
             "-o".into(),
-            "anon,nolock,mtype=soft,fileaccess=6,casesensitive=yes,rsize=1024,wsize=1024".into(),
+            WINDOWS_OPTIONS.into(),
             format!("\\\\{}\\{mount}", server.host),
         ],
     };
@@ -289,14 +295,14 @@ mod tests {
             [
                 "mount.exe",
                 "-o",
-                "anon,nolock,mtype=soft,fileaccess=6,casesensitive=yes,rsize=1024,wsize=1024",
+                "anon,nolock,mtype=soft,fileaccess=644,casesensitive,rsize=32,wsize=32",
                 r"\\127.0.0.1\data",
                 "Z:"
             ]
         );
         assert_eq!(
             command_line(Os::Windows, &argv),
-            r"mount.exe -o anon,nolock,mtype=soft,fileaccess=6,casesensitive=yes,rsize=1024,wsize=1024 \\127.0.0.1\data Z:"
+            r"mount.exe -o anon,nolock,mtype=soft,fileaccess=644,casesensitive,rsize=32,wsize=32 \\127.0.0.1\data Z:"
         );
         assert_eq!(umount_argv(Os::Windows, "Z:"), ["umount.exe", "Z:"]);
         assert!(is_drive("z:") && is_drive("*") && !is_drive("/mnt") && !is_drive("ZZ:"));

@@ -106,10 +106,11 @@ impl Runtime {
 
 /// The on-disk cache of compiled components, so a large plugin (a Python or JavaScript one
 /// takes seconds to compile) starts fast the second time. Without a usable directory, plugins
-/// are compiled at every start.
+/// are compiled at every start. On Windows the directory is under %LOCALAPPDATA%.
 fn compile_cache() -> Option<wasmtime::Cache> {
     let home = std::env::var_os("XDG_CACHE_HOME")
         .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("LOCALAPPDATA").map(std::path::PathBuf::from))
         .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache")))?;
     let mut cache = wasmtime::CacheConfig::new();
     cache.with_directory(home.join("nfsgw/compiled"));
