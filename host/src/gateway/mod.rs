@@ -303,11 +303,20 @@ impl Gateway {
     }
 
     /// Current attributes of an entry named by its path, through the cache.
+    /// Gives no inode number to a path that has none (it may not exist).
     async fn entry_attrs(&self, mount: &Mount, path: &str) -> Result<Attrs, Error> {
-        let ino = mount.inodes.ino(path);
-        match mount.attrs.fresh(ino) {
-            Some(attrs) => Ok(attrs),
-            None => self.stat_path(mount, ino, path).await,
+        match mount.inodes.find(path) {
+            Some(ino) => match mount.attrs.fresh(ino) {
+                Some(attrs) => Ok(attrs),
+                None => self.stat_path(mount, ino, path).await,
+            },
+            None => {
+                let owned = path.to_string();
+                mount
+                    .plugin
+                    .call("stat", move |b, s| b.call_stat(s, &owned))
+                    .await
+            }
         }
     }
 
@@ -744,7 +753,9 @@ impl Gateway {
         let child = join(&path, name);
         let dir_attrs = self.getattr(dir).await?;
         permissions::change_entries(caller, &dir_attrs)?;
-        permissions::sticky(caller, &dir_attrs, &self.entry_attrs(mount, &child).await?)?;
+        if permissions::sticky_binds(caller, &dir_attrs) {
+            permissions::sticky(caller, &dir_attrs, &self.entry_attrs(mount, &child).await?)?;
+        }
         let owned = child.clone();
         let result = if directory {
             mount
@@ -793,15 +804,20 @@ impl Gateway {
         let (from_attrs, to_attrs) = (self.getattr(from_dir).await?, self.getattr(to_dir).await?);
         permissions::change_entries(caller, &from_attrs)?;
         permissions::change_entries(caller, &to_attrs)?;
-        let moved = self.entry_attrs(mount, &source).await?;
-        permissions::sticky(caller, &from_attrs, &moved)?;
-        if from_dir != to_dir {
-            permissions::move_dir(caller, &moved)?;
+        // The entries' own attributes matter only for sticky directories and moves.
+        if permissions::sticky_binds(caller, &from_attrs) || from_dir != to_dir {
+            let moved = self.entry_attrs(mount, &source).await?;
+            permissions::sticky(caller, &from_attrs, &moved)?;
+            if from_dir != to_dir {
+                permissions::move_dir(caller, &moved)?;
+            }
         }
-        match self.entry_attrs(mount, &destination).await {
-            Ok(replaced) => permissions::sticky(caller, &to_attrs, &replaced)?,
-            Err(Error::NotFound) => {}
-            Err(e) => return Err(e),
+        if permissions::sticky_binds(caller, &to_attrs) {
+            match self.entry_attrs(mount, &destination).await {
+                Ok(replaced) => permissions::sticky(caller, &to_attrs, &replaced)?,
+                Err(Error::NotFound) => {}
+                Err(e) => return Err(e),
+            }
         }
         let (s_owned, d_owned) = (source.clone(), destination.clone());
         let result = mount

@@ -70,10 +70,15 @@ pub fn change_entries(c: &Caller, dir: &Attrs) -> Result<(), Error> {
     }
 }
 
+/// Whether the sticky bit of `dir` restricts this caller, so the entry's owner must be known.
+pub fn sticky_binds(c: &Caller, dir: &Attrs) -> bool {
+    dir.mode & 0o1000 != 0 && !is_root(c) && c.uid != dir.uid
+}
+
 /// Removing or renaming `entry` out of a sticky directory is for the entry's or the
 /// directory's owner only.
 pub fn sticky(c: &Caller, dir: &Attrs, entry: &Attrs) -> Result<(), Error> {
-    if dir.mode & 0o1000 == 0 || is_root(c) || c.uid == dir.uid || c.uid == entry.uid {
+    if !sticky_binds(c, dir) || c.uid == entry.uid {
         Ok(())
     } else {
         Err(Error::NotOwner)
