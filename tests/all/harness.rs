@@ -71,8 +71,13 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(std::env::temp_dir)
 }
 
+/// The repository the tests run in. Read at run time (cargo sets it for test runs), so a test
+/// binary reused from the shared target dir by a clone elsewhere still finds its own tree.
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    manifest
         .parent()
         .expect("tests/ has a parent")
         .to_path_buf()
