@@ -26,7 +26,7 @@
 //   capacity_mb  how many MiB of file data the mount holds (default 64); past it, writes fail
 //                with "no space". Keep it well below the mount's `limits.memory_mb` (256).
 
-import { log } from 'nfsgw:backend/log@0.1.0';
+import { log } from 'nfsgw:backend/log@0.2.0';
 
 const CAPABILITIES = {
   write: true, create: true, mkdir: true, remove: true, rename: true, symlink: true,
@@ -286,7 +286,7 @@ const ops = {
     parseConfig(config);
     log('info', `javascript-memfs ready: capacity ${fs.capacity / 1048576} MiB, entries seeded: ${fs.files - 1}`);
     // The tree lives in this instance's memory: one instance serves every call.
-    return { capabilities: CAPABILITIES, immutable: false, attrTtlMs: undefined, maxInstances: 1 };
+    return { capabilities: CAPABILITIES, immutable: false, attrTtlMs: undefined, maxInstances: 1, stagedWrites: false };
   },
 
   stat(path) {
@@ -414,6 +414,10 @@ const ops = {
 
   sync(path) {
     fs.lookup(path); // memory is as durable as this file system gets
+  },
+
+  commit(path, staged) {
+    fail('not-supported'); // staged-writes is off: the host never calls this
   },
 
   statfs() {

@@ -300,6 +300,8 @@ class Backend(exports.Backend):
             capabilities=CAPABILITIES, immutable=False, attr_ttl_ms=None,
             # The tree lives in this instance's memory: one instance serves every call.
             max_instances=1,
+            # Writes change the tree in place: nothing for the host to stage.
+            staged_writes=False,
         )
 
     @guarded
@@ -452,6 +454,9 @@ class Backend(exports.Backend):
     @guarded
     def sync(self, path):
         FS.lookup(path)  # memory is as durable as this file system gets
+
+    def commit(self, path, staged):
+        raise Err(Error.NOT_SUPPORTED)  # staged-writes is off: the host never calls this
 
     @guarded
     def statfs(self):

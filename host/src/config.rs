@@ -78,6 +78,64 @@ pub struct MountConfig {
     /// plugin's own config grants.
     #[serde(default)]
     pub dirs: Vec<DirGrant>,
+    /// An S3-compatible bucket granted to the plugin through the `blobstore` capability.
+    pub s3: Option<S3Grant>,
+    /// For plugins whose writes the host stages: how long a file must go unwritten before its
+    /// staged data is uploaded.
+    #[serde(default = "default_flush_after_ms")]
+    pub flush_after_ms: u64,
+}
+
+fn default_flush_after_ms() -> u64 {
+    5_000
+}
+
+/// An S3 bucket (or a prefix of one) a mount may use. The host keeps the credentials: the
+/// plugin only names keys under `prefix`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Grant {
+    pub bucket: Spanned<String>,
+    /// The service's URL, e.g. "http://127.0.0.1:9000"; absent: AWS for `region`.
+    pub endpoint: Option<Spanned<String>>,
+    #[serde(default = "default_region")]
+    pub region: String,
+    /// Only keys under this prefix are visible; "" is the whole bucket.
+    #[serde(default)]
+    pub prefix: String,
+    /// Bucket in the URL path (most S3-compatible servers) rather than in the host name.
+    #[serde(default)]
+    pub path_style: bool,
+    /// Allow an `http://` endpoint.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Environment variables holding the access key id and secret (and a session token).
+    #[serde(default = "default_key_id_env")]
+    pub access_key_id_env: String,
+    #[serde(default = "default_secret_env")]
+    pub secret_access_key_env: String,
+    #[serde(default = "default_token_env")]
+    pub session_token_env: String,
+    /// A profile of an AWS credentials file, used instead of the environment.
+    pub profile: Option<Spanned<String>>,
+    /// The credentials file for `profile`; default `~/.aws/credentials`.
+    pub credentials_file: Option<Spanned<String>>,
+    /// Sign no request (a public bucket).
+    #[serde(default)]
+    pub anonymous: bool,
+}
+
+fn default_region() -> String {
+    "us-east-1".into()
+}
+fn default_key_id_env() -> String {
+    "AWS_ACCESS_KEY_ID".into()
+}
+fn default_secret_env() -> String {
+    "AWS_SECRET_ACCESS_KEY".into()
+}
+fn default_token_env() -> String {
+    "AWS_SESSION_TOKEN".into()
 }
 
 /// A host directory a plugin may use, through WASI and the `host-fs` capability.

@@ -71,8 +71,13 @@ impl Report {
 }
 
 /// Runs the suite against `plugin` (a bundled plugin's name or a `.wasm` path) with these
-/// `[mount.config]` settings.
-pub async fn check(plugin: &str, settings: &[(String, String)]) -> Result<Report> {
+/// `[mount.config]` settings, and a bucket granted by these `[mount.s3]` settings if any
+/// (values that look like booleans are booleans).
+pub async fn check(
+    plugin: &str,
+    settings: &[(String, String)],
+    s3: &[(String, String)],
+) -> Result<Report> {
     let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
     // A path is taken from the current directory, not from the scratch config's.
     let absolute = std::path::absolute(plugin)
@@ -93,11 +98,23 @@ pub async fn check(plugin: &str, settings: &[(String, String)]) -> Result<Report
             toml::Value::String(root.display().to_string()),
         );
     }
-    let text = format!(
+    let mut s3_table = toml::Table::new();
+    for (k, v) in s3 {
+        let value = match v.as_str() {
+            "true" => toml::Value::Boolean(true),
+            "false" => toml::Value::Boolean(false),
+            _ => toml::Value::String(v.clone()),
+        };
+        s3_table.insert(k.clone(), value);
+    }
+    let mut text = format!(
         "[server]\nlisten = \"127.0.0.1:0\"\nportmap = \"off\"\n\n[[mount]]\nname = \"check\"\nplugin = {}\n\n[mount.config]\n{}",
         toml::Value::String(plugin_ref),
         toml::to_string(&config_table)?
     );
+    if !s3_table.is_empty() {
+        text.push_str(&format!("\n[mount.s3]\n{}", toml::to_string(&s3_table)?));
+    }
     let config = Config::parse(&text, "plugin check")?;
     let runtime = Runtime::new()?;
     let source = Source {
@@ -593,6 +610,37 @@ impl Suite {
                 ensure(a.mtime.seconds == at.seconds, || {
                     format!("mtime {:?}", a.mtime.seconds)
                 })
+            },
+        )
+        .await;
+        self.record(
+            "what was written is in the backend after a flush",
+            Capabilities::CREATE | Capabilities::WRITE,
+            async |s: &Suite| {
+                let data: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+                let id = s.put(s.root, "flushed.bin", &data).await?;
+                ok(
+                    "write more",
+                    s.gateway.write(&ROOT, id, 400_000, b"end".to_vec()).await,
+                )?;
+                // Whole-object plugins get staged files at commit; others have nothing staged.
+                let left = s.gateway.flush_all(1).await;
+                ensure(left == 0, || {
+                    format!("{left} file(s) still staged after a flush")
+                })?;
+                let got = s.content(id).await?;
+                let mut want = data;
+                want.resize(400_000, 0);
+                want.extend_from_slice(b"end");
+                ensure(got == want, || {
+                    format!(
+                        "read back {} bytes that differ from the {} written",
+                        got.len(),
+                        want.len()
+                    )
+                })?;
+                let a = ok("getattr", s.gateway.getattr(id).await)?;
+                ensure(a.size == want.len() as u64, || format!("size {}", a.size))
             },
         )
         .await;

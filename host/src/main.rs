@@ -90,7 +90,22 @@ enum PluginCommand {
         /// A `[mount.config]` setting for the plugin, as key=value (repeatable).
         #[arg(long = "set", value_name = "KEY=VALUE")]
         settings: Vec<String>,
+        /// A `[mount.s3]` setting granting the scratch mount a bucket, as key=value
+        /// (repeatable), e.g. --s3 bucket=scratch --s3 endpoint=http://127.0.0.1:9000.
+        #[arg(long = "s3", value_name = "KEY=VALUE")]
+        s3: Vec<String>,
     },
+}
+
+/// `KEY=VALUE` arguments as pairs; `flag` names the option in errors.
+fn key_values(args: &[String], flag: &str) -> Result<Vec<(String, String)>> {
+    args.iter()
+        .map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .with_context(|| format!("{flag} {kv:?}: expected KEY=VALUE"))
+        })
+        .collect()
 }
 
 fn main() {
@@ -117,17 +132,16 @@ async fn run(cli: Cli) -> Result<()> {
             serve(&text, "demo config", false).await
         }
         Some(Command::Plugin {
-            command: PluginCommand::Check { plugin, settings },
+            command:
+                PluginCommand::Check {
+                    plugin,
+                    settings,
+                    s3,
+                },
         }) => {
-            let settings = settings
-                .iter()
-                .map(|kv| {
-                    kv.split_once('=')
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .with_context(|| format!("--set {kv:?}: expected KEY=VALUE"))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            let report = conformance::check(&plugin, &settings).await?;
+            let settings = key_values(&settings, "--set")?;
+            let s3 = key_values(&s3, "--s3")?;
+            let report = conformance::check(&plugin, &settings, &s3).await?;
             print!("{}", report.render());
             if report.failed() > 0 {
                 anyhow::bail!("{plugin}: {} conformance check(s) failed", report.failed());
@@ -278,12 +292,47 @@ async fn serve(text: &str, file: &str, portmap_required: bool) -> Result<()> {
             None => std::future::pending().await,
         }
     };
-    tokio::select! {
+    let flusher = tokio::spawn(gateway.clone().run_flusher());
+    let outcome = tokio::select! {
         result = server.serve() => result,
         result = portmapper => result,
         signal = shutdown_signal() => {
             tracing::info!("{signal}; shutting down");
             Ok(())
+        }
+    };
+    flusher.abort();
+    flush_before_exit(&gateway).await;
+    outcome
+}
+
+/// Uploads staged writes before the process ends, saying how far it got; a second signal
+/// stops waiting (what is left stays staged and is uploaded at the next start).
+async fn flush_before_exit(gateway: &gateway::Gateway) {
+    let (files, bytes) = gateway.pending_uploads();
+    if files == 0 {
+        return;
+    }
+    println!("nfsgw: uploading {files} staged file(s), {bytes} bytes, before exiting (signal again to stop waiting)");
+    let progress = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+            let (files, bytes) = gateway.pending_uploads();
+            println!("nfsgw: still uploading: {files} file(s), {bytes} bytes staged");
+        }
+    };
+    tokio::select! {
+        left = gateway.flush_all(3) => {
+            if left == 0 {
+                println!("nfsgw: every staged file is uploaded");
+            } else {
+                println!("nfsgw: {left} file(s) could not be uploaded; they stay staged and are uploaded at the next start");
+            }
+        }
+        _ = progress => {}
+        _ = shutdown_signal() => {
+            let (files, _) = gateway.pending_uploads();
+            println!("nfsgw: stopped waiting; {files} file(s) stay staged for the next start");
         }
     }
 }

@@ -29,6 +29,8 @@ use nfs3_types::rpc::{auth_unix, opaque_auth};
 use nfs3_types::xdr_codec::Opaque;
 use tempfile::TempDir;
 
+use crate::s3_server;
+
 /// How long a server may take to print its ready line (plugins are compiled at startup).
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a failing server may take to exit.
@@ -302,6 +304,8 @@ fn spawn_in(dir: TempDir) -> Result<Server, Exited> {
         .expect("stderr.log");
     let mut child = Command::new(nfsgw_binary())
         .env("XDG_STATE_HOME", dir.path().join("state"))
+        .env(s3_server::KEY_ID_ENV, s3_server::KEY_ID)
+        .env(s3_server::SECRET_ENV, s3_server::SECRET)
         .arg("--config")
         .arg(&config_path)
         .stdin(Stdio::null())

@@ -13,3 +13,5 @@ mod libnfs;
 mod local;
 mod portmap;
 mod posix;
+mod s3;
+mod s3_server;

@@ -12,6 +12,7 @@ mod inode_log;
 mod inodes;
 pub mod mounts;
 pub mod permissions;
+pub mod staging;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -21,13 +22,15 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use crate::plugin::bindings::types::{
-    Attrs, Capabilities, Data, Device, Error, FileKind, FsStats, ReadResult, SetAttrs, Timestamp,
+    Attrs, BlobRange, Capabilities, Data, Device, Error, FileKind, FileRange, FsStats, ReadResult,
+    SetAttrs, SetTime, Timestamp,
 };
 use crate::plugin::bindings::Backend;
 use crate::plugin::runtime::{HostState, MountPlugin};
 use cache::{AttrCache, DirCache, Listed, Listing, Ttl};
 use handles::{file_id, split, Handle, EXPORT_ROOT, MOUNT_ROOT_INO};
 pub use inodes::InodeTable;
+use staging::{Staged, Staging};
 use wasmtime::Store;
 
 /// Entries asked of a plugin per `list-dir` page.
@@ -50,6 +53,8 @@ pub struct Mount {
     inodes: InodeTable,
     attrs: AttrCache,
     dirs: DirCache,
+    /// Staged copies of files being written, for plugins that take whole files at `commit`.
+    staging: Option<Staging>,
 }
 
 impl Mount {
@@ -60,6 +65,7 @@ impl Mount {
         plugin: Arc<MountPlugin>,
         inodes: InodeTable,
         allow: Vec<IpNet>,
+        staging: Option<Staging>,
     ) -> Mount {
         let info = plugin.info();
         let ttl = if info.immutable {
@@ -81,6 +87,19 @@ impl Mount {
             inodes,
             attrs: AttrCache::new(ttl),
             dirs: DirCache::new(ttl),
+            staging,
+        }
+    }
+
+    fn staged(&self, ino: u64) -> Option<Arc<Staged>> {
+        self.staging.as_ref()?.get(ino)
+    }
+
+    /// Attributes from the plugin, with a staged copy's size and times over them.
+    fn with_staged(&self, ino: u64, attrs: Attrs) -> Attrs {
+        match self.staged(ino) {
+            Some(staged) if attrs.kind == FileKind::Regular => staged.overlay(attrs),
+            _ => attrs,
         }
     }
 
@@ -95,6 +114,18 @@ impl Mount {
             return Err(Error::ReadOnly);
         }
         if !self.capabilities.contains(needed) {
+            // POSIX answers EPERM when a file system cannot make links or special files or
+            // keep modes, owners or times; NFS3ERR_NOTSUPP would reach Linux programs as an
+            // unknown error.
+            let refused_as_permission = Capabilities::HARD_LINK
+                | Capabilities::SYMLINK
+                | Capabilities::SPECIAL_FILES
+                | Capabilities::SET_MODE
+                | Capabilities::SET_OWNER
+                | Capabilities::SET_TIMES;
+            if refused_as_permission.contains(needed & !self.capabilities) {
+                return Err(Error::NotOwner);
+            }
             return Err(Error::NotSupported);
         }
         Ok(())
@@ -135,6 +166,17 @@ fn join(dir: &str, name: &str) -> String {
 
 fn parent_of(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(parent, _)| parent)
+}
+
+/// Runs blocking file work (a staged copy, a granted host file) off the async threads.
+async fn blocking<R, F>(f: F) -> Result<R, Error>
+where
+    R: Send + 'static,
+    F: FnOnce() -> Result<R, Error> + Send + 'static,
+{
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|_| Error::Io)?
 }
 
 /// A name a plugin may receive: one non-empty component.
@@ -270,6 +312,7 @@ impl Gateway {
             .await;
         match attrs {
             Ok(attrs) => {
+                let attrs = mount.with_staged(ino, attrs);
                 mount.attrs.put(ino, attrs.clone());
                 Ok(attrs)
             }
@@ -384,35 +427,50 @@ impl Gateway {
     ) -> Result<(Vec<u8>, bool), Error> {
         let (_, mount, path) = self.mount_of(id).map_err(|_| Error::IsDir)?;
         permissions::read(caller, &self.getattr(id).await?)?;
+        if let Some(staged) = mount.staged(split(id).1) {
+            match blocking(move || staged.read(offset, count)).await {
+                Err(Error::Stale) => {} // uploaded meanwhile: the backend has it
+                other => return other,
+            }
+        }
+        Self::read_backend(mount, &path, offset, count).await
+    }
+
+    /// Reads through the plugin; what it answers by reference, the host fetches natively
+    /// after the plugin instance is free again.
+    async fn read_backend(
+        mount: &Mount,
+        path: &str,
+        offset: u64,
+        count: u32,
+    ) -> Result<(Vec<u8>, bool), Error> {
         let owned = path.to_string();
-        mount
+        let ReadResult { data, eof } = mount
             .plugin
-            .call("read", move |b, s| {
-                let result = match b.call_read(&mut *s, &owned, offset, count)? {
-                    Ok(result) => result,
-                    Err(e) => return Ok(Err(e)),
+            .call("read", move |b, s| b.call_read(s, &owned, offset, count))
+            .await?;
+        match data {
+            Data::Bytes(mut bytes) => {
+                bytes.truncate(count as usize);
+                Ok((bytes, eof))
+            }
+            Data::HostFile(FileRange { path, offset, len }) => {
+                let len = len.min(count.into());
+                let grants = mount.plugin.grants().clone();
+                let (bytes, end) = blocking(move || grants.read(&path, offset, len)).await?;
+                Ok((bytes, eof || end))
+            }
+            Data::Blob(BlobRange { key, offset, len }) => {
+                let Some(store) = mount.plugin.blobs() else {
+                    tracing::warn!(mount = %mount.name, "the plugin answered a read with a blob, but its mount grants no object store");
+                    return Err(Error::Io);
                 };
-                Ok(match result {
-                    ReadResult {
-                        data: Data::Bytes(mut bytes),
-                        eof,
-                    } => {
-                        bytes.truncate(count as usize);
-                        Ok((bytes, eof))
-                    }
-                    ReadResult {
-                        data: Data::HostFile(range),
-                        eof,
-                    } => {
-                        let len = range.len.min(count.into());
-                        s.data()
-                            .grants
-                            .read(&range.path, range.offset, len)
-                            .map(|(bytes, end)| (bytes, eof || end))
-                    }
-                })
-            })
-            .await
+                let len = len.min(count.into());
+                let (bytes, size) = store.get_range(&key, offset, len).await?;
+                let end = offset + bytes.len() as u64 >= size;
+                Ok((bytes.to_vec(), eof || end))
+            }
+        }
     }
 
     pub async fn readlink(&self, id: FileId) -> Result<String, Error> {
@@ -524,7 +582,7 @@ impl Gateway {
                 let child = join(path, &entry.name);
                 let child_ino = mount.inodes.ino(&child);
                 let attrs = match entry.attrs {
-                    Some(attrs) => attrs,
+                    Some(attrs) => mount.with_staged(child_ino, attrs),
                     None => match self.stat_path(mount, child_ino, &child).await {
                         Ok(attrs) => attrs,
                         Err(Error::NotFound) => continue,
@@ -565,14 +623,187 @@ impl Gateway {
     ) -> Result<Attrs, Error> {
         let (_, mount, path) = self.mount_of(id)?;
         mount.allow(Capabilities::WRITE)?;
-        permissions::write(caller, &self.getattr(id).await?)?;
+        let current = self.getattr(id).await?;
+        permissions::write(caller, &current)?;
+        let ino = split(id).1;
+        if mount.staging.is_some() {
+            let data = Arc::new(data);
+            return self
+                .staged_change(mount, ino, &path, current, move |staged| {
+                    staged.write(offset, &data)
+                })
+                .await;
+        }
         let owned = path.to_string();
         let attrs = mount
             .plugin
             .call("write", move |b, s| b.call_write(s, &owned, offset, &data))
             .await?;
-        mount.attrs.put(split(id).1, attrs.clone());
+        mount.attrs.put(ino, attrs.clone());
         Ok(attrs)
+    }
+
+    /// Changes a file's staged copy, staging it first (with the backend's content, unless the
+    /// change truncates to nothing), and answers the file's attributes afterwards.
+    async fn staged_change<F>(
+        &self,
+        mount: &Mount,
+        ino: u64,
+        path: &str,
+        current: Attrs,
+        change: F,
+    ) -> Result<Attrs, Error>
+    where
+        F: Fn(&Staged) -> Result<(), Error> + Send + Sync + 'static,
+    {
+        if current.kind != FileKind::Regular {
+            return Err(Error::Invalid);
+        }
+        let staging = mount.staging.as_ref().ok_or(Error::NotSupported)?;
+        let change = Arc::new(change);
+        // A copy let go by an upload finishing meanwhile is staged afresh, once.
+        for _ in 0..2 {
+            let (staged, new) = staging.begin(ino)?;
+            if new && current.size > 0 {
+                if let Err(e) = Self::fill(mount, path, &staged, current.size).await {
+                    staging.discard(ino);
+                    return Err(e);
+                }
+            }
+            let (copy, change) = (staged.clone(), change.clone());
+            match blocking(move || change(&copy)).await {
+                Err(Error::Stale) => continue,
+                Err(e) => return Err(e),
+                Ok(()) => {
+                    let attrs = staged.overlay(current);
+                    mount.attrs.put(ino, attrs.clone());
+                    return Ok(attrs);
+                }
+            }
+        }
+        Err(Error::Busy)
+    }
+
+    /// Copies a file's content from the backend into its new staged copy.
+    async fn fill(mount: &Mount, path: &str, staged: &Arc<Staged>, size: u64) -> Result<(), Error> {
+        const CHUNK: u32 = 4 << 20;
+        let mut offset = 0;
+        while offset < size {
+            let (bytes, eof) = Self::read_backend(mount, path, offset, CHUNK).await?;
+            let n = bytes.len() as u64;
+            let copy = staged.clone();
+            blocking(move || copy.write(offset, &bytes)).await?;
+            offset += n;
+            if eof || n == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    // ---- flushing staged writes
+
+    /// Uploads one staged copy through the plugin's `commit`. True when the backend now holds
+    /// the file's latest data and the copy was let go.
+    async fn flush_staged(&self, mount: &Mount, staged: Arc<Staged>) -> Result<bool, Error> {
+        let staging = mount.staging.as_ref().ok_or(Error::NotSupported)?;
+        let _uploading = staged.upload.lock().await;
+        let (size, generation) = staged.snapshot();
+        let Some(path) = mount.inodes.path(staged.ino) else {
+            tracing::warn!(mount = %mount.name, ino = staged.ino, "a staged file has no name any more; its data is dropped");
+            staging.discard(staged.ino);
+            return Ok(true);
+        };
+        let copy = staged.clone();
+        if let Err(e) = blocking(move || copy.sync()).await {
+            staging.failed(&staged);
+            return Err(e);
+        }
+        let started = std::time::Instant::now();
+        match mount
+            .plugin
+            .commit(path.to_string(), staged.file.clone(), size)
+            .await
+        {
+            Ok(attrs) => {
+                let done = staging.uploaded(&staged, generation);
+                tracing::info!(mount = %mount.name, path = %path, size, elapsed_ms = started.elapsed().as_millis() as u64, "uploaded");
+                if done {
+                    mount.attrs.put(staged.ino, attrs);
+                } else {
+                    mount.attrs.invalidate(staged.ino);
+                }
+                Self::dir_changed(mount, mount.inodes.ino(parent_of(&path)));
+                Ok(done)
+            }
+            Err(e) => {
+                let failures = staging.failed(&staged);
+                tracing::warn!(mount = %mount.name, path = %path, size, failures, error = ?e, "upload failed; the data stays staged and is tried again");
+                Err(e)
+            }
+        }
+    }
+
+    /// Uploads what has been idle for its mount's flush delay; runs until the process ends.
+    pub async fn run_flusher(self: Arc<Self>) {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            for index in 0..self.mounts.len() {
+                let Some(staging) = &self.mounts[index].staging else {
+                    continue;
+                };
+                for staged in staging.due() {
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        let _ = this.flush_staged(&this.mounts[index], staged).await;
+                    });
+                }
+            }
+        }
+    }
+
+    /// Staged files and bytes not yet uploaded, over every mount.
+    pub fn pending_uploads(&self) -> (usize, u64) {
+        self.mounts
+            .iter()
+            .filter_map(|m| m.staging.as_ref())
+            .map(Staging::pending)
+            .fold((0, 0), |(f, b), (f2, b2)| (f + f2, b + b2))
+    }
+
+    /// Uploads every staged copy now, each tried up to `attempts` times. Returns how many
+    /// files are still staged (they stay on disk and are uploaded at the next start).
+    pub async fn flush_all(&self, attempts: u32) -> usize {
+        for attempt in 1..=attempts {
+            let mut failed = 0;
+            for mount in &self.mounts {
+                let Some(staging) = &mount.staging else {
+                    continue;
+                };
+                for staged in staging.all() {
+                    if self.flush_staged(mount, staged).await.is_err() {
+                        failed += 1;
+                    }
+                }
+            }
+            let (left, bytes) = self.pending_uploads();
+            if left == 0 {
+                return 0;
+            }
+            tracing::warn!(
+                attempt,
+                failed,
+                left,
+                bytes,
+                "staged files are still waiting for upload"
+            );
+            if attempt < attempts {
+                tokio::time::sleep(Duration::from_secs(1 << attempt.min(4))).await;
+            }
+        }
+        self.pending_uploads().0
     }
 
     /// Creates a regular file and returns its id and attributes.
@@ -718,6 +949,13 @@ impl Gateway {
     pub async fn sync(&self, id: FileId) -> Result<(), Error> {
         let (_, mount, path) = self.mount_of(id)?;
         mount.allow(Capabilities::WRITE)?;
+        if mount.staging.is_some() {
+            // Staged data is durable once on the local disk; the upload follows.
+            return match mount.staged(split(id).1) {
+                Some(staged) => blocking(move || staged.sync()).await,
+                None => Ok(()),
+            };
+        }
         let owned = path.to_string();
         mount
             .plugin
@@ -756,6 +994,12 @@ impl Gateway {
         if permissions::sticky_binds(caller, &dir_attrs) {
             permissions::sticky(caller, &dir_attrs, &self.entry_attrs(mount, &child).await?)?;
         }
+        // No upload of the file may be under way while it goes.
+        let staged = mount.inodes.find(&child).and_then(|ino| mount.staged(ino));
+        let _uploading = match &staged {
+            Some(staged) => Some(staged.upload.lock().await),
+            None => None,
+        };
         let owned = child.clone();
         let result = if directory {
             mount
@@ -773,6 +1017,9 @@ impl Gateway {
         if let Some(ino) = mount.inodes.find(&child) {
             mount.attrs.invalidate(ino);
             mount.dirs.remove(ino);
+            if let Some(staging) = &mount.staging {
+                staging.discard(ino);
+            }
         }
         mount.inodes.forget(&child);
         Ok(())
@@ -819,6 +1066,16 @@ impl Gateway {
                 Err(e) => return Err(e),
             }
         }
+        // No upload may be under way while names change beneath it.
+        let staged = mount
+            .staging
+            .as_ref()
+            .map(Staging::snapshot_all)
+            .unwrap_or_default();
+        let mut _uploading = Vec::with_capacity(staged.len());
+        for s in &staged {
+            _uploading.push(s.upload.lock().await);
+        }
         let (s_owned, d_owned) = (source.clone(), destination.clone());
         let result = mount
             .plugin
@@ -829,6 +1086,9 @@ impl Gateway {
         result?;
         if let Some(replaced) = mount.inodes.find(&destination) {
             mount.attrs.invalidate(replaced);
+            if let Some(staging) = &mount.staging {
+                staging.discard(replaced);
+            }
         }
         mount.inodes.rename(&source, &destination);
         // ctime of the moved entry changed.
@@ -843,6 +1103,16 @@ impl Gateway {
         changes: SetAttrs,
     ) -> Result<Attrs, Error> {
         let (_, mount, path) = self.mount_of(id)?;
+        let mut changes = changes;
+        if !mount.capabilities.contains(Capabilities::SET_TIMES) && !mount.read_only {
+            // A backend that keeps no times of its own (an object store stamps each upload)
+            // takes "set them to now" as done: that is what its times will say.
+            let now_or_unset = |t: &Option<SetTime>| matches!(t, None | Some(SetTime::Now));
+            if now_or_unset(&changes.atime) && now_or_unset(&changes.mtime) {
+                changes.atime = None;
+                changes.mtime = None;
+            }
+        }
         let mut needed = Capabilities::empty();
         if changes.mode.is_some() {
             needed |= Capabilities::SET_MODE;
@@ -860,13 +1130,25 @@ impl Gateway {
             return self.getattr(id).await;
         }
         mount.allow(needed)?;
-        let changes = permissions::setattr(caller, &self.getattr(id).await?, changes)?;
+        let current = self.getattr(id).await?;
+        let mut changes = permissions::setattr(caller, &current, changes)?;
+        let ino = split(id).1;
+        if let (Some(size), Some(_)) = (changes.size, &mount.staging) {
+            let attrs = self
+                .staged_change(mount, ino, &path, current, move |s| s.truncate(size))
+                .await?;
+            changes.size = None;
+            if changes.is_empty() {
+                return Ok(attrs);
+            }
+        }
         let owned = path.to_string();
         let attrs = mount
             .plugin
             .call("setattr", move |b, s| b.call_setattr(s, &owned, changes))
             .await?;
-        mount.attrs.put(split(id).1, attrs.clone());
+        let attrs = mount.with_staged(ino, attrs);
+        mount.attrs.put(ino, attrs.clone());
         Ok(attrs)
     }
 }

@@ -7,8 +7,10 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
+use super::staging::Staging;
 use super::{Gateway, InodeTable, Mount};
 use crate::config::{Config, MountConfig, Source};
+use crate::plugin::blobstore::{BlobStore, Credentials};
 use crate::plugin::bundled::{self, EXPORT_GUEST_PATH};
 use crate::plugin::host_fs::{Grant, Grants};
 use crate::plugin::runtime::{MountPlugin, Runtime, Sandbox};
@@ -41,7 +43,8 @@ pub async fn start(
             }
             None => InodeTable::in_memory(generation),
         };
-        let mount = start_mount(runtime, mc, source, inodes)
+        let staging_dir = state_dir.map(|dir| dir.join("staged").join(mc.name()));
+        let mount = start_mount(runtime, mc, source, inodes, staging_dir.as_deref())
             .await
             .with_context(|| format!("{}: mount {:?}", source.at(&mc.name), mc.name()))?;
         mounts.push(mount);
@@ -54,6 +57,7 @@ async fn start_mount(
     mc: &MountConfig,
     source: &Source<'_>,
     inodes: InodeTable,
+    staging_dir: Option<&Path>,
 ) -> Result<Mount> {
     let plugin = mc.plugin.get_ref();
     let mut config = mc.plugin_config();
@@ -77,6 +81,9 @@ async fn start_mount(
             grants.push(grant);
             // The plugin sees the directory where it is granted, not where it is on the host.
             *value = EXPORT_GUEST_PATH.to_string();
+        }
+        if b.needs_store && mc.s3.is_none() {
+            bail!("the {plugin} plugin needs an `[mount.s3]` table: the bucket to serve");
         }
         runtime.load(&format!("bundled plugin {:?}", b.name), b.wasm)?
     } else if plugin.ends_with(".wasm") || plugin.contains('/') {
@@ -114,11 +121,47 @@ async fn start_mount(
             .with_context(|| format!("{at}: key `dirs.host`: cannot open {}", host.display()))?;
         grants.push(grant);
     }
+    let blobs = match &mc.s3 {
+        Some(grant) => {
+            let credentials = Credentials::resolve(grant, source, |v| std::env::var(v).ok())?;
+            let at = source.at(&grant.bucket);
+            let store = BlobStore::new(grant, credentials)
+                .with_context(|| format!("{at}: mount's `s3` table"))?;
+            store.verify().await.with_context(|| at.clone())?;
+            Some(Arc::new(store))
+        }
+        None => None,
+    };
     let sandbox = Sandbox {
         grants: Arc::new(Grants::new(grants)),
+        blobs,
         limits: mc.limits.clone(),
     };
     let plugin_rt = MountPlugin::start(runtime, mc.name(), pre, sandbox, config).await?;
+    let staging = if plugin_rt.info().staged_writes {
+        let dir = match staging_dir {
+            Some(dir) => dir.to_path_buf(),
+            // Without a state directory (checks, tests) copies live as long as the process.
+            None => std::env::temp_dir().join(format!(
+                "nfsgw-staged-{}-{}",
+                std::process::id(),
+                mc.name()
+            )),
+        };
+        let flush_after = std::time::Duration::from_millis(mc.flush_after_ms);
+        let (staging, left) = Staging::open(&dir, flush_after)
+            .with_context(|| format!("cannot open the staging directory {}", dir.display()))?;
+        if !left.is_empty() {
+            tracing::info!(
+                mount = mc.name(),
+                files = left.len(),
+                "staged writes left by an earlier run will be uploaded"
+            );
+        }
+        Some(staging)
+    } else {
+        None
+    };
     Ok(Mount::new(
         mc.name(),
         plugin,
@@ -126,5 +169,6 @@ async fn start_mount(
         plugin_rt,
         inodes,
         mc.allowed_clients(),
+        staging,
     ))
 }

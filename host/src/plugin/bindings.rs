@@ -5,13 +5,14 @@
 wasmtime::component::bindgen!({
     world: "plugin",
     path: "../wit",
+    with: { "nfsgw:backend/staging.staged-file": super::staging::StagedFile },
 });
 
 pub use exports::nfsgw::backend::backend::Guest as Backend;
 pub use nfsgw::backend::types;
 
 /// The interface package this host implements, as plugins export it.
-pub const BACKEND_INTERFACE: &str = "nfsgw:backend/backend@0.1.0";
+pub const BACKEND_INTERFACE: &str = "nfsgw:backend/backend@0.2.0";
 
 impl types::SetAttrs {
     /// No change at all; fill in the fields to change.
@@ -24,6 +25,16 @@ impl types::SetAttrs {
             atime: None,
             mtime: None,
         }
+    }
+
+    /// True when nothing is to change.
+    pub fn is_empty(&self) -> bool {
+        self.mode.is_none()
+            && self.uid.is_none()
+            && self.gid.is_none()
+            && self.size.is_none()
+            && self.atime.is_none()
+            && self.mtime.is_none()
     }
 }
 

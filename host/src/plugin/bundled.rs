@@ -11,6 +11,8 @@ pub struct Bundled {
     pub wasm: &'static [u8],
     /// The `[mount.config]` key naming a host directory to grant, if the plugin serves one.
     pub dir_key: Option<&'static str>,
+    /// The plugin serves an object store: its mount must grant one (`[mount.s3]`).
+    pub needs_store: bool,
 }
 
 /// Where a granted directory appears inside the sandbox.
@@ -23,6 +25,7 @@ pub fn find(name: &str) -> Option<Bundled> {
         name,
         wasm,
         dir_key,
+        needs_store: name == "s3",
     })
 }
 

@@ -1,8 +1,10 @@
 //! The plugin runtime: WebAssembly components in wasmtime, and the capabilities the host gives
-//! them (`host_fs`, `log`).
+//! them, one module each (`host_fs`, `blobstore`, `staging`, `log`).
 
 pub mod bindings;
+pub mod blobstore;
 pub mod bundled;
 pub mod host_fs;
 mod log;
 pub mod runtime;
+pub mod staging;

@@ -9,17 +9,19 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::types::{Error, MountInfo};
+use super::bindings::types::{Attrs, Error, MountInfo};
 use super::bindings::{Backend, Plugin, PluginPre, BACKEND_INTERFACE};
+use super::blobstore::BlobStore;
 use super::host_fs::Grants;
+use super::staging::StagedFile;
 use crate::config::Limits;
 
 /// How often the engine's epoch advances: the granularity of call deadlines.
@@ -29,9 +31,30 @@ const EPOCH_TICK: Duration = Duration::from_millis(10);
 pub struct HostState {
     pub mount: Arc<str>,
     pub grants: Arc<Grants>,
+    /// The object store the mount grants, if any.
+    pub blobs: Option<Arc<BlobStore>>,
+    /// Where host capabilities run their async requests from the plugin's thread.
+    pub runtime: tokio::runtime::Handle,
+    /// When the current call started, and how much of it was spent waiting in host
+    /// capabilities: the deadline counts only the rest, the plugin's own time.
+    call_started: Instant,
+    pub host_time: Duration,
+    timeout: Duration,
     wasi: WasiCtx,
-    table: ResourceTable,
+    pub(super) table: ResourceTable,
     limits: StoreLimits,
+}
+
+impl HostState {
+    fn begin_call(&mut self) {
+        self.call_started = Instant::now();
+        self.host_time = Duration::ZERO;
+    }
+
+    /// The plugin's own time in the current call.
+    fn guest_time(&self) -> Duration {
+        self.call_started.elapsed().saturating_sub(self.host_time)
+    }
 }
 
 impl WasiView for HostState {
@@ -146,6 +169,7 @@ fn check_interface(engine: &Engine, component: &Component) -> anyhow::Result<()>
 /// What a mount grants its plugin.
 pub struct Sandbox {
     pub grants: Arc<Grants>,
+    pub blobs: Option<Arc<BlobStore>>,
     pub limits: Limits,
 }
 
@@ -157,6 +181,7 @@ struct Instance {
 /// One mount's plugin: its instance pool, limits and what `init` said.
 pub struct MountPlugin {
     mount: Arc<str>,
+    runtime: tokio::runtime::Handle,
     engine: Engine,
     pre: PluginPre<HostState>,
     sandbox: Sandbox,
@@ -179,13 +204,10 @@ impl MountPlugin {
         let engine = runtime.engine.clone();
         let (first, info) = {
             let (engine, pre, mount) = (engine.clone(), pre.clone(), mount.clone());
-            let (grants, limits, config) = (
-                sandbox.grants.clone(),
-                sandbox.limits.clone(),
-                config.clone(),
-            );
+            let (sandbox, config) = (sandbox.share(), config.clone());
+            let runtime = tokio::runtime::Handle::current();
             tokio::task::spawn_blocking(move || {
-                new_instance(&engine, &pre, &mount, &grants, &limits, &config)
+                new_instance(&engine, &pre, &mount, &sandbox, &config, runtime)
             })
             .await??
         };
@@ -196,6 +218,7 @@ impl MountPlugin {
         let permits = Arc::new(Semaphore::new(instances));
         Ok(Arc::new(MountPlugin {
             mount,
+            runtime: tokio::runtime::Handle::current(),
             engine,
             pre,
             sandbox,
@@ -208,6 +231,33 @@ impl MountPlugin {
 
     pub fn info(&self) -> &MountInfo {
         &self.info
+    }
+
+    /// The object store the mount grants, if any.
+    pub fn blobs(&self) -> Option<&Arc<BlobStore>> {
+        self.sandbox.blobs.as_ref()
+    }
+
+    /// The directories the mount grants.
+    pub fn grants(&self) -> &Arc<Grants> {
+        &self.sandbox.grants
+    }
+
+    /// Calls the plugin's `commit` with a staged file lent for the call.
+    pub async fn commit(
+        self: &Arc<Self>,
+        path: String,
+        file: Arc<std::fs::File>,
+        size: u64,
+    ) -> Result<Attrs, Error> {
+        self.call("commit", move |b, s| {
+            let staged = s.data_mut().table.push(StagedFile { file, size })?;
+            let borrowed = wasmtime::component::Resource::new_borrow(staged.rep());
+            let result = b.call_commit(&mut *s, &path, borrowed);
+            s.data_mut().table.delete(staged)?;
+            result
+        })
+        .await
     }
 
     /// Runs `f` on an instance under the mount's limits. `op` names the call in logs.
@@ -231,9 +281,10 @@ impl MountPlugin {
                 Some(instance) => instance,
                 None => this.fresh_instance()?,
             };
+            instance.store.data_mut().begin_call();
             instance
                 .store
-                .set_epoch_deadline(deadline_ticks(&this.sandbox.limits));
+                .set_epoch_deadline(deadline_ticks(this.sandbox.limits.call_timeout()));
             let outcome = f(instance.plugin.nfsgw_backend_backend(), &mut instance.store);
             if outcome.is_ok() {
                 this.idle.lock().unwrap().push(instance);
@@ -255,27 +306,32 @@ impl MountPlugin {
     }
 
     fn fresh_instance(&self) -> wasmtime::Result<Instance> {
-        let grants = &self.sandbox.grants;
         let (instance, _) = new_instance(
             &self.engine,
             &self.pre,
             &self.mount,
-            grants,
-            &self.sandbox.limits,
+            &self.sandbox,
             &self.config,
+            self.runtime.clone(),
         )
         .map_err(|e| wasmtime::format_err!("{e:#}"))?;
         Ok(instance)
     }
 }
 
-/// A call's deadline in epoch ticks.
-fn deadline_ticks(limits: &Limits) -> u64 {
-    (limits
-        .call_timeout()
-        .as_millis()
-        .div_ceil(EPOCH_TICK.as_millis()) as u64)
-        .max(1)
+impl Sandbox {
+    fn share(&self) -> Sandbox {
+        Sandbox {
+            grants: self.grants.clone(),
+            blobs: self.blobs.clone(),
+            limits: self.limits.clone(),
+        }
+    }
+}
+
+/// A span of time in epoch ticks (at least one).
+fn deadline_ticks(time: Duration) -> u64 {
+    (time.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64).max(1)
 }
 
 /// Instantiates the plugin in a new store and calls `init`.
@@ -283,10 +339,11 @@ fn new_instance(
     engine: &Engine,
     pre: &PluginPre<HostState>,
     mount: &Arc<str>,
-    grants: &Arc<Grants>,
-    limits: &Limits,
+    sandbox: &Sandbox,
     config: &[(String, String)],
+    runtime: tokio::runtime::Handle,
 ) -> anyhow::Result<(Instance, MountInfo)> {
+    let (grants, limits) = (&sandbox.grants, &sandbox.limits);
     let mut wasi = WasiCtx::builder();
     // WASI sockets stay off (no TCP, UDP or name lookup): a plugin reaches the network only
     // through host capabilities that check an allow-list.
@@ -303,6 +360,11 @@ fn new_instance(
     let state = HostState {
         mount: mount.clone(),
         grants: grants.clone(),
+        blobs: sandbox.blobs.clone(),
+        runtime,
+        call_started: Instant::now(),
+        host_time: Duration::ZERO,
+        timeout: limits.call_timeout(),
         wasi: wasi.build(),
         table: ResourceTable::new(),
         limits: StoreLimitsBuilder::new()
@@ -311,8 +373,20 @@ fn new_instance(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
-    store.epoch_deadline_trap();
-    store.set_epoch_deadline(deadline_ticks(limits));
+    // At each deadline, the plugin's own time so far decides: time spent waiting in host
+    // capabilities (an upload, say) is not the plugin running away.
+    store.epoch_deadline_callback(|store| {
+        let state = store.data();
+        let used = state.guest_time();
+        if used >= state.timeout {
+            return Err(wasmtime::Trap::Interrupt.into());
+        }
+        Ok(UpdateDeadline::Continue(deadline_ticks(
+            state.timeout - used,
+        )))
+    });
+    store.data_mut().begin_call();
+    store.set_epoch_deadline(deadline_ticks(limits.call_timeout()));
     let plugin = pre
         .instantiate(&mut store)
         .map_err(|e| anyhow!("instantiating the plugin failed: {e:#}"))?;

@@ -13,6 +13,7 @@ use exports::nfsgw::backend::backend::{
     Attrs, Device, Error, FileKind, FsStats, Guest, MountInfo, ReadResult, SetAttrs,
 };
 use nfsgw::backend::host_fs;
+use nfsgw::backend::staging::StagedFile;
 use nfsgw::backend::types::{Capabilities, Data, DirPage, FileRange};
 
 /// How long the host may cache attributes and listings when the config does not say.
@@ -45,11 +46,15 @@ impl Guest for Local {
             match key.as_str() {
                 "root" => root = Some(value),
                 "attr_ttl_ms" => {
-                    attr_ttl_ms = value
-                        .parse()
-                        .map_err(|_| format!("attr_ttl_ms: not a number of milliseconds: {value:?}"))?
+                    attr_ttl_ms = value.parse().map_err(|_| {
+                        format!("attr_ttl_ms: not a number of milliseconds: {value:?}")
+                    })?
                 }
-                other => return Err(format!("unknown config key {other:?} (known: root, attr_ttl_ms)")),
+                other => {
+                    return Err(format!(
+                        "unknown config key {other:?} (known: root, attr_ttl_ms)"
+                    ))
+                }
             }
         }
         let root = root.ok_or("missing config key \"root\": the directory to serve")?;
@@ -61,6 +66,7 @@ impl Guest for Local {
             immutable: false,
             attr_ttl_ms: Some(attr_ttl_ms),
             max_instances: None,
+            staged_writes: false,
         })
     }
 
@@ -74,7 +80,11 @@ impl Guest for Local {
 
     fn read(path: String, offset: u64, len: u32) -> Result<ReadResult, Error> {
         Ok(ReadResult {
-            data: Data::HostFile(FileRange { path: full(&path), offset, len: len.into() }),
+            data: Data::HostFile(FileRange {
+                path: full(&path),
+                offset,
+                len: len.into(),
+            }),
             eof: false,
         })
     }
@@ -129,6 +139,10 @@ impl Guest for Local {
 
     fn statfs() -> Result<FsStats, Error> {
         host_fs::statfs(&full(""))
+    }
+
+    fn commit(_: String, _: &StagedFile) -> Result<Attrs, Error> {
+        Err(Error::NotSupported) // writes go straight to the host file, never staged
     }
 }
 

@@ -11,16 +11,24 @@ wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
 use exports::nfsgw::backend::backend::{
     Attrs, Device, Error, FsStats, Guest, MountInfo, ReadResult, SetAttrs,
 };
+use nfsgw::backend::staging::StagedFile;
 use nfsgw::backend::types::{Capabilities, Data, DirEntry, DirPage, FileKind, Timestamp};
 
 const HELLO: &[u8] = b"hello from a faulty plugin\n";
 
 fn attrs(kind: FileKind, size: u64) -> Attrs {
-    let t = Timestamp { seconds: 1_700_000_000, nanoseconds: 0 };
+    let t = Timestamp {
+        seconds: 1_700_000_000,
+        nanoseconds: 0,
+    };
     Attrs {
         kind,
         size,
-        mode: if kind == FileKind::Directory { 0o555 } else { 0o444 },
+        mode: if kind == FileKind::Directory {
+            0o555
+        } else {
+            0o444
+        },
         uid: 0,
         gid: 0,
         nlink: 1,
@@ -40,7 +48,11 @@ fn break_out(path: &str) -> Option<Result<(), String>> {
     match path {
         "net" => {
             let port = *PROBE_PORT.get().unwrap_or(&9);
-            Some(std::net::TcpStream::connect(("127.0.0.1", port)).map(drop).map_err(|e| e.to_string()))
+            Some(
+                std::net::TcpStream::connect(("127.0.0.1", port))
+                    .map(drop)
+                    .map_err(|e| e.to_string()),
+            )
         }
         "escape" => Some(
             ["/etc/passwd", "/etc/hostname", "../../../../etc/passwd"]
@@ -79,10 +91,23 @@ impl Guest for Faulty {
     fn init(config: Vec<(String, String)>) -> Result<MountInfo, String> {
         let lie = config.iter().any(|(k, v)| k == "lie" && v == "true");
         if let Some((_, port)) = config.iter().find(|(k, _)| k == "probe_port") {
-            let _ = PROBE_PORT.set(port.parse().map_err(|_| format!("probe_port: not a port: {port:?}"))?);
+            let _ = PROBE_PORT.set(
+                port.parse()
+                    .map_err(|_| format!("probe_port: not a port: {port:?}"))?,
+            );
         }
-        let capabilities = if lie { Capabilities::CREATE | Capabilities::WRITE } else { Capabilities::empty() };
-        Ok(MountInfo { capabilities, immutable: false, attr_ttl_ms: Some(0), max_instances: None })
+        let capabilities = if lie {
+            Capabilities::CREATE | Capabilities::WRITE
+        } else {
+            Capabilities::empty()
+        };
+        Ok(MountInfo {
+            capabilities,
+            immutable: false,
+            attr_ttl_ms: Some(0),
+            max_instances: None,
+            staged_writes: false,
+        })
     }
 
     fn stat(path: String) -> Result<Attrs, Error> {
@@ -92,7 +117,10 @@ impl Guest for Faulty {
                 // The sandbox let it through: answer as if it were a file, for the test to see.
                 Ok(()) => Ok(attrs(FileKind::Regular, 0)),
                 Err(why) => {
-                    nfsgw::backend::log::log(nfsgw::backend::log::Level::Info, &format!("{path}: refused: {why}"));
+                    nfsgw::backend::log::log(
+                        nfsgw::backend::log::Level::Info,
+                        &format!("{path}: refused: {why}"),
+                    );
                     Err(Error::Access)
                 }
             };
@@ -108,8 +136,14 @@ impl Guest for Faulty {
         if !path.is_empty() {
             return Err(Error::NotDir);
         }
-        let entry = DirEntry { name: "hello.txt".into(), attrs: Some(attrs(FileKind::Regular, HELLO.len() as u64)) };
-        Ok(DirPage { entries: vec![entry], next: None })
+        let entry = DirEntry {
+            name: "hello.txt".into(),
+            attrs: Some(attrs(FileKind::Regular, HELLO.len() as u64)),
+        };
+        Ok(DirPage {
+            entries: vec![entry],
+            next: None,
+        })
     }
 
     fn read(path: String, offset: u64, len: u32) -> Result<ReadResult, Error> {
@@ -118,7 +152,10 @@ impl Guest for Faulty {
         }
         let start = (offset as usize).min(HELLO.len());
         let end = (start + len as usize).min(HELLO.len());
-        Ok(ReadResult { data: Data::Bytes(HELLO[start..end].to_vec()), eof: end == HELLO.len() })
+        Ok(ReadResult {
+            data: Data::Bytes(HELLO[start..end].to_vec()),
+            eof: end == HELLO.len(),
+        })
     }
 
     /// Only reached when lying: claims success, keeps nothing.
@@ -160,6 +197,9 @@ impl Guest for Faulty {
         Err(Error::ReadOnly)
     }
     fn statfs() -> Result<FsStats, Error> {
+        Err(Error::NotSupported)
+    }
+    fn commit(_: String, _: &StagedFile) -> Result<Attrs, Error> {
         Err(Error::NotSupported)
     }
 }

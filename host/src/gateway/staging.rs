@@ -1,0 +1,383 @@
+//! Write staging for whole-object mounts (S3, Hub buckets).
+//!
+//! Such backends store whole objects, while NFS writes ranges. The host keeps every file being
+//! written as a local staged copy in the state directory, named by its inode number, and answers
+//! reads and sizes from it; the gateway flushes a staged file through the plugin's `commit` once
+//! it has been idle for the mount's flush delay, at shutdown, and on request. A staged copy is
+//! deleted only after an upload that saw its latest write, so acknowledged data stays on disk
+//! until the backend has it; at start, copies left by an earlier run are flushed again. This
+//! module owns the copies and their bookkeeping; the gateway decides when to flush.
+
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::plugin::bindings::types::{Attrs, Error, FileKind, Timestamp};
+use crate::plugin::staging::read_exact_at;
+
+/// Longest pause between attempts to upload a file whose uploads fail.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// The staged copies of one mount.
+pub struct Staging {
+    dir: PathBuf,
+    flush_after: Duration,
+    files: Mutex<HashMap<u64, Arc<Staged>>>,
+}
+
+/// One file's staged copy.
+pub struct Staged {
+    pub ino: u64,
+    pub file: Arc<File>,
+    disk_path: PathBuf,
+    state: RwLock<State>,
+    /// Held while the copy is being uploaded, and by namespace changes that must not race one.
+    pub upload: tokio::sync::Mutex<()>,
+}
+
+struct State {
+    len: u64,
+    /// Counts writes; an upload that started at another generation is not the latest data.
+    generation: u64,
+    /// None: due at once (left by an earlier run).
+    last_write: Option<Instant>,
+    modified: SystemTime,
+    /// Uploaded and let go: writers must stage afresh.
+    retired: bool,
+    uploading: bool,
+    failures: u32,
+    next_try: Instant,
+}
+
+fn io_error(what: &str, e: io::Error) -> Error {
+    tracing::error!("staging: {what}: {e}");
+    match e.kind() {
+        io::ErrorKind::StorageFull => Error::NoSpace,
+        _ => Error::Io,
+    }
+}
+
+fn timestamp(t: SystemTime) -> Timestamp {
+    let d = t.duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
+    Timestamp {
+        seconds: d.as_secs() as i64,
+        nanoseconds: d.subsec_nanos(),
+    }
+}
+
+#[cfg(unix)]
+fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, data, offset)
+}
+
+#[cfg(windows)]
+fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !data.is_empty() {
+        let n = file.seek_write(data, offset)?;
+        data = &data[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+impl Staging {
+    /// Opens a mount's staging directory. Copies an earlier run left behind are registered as
+    /// due at once; their inode numbers are returned.
+    pub fn open(dir: &Path, flush_after: Duration) -> io::Result<(Staging, Vec<u64>)> {
+        std::fs::create_dir_all(dir)?;
+        let staging = Staging {
+            dir: dir.to_path_buf(),
+            flush_after,
+            files: Mutex::new(HashMap::new()),
+        };
+        let mut left = Vec::new();
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            let Some(ino) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
+                continue;
+            };
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(entry.path())?;
+            let meta = file.metadata()?;
+            let staged = Staged::new(ino, file, entry.path(), meta.len(), meta.modified()?);
+            staged.state.write().unwrap().last_write = None;
+            staging.files.lock().unwrap().insert(ino, Arc::new(staged));
+            left.push(ino);
+        }
+        Ok((staging, left))
+    }
+
+    pub fn get(&self, ino: u64) -> Option<Arc<Staged>> {
+        self.files.lock().unwrap().get(&ino).cloned()
+    }
+
+    /// The staged copy of `ino`, made empty if there was none (`true`: the caller fills it).
+    pub fn begin(&self, ino: u64) -> Result<(Arc<Staged>, bool), Error> {
+        let mut files = self.files.lock().unwrap();
+        if let Some(staged) = files.get(&ino) {
+            return Ok((staged.clone(), false));
+        }
+        let disk_path = self.dir.join(ino.to_string());
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&disk_path)
+            .map_err(|e| io_error("creating a staged copy", e))?;
+        // The copy's name must survive a crash as well as its data.
+        #[cfg(unix)]
+        File::open(&self.dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| io_error("syncing the staging directory", e))?;
+        let staged = Arc::new(Staged::new(ino, file, disk_path, 0, SystemTime::now()));
+        files.insert(ino, staged.clone());
+        Ok((staged, true))
+    }
+
+    /// Drops a staged copy whose file is gone (removed, or replaced by a rename).
+    pub fn discard(&self, ino: u64) {
+        if let Some(staged) = self.files.lock().unwrap().remove(&ino) {
+            staged.retire();
+        }
+    }
+
+    /// Every staged copy, as it is (to hold their upload locks).
+    pub fn snapshot_all(&self) -> Vec<Arc<Staged>> {
+        self.files.lock().unwrap().values().cloned().collect()
+    }
+
+    /// Copies idle for the flush delay and not waiting out a failure, marked as uploading.
+    pub fn due(&self) -> Vec<Arc<Staged>> {
+        let now = Instant::now();
+        self.files
+            .lock()
+            .unwrap()
+            .values()
+            .filter(|s| {
+                let mut st = s.state.write().unwrap();
+                let due = !st.uploading
+                    && st
+                        .last_write
+                        .is_none_or(|t| now.duration_since(t) >= self.flush_after)
+                    && now >= st.next_try;
+                if due {
+                    st.uploading = true;
+                }
+                due
+            })
+            .cloned()
+            .collect()
+    }
+
+    /// Every staged copy, marked as uploading (a flush on request or at shutdown).
+    pub fn all(&self) -> Vec<Arc<Staged>> {
+        let files = self.files.lock().unwrap();
+        for s in files.values() {
+            s.state.write().unwrap().uploading = true;
+        }
+        files.values().cloned().collect()
+    }
+
+    /// Staged copies and the bytes they hold.
+    pub fn pending(&self) -> (usize, u64) {
+        let files = self.files.lock().unwrap();
+        let bytes = files.values().map(|s| s.state.read().unwrap().len).sum();
+        (files.len(), bytes)
+    }
+
+    /// After an upload of `generation` succeeded: lets the copy go unless it was written since.
+    /// True when the backend now holds the latest data.
+    pub fn uploaded(&self, staged: &Arc<Staged>, generation: u64) -> bool {
+        let mut files = self.files.lock().unwrap();
+        let mut st = staged.state.write().unwrap();
+        st.uploading = false;
+        st.failures = 0;
+        if st.generation != generation || st.retired {
+            return false;
+        }
+        if files
+            .get(&staged.ino)
+            .is_some_and(|s| Arc::ptr_eq(s, staged))
+        {
+            files.remove(&staged.ino);
+        }
+        st.retired = true;
+        drop(st);
+        staged.remove_from_disk();
+        true
+    }
+
+    /// After an upload failed: tries again later, backing off.
+    pub fn failed(&self, staged: &Staged) -> u32 {
+        let mut st = staged.state.write().unwrap();
+        st.uploading = false;
+        st.failures += 1;
+        let backoff = Duration::from_millis(500 << st.failures.min(7)).min(MAX_BACKOFF);
+        st.next_try = Instant::now() + backoff;
+        st.failures
+    }
+}
+
+impl Staged {
+    fn new(ino: u64, file: File, disk_path: PathBuf, len: u64, modified: SystemTime) -> Staged {
+        Staged {
+            ino,
+            file: Arc::new(file),
+            disk_path,
+            state: RwLock::new(State {
+                len,
+                generation: 0,
+                last_write: Some(Instant::now()),
+                modified,
+                retired: false,
+                uploading: false,
+                failures: 0,
+                next_try: Instant::now(),
+            }),
+            upload: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn retire(&self) {
+        self.state.write().unwrap().retired = true;
+        self.remove_from_disk();
+    }
+
+    fn remove_from_disk(&self) {
+        if let Err(e) = std::fs::remove_file(&self.disk_path) {
+            tracing::warn!(path = %self.disk_path.display(), "cannot delete a staged copy: {e}");
+        }
+    }
+
+    /// The length and the generation an upload starting now would carry.
+    pub fn snapshot(&self) -> (u64, u64) {
+        let st = self.state.read().unwrap();
+        (st.len, st.generation)
+    }
+
+    /// Writes at `offset`. `Stale` when the copy was let go meanwhile: stage afresh.
+    pub fn write(&self, offset: u64, data: &[u8]) -> Result<(), Error> {
+        let mut st = self.state.write().unwrap();
+        if st.retired {
+            return Err(Error::Stale);
+        }
+        write_all_at(&self.file, data, offset).map_err(|e| io_error("writing", e))?;
+        st.len = st.len.max(offset + data.len() as u64);
+        st.generation += 1;
+        st.last_write = Some(Instant::now());
+        st.modified = SystemTime::now();
+        Ok(())
+    }
+
+    pub fn truncate(&self, size: u64) -> Result<(), Error> {
+        let mut st = self.state.write().unwrap();
+        if st.retired {
+            return Err(Error::Stale);
+        }
+        self.file
+            .set_len(size)
+            .map_err(|e| io_error("truncating", e))?;
+        st.len = size;
+        st.generation += 1;
+        st.last_write = Some(Instant::now());
+        st.modified = SystemTime::now();
+        Ok(())
+    }
+
+    /// Up to `count` bytes from `offset`, and whether they reach the end.
+    pub fn read(&self, offset: u64, count: u32) -> Result<(Vec<u8>, bool), Error> {
+        let st = self.state.read().unwrap();
+        if st.retired {
+            return Err(Error::Stale);
+        }
+        let end = st.len.min(offset.saturating_add(count.into()));
+        let mut buf = vec![0; end.saturating_sub(offset) as usize];
+        read_exact_at(&self.file, &mut buf, offset).map_err(|e| io_error("reading", e))?;
+        Ok((buf, end >= st.len))
+    }
+
+    /// Makes the staged data durable on the local disk.
+    pub fn sync(&self) -> Result<(), Error> {
+        self.file.sync_data().map_err(|e| io_error("syncing", e))
+    }
+
+    /// The backend's attributes of the file with the staged size and times.
+    pub fn overlay(&self, mut attrs: Attrs) -> Attrs {
+        let st = self.state.read().unwrap();
+        attrs.kind = FileKind::Regular;
+        attrs.size = st.len;
+        attrs.mtime = timestamp(st.modified);
+        attrs.ctime = attrs.mtime;
+        attrs.change = Some(format!("staged-{}", st.generation));
+        attrs
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copies_survive_a_restart_and_are_due_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let (staging, left) = Staging::open(dir.path(), Duration::from_secs(3600)).unwrap();
+        assert!(left.is_empty());
+        let (staged, new) = staging.begin(42).unwrap();
+        assert!(new);
+        staged.write(3, b"abc").unwrap();
+        assert_eq!(staged.read(0, 10).unwrap(), (b"\0\0\0abc".to_vec(), true));
+        assert!(staging.due().is_empty(), "written just now: not due");
+        drop((staging, staged));
+
+        let (staging, left) = Staging::open(dir.path(), Duration::from_secs(3600)).unwrap();
+        assert_eq!(left, vec![42]);
+        let due = staging.due();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].read(0, 10).unwrap().0, b"\0\0\0abc");
+        assert!(
+            staging.due().is_empty(),
+            "an upload under way is not due twice"
+        );
+    }
+
+    #[test]
+    fn a_copy_written_during_its_upload_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        let (staging, _) = Staging::open(dir.path(), Duration::ZERO).unwrap();
+        let (staged, _) = staging.begin(7).unwrap();
+        staged.write(0, b"one").unwrap();
+        let (_, generation) = staged.snapshot();
+        staged.write(3, b"two").unwrap();
+        assert!(!staging.uploaded(&staged, generation));
+        assert!(staging.get(7).is_some());
+        assert!(dir.path().join("7").exists());
+
+        let (_, generation) = staged.snapshot();
+        assert!(staging.uploaded(&staged, generation));
+        assert!(staging.get(7).is_none());
+        assert!(!dir.path().join("7").exists());
+        assert_eq!(
+            staged.write(0, b"x"),
+            Err(Error::Stale),
+            "a let-go copy is not written"
+        );
+    }
+
+    #[test]
+    fn failures_back_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let (staging, _) = Staging::open(dir.path(), Duration::ZERO).unwrap();
+        let (staged, _) = staging.begin(1).unwrap();
+        assert_eq!(staging.due().len(), 1);
+        assert_eq!(staging.failed(&staged), 1);
+        assert!(staging.due().is_empty(), "waits before trying again");
+        assert_eq!(staging.pending().0, 1, "kept after a failure");
+    }
+}

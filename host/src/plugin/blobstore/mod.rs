@@ -1,0 +1,106 @@
+//! The `blobstore` capability: the object store a mount grants, offered to its plugin.
+//!
+//! The plugin names keys; the host, holding the endpoint and credentials, does the requests
+//! (`store`), signs them, and confines them to the grant's prefix. Calls come from plugin code
+//! running on a blocking thread, so each one blocks on the async request; the time spent waiting
+//! is booked as host time, which the plugin's call deadline does not count.
+
+mod credentials;
+mod markers;
+mod store;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use wasmtime::component::Resource;
+
+pub use credentials::Credentials;
+pub use store::{BlobStore, Meta};
+
+use super::bindings::nfsgw::backend::blobstore::{Host, ListPage, ObjectMeta};
+use super::bindings::types::Error;
+use super::runtime::HostState;
+use super::staging::StagedFile;
+
+impl From<Meta> for ObjectMeta {
+    fn from(m: Meta) -> ObjectMeta {
+        ObjectMeta {
+            key: m.key,
+            size: m.size,
+            modified: m.modified,
+            etag: m.etag,
+        }
+    }
+}
+
+impl HostState {
+    /// Runs a request against the mount's store, blocking this (plugin) thread, and books the
+    /// wait as host time.
+    fn with_store<R, F, Fut>(&mut self, request: F) -> Result<R, Error>
+    where
+        F: FnOnce(Arc<BlobStore>) -> Fut,
+        Fut: std::future::Future<Output = Result<R, Error>>,
+    {
+        let Some(store) = self.blobs.clone() else {
+            tracing::warn!(mount = %self.mount, "the plugin asked for an object store its mount does not grant");
+            return Err(Error::Access);
+        };
+        let started = Instant::now();
+        let result = self.runtime.block_on(request(store));
+        self.host_time += started.elapsed();
+        result
+    }
+}
+
+impl Host for HostState {
+    fn list(
+        &mut self,
+        prefix: String,
+        recursive: bool,
+        cursor: Option<String>,
+        limit: u32,
+    ) -> Result<ListPage, Error> {
+        self.with_store(|s| async move {
+            let page = s.list(&prefix, recursive, cursor, limit).await?;
+            Ok(ListPage {
+                objects: page.objects.into_iter().map(Into::into).collect(),
+                prefixes: page.prefixes,
+                next: page.next,
+            })
+        })
+    }
+
+    fn head(&mut self, key: String) -> Result<ObjectMeta, Error> {
+        self.with_store(|s| async move { s.head(&key).await.map(Into::into) })
+    }
+
+    fn get(&mut self, key: String, offset: u64, len: u32) -> Result<Vec<u8>, Error> {
+        self.with_store(|s| async move {
+            let (bytes, _) = s.get_range(&key, offset, len.into()).await?;
+            Ok(bytes.to_vec())
+        })
+    }
+
+    fn put(&mut self, key: String, data: Vec<u8>, exclusive: bool) -> Result<ObjectMeta, Error> {
+        self.with_store(|s| async move {
+            s.put(&key, Bytes::from(data), exclusive)
+                .await
+                .map(Into::into)
+        })
+    }
+
+    fn upload(&mut self, key: String, file: Resource<StagedFile>) -> Result<ObjectMeta, Error> {
+        let staged = self.table.get(&file).map_err(|_| Error::Invalid)?;
+        let (handle, size) = (staged.file.clone(), staged.size);
+        self.with_store(|s| async move { s.upload(&key, handle, size).await.map(Into::into) })
+    }
+
+    fn copy(&mut self, source: String, destination: String) -> Result<(), Error> {
+        self.with_store(|s| async move { s.copy(&source, &destination).await })
+    }
+
+    fn delete(&mut self, key: String) -> Result<(), Error> {
+        self.with_store(|s| async move { s.delete(&key).await })
+    }
+}
