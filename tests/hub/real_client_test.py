@@ -464,7 +464,8 @@ def _():
     expect(top == ["blobs", "docs", "many"], top)
     info = api.bucket_info(BUCKET)
     expect(info.total_files == 15, info)
-    return f"{url.url}, {len(tree)} entries over {pages} pages"
+    return (f"{url.url}, {len(tree)} entries over {pages} pages, "
+            f"{delta(s0, s1, 'xorbs_inserted')} new xorb(s) for 15 files")
 
 
 @check("bucket: download byte-identical (download_bucket_files), paths-info, resolve")
@@ -544,7 +545,7 @@ def _():
 
 # ------------------------------------------------------------------ v1-only server, short-lived Xet tokens
 
-TTL = 4
+TTL = 5
 
 
 @check(f"v1 fallback + token refresh: server with --disable-v2 and {TTL}s Xet tokens")

@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+import math
 import secrets
 import threading
 import time
@@ -52,7 +53,7 @@ class Auth:
 
     def issue_xet(self, scope, write):
         tok = ("xet_write_" if write else "xet_read_") + secrets.token_hex(16)
-        exp = int(time.time()) + self.xet_ttl
+        exp = math.ceil(time.time() + self.xet_ttl)  # at least the full lifetime
         with self.lock:
             now = time.time()
             for k in [k for k, v in self.xet_tokens.items() if v.expires < now - 3600]:
