@@ -2,6 +2,7 @@
 # Runs every test of nfsgw on this machine, installing what is missing first:
 #   format and lint, unit tests, end-to-end tests with real NFS clients (nfs3_client, libnfs),
 #   nfsgw.exe cross-built for Windows and served under Wine (scripts/windows-test.sh),
+#   the local Hub + Xet test server proven with the real huggingface_hub/hf_xet clients (tests/hub),
 #   and the Linux kernel NFS client in QEMU (workload + pjdfstest).
 #   scripts/test.sh [--no-kernel]
 set -euo pipefail
@@ -30,6 +31,9 @@ cargo build --release -p nfsgw
 
 say "unit and end-to-end tests"
 cargo test --release --workspace
+
+say "Hub + Xet CAS test server, proven with the real huggingface_hub and hf_xet clients"
+bash tests/hub/run.sh
 
 say "Windows: nfsgw.exe cross-built and served under Wine"
 bash scripts/windows-test.sh
