@@ -6,7 +6,9 @@
 #   bench/run.sh [RUNS]          (default 5 runs of each case per server)
 # Environment: NFSGW_BENCH_DIR (data and logs, default /var/tmp/nfsgw-bench; the data is made
 # once and kept), NFSGW_BENCH_INFLIGHT (default 16), NFSGW_BENCH_COLD=1 (drop the page cache
-# before each P1 run; needs root). Installs nfs-ganesha, nfs-ganesha-vfs and rpcbind if missing.
+# before each P1 run; needs root), NFSGW_BENCH_BEFORE=/path/to/older/nfsgw (also measure that
+# binary on the same config, as the peer "before": how before/after numbers of an
+# optimisation are taken; the docs are then left alone). Installs nfs-ganesha, nfs-ganesha-vfs and rpcbind if missing.
 # Port 111 must be free or held by rpcbind (Ganesha registers with it; nfsgw's own portmapper
 # is off here).
 set -euo pipefail
@@ -14,7 +16,7 @@ set -euo pipefail
 runs=${1:-5}
 base=${NFSGW_BENCH_DIR:-/var/tmp/nfsgw-bench}
 inflight=${NFSGW_BENCH_INFLIGHT:-16}
-nfsgw_port=20690 base_port=20700 ganesha_port=20600 ganesha_mnt=20601
+nfsgw_port=20690 before_port=20692 base_port=20700 ganesha_port=20600 ganesha_mnt=20601
 
 apt_install nfs-ganesha nfs-ganesha-vfs rpcbind
 cd "$NFSGW_REPO"
@@ -87,6 +89,15 @@ say "starting nfsgw, nfsbase and NFS-Ganesha"
 nfsgw_pid=$!; pids+=("$nfsgw_pid")
 wait_for "$run/nfsgw.log" '^nfsgw: serving' "$nfsgw_pid" nfsgw
 
+before=()
+if [ -n "${NFSGW_BENCH_BEFORE:-}" ]; then
+  sed -e "s/:$nfsgw_port\"/:$before_port\"/" -e "s|$run/state|$run/state-before|" "$run/nfsgw.toml" > "$run/before.toml"
+  "$NFSGW_BENCH_BEFORE" --config "$run/before.toml" > "$run/before.log" 2>&1 &
+  before_pid=$!; pids+=("$before_pid")
+  wait_for "$run/before.log" '^nfsgw: serving' "$before_pid" "nfsgw (before)"
+  before=(--peer "before,127.0.0.1:$before_port,$before_port,/data,$before_pid")
+fi
+
 # ---- the native baseline
 "$bench_bin/nfsbase" "$data" "127.0.0.1:$base_port" > "$run/nfsbase.log" 2>&1 &
 base_pid=$!; pids+=("$base_pid")
@@ -120,9 +131,14 @@ say "measuring ($runs runs per case and server, $inflight calls in flight)"
 cold=(); [ "${NFSGW_BENCH_COLD:-0}" = 1 ] && cold=(--cold)
 "$bench_bin/nfsbench" --runs "$runs" --inflight "$inflight" "${cold[@]}" --out "$run/table.md" \
   --idle-exports /data,/many,/third \
-  --peer "nfsgw,127.0.0.1:$nfsgw_port,$nfsgw_port,/data,$nfsgw_pid" \
+  --peer "nfsgw,127.0.0.1:$nfsgw_port,$nfsgw_port,/data,$nfsgw_pid" "${before[@]}" \
   --peer "baseline,127.0.0.1:$base_port,$base_port,/,$base_pid" \
   --peer "ganesha,127.0.0.1:$ganesha_port,$ganesha_mnt,$data,$ganesha_pid"
+
+if [ ${#before[@]} -gt 0 ]; then
+  say "compared with $NFSGW_BENCH_BEFORE; docs/BENCHMARKS.md left alone (table in $run/table.md)"
+  exit 0
+fi
 
 # ---- docs/BENCHMARKS.md: the generated part sits between the two marker lines
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)

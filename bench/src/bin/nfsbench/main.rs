@@ -11,7 +11,7 @@
 //!
 //! ```text
 //! nfsbench [--runs 5] [--inflight 16] [--rsize 1048576] [--cold] [--out FILE]
-//!          [--big big.bin] [--many many] [--idle-exports /a,/b,/c]
+//!          [--big big.bin] [--many many] [--idle-exports /a,/b,/c] [--cases seqread,lookup,..]
 //!          --peer NAME,HOST:NFSPORT,MOUNTPORT,EXPORT,PID ...
 //! ```
 
@@ -62,6 +62,7 @@ struct Options {
     cold: bool,
     out: Option<String>,
     idle_exports: Vec<String>,
+    cases: Vec<Case>,
     peers: Vec<Peer>,
     shape: Shape,
 }
@@ -72,6 +73,7 @@ fn options() -> Result<Options> {
         cold: false,
         out: None,
         idle_exports: Vec::new(),
+        cases: cases::ALL.to_vec(),
         peers: Vec::new(),
         shape: Shape {
             big_file: "big.bin".into(),
@@ -98,6 +100,17 @@ fn options() -> Result<Options> {
             "--many" => o.shape.many_dir = value,
             "--idle-exports" => o.idle_exports = value.split(',').map(String::from).collect(),
             "--peer" => o.peers.push(Peer::parse(&value)?),
+            "--cases" => {
+                o.cases = value
+                    .split(',')
+                    .map(|name| {
+                        cases::ALL
+                            .into_iter()
+                            .find(|c| format!("{c:?}").eq_ignore_ascii_case(name))
+                            .with_context(|| format!("no case {name}"))
+                    })
+                    .collect::<Result<_>>()?
+            }
             _ => bail!("unknown option {flag}"),
         }
     }
@@ -206,7 +219,7 @@ async fn main() -> Result<()> {
     let mut rows = Vec::new();
     let mut cpu_rows = Vec::new();
     let mut peaks: Vec<Option<f64>> = vec![None; o.peers.len()];
-    for case in cases::ALL {
+    for &case in &o.cases {
         let mut prepared: Vec<Option<Prepared>> = Vec::new();
         for (i, p) in o.peers.iter().enumerate() {
             match case.prepare(&conns[i], &roots[i], &shape).await {
