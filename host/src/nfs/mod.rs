@@ -8,6 +8,7 @@
 mod convert;
 mod mount;
 mod nfs3;
+mod reply;
 pub(crate) mod wire;
 
 use std::net::SocketAddr;
@@ -15,13 +16,13 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use nfs3_types::rpc::accept_stat_data;
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::gateway::handles::EXPORT_ROOT;
 use crate::gateway::{Caller, FileId, Gateway};
 use crate::plugin::bindings::types::Error;
+use reply::Outgoing;
 
 /// Calls answered concurrently per connection; further records wait to be read.
 const MAX_IN_FLIGHT: usize = 32;
@@ -49,20 +50,20 @@ impl Server {
         Ok(id)
     }
 
-    async fn dispatch(&self, record: &[u8], client: std::net::IpAddr) -> Option<Vec<u8>> {
+    async fn dispatch(&self, record: &[u8], client: std::net::IpAddr) -> Option<Outgoing> {
         let call = match wire::parse_call(record, client) {
             wire::Incoming::Call(call) => call,
-            wire::Incoming::Reject(reply) => return Some(reply),
+            wire::Incoming::Reject(reply) => return Some(reply.into()),
             wire::Incoming::Ignore => return None,
         };
         let args = &record[call.args..];
         let mismatch = |v: u32| accept_stat_data::PROG_MISMATCH { low: v, high: v };
         Some(match (call.prog, call.vers) {
             (nfs3::PROGRAM, nfs3::VERSION) => nfs3::dispatch(self, &call, args).await,
-            (nfs3::PROGRAM, _) => wire::accepted(call.xid, mismatch(nfs3::VERSION)),
-            (mount::PROGRAM, mount::VERSION) => mount::dispatch(self, &call, args).await,
-            (mount::PROGRAM, _) => wire::accepted(call.xid, mismatch(mount::VERSION)),
-            _ => wire::accepted(call.xid, accept_stat_data::PROG_UNAVAIL),
+            (nfs3::PROGRAM, _) => wire::accepted(call.xid, mismatch(nfs3::VERSION)).into(),
+            (mount::PROGRAM, mount::VERSION) => mount::dispatch(self, &call, args).await.into(),
+            (mount::PROGRAM, _) => wire::accepted(call.xid, mismatch(mount::VERSION)).into(),
+            _ => wire::accepted(call.xid, accept_stat_data::PROG_UNAVAIL).into(),
         })
     }
 }
@@ -119,10 +120,10 @@ async fn connection(stream: TcpStream, server: Arc<Server>) -> std::io::Result<(
     stream.set_nodelay(true)?;
     let client = stream.peer_addr()?.ip();
     let (mut reader, mut writer) = stream.into_split();
-    let (replies, mut outbox) = mpsc::channel::<Vec<u8>>(MAX_IN_FLIGHT);
+    let (replies, mut outbox) = mpsc::channel::<Outgoing>(MAX_IN_FLIGHT);
     let send = tokio::spawn(async move {
         while let Some(reply) = outbox.recv().await {
-            writer.write_all(&reply).await?;
+            reply.write_to(&mut writer).await?;
         }
         std::io::Result::Ok(())
     });
@@ -141,7 +142,7 @@ async fn connection(stream: TcpStream, server: Arc<Server>) -> std::io::Result<(
         let (server, replies) = (server.clone(), replies.clone());
         tokio::spawn(async move {
             if let Some(reply) = server.dispatch(&record, client).await {
-                let _ = replies.send(wire::seal(reply)).await;
+                let _ = replies.send(reply.seal()).await;
             }
             drop(permit);
         });
@@ -180,6 +181,7 @@ mod fuzz {
             .build()
             .unwrap();
         rt.block_on(server().dispatch(record, "127.0.0.1".parse().unwrap()))
+            .map(|reply| reply.head)
     }
 
     proptest! {

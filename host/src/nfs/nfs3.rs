@@ -7,6 +7,7 @@ use nfs3_types::rpc::accept_stat_data;
 use nfs3_types::xdr_codec::{List, Opaque, Pack, Void};
 
 use super::convert::{changes, fattr, is_empty, post_op, status, wcc};
+use super::reply::Outgoing;
 use super::wire::{self, Call};
 use super::Server;
 use crate::gateway::{permissions, Caller, FileId};
@@ -29,7 +30,7 @@ const DIR_REPLY_OVERHEAD: usize = 256;
 const DEFAULT_FILE_MODE: u32 = 0o644;
 const DEFAULT_DIR_MODE: u32 = 0o755;
 
-type Reply = Result<Vec<u8>, Garbage>;
+type Reply = Result<Outgoing, Garbage>;
 /// The arguments could not be decoded.
 struct Garbage;
 
@@ -37,7 +38,7 @@ fn decode<T: nfs3_types::xdr_codec::Unpack>(args: &[u8]) -> Result<T, Garbage> {
     wire::args(args).ok_or(Garbage)
 }
 
-pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
+pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Outgoing {
     let handler = Handler {
         server,
         caller: &call.caller,
@@ -45,7 +46,7 @@ pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
         xid: call.xid,
     };
     let reply = match call.proc_ {
-        0 => Ok(wire::success(call.xid, &Void)),
+        0 => Ok(wire::success(call.xid, &Void).into()),
         1 => handler.getattr(args).await,
         2 => handler.setattr(args).await,
         3 => handler.lookup(args).await,
@@ -67,13 +68,14 @@ pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
         19 => handler.fsinfo(args).await,
         20 => handler.pathconf(args).await,
         21 => handler.commit(args).await,
-        _ => return wire::accepted(call.xid, accept_stat_data::PROC_UNAVAIL),
+        _ => return wire::accepted(call.xid, accept_stat_data::PROC_UNAVAIL).into(),
     };
-    let reply =
-        reply.unwrap_or_else(|Garbage| wire::accepted(call.xid, accept_stat_data::GARBAGE_ARGS));
+    let reply = reply
+        .unwrap_or_else(|Garbage| wire::accepted(call.xid, accept_stat_data::GARBAGE_ARGS).into());
     if tracing::enabled!(tracing::Level::DEBUG) {
         // The NFS status follows the 24-byte accepted-reply header (after the record mark).
         let status = reply
+            .head
             .get(28..32)
             .map(|b| u32::from_be_bytes(b.try_into().unwrap()));
         tracing::debug!(
@@ -108,7 +110,7 @@ fn name_of(raw: &[u8]) -> Result<&str, nfsstat3> {
 
 impl Handler<'_> {
     fn reply<T: Pack>(&self, body: &T) -> Reply {
-        Ok(wire::success(self.xid, body))
+        Ok(wire::success(self.xid, body).into())
     }
 
     /// The file id of a handle, for a client the handle's mount allows.
@@ -308,12 +310,15 @@ impl Handler<'_> {
                 .read(self.caller, id, args.offset, count)
                 .await
             {
-                Ok((data, eof)) => Ok(READ3resok {
-                    file_attributes: self.post_op(id).await,
-                    count: data.len() as u32,
-                    eof,
-                    data: Opaque::owned(data),
-                }),
+                Ok((data, eof)) => Ok((
+                    READ3resok {
+                        file_attributes: self.post_op(id).await,
+                        count: data.len() as u32,
+                        eof,
+                        data: Opaque::borrowed(&[]),
+                    },
+                    data,
+                )),
                 Err(e) => Err((
                     status(e),
                     READ3resfail {
@@ -323,7 +328,20 @@ impl Handler<'_> {
             }
         }
         .await;
-        self.reply(&result(r))
+        match r {
+            // The data follows the encoded reply as its tail, uncopied: the reply ends with
+            // the opaque's length, written here, and the data (padded to 4 bytes) comes after.
+            Ok((ok, mut data)) => {
+                let mut reply = self.reply(&READ3res::Ok(ok))?;
+                let len = data.len();
+                let at = reply.head.len() - 4;
+                reply.head[at..].copy_from_slice(&(len as u32).to_be_bytes());
+                data.resize(len.div_ceil(4) * 4, 0);
+                reply.tail = data;
+                Ok(reply)
+            }
+            Err(e) => self.reply(&READ3res::Err(e)),
+        }
     }
 
     async fn write(&self, args: &[u8]) -> Reply {

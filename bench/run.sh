@@ -1,0 +1,158 @@
+#!/usr/bin/env bash
+# The server benchmark (issue #7): nfsgw against a native nfsserve server (bench/src/bin/nfsbase.rs)
+# and NFS-Ganesha 4.3 (FSAL_VFS), all three serving the same directory on loopback, measured by
+# one load client (bench/src/bin/nfsbench) that keeps the same number of calls in flight for each.
+# Prints a table of medians and ratios and writes it into docs/BENCHMARKS.md.
+#   bench/run.sh [RUNS]          (default 5 runs of each case per server)
+# Environment: NFSGW_BENCH_DIR (data and logs, default /var/tmp/nfsgw-bench; the data is made
+# once and kept), NFSGW_BENCH_INFLIGHT (default 16), NFSGW_BENCH_COLD=1 (drop the page cache
+# before each P1 run; needs root), NFSGW_BENCH_BEFORE=/path/to/older/nfsgw (also measure that
+# binary on the same config, as the peer "before": how before/after numbers of an
+# optimisation are taken; the docs are then left alone). Installs nfs-ganesha, nfs-ganesha-vfs and rpcbind if missing.
+# Port 111 must be free or held by rpcbind (Ganesha registers with it; nfsgw's own portmapper
+# is off here).
+set -euo pipefail
+. "$(dirname "$0")/../scripts/common.sh"
+runs=${1:-5}
+base=${NFSGW_BENCH_DIR:-/var/tmp/nfsgw-bench}
+inflight=${NFSGW_BENCH_INFLIGHT:-16}
+nfsgw_port=20690 before_port=20692 base_port=20700 ganesha_port=20600 ganesha_mnt=20601
+
+apt_install nfs-ganesha nfs-ganesha-vfs rpcbind
+cd "$NFSGW_REPO"
+say "building nfsgw and the benchmark (release)"
+cargo build --release -q -p nfsgw
+cargo build --release -q --manifest-path bench/Cargo.toml
+bench_bin=$CARGO_TARGET_DIR/release
+
+# ---- the data, made once: a 1 GiB file, a directory of 10,000 small files, a third directory
+data=$base/data
+mkdir -p "$data/many" "$data/third"
+if [ "$(stat -c %s "$data/big.bin" 2>/dev/null || echo 0)" != 1073741824 ]; then
+  say "writing $data/big.bin (1 GiB)"
+  head -c 1073741824 /dev/urandom > "$data/big.bin"
+fi
+if [ ! -e "$data/many/.done" ]; then
+  say "writing 10,000 files into $data/many"
+  for i in $(seq -w 0 9999); do printf 'file %s\n' "$i" > "$data/many/f$i"; done
+  : > "$data/many/.done"   # a dot file: listed, so the directory holds 10,001 entries
+fi
+echo "a third mount" > "$data/third/readme.txt"
+
+run=$(mktemp -d "$base/run.XXXXXX")
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+trap cleanup EXIT
+
+# wait_for FILE PATTERN PID WHAT: until FILE holds PATTERN, while PID lives (60 s at most).
+wait_for() {
+  local i
+  for i in $(seq 600); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || { echo "$4 exited; its log:" >&2; cat "$1" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "$4 did not start within 60 s; its log:" >&2; cat "$1" >&2; exit 1
+}
+
+# ---- nfsgw: three mounts (P6 idle), its portmapper off (port 111 is rpcbind's, for Ganesha)
+cat > "$run/nfsgw.toml" <<EOF
+[server]
+listen = "127.0.0.1:$nfsgw_port"
+portmap = "off"
+state_dir = "$run/state"
+[[mount]]
+name = "data"
+plugin = "local"
+read_only = true
+[mount.config]
+root = "$data"
+[[mount]]
+name = "many"
+plugin = "local"
+read_only = true
+[mount.config]
+root = "$data/many"
+[[mount]]
+name = "third"
+plugin = "local"
+read_only = true
+[mount.config]
+root = "$data/third"
+EOF
+say "starting nfsgw, nfsbase and NFS-Ganesha"
+"$NFSGW_BIN" --config "$run/nfsgw.toml" > "$run/nfsgw.log" 2>&1 &
+nfsgw_pid=$!; pids+=("$nfsgw_pid")
+wait_for "$run/nfsgw.log" '^nfsgw: serving' "$nfsgw_pid" nfsgw
+
+before=()
+if [ -n "${NFSGW_BENCH_BEFORE:-}" ]; then
+  sed -e "s/:$nfsgw_port\"/:$before_port\"/" -e "s|$run/state|$run/state-before|" "$run/nfsgw.toml" > "$run/before.toml"
+  "$NFSGW_BENCH_BEFORE" --config "$run/before.toml" > "$run/before.log" 2>&1 &
+  before_pid=$!; pids+=("$before_pid")
+  wait_for "$run/before.log" '^nfsgw: serving' "$before_pid" "nfsgw (before)"
+  before=(--peer "before,127.0.0.1:$before_port,$before_port,/data,$before_pid")
+fi
+
+# ---- the native baseline
+"$bench_bin/nfsbase" "$data" "127.0.0.1:$base_port" > "$run/nfsbase.log" 2>&1 &
+base_pid=$!; pids+=("$base_pid")
+wait_for "$run/nfsbase.log" '^nfsbase: serving' "$base_pid" nfsbase
+
+# ---- NFS-Ganesha (it needs rpcbind on port 111)
+if ! rpcinfo -p 127.0.0.1 >/dev/null 2>&1; then
+  rpcbind -f -w &
+  pids+=("$!")
+  sleep 0.5
+fi
+cat > "$run/ganesha.conf" <<EOF
+NFS_CORE_PARAM {
+  Protocols = 3; NFS_Port = $ganesha_port; MNT_Port = $ganesha_mnt; NLM_Port = 20602;
+  Enable_NLM = false; Enable_RQUOTA = false; Bind_addr = 127.0.0.1;
+}
+NFSV4 { Graceless = true; }
+EXPORT {
+  Export_Id = 1; Path = $data; Pseudo = /export;
+  Access_Type = RO; Squash = No_Root_Squash; SecType = sys;
+  Protocols = 3; Transports = TCP;
+  FSAL { Name = VFS; }
+}
+EOF
+ganesha.nfsd -F -f "$run/ganesha.conf" -L "$run/ganesha.log" -p "$run/ganesha.pid" &
+ganesha_pid=$!; pids+=("$ganesha_pid")
+wait_for "$run/ganesha.log" 'NFS SERVER INITIALIZED' "$ganesha_pid" ganesha.nfsd
+
+# ---- the measurement
+say "measuring ($runs runs per case and server, $inflight calls in flight)"
+cold=(); [ "${NFSGW_BENCH_COLD:-0}" = 1 ] && cold=(--cold)
+"$bench_bin/nfsbench" --runs "$runs" --inflight "$inflight" "${cold[@]}" --out "$run/table.md" \
+  --idle-exports /data,/many,/third \
+  --peer "nfsgw,127.0.0.1:$nfsgw_port,$nfsgw_port,/data,$nfsgw_pid" "${before[@]}" \
+  --peer "baseline,127.0.0.1:$base_port,$base_port,/,$base_pid" \
+  --peer "ganesha,127.0.0.1:$ganesha_port,$ganesha_mnt,$data,$ganesha_pid"
+
+if [ ${#before[@]} -gt 0 ]; then
+  say "compared with $NFSGW_BENCH_BEFORE; docs/BENCHMARKS.md left alone (table in $run/table.md)"
+  exit 0
+fi
+
+# ---- docs/BENCHMARKS.md: the generated part sits between the two marker lines
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+{
+  echo "Measured by \`bench/run.sh $runs\` on $(date -u +%Y-%m-%d) ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- host || echo ', host changes uncommitted')),"
+  echo "$(nproc) cores ($cpu), Linux $(uname -r); reads page-cache-warm$( [ ${#cold[@]} -gt 0 ] && echo ' except P1, which dropped the cache before each run')."
+  echo
+  cat "$run/table.md"
+} > "$run/section.md"
+doc=docs/BENCHMARKS.md
+awk -v section="$run/section.md" '
+  /^<!-- bench\/run.sh: begin -->$/ { print; while ((getline line < section) > 0) print line; skip = 1; next }
+  /^<!-- bench\/run.sh: end -->$/ { skip = 0 }
+  !skip { print }
+' "$doc" > "$run/doc.md"
+cp "$run/doc.md" "$doc"
+say "wrote the table into $doc (logs in $run)"
