@@ -50,6 +50,9 @@ pub struct Mount {
     inodes: InodeTable,
     attrs: AttrCache,
     dirs: DirCache,
+    /// How callers' identities are mapped before any check (the config's squash options).
+    pub squash: permissions::Squash,
+    pub metrics: crate::metrics::MountMetrics,
 }
 
 impl Mount {
@@ -79,9 +82,22 @@ impl Mount {
             capabilities: info.capabilities,
             plugin,
             inodes,
-            attrs: AttrCache::new(ttl),
-            dirs: DirCache::new(ttl),
+            attrs: AttrCache::new(ttl, crate::metrics::CacheMetrics::new(name, "attr")),
+            dirs: DirCache::new(ttl, crate::metrics::CacheMetrics::new(name, "dir")),
+            squash: permissions::Squash::NONE,
+            metrics: crate::metrics::MountMetrics::new(name),
         }
+    }
+
+    /// Sets how callers' identities are mapped.
+    pub fn with_squash(mut self, squash: permissions::Squash) -> Mount {
+        self.squash = squash;
+        self
+    }
+
+    /// The plugin's instance pool: (largest size, instances idle now).
+    pub fn pool(&self) -> (usize, usize) {
+        self.plugin.pool()
     }
 
     /// What the plugin declared it can change.
@@ -173,6 +189,11 @@ impl Gateway {
 
     pub fn mounts(&self) -> &[Mount] {
         &self.mounts
+    }
+
+    /// The mount a file id belongs to; `None` for the export root.
+    pub fn mount_of_id(&self, id: FileId) -> Option<&Mount> {
+        split(id).0.checked_sub(1).and_then(|i| self.mounts.get(i))
     }
 
     // ---- handles

@@ -126,5 +126,6 @@ async fn start_mount(
         plugin_rt,
         inodes,
         mc.allowed_clients(),
-    ))
+    )
+    .with_squash(mc.squash()))
 }

@@ -56,14 +56,23 @@ impl Server {
             wire::Incoming::Ignore => return None,
         };
         let args = &record[call.args..];
+        let started = std::time::Instant::now();
         let mismatch = |v: u32| accept_stat_data::PROG_MISMATCH { low: v, high: v };
-        Some(match (call.prog, call.vers) {
+        let reply = match (call.prog, call.vers) {
             (nfs3::PROGRAM, nfs3::VERSION) => nfs3::dispatch(self, &call, args).await,
             (nfs3::PROGRAM, _) => wire::accepted(call.xid, mismatch(nfs3::VERSION)),
             (mount::PROGRAM, mount::VERSION) => mount::dispatch(self, &call, args).await,
             (mount::PROGRAM, _) => wire::accepted(call.xid, mismatch(mount::VERSION)),
             _ => wire::accepted(call.xid, accept_stat_data::PROG_UNAVAIL),
-        })
+        };
+        let (program, names): (_, &[&'static str]) = match call.prog {
+            nfs3::PROGRAM => ("nfs3", &nfs3::PROCEDURES),
+            mount::PROGRAM => ("mount", &mount::PROCEDURES),
+            _ => ("other", &[]),
+        };
+        let procedure = names.get(call.proc_ as usize).copied().unwrap_or("unknown");
+        crate::metrics::rpc(program, procedure, started.elapsed());
+        Some(reply)
     }
 }
 

@@ -15,6 +15,8 @@ pub const PROGRAM: u32 = 100005;
 pub const VERSION: u32 = 3;
 const AUTH_UNIX: u32 = 1;
 const AUTH_NULL: u32 = 0;
+/// Procedure names by number, for metrics.
+pub const PROCEDURES: [&str; 6] = ["NULL", "MNT", "DUMP", "UMNT", "UMNTALL", "EXPORT"];
 
 pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
     let xid = call.xid;

@@ -21,6 +21,7 @@ use super::bindings::types::{Error, MountInfo};
 use super::bindings::{Backend, Plugin, PluginPre, BACKEND_INTERFACE};
 use super::host_fs::Grants;
 use crate::config::Limits;
+use crate::metrics;
 
 /// How often the engine's epoch advances: the granularity of call deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -163,6 +164,8 @@ pub struct MountPlugin {
     config: Vec<(String, String)>,
     idle: Mutex<Vec<Instance>>,
     permits: Arc<Semaphore>,
+    /// The pool's largest size.
+    instances: usize,
     info: MountInfo,
 }
 
@@ -194,6 +197,7 @@ impl MountPlugin {
             sandbox.limits.instances.min(max.max(1) as usize)
         });
         let permits = Arc::new(Semaphore::new(instances));
+        metrics::plugin_instances_set(&mount, instances);
         Ok(Arc::new(MountPlugin {
             mount,
             engine,
@@ -202,12 +206,18 @@ impl MountPlugin {
             config,
             idle: Mutex::new(vec![first]),
             permits,
+            instances,
             info,
         }))
     }
 
     pub fn info(&self) -> &MountInfo {
         &self.info
+    }
+
+    /// (largest number of instances, instances idle now).
+    pub fn pool(&self) -> (usize, usize) {
+        (self.instances, self.idle.lock().unwrap().len())
     }
 
     /// Runs `f` on an instance under the mount's limits. `op` names the call in logs.
@@ -241,13 +251,25 @@ impl MountPlugin {
             outcome
         })
         .await;
+        metrics::plugin_call(&self.mount, op);
         match joined {
-            Ok(Ok(result)) => result,
+            Ok(Ok(result)) => {
+                if let Err(e) = &result {
+                    metrics::plugin_call_error(&self.mount, e.name());
+                }
+                result
+            }
             Ok(Err(trap)) => {
+                let why = match trap.downcast_ref::<wasmtime::Trap>() {
+                    Some(wasmtime::Trap::Interrupt) => metrics::Failure::Timeout,
+                    _ => metrics::Failure::Trap,
+                };
+                metrics::plugin_failure(&self.mount, why);
                 tracing::error!(mount = %self.mount, op, "plugin call failed, instance replaced: {trap:#}");
                 Err(Error::Io)
             }
             Err(join) => {
+                metrics::plugin_failure(&self.mount, metrics::Failure::Panic);
                 tracing::error!(mount = %self.mount, op, "plugin call panicked in the host: {join}");
                 Err(Error::Io)
             }
