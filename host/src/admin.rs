@@ -54,9 +54,9 @@ pub struct MountStatus {
     pub errors: u64,
     /// Plugin calls that trapped, timed out or panicked.
     pub plugin_failures: u64,
-    /// The largest number of plugin instances, and how many are idle now.
-    pub instances: usize,
-    pub instances_idle: usize,
+    /// The largest number of plugin instances, and how many are alive now (idle or busy).
+    pub instances_max: usize,
+    pub instances_live: usize,
 }
 
 /// What the listener reports on.
@@ -80,7 +80,7 @@ impl Instance {
                 .iter()
                 .map(|m| {
                     let (requests, errors) = m.metrics.totals();
-                    let (instances, instances_idle) = m.pool();
+                    let (instances_max, instances_live) = m.pool();
                     MountStatus {
                         name: m.name.clone(),
                         plugin: m.plugin_name.clone(),
@@ -90,8 +90,8 @@ impl Instance {
                         requests,
                         errors,
                         plugin_failures: crate::metrics::plugin_failures(&m.name),
-                        instances,
-                        instances_idle,
+                        instances_max,
+                        instances_live,
                     }
                 })
                 .collect(),
@@ -273,14 +273,10 @@ pub fn render(status: &Status) -> String {
             m.requests,
             m.errors,
             m.plugin_failures,
-            format!(
-                "{}/{}",
-                m.instances - m.instances_idle.min(m.instances),
-                m.instances
-            ),
+            format!("{}/{}", m.instances_live, m.instances_max),
         );
     }
-    out += "\nINSTANCES: busy or not yet made / largest pool size\n";
+    out += "\nFAILURES: plugin calls that trapped or timed out. INSTANCES: alive / largest pool.\n";
     out
 }
 
@@ -304,8 +300,8 @@ mod tests {
                 requests: 42,
                 errors: 3,
                 plugin_failures: 1,
-                instances: 4,
-                instances_idle: 1,
+                instances_max: 4,
+                instances_live: 3,
             }],
         };
         let text = render(&status);

@@ -11,5 +11,6 @@ mod faults;
 mod harness;
 mod libnfs;
 mod local;
+mod ops;
 mod portmap;
 mod posix;

@@ -95,7 +95,7 @@ impl Mount {
         self
     }
 
-    /// The plugin's instance pool: (largest size, instances idle now).
+    /// The plugin's instance pool: (largest size, instances alive now).
     pub fn pool(&self) -> (usize, usize) {
         self.plugin.pool()
     }

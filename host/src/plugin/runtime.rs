@@ -215,9 +215,10 @@ impl MountPlugin {
         &self.info
     }
 
-    /// (largest number of instances, instances idle now).
+    /// (largest number of instances, instances alive now: idle or in a call).
     pub fn pool(&self) -> (usize, usize) {
-        (self.instances, self.idle.lock().unwrap().len())
+        let busy = self.instances - self.permits.available_permits().min(self.instances);
+        (self.instances, self.idle.lock().unwrap().len() + busy)
     }
 
     /// Runs `f` on an instance under the mount's limits. `op` names the call in logs.
