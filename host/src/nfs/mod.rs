@@ -5,6 +5,7 @@
 //! `wire` owns the RPC framing, `nfs3` and `mount` the two programs, `convert` the mapping of
 //! types. XDR encoding of arguments and results is `nfs3_types`'.
 
+mod bounds;
 mod convert;
 mod mount;
 mod nfs3;
@@ -158,6 +159,21 @@ async fn connection(stream: TcpStream, server: Arc<Server>) -> std::io::Result<(
     drop(replies);
     send.await.ok();
     result
+}
+
+/// The RPC entry point for the fuzz targets: one record, as read from a connection, answered
+/// by a server with no mounts (the export root only), as `dispatch` answers it.
+#[doc(hidden)]
+pub fn answer_for_fuzzing(record: &[u8]) -> Option<Vec<u8>> {
+    thread_local! {
+        static SERVER: (tokio::runtime::Runtime, Server) = (
+            tokio::runtime::Builder::new_current_thread().build().expect("a runtime"),
+            Server { gateway: Arc::new(Gateway::new(Vec::new())), write_verifier: [7; 8] },
+        );
+    }
+    SERVER.with(|(rt, server)| {
+        rt.block_on(server.dispatch(record, std::net::Ipv4Addr::LOCALHOST.into()))
+    })
 }
 
 /// Hostile input at the RPC entry point: any record, and well-formed calls of every program

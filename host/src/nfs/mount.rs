@@ -22,6 +22,9 @@ pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
     let xid = call.xid;
     match call.proc_ {
         0 => wire::success(xid, &Void),
+        1 if !super::bounds::mount(call.proc_, args) => {
+            wire::accepted(xid, accept_stat_data::GARBAGE_ARGS)
+        }
         1 => match wire::args::<dirpath<'static>>(args) {
             Some(path) => wire::success(xid, &mnt(server, call.client, &path.0).await),
             None => wire::accepted(xid, accept_stat_data::GARBAGE_ARGS),

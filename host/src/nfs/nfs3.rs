@@ -92,6 +92,8 @@ pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
         mount,
     };
     let reply = match call.proc_ {
+        // Lengths that overrun the record are refused before the decoder allocates them.
+        _ if !super::bounds::nfs3(call.proc_, args) => Err(Garbage),
         0 => Ok(wire::success(call.xid, &Void)),
         1 => handler.getattr(args).await,
         2 => handler.setattr(args).await,
