@@ -174,7 +174,7 @@ fn header(port: u16) -> String {
 
 fn mount_text(name: &str, plugin: &str, root: &Path) -> String {
     format!(
-        "[[mount]]\nname = \"{name}\"\nplugin = {}\nroot_squash = false\n[mount.config]\nroot = {}\n",
+        "[[mount]]\nname = \"{name}\"\nplugin = {}\n[mount.config]\nroot = {}\n",
         toml_str(plugin),
         toml_str(root.to_str().unwrap())
     )
