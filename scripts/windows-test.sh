@@ -106,6 +106,8 @@ state_dir = 'C:\\nfsgw\\state'
 [[mount]]
 name = "data"
 plugin = "local"
+# libnfs runs as root here.
+root_squash = false
 [mount.config]
 root = 'C:\\nfsgw-data'
 attr_ttl_ms = "0"

@@ -14,6 +14,9 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::gateway::permissions::Squash;
+use crate::nfs::wire::NOBODY;
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
@@ -34,6 +37,26 @@ pub struct ServerConfig {
     /// Where the portmapper answers (TCP and UDP), or `None` for `"off"`.
     #[serde(default = "default_portmap", deserialize_with = "portmap_setting")]
     pub portmap: Option<SocketAddr>,
+    /// Where the admin HTTP listener serves `/metrics` and `/status`, or `None` (the default,
+    /// or `"off"`).
+    #[serde(default, deserialize_with = "admin_setting")]
+    pub admin: Option<SocketAddr>,
+}
+
+/// The admin listener's address in examples and `nfsgw status`'s default.
+pub const DEFAULT_ADMIN: &str = "127.0.0.1:9464";
+
+/// `admin = "ip:port"` or `admin = "off"`.
+fn admin_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+    let text = String::deserialize(d)?;
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse().map(Some).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "expected \"ip:port\" (e.g. {DEFAULT_ADMIN:?}) or \"off\", got {text:?}"
+        ))
+    })
 }
 
 /// The portmapper's default address: the port every NFS client asks.
@@ -84,6 +107,20 @@ pub struct MountConfig {
     /// staged data is uploaded.
     #[serde(default = "default_flush_after_ms")]
     pub flush_after_ms: u64,
+    /// AUTH_UNIX uid 0 and gid 0 become `anon_uid`/`anon_gid` (as exports(5)'s `root_squash`).
+    #[serde(default = "yes")]
+    pub root_squash: bool,
+    /// Every caller becomes `anon_uid`/`anon_gid`, without supplementary groups.
+    #[serde(default)]
+    pub all_squash: bool,
+    #[serde(default)]
+    pub anon_uid: Option<Spanned<i64>>,
+    #[serde(default)]
+    pub anon_gid: Option<Spanned<i64>>,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_flush_after_ms() -> u64 {
@@ -253,6 +290,18 @@ impl Config {
                     );
                 }
             }
+            for (key, id) in [("anon_uid", &mount.anon_uid), ("anon_gid", &mount.anon_gid)] {
+                if let Some(id) = id {
+                    if u32::try_from(*id.get_ref()).is_err() {
+                        bail!(
+                            "{}: key `{key}` of mount {name:?}: {} is not a uid/gid (0 to {})",
+                            src.at(id),
+                            id.get_ref(),
+                            u32::MAX
+                        );
+                    }
+                }
+            }
             let limits = &mount.limits;
             if limits.instances == 0 || limits.call_timeout_ms == 0 || limits.memory_mb == 0 {
                 bail!(
@@ -317,6 +366,21 @@ impl MountConfig {
 
     pub fn name(&self) -> &str {
         self.name.get_ref()
+    }
+
+    /// How this mount maps callers' identities (validated: ids fit in a u32).
+    pub fn squash(&self) -> Squash {
+        let id = |v: &Option<Spanned<i64>>| {
+            v.as_ref()
+                .and_then(|v| u32::try_from(*v.get_ref()).ok())
+                .unwrap_or(NOBODY)
+        };
+        Squash {
+            root: self.root_squash,
+            all: self.all_squash,
+            anon_uid: id(&self.anon_uid),
+            anon_gid: id(&self.anon_gid),
+        }
     }
 
     /// The `[mount.config]` table as the plugin receives it.
@@ -621,6 +685,55 @@ instances = 2
             substitute_env("a = 1\nb = \"${NOPE}\"\n", "m.toml", env).unwrap_err()
         );
         assert!(err.contains("m.toml:2") && err.contains("${NOPE}"), "{err}");
+    }
+
+    #[test]
+    fn admin_is_off_unless_given() {
+        assert_eq!(parse(GOOD).unwrap().server.admin, None);
+        let listen = "listen = \"127.0.0.1:20490\"";
+        let with = |value: &str| GOOD.replace(listen, &format!("{listen}\nadmin = {value}"));
+        assert_eq!(
+            parse(&with("\"127.0.0.1:9464\"")).unwrap().server.admin,
+            Some("127.0.0.1:9464".parse().unwrap())
+        );
+        assert_eq!(parse(&with("\"off\"")).unwrap().server.admin, None);
+        let err = format!("{:#}", parse(&with("\"localhost:9464\"")).unwrap_err());
+        assert!(err.contains("line 4") && err.contains("admin"), "{err}");
+    }
+
+    #[test]
+    fn root_is_squashed_by_default_and_squash_options_are_checked() {
+        let config = parse(GOOD).unwrap();
+        let squash = config.mounts[0].squash();
+        assert!(squash.root && !squash.all);
+        assert_eq!((squash.anon_uid, squash.anon_gid), (NOBODY, NOBODY));
+        let text = GOOD.replace(
+            "read_only = true",
+            "read_only = true\nroot_squash = false\nall_squash = true\nanon_uid = 1500\nanon_gid = 1600",
+        );
+        let squash = parse(&text).unwrap().mounts[1].squash();
+        assert!(!squash.root && squash.all);
+        assert_eq!((squash.anon_uid, squash.anon_gid), (1500, 1600));
+        for (key, bad) in [("anon_uid", "-1"), ("anon_gid", "4294967296")] {
+            let text = GOOD.replace(
+                "read_only = true",
+                &format!("read_only = true\n{key} = {bad}"),
+            );
+            let err = format!("{:#}", parse(&text).unwrap_err());
+            assert!(
+                err.contains(&format!("mounts.toml:16: key `{key}` of mount \"models\"")),
+                "{err}"
+            );
+        }
+        let text = GOOD.replace(
+            "read_only = true",
+            "read_only = true\nroot_squash = \"yes\"",
+        );
+        let err = format!("{:#}", parse(&text).unwrap_err());
+        assert!(
+            err.contains("line 16") && err.contains("root_squash"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -4,14 +4,7 @@
 //! This file is the command line: it parses arguments, sets up logging, and wires the config,
 //! the plugin runtime, the gateway core, the NFS front and the portmapper together.
 
-mod config;
-mod conformance;
-mod demo;
-mod gateway;
-mod mount_cmd;
-mod nfs;
-mod plugin;
-mod portmap;
+use nfsgw::{admin, config, conformance, demo, gateway, mount_cmd, nfs, plugin, portmap};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -69,6 +62,15 @@ enum Command {
         /// Print the command, do not run it.
         #[arg(long)]
         dry_run: bool,
+    },
+    /// Ask a running nfsgw how it is doing, through its admin listener (`server.admin`).
+    Status {
+        /// Take the admin listener's address from this config's `server.admin`.
+        #[arg(long, short, conflicts_with = "admin")]
+        config: Option<PathBuf>,
+        /// The admin listener's HOST:PORT [default: 127.0.0.1:9464].
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
     },
     /// Unmount an nfsgw mount: prints the unmount command, then runs it.
     Umount {
@@ -179,6 +181,23 @@ async fn run(cli: Cli) -> Result<()> {
             };
             run.mount(&target, &name, &mountpoint)
         }
+        Some(Command::Status { config, admin }) => {
+            let addr = match (admin, config) {
+                (Some(addr), _) => addr,
+                (None, Some(path)) => {
+                    let file = path.display().to_string();
+                    Config::parse(&read(&path)?, &file)?
+                        .server
+                        .admin
+                        .with_context(|| {
+                            format!("{file} has no admin listener: set `admin = \"{}\"` in its [server] table", config::DEFAULT_ADMIN)
+                        })?
+                }
+                (None, None) => config::DEFAULT_ADMIN.parse().expect("a valid address"),
+            };
+            print!("{}", admin::render(&admin::fetch_status(addr).await?));
+            Ok(())
+        }
         Some(Command::Umount {
             mountpoint,
             dry_run,
@@ -267,6 +286,23 @@ async fn serve(text: &str, file: &str, portmap_required: bool) -> Result<()> {
         },
         None => None,
     };
+    let admin = match config.server.admin {
+        Some(at) => {
+            let instance = admin::Instance {
+                gateway: gateway.clone(),
+                listen: addr,
+                portmap: portmapper.as_ref().map(|p| p.local_addr()),
+                started: std::time::Instant::now(),
+            };
+            let admin = admin::Admin::bind(at, instance).await?;
+            println!(
+                "nfsgw: admin listener on http://{} (/metrics, /status)",
+                admin.local_addr()
+            );
+            Some(admin)
+        }
+        None => None,
+    };
     let on_111 = portmapper.as_ref().map(|p| p.local_addr().port()) == Some(111);
     println!("nfsgw: serving NFSv3 + MOUNT on {addr}");
     for m in gateway.mounts() {
@@ -292,10 +328,17 @@ async fn serve(text: &str, file: &str, portmap_required: bool) -> Result<()> {
             None => std::future::pending().await,
         }
     };
+    let admin = async {
+        match admin {
+            Some(admin) => admin.serve().await,
+            None => std::future::pending().await,
+        }
+    };
     let flusher = tokio::spawn(gateway.clone().run_flusher());
     let outcome = tokio::select! {
         result = server.serve() => result,
         result = portmapper => result,
+        result = admin => result,
         signal = shutdown_signal() => {
             tracing::info!("{signal}; shutting down");
             Ok(())

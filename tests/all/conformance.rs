@@ -99,8 +99,9 @@ fn the_javascript_example_passes_every_check() {
 async fn an_in_memory_plugin_keeps_one_tree_under_concurrent_clients() {
     let wasm = crate::harness::example_wasm("python-memfs");
     let server = crate::harness::Server::start(&format!(
-        "[[mount]]\nname = \"mem\"\nplugin = {:?}\n[mount.limits]\ninstances = 4\n",
-        wasm.to_str().unwrap()
+        "[[mount]]\nname = \"mem\"\nplugin = {:?}\n{}[mount.limits]\ninstances = 4\n",
+        wasm.to_str().unwrap(),
+        crate::harness::NO_ROOT_SQUASH
     ));
     let mut writers = Vec::new();
     for w in 0..4 {

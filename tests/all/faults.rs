@@ -32,9 +32,10 @@ impl Faulty {
         std::fs::write(&wasm, faulty_wasm()).unwrap();
         let data_dir = tempdir("nfsgw-faulty-data-");
         let server = Server::start(&format!(
-            "[[mount]]\nname = \"faulty\"\nplugin = {}\n[mount.limits]\ncall_timeout_ms = 500\n\
+            "[[mount]]\nname = \"faulty\"\nplugin = {}\n{}[mount.limits]\ncall_timeout_ms = 500\n\
              memory_mb = 32\ninstances = 2\n\n{}",
             toml_str(wasm.to_str().unwrap()),
+            crate::harness::NO_ROOT_SQUASH,
             local_mount("data", data_dir.path(), false, "")
         ));
         let faulty = server.mount("/faulty").await;
@@ -291,8 +292,9 @@ async fn a_plugin_reaches_no_network_and_no_host_file_it_was_not_granted() {
     let wasm = plugin_dir.path().join("faulty.wasm");
     std::fs::write(&wasm, faulty_wasm()).unwrap();
     let server = Server::start(&format!(
-        "[[mount]]\nname = \"faulty\"\nplugin = {}\n[mount.config]\nprobe_port = \"{port}\"\n",
+        "[[mount]]\nname = \"faulty\"\nplugin = {}\n{}[mount.config]\nprobe_port = \"{port}\"\n",
         toml_str(wasm.to_str().unwrap()),
+        crate::harness::NO_ROOT_SQUASH,
     ));
     let mut nfs = server.mount("/faulty").await;
     let root = nfs.root.clone();

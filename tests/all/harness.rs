@@ -75,7 +75,7 @@ fn target_dir() -> PathBuf {
 
 /// The repository the tests run in. Read at run time (cargo sets it for test runs), so a test
 /// binary reused from the shared target dir by a clone elsewhere still finds its own tree.
-fn repo_root() -> PathBuf {
+pub fn repo_root() -> PathBuf {
     let manifest = std::env::var_os("CARGO_MANIFEST_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
@@ -101,15 +101,20 @@ pub fn toml_str(s: impl AsRef<str>) -> String {
 }
 
 /// A `[[mount]]` table serving `root` with the bundled `local` plugin; `extra_config` lines go
-/// into `[mount.config]` (e.g. `attr_ttl_ms = 200`).
+/// into `[mount.config]` (e.g. `attr_ttl_ms = 200`). Root is not squashed
+/// ([`NO_ROOT_SQUASH`]).
 pub fn local_mount(name: &str, root: &Path, read_only: bool, extra_config: &str) -> String {
     format!(
-        "[[mount]]\nname = {}\nplugin = \"local\"\nread_only = {read_only}\n[mount.config]\n\
-         root = {}\n{extra_config}\n",
+        "[[mount]]\nname = {}\nplugin = \"local\"\nread_only = {read_only}\n{NO_ROOT_SQUASH}\
+         [mount.config]\nroot = {}\n{extra_config}\n",
         toml_str(name),
         toml_str(root.to_str().expect("UTF-8 temp path")),
     )
 }
+
+/// The mount key that keeps root's powers: the tests' clients mount as root (AUTH_UNIX uid 0),
+/// as a root-run kernel client does, while mounts squash root by default.
+pub const NO_ROOT_SQUASH: &str = "root_squash = false\n";
 
 /// A free TCP port on 127.0.0.1 (free when this returns; nobody is expected to take it).
 pub fn free_port() -> u16 {

@@ -11,6 +11,7 @@ mod faults;
 mod harness;
 mod libnfs;
 mod local;
+mod ops;
 mod portmap;
 mod posix;
 mod s3;

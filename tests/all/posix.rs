@@ -246,14 +246,13 @@ async fn a_user_plugin_gets_exactly_its_granted_directories() {
     std::fs::write(&wasm, crate::harness::local_wasm()).unwrap();
     let (writable, frozen) = (tempdir("nfsgw-posix-rw-"), tempdir("nfsgw-posix-ro-"));
     std::fs::write(frozen.path().join("kept"), b"kept").unwrap();
-    let mount =
-        |name: &str, guest: &str, read_only: bool| {
-            format!(
-            "[[mount]]\nname = \"{name}\"\nplugin = {wasm:?}\n[mount.config]\nroot = \"{guest}\"\n\
+    let mount = |name: &str, guest: &str, read_only: bool| {
+        format!(
+            "[[mount]]\nname = \"{name}\"\nplugin = {wasm:?}\nroot_squash = false\n[mount.config]\nroot = \"{guest}\"\n\
              [[mount.dirs]]\nhost = {:?}\nguest = \"{guest}\"\nread_only = {read_only}\n\n",
             if read_only { frozen.path() } else { writable.path() },
         )
-        };
+    };
     let server = Server::start(&(mount("rw", "/grant", false) + &mount("ro", "/frozen", true)));
     let mut rw = server.mount("/rw").await;
     let top = rw.root.clone();

@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use crate::harness::{
     local_mount, nfs_time, nfsgw_binary, random_bytes, spawn, tempdir, Client, Server,
 };
+use crate::ops::{http_get, sample, with_admin};
 use crate::s3_server::{MotoServer, S3Server, KEY_ID_ENV, SECRET_ENV};
 
 const MIB: usize = 1 << 20;
@@ -280,8 +281,10 @@ async fn a_write_after_a_read_is_never_stale() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn uploads_that_fail_while_the_server_is_down_arrive_once_it_is_back() {
-    let (mut s3, server, mut nfs) =
-        serve_bucket("flush_after_ms = 200", "attr_ttl_ms = 600000").await;
+    let mut s3 = S3Server::start();
+    let (server, admin) =
+        with_admin(&s3.mount("bucket", "flush_after_ms = 200", "attr_ttl_ms = 600000"));
+    let mut nfs = server.mount("/bucket").await;
     let root = nfs.root.clone();
     let fh = nfs.create(&root, "late.txt", 0o644).await.unwrap();
     s3.stop();
@@ -298,6 +301,16 @@ async fn uploads_that_fail_while_the_server_is_down_arrive_once_it_is_back() {
         || async { server.stderr().contains("upload failed").then_some(()) },
     )
     .await;
+    let (_, metrics) = http_get(admin, "/metrics");
+    assert!(
+        sample(&metrics, "nfsgw_upload_failures_total{mount=\"bucket\"}") >= 1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "nfsgw_flush_queue_depth{mount=\"bucket\"}"),
+        1.0,
+        "{metrics}"
+    );
     s3.resume();
     let uploaded = eventually("the retried upload", Duration::from_secs(90), || async {
         object(&s3, "late.txt").await.filter(|d| !d.is_empty())

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use tempfile::TempDir;
 
-use crate::harness::{free_port, listening, toml_str};
+use crate::harness::{free_port, listening, toml_str, NO_ROOT_SQUASH};
 
 /// The credentials s3s-fs accepts; nfsgw reads them from these environment variables, which
 /// the harness sets for every nfsgw it starts.
@@ -109,7 +109,7 @@ impl S3Server {
     /// (mount keys such as `flush_after_ms = 200`), `config` into `[mount.config]`.
     pub fn mount(&self, name: &str, extra: &str, config: &str) -> String {
         format!(
-            "[[mount]]\nname = {}\nplugin = \"s3\"\n{extra}\n[mount.config]\n{config}\n{}",
+            "[[mount]]\nname = {}\nplugin = \"s3\"\n{NO_ROOT_SQUASH}{extra}\n[mount.config]\n{config}\n{}",
             toml_str(name),
             self.grant("")
         )

@@ -57,6 +57,8 @@ state_dir = "$T/state"
 [[mount]]
 name = "data"
 plugin = "local"
+# pjdfstest and the workloads run as root in the guest and need root's powers.
+root_squash = false
 [mount.config]
 root = "$S"
 EOF

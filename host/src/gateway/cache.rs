@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::metrics::CacheMetrics;
 use crate::plugin::bindings::types::Attrs;
 
 /// How long cached data stays valid.
@@ -32,21 +33,27 @@ impl Ttl {
 pub struct AttrCache {
     ttl: Ttl,
     entries: Mutex<HashMap<u64, (Attrs, Instant)>>,
+    metrics: CacheMetrics,
 }
 
 impl AttrCache {
-    pub fn new(ttl: Ttl) -> AttrCache {
+    pub fn new(ttl: Ttl, metrics: CacheMetrics) -> AttrCache {
         AttrCache {
             ttl,
             entries: Mutex::default(),
+            metrics,
         }
     }
 
-    /// Attributes still within the TTL.
+    /// Attributes still within the TTL (a hit or a miss in the metrics).
     pub fn fresh(&self, ino: u64) -> Option<Attrs> {
         let entries = self.entries.lock().unwrap();
-        let (attrs, at) = entries.get(&ino)?;
-        self.ttl.fresh(*at).then(|| attrs.clone())
+        let found = entries
+            .get(&ino)
+            .filter(|(_, at)| self.ttl.fresh(*at))
+            .map(|(attrs, _)| attrs.clone());
+        self.metrics.record(found.is_some());
+        found
     }
 
     /// The last known attributes, however old.
@@ -106,21 +113,28 @@ impl Listing {
 pub struct DirCache {
     ttl: Ttl,
     listings: Mutex<HashMap<u64, (Arc<Listing>, bool)>>,
+    metrics: CacheMetrics,
 }
 
 impl DirCache {
-    pub fn new(ttl: Ttl) -> DirCache {
+    pub fn new(ttl: Ttl, metrics: CacheMetrics) -> DirCache {
         DirCache {
             ttl,
             listings: Mutex::default(),
+            metrics,
         }
     }
 
-    /// A listing to start a new enumeration from: valid and within the TTL.
+    /// A listing to start a new enumeration from: valid and within the TTL (a hit or a miss
+    /// in the metrics).
     pub fn fresh(&self, ino: u64) -> Option<Arc<Listing>> {
         let listings = self.listings.lock().unwrap();
-        let (listing, valid) = listings.get(&ino)?;
-        (*valid && self.ttl.fresh(listing.fetched)).then(|| listing.clone())
+        let found = listings
+            .get(&ino)
+            .filter(|(listing, valid)| *valid && self.ttl.fresh(listing.fetched))
+            .map(|(listing, _)| listing.clone());
+        self.metrics.record(found.is_some());
+        found
     }
 
     /// The listing a started enumeration continues in, stale or not.

@@ -55,6 +55,9 @@ pub struct Mount {
     dirs: DirCache,
     /// Staged copies of files being written, for plugins that take whole files at `commit`.
     staging: Option<Staging>,
+    /// How callers' identities are mapped before any check (the config's squash options).
+    pub squash: permissions::Squash,
+    pub metrics: crate::metrics::MountMetrics,
 }
 
 impl Mount {
@@ -85,8 +88,10 @@ impl Mount {
             capabilities: info.capabilities,
             plugin,
             inodes,
-            attrs: AttrCache::new(ttl),
-            dirs: DirCache::new(ttl),
+            attrs: AttrCache::new(ttl, crate::metrics::CacheMetrics::new(name, "attr")),
+            dirs: DirCache::new(ttl, crate::metrics::CacheMetrics::new(name, "dir")),
+            squash: permissions::Squash::NONE,
+            metrics: crate::metrics::MountMetrics::new(name),
             staging,
         }
     }
@@ -101,6 +106,17 @@ impl Mount {
             Some(staged) if attrs.kind == FileKind::Regular => staged.overlay(attrs),
             _ => attrs,
         }
+    }
+
+    /// Sets how callers' identities are mapped.
+    pub fn with_squash(mut self, squash: permissions::Squash) -> Mount {
+        self.squash = squash;
+        self
+    }
+
+    /// The plugin's instance pool: (largest size, instances alive now).
+    pub fn pool(&self) -> (usize, usize) {
+        self.plugin.pool()
     }
 
     /// What the plugin declared it can change.
@@ -215,6 +231,11 @@ impl Gateway {
 
     pub fn mounts(&self) -> &[Mount] {
         &self.mounts
+    }
+
+    /// The mount a file id belongs to; `None` for the export root.
+    pub fn mount_of_id(&self, id: FileId) -> Option<&Mount> {
+        split(id).0.checked_sub(1).and_then(|i| self.mounts.get(i))
     }
 
     // ---- handles
@@ -738,6 +759,7 @@ impl Gateway {
             }
             Err(e) => {
                 let failures = staging.failed(&staged);
+                crate::metrics::upload_failed(&mount.name);
                 tracing::warn!(mount = %mount.name, path = %path, size, failures, error = ?e, "upload failed; the data stays staged and is tried again");
                 Err(e)
             }
@@ -754,6 +776,7 @@ impl Gateway {
                 let Some(staging) = &self.mounts[index].staging else {
                     continue;
                 };
+                crate::metrics::flush_queue_set(&self.mounts[index].name, staging.pending().0);
                 for staged in staging.due() {
                     let this = self.clone();
                     tokio::spawn(async move {

@@ -170,5 +170,6 @@ async fn start_mount(
         inodes,
         mc.allowed_clients(),
         staging,
-    ))
+    )
+    .with_squash(mc.squash()))
 }

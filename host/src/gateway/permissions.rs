@@ -5,6 +5,9 @@
 //! no caller. The rules are Linux's: write and search permission on a directory to change its
 //! entries, the sticky bit limiting removal to owners, only the owner (or root) changing mode
 //! and times, only root giving a file away.
+//!
+//! Before any check, a mount's squash options (`Squash`) map the caller's identity, as Linux's
+//! exports(5) `root_squash`, `all_squash`, `anonuid` and `anongid` do.
 
 use super::Caller;
 use crate::plugin::bindings::types::{Attrs, Error, FileKind, SetAttrs, SetTime};
@@ -12,6 +15,47 @@ use crate::plugin::bindings::types::{Attrs, Error, FileKind, SetAttrs, SetTime};
 const READ: u32 = 4;
 const WRITE: u32 = 2;
 const SEARCH: u32 = 1;
+
+/// How a mount maps AUTH_UNIX identities before any check or ownership decision.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Squash {
+    /// uid 0 becomes `anon_uid`, and gid 0 (primary or supplementary) `anon_gid`.
+    pub root: bool,
+    /// Every uid becomes `anon_uid` and the gid `anon_gid`, with no supplementary groups.
+    pub all: bool,
+    pub anon_uid: u32,
+    pub anon_gid: u32,
+}
+
+impl Squash {
+    /// No mapping: callers are who they say they are.
+    pub const NONE: Squash = Squash {
+        root: false,
+        all: false,
+        anon_uid: 65534,
+        anon_gid: 65534,
+    };
+
+    /// The identity the checks and new files use for this caller.
+    pub fn apply(&self, c: &Caller) -> Caller {
+        if self.all {
+            return Caller {
+                uid: self.anon_uid,
+                gid: self.anon_gid,
+                gids: Vec::new(),
+            };
+        }
+        if !self.root {
+            return c.clone();
+        }
+        let gid = |g: u32| if g == 0 { self.anon_gid } else { g };
+        Caller {
+            uid: if c.uid == 0 { self.anon_uid } else { c.uid },
+            gid: gid(c.gid),
+            gids: c.gids.iter().map(|&g| gid(g)).collect(),
+        }
+    }
+}
 
 fn is_root(c: &Caller) -> bool {
     c.uid == 0
@@ -172,6 +216,46 @@ mod tests {
         gid: 0,
         gids: vec![],
     };
+
+    #[test]
+    fn squash_maps_root_or_everyone_to_the_anonymous_ids() {
+        let root_squash = Squash {
+            root: true,
+            all: false,
+            anon_uid: 900,
+            anon_gid: 901,
+        };
+        let root = Caller {
+            uid: 0,
+            gid: 0,
+            gids: vec![0, 5],
+        };
+        let squashed = root_squash.apply(&root);
+        assert_eq!(
+            (squashed.uid, squashed.gid, squashed.gids),
+            (900, 901, vec![901, 5])
+        );
+        let user = Caller {
+            uid: 1000,
+            gid: 100,
+            gids: vec![7],
+        };
+        let kept = root_squash.apply(&user);
+        assert_eq!((kept.uid, kept.gid, kept.gids), (1000, 100, vec![7]));
+        let all = Squash {
+            all: true,
+            ..root_squash
+        };
+        let squashed = all.apply(&user);
+        assert_eq!((squashed.uid, squashed.gid), (900, 901));
+        assert!(squashed.gids.is_empty());
+        let same = Squash::NONE.apply(&root);
+        assert_eq!((same.uid, same.gid), (0, 0));
+        // A squashed root is an ordinary user to the checks.
+        let secret = Attrs::for_test(FileKind::Regular, 0o600, 1000, 1000);
+        assert_eq!(read(&root_squash.apply(&root), &secret), Err(Error::Access));
+        assert_eq!(read(&root, &secret), Ok(()));
+    }
 
     #[test]
     fn directory_changes_need_write_and_search() {

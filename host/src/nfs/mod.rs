@@ -5,6 +5,7 @@
 //! `wire` owns the RPC framing, `nfs3` and `mount` the two programs, `convert` the mapping of
 //! types. XDR encoding of arguments and results is `nfs3_types`'.
 
+mod bounds;
 mod convert;
 mod mount;
 mod nfs3;
@@ -57,14 +58,23 @@ impl Server {
             wire::Incoming::Ignore => return None,
         };
         let args = &record[call.args..];
+        let started = std::time::Instant::now();
         let mismatch = |v: u32| accept_stat_data::PROG_MISMATCH { low: v, high: v };
-        Some(match (call.prog, call.vers) {
+        let reply = match (call.prog, call.vers) {
             (nfs3::PROGRAM, nfs3::VERSION) => nfs3::dispatch(self, &call, args).await,
             (nfs3::PROGRAM, _) => wire::accepted(call.xid, mismatch(nfs3::VERSION)).into(),
             (mount::PROGRAM, mount::VERSION) => mount::dispatch(self, &call, args).await.into(),
             (mount::PROGRAM, _) => wire::accepted(call.xid, mismatch(mount::VERSION)).into(),
             _ => wire::accepted(call.xid, accept_stat_data::PROG_UNAVAIL).into(),
-        })
+        };
+        let (program, names): (_, &[&'static str]) = match call.prog {
+            nfs3::PROGRAM => ("nfs3", &nfs3::PROCEDURES),
+            mount::PROGRAM => ("mount", &mount::PROCEDURES),
+            _ => ("other", &[]),
+        };
+        let procedure = names.get(call.proc_ as usize).copied().unwrap_or("unknown");
+        crate::metrics::rpc(program, procedure, started.elapsed());
+        Some(reply)
     }
 }
 
@@ -150,6 +160,23 @@ async fn connection(stream: TcpStream, server: Arc<Server>) -> std::io::Result<(
     drop(replies);
     send.await.ok();
     result
+}
+
+/// The RPC entry point for the fuzz targets: one record, as read from a connection, answered
+/// by a server with no mounts (the export root only), as `dispatch` answers it.
+#[doc(hidden)]
+pub fn answer_for_fuzzing(record: &[u8]) -> Option<Vec<u8>> {
+    thread_local! {
+        static SERVER: (tokio::runtime::Runtime, Server) = (
+            tokio::runtime::Builder::new_current_thread().build().expect("a runtime"),
+            Server { gateway: Arc::new(Gateway::new(Vec::new())), write_verifier: [7; 8] },
+        );
+    }
+    SERVER
+        .with(|(rt, server)| {
+            rt.block_on(server.dispatch(record, std::net::Ipv4Addr::LOCALHOST.into()))
+        })
+        .map(|reply| [reply.head, reply.tail].concat())
 }
 
 /// Hostile input at the RPC entry point: any record, and well-formed calls of every program

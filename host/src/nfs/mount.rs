@@ -15,11 +15,16 @@ pub const PROGRAM: u32 = 100005;
 pub const VERSION: u32 = 3;
 const AUTH_UNIX: u32 = 1;
 const AUTH_NULL: u32 = 0;
+/// Procedure names by number, for metrics.
+pub const PROCEDURES: [&str; 6] = ["NULL", "MNT", "DUMP", "UMNT", "UMNTALL", "EXPORT"];
 
 pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
     let xid = call.xid;
     match call.proc_ {
         0 => wire::success(xid, &Void),
+        1 if !super::bounds::mount(call.proc_, args) => {
+            wire::accepted(xid, accept_stat_data::GARBAGE_ARGS)
+        }
         1 => match wire::args::<dirpath<'static>>(args) {
             Some(path) => wire::success(xid, &mnt(server, call.client, &path.0).await),
             None => wire::accepted(xid, accept_stat_data::GARBAGE_ARGS),

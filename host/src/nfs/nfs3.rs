@@ -10,13 +10,38 @@ use super::convert::{changes, fattr, is_empty, post_op, status, wcc};
 use super::reply::Outgoing;
 use super::wire::{self, Call};
 use super::Server;
-use crate::gateway::{permissions, Caller, FileId};
+use crate::gateway::{permissions, Caller, FileId, Mount};
 use crate::plugin::bindings::types::{
     Attrs, Device, Error, FileKind, SetAttrs, SetTime, Timestamp,
 };
 
 pub const PROGRAM: u32 = 100003;
 pub const VERSION: u32 = 3;
+/// Procedure names by number, for metrics.
+pub const PROCEDURES: [&str; 22] = [
+    "NULL",
+    "GETATTR",
+    "SETATTR",
+    "LOOKUP",
+    "ACCESS",
+    "READLINK",
+    "READ",
+    "WRITE",
+    "CREATE",
+    "MKDIR",
+    "SYMLINK",
+    "MKNOD",
+    "REMOVE",
+    "RMDIR",
+    "RENAME",
+    "LINK",
+    "READDIR",
+    "READDIRPLUS",
+    "FSSTAT",
+    "FSINFO",
+    "PATHCONF",
+    "COMMIT",
+];
 
 /// Preferred and largest READ/WRITE size: 1 MiB.
 const TRANSFER_SIZE: u32 = 1 << 20;
@@ -38,14 +63,38 @@ fn decode<T: nfs3_types::xdr_codec::Unpack>(args: &[u8]) -> Result<T, Garbage> {
     wire::args(args).ok_or(Garbage)
 }
 
+/// The mount a call is for: every procedure but NULL starts with a file handle, and the calls
+/// that carry two (RENAME, LINK) are refused unless both are in one mount. `None` for the
+/// export root and for handles that name nothing.
+fn addressed_mount<'a>(server: &'a Server, call: &Call, args: &[u8]) -> Option<&'a Mount> {
+    if call.proc_ == 0 {
+        return None;
+    }
+    let handle = wire::Reader::new(args).opaque(NFS3_FHSIZE)?;
+    let id = server.gateway.resolve_handle(handle)?.ok()?;
+    server.gateway.mount_of_id(id)
+}
+
+/// Whether a reply reports a failure: not accepted as SUCCESS, or an NFS status other than
+/// NFS3_OK (the word after the 24-byte accepted-reply header that follows the record mark).
+fn failed(reply: &[u8]) -> bool {
+    reply.get(24..28) != Some(&[0; 4]) || reply.get(28..32).is_some_and(|s| s != [0; 4])
+}
+
 pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Outgoing {
+    let mount = addressed_mount(server, call, args);
+    // The mount's squash options decide who the caller is, for every check and new file.
+    let caller = mount.map_or_else(|| call.caller.clone(), |m| m.squash.apply(&call.caller));
     let handler = Handler {
         server,
-        caller: &call.caller,
+        caller: &caller,
         client: call.client,
         xid: call.xid,
+        mount,
     };
     let reply = match call.proc_ {
+        // Lengths that overrun the record are refused before the decoder allocates them.
+        _ if !super::bounds::nfs3(call.proc_, args) => Err(Garbage),
         0 => Ok(wire::success(call.xid, &Void).into()),
         1 => handler.getattr(args).await,
         2 => handler.setattr(args).await,
@@ -72,6 +121,9 @@ pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Outgoing {
     };
     let reply = reply
         .unwrap_or_else(|Garbage| wire::accepted(call.xid, accept_stat_data::GARBAGE_ARGS).into());
+    if let Some(mount) = mount {
+        mount.metrics.request(failed(&reply.head));
+    }
     if tracing::enabled!(tracing::Level::DEBUG) {
         // The NFS status follows the 24-byte accepted-reply header (after the record mark).
         let status = reply
@@ -81,7 +133,7 @@ pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Outgoing {
         tracing::debug!(
             xid = call.xid,
             proc = call.proc_,
-            uid = call.caller.uid,
+            uid = caller.uid,
             ?status,
             "nfs3"
         );
@@ -94,6 +146,8 @@ struct Handler<'a> {
     caller: &'a Caller,
     client: std::net::IpAddr,
     xid: u32,
+    /// The mount the call is for, when its first handle names one.
+    mount: Option<&'a Mount>,
 }
 
 /// An NFS result: the OK body, or a status with the failure body.
@@ -310,15 +364,20 @@ impl Handler<'_> {
                 .read(self.caller, id, args.offset, count)
                 .await
             {
-                Ok((data, eof)) => Ok((
-                    READ3resok {
-                        file_attributes: self.post_op(id).await,
-                        count: data.len() as u32,
-                        eof,
-                        data: Opaque::borrowed(&[]),
-                    },
-                    data,
-                )),
+                Ok((data, eof)) => {
+                    if let Some(mount) = self.mount {
+                        mount.metrics.read(data.len() as u64);
+                    }
+                    Ok((
+                        READ3resok {
+                            file_attributes: self.post_op(id).await,
+                            count: data.len() as u32,
+                            eof,
+                            data: Opaque::borrowed(&[]),
+                        },
+                        data,
+                    ))
+                }
                 Err(e) => Err((
                     status(e),
                     READ3resfail {
@@ -370,6 +429,9 @@ impl Handler<'_> {
                 Ok(after) => after,
                 Err(e) => return Err(fail(status(e), self.post_op(id).await)),
             };
+            if let Some(mount) = self.mount {
+                mount.metrics.written(count.into());
+            }
             // Written data is in the backend at once; stable writes are also synced.
             let committed = if args.stable == stable_how::UNSTABLE {
                 stable_how::UNSTABLE

@@ -26,6 +26,9 @@ const AUTH_NULL: u32 = 0;
 const AUTH_UNIX: u32 = 1;
 /// Credentials are at most 400 bytes (RFC 5531).
 const MAX_AUTH: usize = 400;
+/// AUTH_UNIX machine names and group lists are at most this long (RFC 5531).
+const MAX_MACHINE_NAME: usize = 255;
+const MAX_GIDS: u32 = 16;
 /// The user of calls without credentials.
 pub const NOBODY: u32 = 65534;
 
@@ -126,12 +129,18 @@ fn caller_from(flavor: u32, body: &[u8]) -> Option<Caller> {
             gids: Vec::new(),
         }),
         AUTH_UNIX => {
-            let (cred, _) = nfs3_types::rpc::auth_unix::unpack(&mut io::Cursor::new(body)).ok()?;
-            Some(Caller {
-                uid: cred.uid,
-                gid: cred.gid,
-                gids: cred.gids,
-            })
+            // Read here rather than by nfs3_types, whose decoder would allocate a claimed
+            // group count (up to 16 GiB) before reading the groups.
+            let mut r = Reader::new(body);
+            let _stamp = r.u32()?;
+            r.opaque(MAX_MACHINE_NAME)?;
+            let (uid, gid) = (r.u32()?, r.u32()?);
+            let count = r.u32()?;
+            if count > MAX_GIDS {
+                return None;
+            }
+            let gids = (0..count).map(|_| r.u32()).collect::<Option<Vec<u32>>>()?;
+            Some(Caller { uid, gid, gids })
         }
         _ => None,
     }
@@ -317,6 +326,24 @@ mod tests {
             &[9, MSG_CALL, 2, 100003, 3, 0, AUTH_UNIX, u32::MAX],
         );
         assert!(matches!(parse_call(&huge, LOCAL), Incoming::Reject(_)));
+        // AUTH_UNIX bodies that claim 4 Gi groups or a 4 GiB machine name are refused
+        // (AUTH_BADCRED) without allocating them, and so are more than 16 groups.
+        let mut many = Vec::new();
+        pack_all(&mut many, &[1, 0, 1000, 1000, u32::MAX]);
+        let mut long_name = Vec::new();
+        pack_all(&mut long_name, &[1, u32::MAX]);
+        let seventeen = unix_cred(1, 1, &[5; 17]);
+        for cred in [many, long_name, seventeen] {
+            let Incoming::Reject(reply) = parse_call(&call(2, AUTH_UNIX, &cred), LOCAL) else {
+                panic!("not rejected")
+            };
+            assert_eq!(&reply[12..16], &MSG_DENIED.to_be_bytes());
+        }
+        let sixteen = unix_cred(1, 1, &[5; 16]);
+        assert!(matches!(
+            parse_call(&call(2, AUTH_UNIX, &sixteen), LOCAL),
+            Incoming::Call(_)
+        ));
     }
 
     #[test]

@@ -23,6 +23,7 @@ use super::blobstore::BlobStore;
 use super::host_fs::Grants;
 use super::staging::StagedFile;
 use crate::config::Limits;
+use crate::metrics;
 
 /// How often the engine's epoch advances: the granularity of call deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);
@@ -188,6 +189,8 @@ pub struct MountPlugin {
     config: Vec<(String, String)>,
     idle: Mutex<Vec<Instance>>,
     permits: Arc<Semaphore>,
+    /// The pool's largest size.
+    instances: usize,
     info: MountInfo,
 }
 
@@ -216,6 +219,7 @@ impl MountPlugin {
             sandbox.limits.instances.min(max.max(1) as usize)
         });
         let permits = Arc::new(Semaphore::new(instances));
+        metrics::plugin_instances_set(&mount, instances);
         Ok(Arc::new(MountPlugin {
             mount,
             runtime: tokio::runtime::Handle::current(),
@@ -225,6 +229,7 @@ impl MountPlugin {
             config,
             idle: Mutex::new(vec![first]),
             permits,
+            instances,
             info,
         }))
     }
@@ -260,6 +265,12 @@ impl MountPlugin {
         .await
     }
 
+    /// (largest number of instances, instances alive now: idle or in a call).
+    pub fn pool(&self) -> (usize, usize) {
+        let busy = self.instances - self.permits.available_permits().min(self.instances);
+        (self.instances, self.idle.lock().unwrap().len() + busy)
+    }
+
     /// Runs `f` on an instance under the mount's limits. `op` names the call in logs.
     pub async fn call<R, F>(self: &Arc<Self>, op: &'static str, f: F) -> Result<R, Error>
     where
@@ -292,13 +303,25 @@ impl MountPlugin {
             outcome
         })
         .await;
+        metrics::plugin_call(&self.mount, op);
         match joined {
-            Ok(Ok(result)) => result,
+            Ok(Ok(result)) => {
+                if let Err(e) = &result {
+                    metrics::plugin_call_error(&self.mount, e.name());
+                }
+                result
+            }
             Ok(Err(trap)) => {
+                let why = match trap.downcast_ref::<wasmtime::Trap>() {
+                    Some(wasmtime::Trap::Interrupt) => metrics::Failure::Timeout,
+                    _ => metrics::Failure::Trap,
+                };
+                metrics::plugin_failure(&self.mount, why);
                 tracing::error!(mount = %self.mount, op, "plugin call failed, instance replaced: {trap:#}");
                 Err(Error::Io)
             }
             Err(join) => {
+                metrics::plugin_failure(&self.mount, metrics::Failure::Panic);
                 tracing::error!(mount = %self.mount, op, "plugin call panicked in the host: {join}");
                 Err(Error::Io)
             }

@@ -1,0 +1,339 @@
+//! The admin HTTP listener (`server.admin`, off by default) and `nfsgw status`, its client.
+//! The listener answers `GET /metrics` with every metric in the Prometheus/OpenMetrics text
+//! format (`metrics`) and `GET /status` with a JSON summary of the running instance: version,
+//! uptime, addresses, and per mount its plugin, access, squash options, request and error
+//! counts and instance pool. It is HTTP/1.1 through hyper, with nothing to change: everything
+//! else is 404, and any method but GET (or HEAD) 405. `nfsgw status` fetches `/status` and
+//! prints it for people.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use crate::gateway::Gateway;
+
+/// Admin connections served at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 16;
+/// How long `nfsgw status` waits for an answer.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// What `/status` reports.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub version: String,
+    pub uptime_seconds: u64,
+    /// Where NFSv3 and MOUNT are served.
+    pub listen: String,
+    /// Where the portmapper answers, if it does.
+    pub portmap: Option<String>,
+    pub mounts: Vec<MountStatus>,
+}
+
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct MountStatus {
+    pub name: String,
+    pub plugin: String,
+    pub read_only: bool,
+    pub root_squash: bool,
+    pub all_squash: bool,
+    /// NFSv3 calls addressed to this mount.
+    pub requests: u64,
+    /// Those answered with an error status.
+    pub errors: u64,
+    /// Plugin calls that trapped, timed out or panicked.
+    pub plugin_failures: u64,
+    /// The largest number of plugin instances, and how many are alive now (idle or busy).
+    pub instances_max: usize,
+    pub instances_live: usize,
+}
+
+/// What the listener reports on.
+pub struct Instance {
+    pub gateway: Arc<Gateway>,
+    pub listen: SocketAddr,
+    pub portmap: Option<SocketAddr>,
+    pub started: Instant,
+}
+
+impl Instance {
+    pub fn status(&self) -> Status {
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            uptime_seconds: self.started.elapsed().as_secs(),
+            listen: self.listen.to_string(),
+            portmap: self.portmap.map(|a| a.to_string()),
+            mounts: self
+                .gateway
+                .mounts()
+                .iter()
+                .map(|m| {
+                    let (requests, errors) = m.metrics.totals();
+                    let (instances_max, instances_live) = m.pool();
+                    MountStatus {
+                        name: m.name.clone(),
+                        plugin: m.plugin_name.clone(),
+                        read_only: m.read_only,
+                        root_squash: m.squash.root,
+                        all_squash: m.squash.all,
+                        requests,
+                        errors,
+                        plugin_failures: crate::metrics::plugin_failures(&m.name),
+                        instances_max,
+                        instances_live,
+                    }
+                })
+                .collect(),
+        }
+    }
+}
+
+/// A bound admin listener, ready to serve.
+pub struct Admin {
+    listener: TcpListener,
+    instance: Arc<Instance>,
+}
+
+impl Admin {
+    pub async fn bind(addr: SocketAddr, instance: Instance) -> Result<Admin> {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("server.admin: cannot listen on {addr}"))?;
+        Ok(Admin {
+            listener,
+            instance: Arc::new(instance),
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    pub async fn serve(self) -> Result<()> {
+        let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+        loop {
+            let slot = slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            let (stream, _) = self
+                .listener
+                .accept()
+                .await
+                .context("accepting an admin connection")?;
+            let instance = self.instance.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |req| {
+                    let response = respond(&instance, &req);
+                    async move { Ok::<_, Infallible>(response) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+                drop(slot);
+            });
+        }
+    }
+}
+
+fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header(CONTENT_TYPE, content_type)
+        .body(Full::new(Bytes::from(body)))
+        .expect("a valid response")
+}
+
+fn respond(instance: &Instance, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "only GET\n".into(),
+        );
+    }
+    match req.uri().path() {
+        "/metrics" => text(
+            StatusCode::OK,
+            crate::metrics::CONTENT_TYPE,
+            crate::metrics::render(),
+        ),
+        "/status" => {
+            let json = serde_json::to_string_pretty(&instance.status()).expect("plain data");
+            text(StatusCode::OK, "application/json", json + "\n")
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "text/plain",
+            "nfsgw serves /metrics and /status\n".into(),
+        ),
+    }
+}
+
+/// Fetches `/status` from the admin listener at `addr`.
+pub async fn fetch_status(addr: SocketAddr) -> Result<Status> {
+    let nothing = || {
+        format!(
+            "no nfsgw admin listener answers on {addr}: is nfsgw running, with `admin = \
+             \"{addr}\"` in its config's [server] table?"
+        )
+    };
+    let get = async {
+        let stream = TcpStream::connect(addr).await.with_context(nothing)?;
+        let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .with_context(nothing)?;
+        tokio::spawn(connection);
+        let request = Request::get("/status")
+            .header(HOST, addr.to_string())
+            .body(Empty::<Bytes>::new())?;
+        let response = sender.send_request(request).await.with_context(nothing)?;
+        let code = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        if code != StatusCode::OK {
+            bail!("{addr} answered /status with {code}: is it an nfsgw admin listener?");
+        }
+        serde_json::from_slice::<Status>(&body)
+            .with_context(|| format!("{addr} answered /status with something nfsgw did not write"))
+    };
+    tokio::time::timeout(CLIENT_TIMEOUT, get)
+        .await
+        .map_err(|_| anyhow::anyhow!("{addr} did not answer within {CLIENT_TIMEOUT:?}"))?
+}
+
+fn duration(seconds: u64) -> String {
+    let (d, h, m, s) = (
+        seconds / 86_400,
+        seconds / 3600 % 24,
+        seconds / 60 % 60,
+        seconds % 60,
+    );
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s}s"),
+        (0, 0, _) => format!("{m}m {s}s"),
+        (0, _, _) => format!("{h}h {m}m"),
+        _ => format!("{d}d {h}h"),
+    }
+}
+
+/// `nfsgw status`'s text.
+pub fn render(status: &Status) -> String {
+    let mut out = format!(
+        "nfsgw {}, up {}\nNFSv3 + MOUNT on {}\nportmapper: {}\n\n",
+        status.version,
+        duration(status.uptime_seconds),
+        status.listen,
+        status.portmap.as_deref().unwrap_or("off"),
+    );
+    let width = status
+        .mounts
+        .iter()
+        .map(|m| m.name.len() + 1)
+        .chain([6])
+        .max()
+        .unwrap_or(6);
+    out += &format!(
+        "{:<width$}  {:<10} {:<10} {:<11} {:>9} {:>7} {:>9} {:>9}\n",
+        "MOUNT", "PLUGIN", "ACCESS", "SQUASH", "REQUESTS", "ERRORS", "FAILURES", "INSTANCES"
+    );
+    for m in &status.mounts {
+        let access = if m.read_only {
+            "read-only"
+        } else {
+            "read-write"
+        };
+        let squash = match (m.all_squash, m.root_squash) {
+            (true, _) => "all",
+            (false, true) => "root",
+            (false, false) => "none",
+        };
+        let plugin = std::path::Path::new(&m.plugin)
+            .file_name()
+            .map_or(m.plugin.clone(), |n| n.to_string_lossy().into_owned());
+        out += &format!(
+            "{:<width$}  {:<10} {:<10} {:<11} {:>9} {:>7} {:>9} {:>9}\n",
+            format!("/{}", m.name),
+            plugin,
+            access,
+            squash,
+            m.requests,
+            m.errors,
+            m.plugin_failures,
+            format!("{}/{}", m.instances_live, m.instances_max),
+        );
+    }
+    out += "\nFAILURES: plugin calls that trapped or timed out. INSTANCES: alive / largest pool.\n";
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_renders_one_line_per_mount() {
+        let status = Status {
+            version: "0.1.0".into(),
+            uptime_seconds: 3725,
+            listen: "127.0.0.1:20490".into(),
+            portmap: None,
+            mounts: vec![MountStatus {
+                name: "data".into(),
+                plugin: "local".into(),
+                read_only: false,
+                root_squash: true,
+                all_squash: false,
+                requests: 42,
+                errors: 3,
+                plugin_failures: 1,
+                instances_max: 4,
+                instances_live: 3,
+            }],
+        };
+        let text = render(&status);
+        assert!(text.starts_with("nfsgw 0.1.0, up 1h 2m\n"), "{text}");
+        assert!(text.contains("portmapper: off"), "{text}");
+        let line = text.lines().find(|l| l.starts_with("/data")).expect(&text);
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(
+            fields,
+            [
+                "/data",
+                "local",
+                "read-write",
+                "root",
+                "42",
+                "3",
+                "1",
+                "3/4"
+            ]
+        );
+        let json = serde_json::to_string(&status).unwrap();
+        assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), status);
+    }
+
+    #[tokio::test]
+    async fn status_says_clearly_when_nothing_listens() {
+        // A port that was free a moment ago.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let err = format!("{:#}", fetch_status(port).await.unwrap_err());
+        assert!(err.contains("no nfsgw admin listener answers"), "{err}");
+    }
+}

@@ -1,0 +1,14 @@
+//! nfsgw's modules, as a library so that the fuzz targets (`fuzz/`) reach the RPC entry
+//! points in process. The `nfsgw` binary (`main.rs`) is their one real user: this is not a
+//! stable API. See `docs/DESIGN.md` for what each module owns.
+
+pub mod admin;
+pub mod config;
+pub mod conformance;
+pub mod demo;
+pub mod gateway;
+pub mod metrics;
+pub mod mount_cmd;
+pub mod nfs;
+pub mod plugin;
+pub mod portmap;
