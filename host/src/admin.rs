@@ -3,8 +3,9 @@
 //! format (`metrics`) and `GET /status` with a JSON summary of the running instance: version,
 //! uptime, addresses, and per mount its plugin, access, squash options, request and error
 //! counts and instance pool. It is HTTP/1.1 through hyper, with nothing to change: everything
-//! else is 404, and any method but GET (or HEAD) 405. `nfsgw status` fetches `/status` and
-//! prints it for people.
+//! else is 404, and any method but GET (or HEAD) 405, except `POST /flush`, which uploads every
+//! staged write now and answers how many files are still staged. `nfsgw status` fetches
+//! `/status` and prints it for people; `nfsgw flush` posts `/flush`.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -57,6 +58,18 @@ pub struct MountStatus {
     /// The largest number of plugin instances, and how many are alive now (idle or busy).
     pub instances_max: usize,
     pub instances_live: usize,
+    /// Files written but not yet uploaded (whole-object mounts), and their bytes.
+    #[serde(default)]
+    pub staged_files: usize,
+    #[serde(default)]
+    pub staged_bytes: u64,
+}
+
+/// What `POST /flush` answers.
+#[derive(Debug, Serialize, Deserialize, PartialEq)]
+pub struct Flushed {
+    /// Files still staged after the attempt (their uploads failed).
+    pub left: usize,
 }
 
 /// What the listener reports on.
@@ -81,6 +94,7 @@ impl Instance {
                 .map(|m| {
                     let (requests, errors) = m.metrics.totals();
                     let (instances_max, instances_live) = m.pool();
+                    let (staged_files, staged_bytes) = m.pending_uploads();
                     MountStatus {
                         name: m.name.clone(),
                         plugin: m.plugin_name.clone(),
@@ -92,6 +106,8 @@ impl Instance {
                         plugin_failures: crate::metrics::plugin_failures(&m.name),
                         instances_max,
                         instances_live,
+                        staged_files,
+                        staged_bytes,
                     }
                 })
                 .collect(),
@@ -137,9 +153,21 @@ impl Admin {
                 .context("accepting an admin connection")?;
             let instance = self.instance.clone();
             tokio::spawn(async move {
-                let service = hyper::service::service_fn(move |req| {
-                    let response = respond(&instance, &req);
-                    async move { Ok::<_, Infallible>(response) }
+                let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let instance = instance.clone();
+                    async move {
+                        if req.method() == Method::POST && req.uri().path() == "/flush" {
+                            let left = instance.gateway.flush_all(1).await;
+                            let json =
+                                serde_json::to_string(&Flushed { left }).expect("plain data");
+                            return Ok::<_, Infallible>(text(
+                                StatusCode::OK,
+                                "application/json",
+                                json + "\n",
+                            ));
+                        }
+                        Ok::<_, Infallible>(respond(&instance, &req))
+                    }
                 });
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -163,7 +191,7 @@ fn respond(instance: &Instance, req: &Request<Incoming>) -> Response<Full<Bytes>
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
-            "only GET\n".into(),
+            "only GET, and POST /flush\n".into(),
         );
     }
     match req.uri().path() {
@@ -179,13 +207,27 @@ fn respond(instance: &Instance, req: &Request<Incoming>) -> Response<Full<Bytes>
         _ => text(
             StatusCode::NOT_FOUND,
             "text/plain",
-            "nfsgw serves /metrics and /status\n".into(),
+            "nfsgw serves /metrics, /status and POST /flush\n".into(),
         ),
     }
 }
 
 /// Fetches `/status` from the admin listener at `addr`.
 pub async fn fetch_status(addr: SocketAddr) -> Result<Status> {
+    let body = call(addr, Method::GET, "/status", CLIENT_TIMEOUT).await?;
+    serde_json::from_slice::<Status>(&body)
+        .with_context(|| format!("{addr} answered /status with something nfsgw did not write"))
+}
+
+/// Asks the instance at `addr` to upload every staged write now; waits as long as it takes.
+pub async fn request_flush(addr: SocketAddr) -> Result<Flushed> {
+    let body = call(addr, Method::POST, "/flush", Duration::from_secs(24 * 3600)).await?;
+    serde_json::from_slice::<Flushed>(&body)
+        .with_context(|| format!("{addr} answered /flush with something nfsgw did not write"))
+}
+
+/// One request to the admin listener at `addr`: the body of a 200 answer.
+async fn call(addr: SocketAddr, method: Method, path: &str, timeout: Duration) -> Result<Bytes> {
     let nothing = || {
         format!(
             "no nfsgw admin listener answers on {addr}: is nfsgw running, with `admin = \
@@ -198,21 +240,22 @@ pub async fn fetch_status(addr: SocketAddr) -> Result<Status> {
             .await
             .with_context(nothing)?;
         tokio::spawn(connection);
-        let request = Request::get("/status")
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
             .header(HOST, addr.to_string())
             .body(Empty::<Bytes>::new())?;
         let response = sender.send_request(request).await.with_context(nothing)?;
         let code = response.status();
         let body = response.into_body().collect().await?.to_bytes();
         if code != StatusCode::OK {
-            bail!("{addr} answered /status with {code}: is it an nfsgw admin listener?");
+            bail!("{addr} answered {path} with {code}: is it an nfsgw admin listener?");
         }
-        serde_json::from_slice::<Status>(&body)
-            .with_context(|| format!("{addr} answered /status with something nfsgw did not write"))
+        Ok(body)
     };
-    tokio::time::timeout(CLIENT_TIMEOUT, get)
+    tokio::time::timeout(timeout, get)
         .await
-        .map_err(|_| anyhow::anyhow!("{addr} did not answer within {CLIENT_TIMEOUT:?}"))?
+        .map_err(|_| anyhow::anyhow!("{addr} did not answer within {timeout:?}"))?
 }
 
 fn duration(seconds: u64) -> String {
@@ -247,8 +290,16 @@ pub fn render(status: &Status) -> String {
         .max()
         .unwrap_or(6);
     out += &format!(
-        "{:<width$}  {:<10} {:<10} {:<11} {:>9} {:>7} {:>9} {:>9}\n",
-        "MOUNT", "PLUGIN", "ACCESS", "SQUASH", "REQUESTS", "ERRORS", "FAILURES", "INSTANCES"
+        "{:<width$}  {:<10} {:<10} {:<11} {:>9} {:>7} {:>9} {:>9} {:>7}\n",
+        "MOUNT",
+        "PLUGIN",
+        "ACCESS",
+        "SQUASH",
+        "REQUESTS",
+        "ERRORS",
+        "FAILURES",
+        "INSTANCES",
+        "STAGED"
     );
     for m in &status.mounts {
         let access = if m.read_only {
@@ -265,7 +316,7 @@ pub fn render(status: &Status) -> String {
             .file_name()
             .map_or(m.plugin.clone(), |n| n.to_string_lossy().into_owned());
         out += &format!(
-            "{:<width$}  {:<10} {:<10} {:<11} {:>9} {:>7} {:>9} {:>9}\n",
+            "{:<width$}  {:<10} {:<10} {:<11} {:>9} {:>7} {:>9} {:>9} {:>7}\n",
             format!("/{}", m.name),
             plugin,
             access,
@@ -274,9 +325,17 @@ pub fn render(status: &Status) -> String {
             m.errors,
             m.plugin_failures,
             format!("{}/{}", m.instances_live, m.instances_max),
+            m.staged_files,
         );
     }
     out += "\nFAILURES: plugin calls that trapped or timed out. INSTANCES: alive / largest pool.\n";
+    let (files, bytes) = status
+        .mounts
+        .iter()
+        .fold((0, 0), |(f, b), m| (f + m.staged_files, b + m.staged_bytes));
+    out += &format!(
+        "STAGED: files written but not uploaded yet ({files} file(s), {bytes} bytes in all).\n"
+    );
     out
 }
 
@@ -302,6 +361,8 @@ mod tests {
                 plugin_failures: 1,
                 instances_max: 4,
                 instances_live: 3,
+                staged_files: 2,
+                staged_bytes: 1000,
             }],
         };
         let text = render(&status);
@@ -319,9 +380,11 @@ mod tests {
                 "42",
                 "3",
                 "1",
-                "3/4"
+                "3/4",
+                "2"
             ]
         );
+        assert!(text.contains("(2 file(s), 1000 bytes in all)"), "{text}");
         let json = serde_json::to_string(&status).unwrap();
         assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), status);
     }

@@ -72,6 +72,16 @@ enum Command {
         #[arg(long)]
         admin: Option<std::net::SocketAddr>,
     },
+    /// Ask a running nfsgw to upload every staged write now (S3 mounts), through its admin
+    /// listener; waits until it is done. Exits 1 if some files could not be uploaded.
+    Flush {
+        /// Take the admin listener's address from this config's `server.admin`.
+        #[arg(long, short, conflicts_with = "admin")]
+        config: Option<PathBuf>,
+        /// The admin listener's HOST:PORT [default: 127.0.0.1:9464].
+        #[arg(long)]
+        admin: Option<std::net::SocketAddr>,
+    },
     /// Unmount an nfsgw mount: prints the unmount command, then runs it.
     Umount {
         /// The directory, or the drive such as Z: on Windows.
@@ -182,21 +192,21 @@ async fn run(cli: Cli) -> Result<()> {
             run.mount(&target, &name, &mountpoint)
         }
         Some(Command::Status { config, admin }) => {
-            let addr = match (admin, config) {
-                (Some(addr), _) => addr,
-                (None, Some(path)) => {
-                    let file = path.display().to_string();
-                    Config::parse(&read(&path)?, &file)?
-                        .server
-                        .admin
-                        .with_context(|| {
-                            format!("{file} has no admin listener: set `admin = \"{}\"` in its [server] table", config::DEFAULT_ADMIN)
-                        })?
-                }
-                (None, None) => config::DEFAULT_ADMIN.parse().expect("a valid address"),
-            };
+            let addr = admin_address(admin, config)?;
             print!("{}", admin::render(&admin::fetch_status(addr).await?));
             Ok(())
+        }
+        Some(Command::Flush { config, admin }) => {
+            let addr = admin_address(admin, config)?;
+            match admin::request_flush(addr).await?.left {
+                0 => {
+                    println!("nfsgw: every staged file is uploaded");
+                    Ok(())
+                }
+                left => anyhow::bail!(
+                    "{left} file(s) could not be uploaded; they stay staged and are tried again"
+                ),
+            }
         }
         Some(Command::Umount {
             mountpoint,
@@ -347,6 +357,29 @@ async fn serve(text: &str, file: &str, portmap_required: bool) -> Result<()> {
     flusher.abort();
     flush_before_exit(&gateway).await;
     outcome
+}
+
+/// The admin listener to ask: `--admin`, else the config's `server.admin`, else the default.
+fn admin_address(
+    admin: Option<std::net::SocketAddr>,
+    config: Option<PathBuf>,
+) -> Result<std::net::SocketAddr> {
+    Ok(match (admin, config) {
+        (Some(addr), _) => addr,
+        (None, Some(path)) => {
+            let file = path.display().to_string();
+            Config::parse(&read(&path)?, &file)?
+                .server
+                .admin
+                .with_context(|| {
+                    format!(
+                        "{file} has no admin listener: set `admin = \"{}\"` in its [server] table",
+                        config::DEFAULT_ADMIN
+                    )
+                })?
+        }
+        (None, None) => config::DEFAULT_ADMIN.parse().expect("a valid address"),
+    })
 }
 
 /// Uploads staged writes before the process ends, saying how far it got; a second signal

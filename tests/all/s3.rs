@@ -514,3 +514,37 @@ async fn an_s3_mount_and_a_local_mount_side_by_side() {
     assert_eq!(uploaded, b"in the bucket");
     assert!(!dir.path().join("there.txt").exists());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nfsgw_flush_uploads_on_request_and_status_counts_what_is_staged() {
+    let s3 = S3Server::start();
+    let (server, admin) = with_admin(&s3.mount("bucket", "flush_after_ms = 3600000", ""));
+    let mut nfs = server.mount("/bucket").await;
+    let root = nfs.root.clone();
+    let fh = nfs.create(&root, "asked.txt", 0o644).await.unwrap();
+    nfs.write_all(&fh, 0, b"upload me now").await.unwrap();
+    let run = |command: &str| {
+        Command::new(nfsgw_binary())
+            .args([command, "--admin", &format!("127.0.0.1:{admin}")])
+            .output()
+            .expect("run nfsgw")
+    };
+    let status = String::from_utf8_lossy(&run("status").stdout).into_owned();
+    assert!(status.contains("(1 file(s), 13 bytes in all)"), "{status}");
+    assert_eq!(
+        object(&s3, "asked.txt").await.unwrap(),
+        b"",
+        "not uploaded before asked"
+    );
+
+    let flushed = run("flush");
+    assert!(
+        flushed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&flushed.stderr)
+    );
+    // No waiting: the upload is done when `nfsgw flush` returns.
+    assert_eq!(object(&s3, "asked.txt").await.unwrap(), b"upload me now");
+    let status = String::from_utf8_lossy(&run("status").stdout).into_owned();
+    assert!(status.contains("(0 file(s), 0 bytes in all)"), "{status}");
+}

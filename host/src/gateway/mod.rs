@@ -119,6 +119,11 @@ impl Mount {
         self.plugin.pool()
     }
 
+    /// Files written but not yet uploaded, and their bytes (whole-object mounts).
+    pub fn pending_uploads(&self) -> (usize, u64) {
+        self.staging.as_ref().map_or((0, 0), Staging::pending)
+    }
+
     /// What the plugin declared it can change.
     pub fn capabilities(&self) -> Capabilities {
         self.capabilities

@@ -8,8 +8,8 @@ wasmtime::component::bindgen!({
     with: { "nfsgw:backend/staging.staged-file": super::staging::StagedFile },
 });
 
+pub use self::nfsgw::backend::types;
 pub use exports::nfsgw::backend::backend::Guest as Backend;
-pub use nfsgw::backend::types;
 
 /// The interface package this host implements, as plugins export it.
 pub const BACKEND_INTERFACE: &str = "nfsgw:backend/backend@0.2.0";
