@@ -253,7 +253,8 @@ async fn status_reports_the_instance_and_its_mounts() {
                 "0",
                 "0",
                 "0",
-                "1/2"
+                "1/2",
+                "0"
             ],
             "{text}"
         );
