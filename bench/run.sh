@@ -9,6 +9,11 @@
 # before each P1 run; needs root), NFSGW_BENCH_BEFORE=/path/to/older/nfsgw (also measure that
 # binary on the same config, as the peer "before": how before/after numbers of an
 # optimisation are taken; the docs are then left alone). Installs nfs-ganesha, nfs-ganesha-vfs and rpcbind if missing.
+# The S3 cases (P3, P4) run against s3s-fs (tests/s3/setup.sh installs it when missing), started
+# here on loopback with its root under NFSGW_BENCH_DIR/s3 (the 1 GiB object is uploaded once): a
+# second nfsgw serves its bucket with the s3 plugin, and the load client also reads and writes
+# the bucket directly with object_store. NFSGW_BENCH_S3=0 leaves them out; NFSGW_BENCH_CASES
+# (e.g. "none": only the S3 cases) is passed to nfsbench --cases.
 # Port 111 must be free or held by rpcbind (Ganesha registers with it; nfsgw's own portmapper
 # is off here).
 set -euo pipefail
@@ -17,6 +22,7 @@ runs=${1:-5}
 base=${NFSGW_BENCH_DIR:-/var/tmp/nfsgw-bench}
 inflight=${NFSGW_BENCH_INFLIGHT:-16}
 nfsgw_port=20690 before_port=20692 base_port=20700 ganesha_port=20600 ganesha_mnt=20601
+s3_port=20710 s3gw_port=20694 s3before_port=20696
 
 apt_install nfs-ganesha nfs-ganesha-vfs rpcbind
 cd "$NFSGW_REPO"
@@ -126,14 +132,66 @@ ganesha.nfsd -F -f "$run/ganesha.conf" -L "$run/ganesha.log" -p "$run/ganesha.pi
 ganesha_pid=$!; pids+=("$ganesha_pid")
 wait_for "$run/ganesha.log" 'NFS SERVER INITIALIZED' "$ganesha_pid" ganesha.nfsd
 
+# ---- S3: s3s-fs with the bucket "bench" (a directory of its root), and an nfsgw serving it
+s3=()
+if [ "${NFSGW_BENCH_S3:-1}" = 1 ]; then
+  bash tests/s3/setup.sh
+  s3s_fs=${CARGO_HOME:-$HOME/.cargo}/bin/s3s-fs
+  [ -x "$s3s_fs" ] || s3s_fs=$(command -v s3s-fs)
+  mkdir -p "$base/s3/bench"
+  export NFSGW_BENCH_S3_KEY_ID=AKNFSGWBENCH NFSGW_BENCH_S3_SECRET=nfsgw-bench-secret-key
+  "$s3s_fs" --host 127.0.0.1 --port "$s3_port" --access-key "$NFSGW_BENCH_S3_KEY_ID" \
+    --secret-key "$NFSGW_BENCH_S3_SECRET" "$base/s3" > "$run/s3s-fs.log" 2>&1 &
+  s3s_pid=$!; pids+=("$s3s_pid")
+  for i in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$s3_port") 2>/dev/null && break
+    kill -0 "$s3s_pid" || { cat "$run/s3s-fs.log" >&2; exit 1; }
+    sleep 0.1
+  done
+  # The client sends AUTH_UNIX root, hence root_squash off; uploads 200 ms after the last write.
+  cat > "$run/nfsgw-s3.toml" <<EOF
+[server]
+listen = "127.0.0.1:$s3gw_port"
+portmap = "off"
+state_dir = "$run/state-s3"
+[[mount]]
+name = "s3"
+plugin = "s3"
+root_squash = false
+flush_after_ms = 200
+[mount.s3]
+bucket = "bench"
+endpoint = "http://127.0.0.1:$s3_port"
+path_style = true
+allow_http = true
+access_key_id_env = "NFSGW_BENCH_S3_KEY_ID"
+secret_access_key_env = "NFSGW_BENCH_S3_SECRET"
+EOF
+  "$NFSGW_BIN" --config "$run/nfsgw-s3.toml" > "$run/nfsgw-s3.log" 2>&1 &
+  s3gw_pid=$!; pids+=("$s3gw_pid")
+  wait_for "$run/nfsgw-s3.log" '^nfsgw: serving' "$s3gw_pid" "nfsgw (s3)"
+  s3=(--s3 "http://127.0.0.1:$s3_port,bench,$NFSGW_BENCH_S3_KEY_ID,$NFSGW_BENCH_S3_SECRET,$s3s_pid"
+      --s3-source "$data/big.bin"
+      --s3-peer "nfsgw,127.0.0.1:$s3gw_port,$s3gw_port,/s3,$s3gw_pid")
+  if [ -n "${NFSGW_BENCH_BEFORE:-}" ]; then
+    sed -e "s/:$s3gw_port\"/:$s3before_port\"/" -e "s|$run/state-s3|$run/state-s3-before|" \
+      "$run/nfsgw-s3.toml" > "$run/before-s3.toml"
+    "$NFSGW_BENCH_BEFORE" --config "$run/before-s3.toml" > "$run/before-s3.log" 2>&1 &
+    s3before_pid=$!; pids+=("$s3before_pid")
+    wait_for "$run/before-s3.log" '^nfsgw: serving' "$s3before_pid" "nfsgw (s3, before)"
+    s3+=(--s3-peer "before,127.0.0.1:$s3before_port,$s3before_port,/s3,$s3before_pid")
+  fi
+fi
+
 # ---- the measurement
 say "measuring ($runs runs per case and server, $inflight calls in flight)"
 cold=(); [ "${NFSGW_BENCH_COLD:-0}" = 1 ] && cold=(--cold)
-"$bench_bin/nfsbench" --runs "$runs" --inflight "$inflight" "${cold[@]}" --out "$run/table.md" \
+only=(); [ -n "${NFSGW_BENCH_CASES:-}" ] && only=(--cases "$NFSGW_BENCH_CASES")
+"$bench_bin/nfsbench" --runs "$runs" --inflight "$inflight" "${cold[@]}" "${only[@]}" --out "$run/table.md" \
   --idle-exports /data,/many,/third \
   --peer "nfsgw,127.0.0.1:$nfsgw_port,$nfsgw_port,/data,$nfsgw_pid" "${before[@]}" \
   --peer "baseline,127.0.0.1:$base_port,$base_port,/,$base_pid" \
-  --peer "ganesha,127.0.0.1:$ganesha_port,$ganesha_mnt,$data,$ganesha_pid"
+  --peer "ganesha,127.0.0.1:$ganesha_port,$ganesha_mnt,$data,$ganesha_pid" "${s3[@]}"
 
 if [ ${#before[@]} -gt 0 ]; then
   say "compared with $NFSGW_BENCH_BEFORE; docs/BENCHMARKS.md left alone (table in $run/table.md)"

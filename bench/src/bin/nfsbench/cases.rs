@@ -4,7 +4,7 @@
 //! runs: the same calls, with the same number kept in flight, against every server. A run
 //! returns the units of work done (MiB read, calls answered, entries listed), so the driver
 //! reports a rate. A case whose data a server lacks fails to prepare and shows as "n/a"; cases
-//! for other back ends (S3, issue #7's P3/P4) join this enum the same way.
+//! for the S3 back end (issue #7's P3/P4) compare a mount with a direct client instead, in `s3.rs`.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -196,7 +196,7 @@ impl Case {
 }
 
 /// Runs `job(0..n)` with at most `inflight` jobs at once, started in order; sums their results.
-async fn windowed<F, Fut>(n: usize, inflight: usize, job: F) -> Result<u64>
+pub async fn windowed<F, Fut>(n: usize, inflight: usize, job: F) -> Result<u64>
 where
     F: Fn(usize) -> Fut,
     Fut: Future<Output = Result<u64>> + Send + 'static,

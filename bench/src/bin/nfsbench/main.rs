@@ -13,12 +13,19 @@
 //! nfsbench [--runs 5] [--inflight 16] [--rsize 1048576] [--cold] [--out FILE]
 //!          [--big big.bin] [--many many] [--idle-exports /a,/b,/c] [--cases seqread,lookup,..]
 //!          --peer NAME,HOST:NFSPORT,MOUNTPORT,EXPORT,PID ...
+//!          [--s3 ENDPOINT,BUCKET,KEY_ID,SECRET,PID --s3-peer NAME,HOST:NFSPORT,MOUNTPORT,EXPORT,PID ...
+//!           [--s3-source FILE]]
 //! ```
+//!
+//! With `--s3`, the S3 cases P3 and P4 (see `s3.rs`) also run: each `--s3-peer` (an nfsgw
+//! serving the bucket with the `s3` plugin; the first is compared) against `object_store`
+//! straight to the S3 server, in a table of their own. `--cases none` runs only those.
 
 mod cases;
 mod nfs;
 mod procfs;
 mod rpc;
+mod s3;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -65,6 +72,9 @@ struct Options {
     cases: Vec<Case>,
     peers: Vec<Peer>,
     shape: Shape,
+    s3: Option<s3::S3Server>,
+    s3_peers: Vec<Peer>,
+    s3_source: Option<String>,
 }
 
 fn options() -> Result<Options> {
@@ -81,6 +91,9 @@ fn options() -> Result<Options> {
             inflight: 16,
             rsize: 1 << 20,
         },
+        s3: None,
+        s3_peers: Vec::new(),
+        s3_source: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -100,6 +113,10 @@ fn options() -> Result<Options> {
             "--many" => o.shape.many_dir = value,
             "--idle-exports" => o.idle_exports = value.split(',').map(String::from).collect(),
             "--peer" => o.peers.push(Peer::parse(&value)?),
+            "--s3" => o.s3 = Some(s3::S3Server::parse(&value)?),
+            "--s3-peer" => o.s3_peers.push(Peer::parse(&value)?),
+            "--s3-source" => o.s3_source = Some(value),
+            "--cases" if value == "none" => o.cases = Vec::new(),
             "--cases" => {
                 o.cases = value
                     .split(',')
@@ -116,6 +133,9 @@ fn options() -> Result<Options> {
     }
     if o.peers.is_empty() || o.runs == 0 || o.shape.inflight == 0 {
         bail!("need at least one --peer, and --runs and --inflight above 0");
+    }
+    if o.s3.is_some() && o.s3_peers.is_empty() {
+        bail!("--s3 needs at least one --s3-peer");
     }
     Ok(o)
 }
@@ -150,13 +170,13 @@ struct Row {
     goal: String,
 }
 
-fn table(peers: &[Peer], rows: &[Row]) -> String {
+fn table(peers: &[String], rows: &[Row]) -> String {
     let mut out = String::from("| case | unit |");
     for p in peers {
-        out += &format!(" {} |", p.name);
+        out += &format!(" {p} |");
     }
     for p in &peers[1..] {
-        out += &format!(" {}/{} |", peers[0].name, p.name);
+        out += &format!(" {}/{p} |", peers[0]);
     }
     out += " goal |\n|---|---|";
     out += &"---:|".repeat(2 * peers.len() - 1);
@@ -301,14 +321,27 @@ async fn main() -> Result<()> {
     });
     drop(idle_mounts);
 
-    let main = table(&o.peers, &rows);
-    let cpu = table(&o.peers, &cpu_rows);
-    let report = format!(
+    let names: Vec<String> = o.peers.iter().map(|p| p.name.clone()).collect();
+    let main = table(&names, &rows);
+    let cpu = table(&names, &cpu_rows);
+    let mut report = format!(
         "Medians of {} runs. Rates: higher is better, so a ratio ≥ 1.00× means {} is faster; \
          memory: lower is better.\n\n{main}\nServer CPU time (user + system) per run, medians; \
          a ratio below 1.00× means {} used less CPU:\n\n{cpu}",
         o.runs, o.peers[0].name, o.peers[0].name
     );
+    if let Some(server) = &o.s3 {
+        let r = s3::run(server, &o.s3_peers, o.s3_source.as_deref(), o.runs, &shape).await?;
+        report += &format!(
+            "\nS3 cases: {} serving the bucket with the `s3` plugin, against `object_store` \
+             0.13 straight to the same s3s-fs (medians of {} runs; MiB/s, higher is better):\n\n{}\n\
+             Server-side CPU per run (s3s-fs, plus nfsgw for the mount), medians:\n\n{}",
+            r.names[0],
+            o.runs,
+            table(&r.names, &r.rows),
+            table(&r.names, &r.cpu_rows)
+        );
+    }
     println!("{report}");
     if let Some(out) = &o.out {
         std::fs::write(out, &report).with_context(|| format!("writing {out}"))?;

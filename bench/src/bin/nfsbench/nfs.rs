@@ -10,9 +10,10 @@ use std::net::SocketAddr;
 use anyhow::{anyhow, bail, Result};
 use nfs3_types::mount::{dirpath, mountres3};
 use nfs3_types::nfs3::{
-    cookieverf3, diropargs3, fattr3, filename3, nfs_fh3, FSINFO3args, FSINFO3res, FSINFO3resok,
+    cookieverf3, createhow3, diropargs3, fattr3, filename3, nfs_fh3, sattr3, stable_how,
+    COMMIT3args, COMMIT3res, CREATE3args, CREATE3res, FSINFO3args, FSINFO3res, FSINFO3resok,
     GETATTR3args, GETATTR3res, LOOKUP3args, LOOKUP3res, Nfs3Option, Nfs3Result, READ3args,
-    READDIRPLUS3args, READDIRPLUS3res,
+    READDIRPLUS3args, READDIRPLUS3res, REMOVE3args, REMOVE3res, WRITE3args, WRITE3res,
 };
 use nfs3_types::xdr_codec::{Opaque, Unpack};
 
@@ -116,6 +117,58 @@ impl Nfs {
             bail!("READ reply of {} bytes claims {count}", r.len());
         }
         Ok((count, eof))
+    }
+
+    /// CREATE (UNCHECKED, no attributes set): the new file's handle.
+    pub async fn create(&self, dir: &nfs_fh3, name: &str) -> Result<nfs_fh3> {
+        let args = CREATE3args {
+            where_: diropargs3 {
+                dir: dir.clone(),
+                name: filename3(Opaque::borrowed(name.as_bytes())),
+            },
+            how: createhow3::UNCHECKED(sattr3::default()),
+        };
+        let reply = self.rpc.call(NFS, V3, 8, &args).await?;
+        match ok(decode::<CREATE3res>(reply.results())?, "CREATE")?.obj {
+            Nfs3Option::Some(fh) => Ok(fh),
+            Nfs3Option::None => Ok(self.lookup(dir, name).await?.0),
+        }
+    }
+
+    /// WRITE, UNSTABLE (as a kernel client writes before COMMIT): how many bytes were taken.
+    pub async fn write(&self, fh: &nfs_fh3, offset: u64, data: &[u8]) -> Result<u32> {
+        let args = WRITE3args {
+            file: fh.clone(),
+            offset,
+            count: data.len() as u32,
+            stable: stable_how::UNSTABLE,
+            data: Opaque::borrowed(data),
+        };
+        let reply = self.rpc.call(NFS, V3, 7, &args).await?;
+        Ok(ok(decode::<WRITE3res>(reply.results())?, "WRITE")?.count)
+    }
+
+    /// COMMIT of the whole file (what `fsync` and `close` send).
+    pub async fn commit(&self, fh: &nfs_fh3) -> Result<()> {
+        let args = COMMIT3args {
+            file: fh.clone(),
+            offset: 0,
+            count: 0,
+        };
+        let reply = self.rpc.call(NFS, V3, 21, &args).await?;
+        ok(decode::<COMMIT3res>(reply.results())?, "COMMIT").map(|_| ())
+    }
+
+    /// REMOVE of `name` in `dir`.
+    pub async fn remove(&self, dir: &nfs_fh3, name: &str) -> Result<()> {
+        let args = REMOVE3args {
+            object: diropargs3 {
+                dir: dir.clone(),
+                name: filename3(Opaque::borrowed(name.as_bytes())),
+            },
+        };
+        let reply = self.rpc.call(NFS, V3, 12, &args).await?;
+        ok(decode::<REMOVE3res>(reply.results())?, "REMOVE").map(|_| ())
     }
 
     /// Lists a whole directory with READDIRPLUS; returns the names and handles.
