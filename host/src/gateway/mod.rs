@@ -734,6 +734,10 @@ impl Gateway {
     async fn flush_staged(&self, mount: &Mount, staged: Arc<Staged>) -> Result<bool, Error> {
         let staging = mount.staging.as_ref().ok_or(Error::NotSupported)?;
         let _uploading = staged.upload.lock().await;
+        if staged.is_retired() {
+            // Another flush uploaded it while this one waited for the lock.
+            return Ok(true);
+        }
         let (size, generation) = staged.snapshot();
         let Some(path) = mount.inodes.path(staged.ino) else {
             tracing::warn!(mount = %mount.name, ino = staged.ino, "a staged file has no name any more; its data is dropped");
@@ -796,8 +800,7 @@ impl Gateway {
     pub fn pending_uploads(&self) -> (usize, u64) {
         self.mounts
             .iter()
-            .filter_map(|m| m.staging.as_ref())
-            .map(Staging::pending)
+            .map(Mount::pending_uploads)
             .fold((0, 0), |(f, b), (f2, b2)| (f + f2, b + b2))
     }
 

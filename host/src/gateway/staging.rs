@@ -256,6 +256,11 @@ impl Staged {
         }
     }
 
+    /// True once the copy was uploaded or dropped and let go.
+    pub fn is_retired(&self) -> bool {
+        self.state.read().unwrap().retired
+    }
+
     /// The length and the generation an upload starting now would carry.
     pub fn snapshot(&self) -> (u64, u64) {
         let st = self.state.read().unwrap();
