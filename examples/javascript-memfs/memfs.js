@@ -26,7 +26,7 @@
 //   capacity_mb  how many MiB of file data the mount holds (default 64); past it, writes fail
 //                with "no space". Keep it well below the mount's `limits.memory_mb` (256).
 
-import { log } from 'nfsgw:backend/log@0.2.0';
+import { log } from 'nfsgw:backend/log@0.3.0';
 
 const CAPABILITIES = {
   write: true, create: true, mkdir: true, remove: true, rename: true, symlink: true,

@@ -103,6 +103,13 @@ pub struct MountConfig {
     pub dirs: Vec<DirGrant>,
     /// An S3-compatible bucket granted to the plugin through the `blobstore` capability.
     pub s3: Option<S3Grant>,
+    /// Hosts the plugin may reach through the `http` capability: "host", "host:port" or
+    /// "*.domain" (any subdomain). Absent: a bundled plugin's defaults (the public Hub for
+    /// `hub`), else none.
+    pub allow_hosts: Option<Vec<Spanned<String>>>,
+    /// Secrets granted to the plugin as opaque handles (`[mount.secrets]`), by name.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretGrant>,
     /// For plugins whose writes the host stages: how long a file must go unwritten before its
     /// staged data is uploaded.
     #[serde(default = "default_flush_after_ms")]
@@ -173,6 +180,22 @@ fn default_secret_env() -> String {
 }
 fn default_token_env() -> String {
     "AWS_SESSION_TOKEN".into()
+}
+
+/// A secret the host reads and keeps, handing the plugin an opaque handle: from exactly one of
+/// an environment variable or a file (its content, trimmed).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretGrant {
+    pub env: Option<Spanned<String>>,
+    pub file: Option<Spanned<String>>,
+    /// Hosts the secret may be sent to (patterns as in `allow_hosts`); absent: any host the
+    /// mount allows.
+    pub hosts: Option<Vec<Spanned<String>>>,
+    /// Without it, an unset variable or a missing file is a startup error; with it, the secret
+    /// is simply not granted (a public repository needs no token).
+    #[serde(default)]
+    pub optional: bool,
 }
 
 /// A host directory a plugin may use, through WASI and the `host-fs` capability.
@@ -268,6 +291,29 @@ impl Config {
             for entry in &mount.allow {
                 parse_net(entry.get_ref())
                     .with_context(|| format!("{}: key `allow` of mount {name:?}", src.at(entry)))?;
+            }
+            let patterns = mount
+                .allow_hosts
+                .iter()
+                .flatten()
+                .map(|p| (p, "allow_hosts"));
+            let secret_hosts = mount
+                .secrets
+                .values()
+                .flat_map(|s| s.hosts.iter().flatten())
+                .map(|p| (p, "secrets.hosts"));
+            for (pattern, key) in patterns.chain(secret_hosts) {
+                crate::plugin::http::HostPattern::parse(pattern.get_ref()).with_context(|| {
+                    format!("{}: key `{key}` of mount {name:?}", src.at(pattern))
+                })?;
+            }
+            for (secret, grant) in &mount.secrets {
+                if grant.env.is_some() == grant.file.is_some() {
+                    bail!(
+                        "{at}: key `secrets.{secret}` of mount {name:?}: give exactly one of `env` \
+                         (an environment variable) or `file`"
+                    );
+                }
             }
             let mut guests = BTreeMap::new();
             for grant in &mount.dirs {

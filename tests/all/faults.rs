@@ -304,6 +304,13 @@ async fn a_plugin_reaches_no_network_and_no_host_file_it_was_not_granted() {
         Err(nfsstat3::NFS3ERR_ACCES),
         "the plugin opened a TCP connection"
     );
+    assert_eq!(
+        nfs.lookup(&root, &format!("http-anon-{port}"))
+            .await
+            .map(|_| ()),
+        Err(nfsstat3::NFS3ERR_ACCES),
+        "a mount without `allow_hosts` let the plugin make an HTTP request"
+    );
     assert!(
         listener.accept().is_err(),
         "a connection reached the host's listener"
@@ -313,4 +320,100 @@ async fn a_plugin_reaches_no_network_and_no_host_file_it_was_not_granted() {
         Err(nfsstat3::NFS3ERR_ACCES),
         "the plugin read a host file outside its grants"
     );
+}
+
+/// A loopback HTTP listener that answers every request 200 and keeps the request heads it saw.
+struct Probe {
+    port: u16,
+    heads: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Probe {
+    fn start() -> Probe {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = heads.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { return };
+                let mut head = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                seen.lock()
+                    .unwrap()
+                    .push(String::from_utf8_lossy(&head).to_lowercase());
+                let _ = conn.write_all(
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                );
+            }
+        });
+        Probe { port, heads }
+    }
+
+    fn heads(&self) -> Vec<String> {
+        self.heads.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn outbound_http_reaches_only_allowed_hosts_and_secrets_only_their_hosts() {
+    let (granted, elsewhere, denied) = (Probe::start(), Probe::start(), Probe::start());
+    let plugin_dir = tempdir("nfsgw-faulty-plugin-");
+    let wasm = plugin_dir.path().join("faulty.wasm");
+    std::fs::write(&wasm, faulty_wasm()).unwrap();
+    let token_file = plugin_dir.path().join("token");
+    std::fs::write(&token_file, "sekrit-value\n").unwrap();
+    let server = Server::start(&format!(
+        "[[mount]]\nname = \"faulty\"\nplugin = {}\n{}\
+         allow_hosts = [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n\
+         [mount.secrets]\ntoken = {{ file = {}, hosts = [\"127.0.0.1:{}\"] }}\n",
+        toml_str(wasm.to_str().unwrap()),
+        crate::harness::NO_ROOT_SQUASH,
+        granted.port,
+        elsewhere.port,
+        toml_str(token_file.to_str().unwrap()),
+        granted.port,
+    ));
+    let mut nfs = server.mount("/faulty").await;
+    let root = nfs.root.clone();
+    let mut outcome = async |name: String| nfs.lookup(&root, &name).await.map(|_| ());
+
+    // An allowed host, with the secret it is bound to: the host added it as a bearer token.
+    assert_eq!(outcome(format!("http-{}", granted.port)).await, Ok(()));
+    let heads = granted.heads();
+    assert!(!heads.is_empty());
+    assert!(
+        heads
+            .iter()
+            .all(|h| h.contains("authorization: bearer sekrit-value")),
+        "{heads:?}"
+    );
+    // An allowed host the secret is not bound to: refused before connecting with it; without
+    // the secret the same host is reachable, and gets no Authorization header.
+    assert_eq!(
+        outcome(format!("http-{}", elsewhere.port)).await,
+        Err(nfsstat3::NFS3ERR_ACCES)
+    );
+    assert!(elsewhere.heads().is_empty(), "{:?}", elsewhere.heads());
+    assert_eq!(
+        outcome(format!("http-anon-{}", elsewhere.port)).await,
+        Ok(())
+    );
+    assert!(elsewhere
+        .heads()
+        .iter()
+        .all(|h| !h.contains("authorization")));
+    // A host not in `allow_hosts`: refused, and nothing reaches it.
+    assert_eq!(
+        outcome(format!("http-anon-{}", denied.port)).await,
+        Err(nfsstat3::NFS3ERR_ACCES)
+    );
+    assert!(denied.heads().is_empty(), "{:?}", denied.heads());
 }

@@ -13,7 +13,9 @@ use crate::config::{Config, MountConfig, Source};
 use crate::plugin::blobstore::{BlobStore, Credentials};
 use crate::plugin::bundled::{self, EXPORT_GUEST_PATH};
 use crate::plugin::host_fs::{Grant, Grants};
+use crate::plugin::http::{AllowList, Outbound};
 use crate::plugin::runtime::{MountPlugin, Runtime, Sandbox};
+use crate::plugin::secrets::Secrets;
 
 /// Starts every mount of the config; `source` is the config text, for line numbers. With a
 /// state directory, file handles outlive the process; without one, they last one run.
@@ -62,7 +64,9 @@ async fn start_mount(
     let plugin = mc.plugin.get_ref();
     let mut config = mc.plugin_config();
     let mut grants = Vec::new();
+    let mut default_hosts: &[&str] = &[];
     let pre = if let Some(b) = bundled::find(plugin) {
+        default_hosts = b.default_hosts;
         if let Some(key) = b.dir_key {
             let Some(value) = config.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v) else {
                 bail!("the {plugin} plugin needs `config.{key}`: the host directory to serve");
@@ -132,9 +136,21 @@ async fn start_mount(
         }
         None => None,
     };
+    let allow = match &mc.allow_hosts {
+        Some(hosts) => AllowList::parse(hosts.iter().map(|h| h.get_ref().as_str()))?,
+        None => AllowList::parse(default_hosts.iter().copied())?,
+    };
+    let outbound = if allow.is_empty() {
+        None
+    } else {
+        Some(Arc::new(Outbound::new(allow)?))
+    };
+    let secrets = Secrets::resolve(&mc.secrets, source, |v| std::env::var(v).ok())?;
     let sandbox = Sandbox {
         grants: Arc::new(Grants::new(grants)),
         blobs,
+        outbound,
+        secrets: Arc::new(secrets),
         limits: mc.limits.clone(),
     };
     let plugin_rt = MountPlugin::start(runtime, mc.name(), pre, sandbox, config).await?;

@@ -5,14 +5,17 @@
 wasmtime::component::bindgen!({
     world: "plugin",
     path: "../wit",
-    with: { "nfsgw:backend/staging.staged-file": super::staging::StagedFile },
+    with: {
+        "nfsgw:backend/staging.staged-file": super::staging::StagedFile,
+        "nfsgw:backend/secrets.secret": super::secrets::SecretHandle,
+    },
 });
 
 pub use self::nfsgw::backend::types;
 pub use exports::nfsgw::backend::backend::Guest as Backend;
 
 /// The interface package this host implements, as plugins export it.
-pub const BACKEND_INTERFACE: &str = "nfsgw:backend/backend@0.2.0";
+pub const BACKEND_INTERFACE: &str = "nfsgw:backend/backend@0.3.0";
 
 impl types::SetAttrs {
     /// No change at all; fill in the fields to change.

@@ -13,7 +13,12 @@ pub struct Bundled {
     pub dir_key: Option<&'static str>,
     /// The plugin serves an object store: its mount must grant one (`[mount.s3]`).
     pub needs_store: bool,
+    /// The hosts its mount may reach when the config sets no `allow_hosts`.
+    pub default_hosts: &'static [&'static str],
 }
+
+/// Where the public Hugging Face Hub and its Xet storage answer.
+const PUBLIC_HUB_HOSTS: &[&str] = &["huggingface.co", "*.huggingface.co", "*.hf.co"];
 
 /// Where a granted directory appears inside the sandbox.
 pub const EXPORT_GUEST_PATH: &str = "/export";
@@ -26,6 +31,7 @@ pub fn find(name: &str) -> Option<Bundled> {
         wasm,
         dir_key,
         needs_store: name == "s3",
+        default_hosts: if name == "hub" { PUBLIC_HUB_HOSTS } else { &[] },
     })
 }
 

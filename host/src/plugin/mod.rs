@@ -1,10 +1,12 @@
 //! The plugin runtime: WebAssembly components in wasmtime, and the capabilities the host gives
-//! them, one module each (`host_fs`, `blobstore`, `staging`, `log`).
+//! them, one module each (`host_fs`, `blobstore`, `staging`, `http`, `secrets`, `log`).
 
 pub mod bindings;
 pub mod blobstore;
 pub mod bundled;
 pub mod host_fs;
+pub mod http;
 mod log;
 pub mod runtime;
+pub mod secrets;
 pub mod staging;

@@ -21,6 +21,8 @@ use super::bindings::types::{Attrs, Error, MountInfo};
 use super::bindings::{Backend, Plugin, PluginPre, BACKEND_INTERFACE};
 use super::blobstore::BlobStore;
 use super::host_fs::Grants;
+use super::http::Outbound;
+use super::secrets::Secrets;
 use super::staging::StagedFile;
 use crate::config::Limits;
 use crate::metrics;
@@ -34,6 +36,10 @@ pub struct HostState {
     pub grants: Arc<Grants>,
     /// The object store the mount grants, if any.
     pub blobs: Option<Arc<BlobStore>>,
+    /// Outbound HTTP to the hosts the mount allows, if it allows any.
+    pub outbound: Option<Arc<Outbound>>,
+    /// The secrets the mount grants.
+    pub secrets: Arc<Secrets>,
     /// Where host capabilities run their async requests from the plugin's thread.
     pub runtime: tokio::runtime::Handle,
     /// When the current call started, and how much of it was spent waiting in host
@@ -171,6 +177,8 @@ fn check_interface(engine: &Engine, component: &Component) -> anyhow::Result<()>
 pub struct Sandbox {
     pub grants: Arc<Grants>,
     pub blobs: Option<Arc<BlobStore>>,
+    pub outbound: Option<Arc<Outbound>>,
+    pub secrets: Arc<Secrets>,
     pub limits: Limits,
 }
 
@@ -347,6 +355,8 @@ impl Sandbox {
         Sandbox {
             grants: self.grants.clone(),
             blobs: self.blobs.clone(),
+            outbound: self.outbound.clone(),
+            secrets: self.secrets.clone(),
             limits: self.limits.clone(),
         }
     }
@@ -384,6 +394,8 @@ fn new_instance(
         mount: mount.clone(),
         grants: grants.clone(),
         blobs: sandbox.blobs.clone(),
+        outbound: sandbox.outbound.clone(),
+        secrets: sandbox.secrets.clone(),
         runtime,
         call_started: Instant::now(),
         host_time: Duration::ZERO,

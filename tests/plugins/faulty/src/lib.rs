@@ -2,7 +2,10 @@
 //! call. The root holds `hello.txt`; looking up `trap` panics (a wasm trap), `hang` loops
 //! forever, and `hog` allocates until the memory limit stops it. `net` tries to connect to
 //! 127.0.0.1 on the `probe_port` of its config and `escape` tries to read host files: both
-//! must be refused by the sandbox, and answer `access` when they are. With `lie = "true"` in its
+//! must be refused by the sandbox, and answer `access` when they are. `http-<port>` sends an HTTP
+//! GET to 127.0.0.1:<port> through the host's `http` capability with the secret `token` as bearer
+//! (answering `access` when the host refuses), and `http-anon-<port>` sends one without it. With
+//! `lie = "true"` in its
 //! config it declares that it can create and write files but keeps nothing, which the
 //! conformance suite must catch.
 
@@ -54,6 +57,7 @@ fn break_out(path: &str) -> Option<Result<(), String>> {
                     .map_err(|e| e.to_string()),
             )
         }
+        _ if path.starts_with("http-") => Some(http_get(path)),
         "escape" => Some(
             ["/etc/passwd", "/etc/hostname", "../../../../etc/passwd"]
                 .iter()
@@ -62,6 +66,32 @@ fn break_out(path: &str) -> Option<Result<(), String>> {
                 .ok_or_else(|| "no host file readable".to_string()),
         ),
         _ => None,
+    }
+}
+
+/// `http-<port>` or `http-anon-<port>`: a GET to 127.0.0.1:<port> through the host.
+fn http_get(path: &str) -> Result<(), String> {
+    use nfsgw::backend::{http, secrets};
+    let (anonymous, port) = match path.strip_prefix("http-anon-") {
+        Some(port) => (true, port),
+        None => (false, &path["http-".len()..]),
+    };
+    let token = if anonymous {
+        None
+    } else {
+        Some(secrets::get("token").map_err(|e| format!("no secret: {e:?}"))?)
+    };
+    let request = http::Request {
+        method: "GET".into(),
+        url: format!("http://127.0.0.1:{port}/probe"),
+        headers: vec![],
+        body: vec![],
+        timeout_ms: Some(5_000),
+    };
+    let response = http::send(&request, token.as_ref()).map_err(|e| format!("{e:?}"))?;
+    match response.status {
+        200 => Ok(()),
+        other => Err(format!("status {other}")),
     }
 }
 

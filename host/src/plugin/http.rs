@@ -1,0 +1,389 @@
+//! The `http` capability: outbound HTTP(S) requests for a plugin, to the hosts its mount allows.
+//!
+//! The mount's `allow_hosts` list decides where a plugin may connect; everything else is refused
+//! before any connection is made (WASI sockets stay off, so this is the plugin's only way out).
+//! The host makes the request with its own client, follows no redirects (a 3xx goes back to the
+//! plugin, and a follow-up request is checked again), caps the response body, and adds a granted
+//! secret as a bearer token only on the host's side of the boundary and only to hosts the secret
+//! is bound to. Calls block the plugin's thread; the wait is booked as host time, which the
+//! plugin's call deadline does not count.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Result};
+use wasmtime::component::Resource;
+
+use super::bindings::nfsgw::backend::http::{Host, HttpError, Request, Response};
+use super::runtime::HostState;
+use super::secrets::SecretHandle;
+
+/// The largest response body a plugin can receive (an Xet xorb is at most 64 MiB).
+const MAX_BODY: usize = 128 << 20;
+/// A request's time limit unless the plugin asks for another.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One allow-list entry: an exact host or every subdomain of a domain, on one port or any.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HostPattern {
+    /// Lower case, without brackets for IPv6.
+    host: String,
+    /// `*.domain`: matches hosts ending in ".domain" (not the domain itself).
+    subdomains: bool,
+    port: Option<u16>,
+}
+
+impl HostPattern {
+    /// Parses "host", "host:port", "*.domain", "*.domain:port", "[v6]:port".
+    pub fn parse(text: &str) -> Result<HostPattern> {
+        if text.contains("://") || text.contains('/') {
+            bail!(
+                "{text:?} is not a host: give \"example.com\" or \"example.com:8080\", not a URL"
+            );
+        }
+        let (host, port) = if let Some(rest) = text.strip_prefix('[') {
+            let Some((host, after)) = rest.split_once(']') else {
+                bail!("{text:?}: unclosed '['");
+            };
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None if after.is_empty() => None,
+                None => bail!("{text:?}: expected ':port' after ']'"),
+            };
+            (host, port)
+        } else {
+            match text.rsplit_once(':') {
+                Some((host, port)) if !host.contains(':') => (host, Some(port)),
+                _ => (text, None),
+            }
+        };
+        let port = port
+            .map(|p| {
+                p.parse::<u16>()
+                    .map_err(|_| anyhow::anyhow!("{text:?}: {p:?} is not a port number"))
+            })
+            .transpose()?;
+        let (host, subdomains) = match host.strip_prefix("*.") {
+            Some(domain) => (domain, true),
+            None => (host, false),
+        };
+        let host = host.to_ascii_lowercase();
+        let valid = !host.is_empty()
+            && host
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-.:_".contains(c))
+            && !host.contains('*');
+        if !valid {
+            bail!("{text:?} is not a host name, address or \"*.domain\" pattern");
+        }
+        Ok(HostPattern {
+            host,
+            subdomains,
+            port,
+        })
+    }
+
+    fn matches(&self, host: &str, port: u16) -> bool {
+        let host_ok = if self.subdomains {
+            host.strip_suffix(self.host.as_str())
+                .is_some_and(|head| head.ends_with('.') && head.len() > 1)
+        } else {
+            host == self.host
+        };
+        host_ok && self.port.is_none_or(|p| p == port)
+    }
+}
+
+/// The hosts a mount (or one secret) may reach.
+#[derive(Debug, Clone, Default)]
+pub struct AllowList(Vec<HostPattern>);
+
+impl AllowList {
+    pub fn parse<'a>(patterns: impl IntoIterator<Item = &'a str>) -> Result<AllowList> {
+        patterns
+            .into_iter()
+            .map(HostPattern::parse)
+            .collect::<Result<_>>()
+            .map(AllowList)
+    }
+
+    /// `host` as in a URL (lower case, IPv6 without brackets).
+    pub fn allows(&self, host: &str, port: u16) -> bool {
+        self.0.iter().any(|p| p.matches(host, port))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// A mount's way out: its allow-list and an HTTP client that follows no redirects.
+pub struct Outbound {
+    allow: AllowList,
+    client: reqwest::Client,
+}
+
+impl Outbound {
+    pub fn new(allow: AllowList) -> Result<Outbound> {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("nfsgw/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        Ok(Outbound { allow, client })
+    }
+
+    /// Sends one request after checking its host (and the secret's) against the allow-lists.
+    pub async fn send(
+        &self,
+        request: Request,
+        bearer: Option<&super::secrets::Secret>,
+    ) -> Result<Response, HttpError> {
+        let url = reqwest::Url::parse(&request.url)
+            .map_err(|e| HttpError::Denied(format!("{:?} is not a URL: {e}", request.url)))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(HttpError::Denied(format!(
+                "{}: only http and https URLs are allowed",
+                url.scheme()
+            )));
+        }
+        let Some(host) = url.host_str() else {
+            return Err(HttpError::Denied("the URL has no host".into()));
+        };
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_ascii_lowercase();
+        let port = url.port_or_known_default().unwrap_or(80);
+        if !self.allow.allows(&host, port) {
+            return Err(HttpError::Denied(format!(
+                "{host}:{port} is not in the mount's `allow_hosts`"
+            )));
+        }
+        if bearer.is_some_and(|s| !s.may_go_to(&host, port)) {
+            return Err(HttpError::Denied(format!(
+                "the secret may not be sent to {host}:{port} (its `hosts` do not list it)"
+            )));
+        }
+        let method = reqwest::Method::from_bytes(request.method.as_bytes())
+            .map_err(|_| HttpError::Denied(format!("{:?} is not a method", request.method)))?;
+        let mut builder = self.client.request(method, url).timeout(
+            request
+                .timeout_ms
+                .map_or(DEFAULT_TIMEOUT, |ms| Duration::from_millis(ms.into())),
+        );
+        for (name, value) in &request.headers {
+            if bearer.is_some() && name.eq_ignore_ascii_case("authorization") {
+                continue;
+            }
+            builder = builder.header(name, value);
+        }
+        if let Some(secret) = bearer {
+            let mut value =
+                reqwest::header::HeaderValue::try_from(format!("Bearer {}", secret.reveal()))
+                    .map_err(|_| {
+                        HttpError::Denied("the secret is not a valid header value".into())
+                    })?;
+            value.set_sensitive(true);
+            builder = builder.header(reqwest::header::AUTHORIZATION, value);
+        }
+        if !request.body.is_empty() {
+            builder = builder.body(request.body);
+        }
+        let mut response = builder
+            .send()
+            .await
+            .map_err(|e| HttpError::Unreachable(describe(&e)))?;
+        if response
+            .content_length()
+            .is_some_and(|n| n > MAX_BODY as u64)
+        {
+            return Err(HttpError::TooLarge);
+        }
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| HttpError::Unreachable(describe(&e)))?
+        {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(HttpError::TooLarge);
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(Response {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// A reqwest error with its causes, minus the URL (which may carry a presigned query).
+fn describe(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        "timed out".to_string()
+    } else if e.is_connect() {
+        "cannot connect".to_string()
+    } else {
+        "request failed".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl Host for HostState {
+    fn send(
+        &mut self,
+        request: Request,
+        bearer: Option<Resource<SecretHandle>>,
+    ) -> Result<Response, HttpError> {
+        let Some(outbound) = self.outbound.clone() else {
+            return Err(HttpError::Denied(
+                "the mount allows no outbound hosts (`allow_hosts`)".into(),
+            ));
+        };
+        let secret = match bearer {
+            Some(handle) => match self.table.get(&handle) {
+                Ok(SecretHandle(secret)) => Some(Arc::clone(secret)),
+                Err(_) => return Err(HttpError::Denied("not a secret handle".into())),
+            },
+            None => None,
+        };
+        let started = Instant::now();
+        let result = self
+            .runtime
+            .block_on(outbound.send(request, secret.as_deref()));
+        self.host_time += started.elapsed();
+        if let Err(HttpError::Denied(why)) = &result {
+            tracing::warn!(mount = %self.mount, "plugin request refused: {why}");
+        }
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn allow(patterns: &[&str]) -> AllowList {
+        AllowList::parse(patterns.iter().copied()).unwrap()
+    }
+
+    #[test]
+    fn patterns_match_hosts_subdomains_and_ports() {
+        let list = allow(&["huggingface.co", "*.hf.co", "127.0.0.1:8080", "[::1]:9"]);
+        assert!(list.allows("huggingface.co", 443));
+        assert!(!list.allows("evil-huggingface.co", 443));
+        assert!(list.allows("cas-bridge.xethub.hf.co", 443));
+        assert!(!list.allows("hf.co", 443), "*.domain is subdomains only");
+        assert!(!list.allows("hf.co.evil.test", 443));
+        assert!(list.allows("127.0.0.1", 8080));
+        assert!(!list.allows("127.0.0.1", 8081));
+        assert!(list.allows("::1", 9));
+        assert!(!allow(&[]).allows("localhost", 80));
+    }
+
+    #[test]
+    fn urls_and_junk_are_not_patterns() {
+        for bad in [
+            "https://huggingface.co",
+            "a.test/path",
+            "a.test:port",
+            "*",
+            "*.a*.test",
+            "",
+        ] {
+            assert!(HostPattern::parse(bad).is_err(), "{bad:?} accepted");
+        }
+        assert_eq!(
+            HostPattern::parse("Hub.Test:80").unwrap(),
+            HostPattern {
+                host: "hub.test".into(),
+                subdomains: false,
+                port: Some(80)
+            }
+        );
+    }
+
+    fn get(url: &str) -> Request {
+        Request {
+            method: "GET".into(),
+            url: url.into(),
+            headers: vec![("authorization".into(), "Bearer plugin-made".into())],
+            body: vec![],
+            timeout_ms: Some(5_000),
+        }
+    }
+
+    /// A one-shot HTTP server that answers 200 and returns the request head it got.
+    async fn one_shot() -> (u16, tokio::task::JoinHandle<String>) {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            let (mut conn, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = conn.read(&mut buf).await.unwrap();
+                head.extend_from_slice(&buf[..n]);
+            }
+            let reply = b"HTTP/1.1 302 Found\r\nLocation: http://elsewhere.test/\r\nX-Thing: 1\r\nContent-Length: 2\r\n\r\nok";
+            conn.write_all(reply).await.unwrap();
+            String::from_utf8_lossy(&head).to_lowercase()
+        });
+        (port, task)
+    }
+
+    #[tokio::test]
+    async fn requests_go_only_to_allowed_hosts_and_carry_the_secret_there() {
+        let (port, seen) = one_shot().await;
+        let out = Outbound::new(allow(&[&format!("127.0.0.1:{port}")])).unwrap();
+        let secrets = super::super::secrets::Secrets::for_test("t", "s3cr3t", None);
+        let secret = secrets.get("t").unwrap();
+        let reply = out
+            .send(get(&format!("http://127.0.0.1:{port}/x")), Some(&secret))
+            .await
+            .unwrap();
+        assert_eq!(reply.status, 302, "redirects are not followed");
+        assert!(reply.headers.contains(&("x-thing".into(), "1".into())));
+        assert_eq!(reply.body, b"ok");
+        let head = seen.await.unwrap();
+        assert!(head.contains("authorization: bearer s3cr3t"), "{head}");
+        assert!(!head.contains("plugin-made"), "{head}");
+
+        for url in [
+            format!("http://127.0.0.1:{}/x", port.wrapping_add(1)),
+            "http://localhost/x".into(),
+            "file:///etc/passwd".into(),
+        ] {
+            match out.send(get(&url), None).await {
+                Err(HttpError::Denied(_)) => {}
+                other => panic!("{url}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_secret_bound_to_other_hosts_is_not_sent() {
+        let out = Outbound::new(allow(&["127.0.0.1"])).unwrap();
+        let secrets =
+            super::super::secrets::Secrets::for_test("t", "s3cr3t", Some(allow(&["hub.test"])));
+        let secret = secrets.get("t").unwrap();
+        match out.send(get("http://127.0.0.1:9/x"), Some(&secret)).await {
+            Err(HttpError::Denied(why)) => assert!(why.contains("secret"), "{why}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
