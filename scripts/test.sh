@@ -20,6 +20,7 @@ say "setup: WebAssembly toolchain, NFS clients"
 bash scripts/wasm-toolchain.sh
 apt_install libnfs-utils
 bash tests/s3/setup.sh
+bash tests/hub/setup.sh
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
 say "format and lint"

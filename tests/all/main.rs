@@ -9,6 +9,7 @@
 mod conformance;
 mod faults;
 mod harness;
+mod hub;
 mod libnfs;
 mod local;
 mod ops;

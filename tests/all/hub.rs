@@ -1,0 +1,326 @@
+//! The bundled `hub` plugin against the project's local Hub + Xet CAS server (tests/hub/fakehub),
+//! with the real `huggingface_hub` + `hf_xet` clients on the other side: files the real client
+//! uploads read back byte-identical through nfsgw, files nfsgw writes to a bucket are downloaded
+//! byte-identical by the real client, and a bad endpoint, token or repository stops the mount
+//! with a clear message.
+//!
+//! The server and the clients run from the venv `tests/hub/setup.sh` makes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nfs3_types::nfs3::nfsstat3;
+use tempfile::TempDir;
+
+use crate::harness::{random_bytes, repo_root, run_with_timeout, spawn, tempdir, toml_str, Server};
+
+const TOKEN: &str = "hf_nfsgw_test_token";
+const MIB: usize = 1 << 20;
+
+/// The Python of the hub test venv.
+fn python() -> PathBuf {
+    let venv = std::env::var_os("NFSGW_HUB_VENV").map_or_else(
+        || Path::new(&std::env::var("HOME").expect("HOME")).join(".cache/nfsgw/hub-venv"),
+        PathBuf::from,
+    );
+    let python = venv.join("bin/python");
+    assert!(
+        python.exists(),
+        "{} is missing: run tests/hub/setup.sh (scripts/test.sh does)",
+        python.display()
+    );
+    python
+}
+
+/// A running fakehub: the Hub API and CAS on one port, signed downloads on another.
+struct FakeHub {
+    child: Child,
+    port: u16,
+    cdn_port: u16,
+    dir: TempDir,
+}
+
+impl FakeHub {
+    fn start() -> FakeHub {
+        let dir = tempdir("nfsgw-fakehub-");
+        let ready = dir.path().join("ready.json");
+        let child = Command::new(python())
+            .args(["-m", "fakehub", "--token", TOKEN, "--page-size", "5"])
+            .arg("--data")
+            .arg(dir.path().join("data"))
+            .arg("--ready-file")
+            .arg(&ready)
+            .env("PYTHONPATH", repo_root().join("tests/hub"))
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("start fakehub");
+        let started = Instant::now();
+        while !ready.exists() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "fakehub did not get ready"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let info: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&ready).unwrap()).unwrap();
+        let port = |key: &str| info[key].as_u64().expect("a port") as u16;
+        FakeHub {
+            port: port("port"),
+            cdn_port: port("cdn_port"),
+            child,
+            dir,
+        }
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Runs tests/hub/client.py (the real huggingface_hub + hf_xet) with a fresh HF_HOME.
+    fn client(&self, args: &[&str]) -> String {
+        let home = tempdir("nfsgw-hf-home-");
+        let output = run_with_timeout(
+            Command::new(python())
+                .arg(repo_root().join("tests/hub/client.py"))
+                .args(args)
+                .env("HF_ENDPOINT", self.endpoint())
+                .env("HF_TOKEN", TOKEN)
+                .env("HF_HOME", home.path())
+                .env("HF_HUB_DISABLE_TELEMETRY", "1")
+                .env_remove("HF_HUB_OFFLINE"),
+            Duration::from_secs(300),
+        );
+        assert!(
+            output.status.success(),
+            "client.py {args:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8(output.stdout).unwrap()
+    }
+
+    /// A `[[mount]]` of the hub plugin, `what` being its `[mount.config]` lines that choose the
+    /// repository or bucket. The token goes in a file the host reads.
+    fn mount(&self, name: &str, what: &str, token: &str) -> String {
+        let token_file = self.dir.path().join(format!("token-{name}"));
+        std::fs::write(&token_file, token).unwrap();
+        format!(
+            "[[mount]]\nname = \"{name}\"\nplugin = \"hub\"\nflush_after_ms = 200\n{}\
+             allow_hosts = [\"127.0.0.1:{}\", \"127.0.0.1:{}\"]\n\
+             [mount.secrets]\ntoken = {{ file = {}, hosts = [\"127.0.0.1:{}\"] }}\n\
+             [mount.config]\nendpoint = \"{}\"\n{what}\n",
+            crate::harness::NO_ROOT_SQUASH,
+            self.port,
+            self.cdn_port,
+            toml_str(token_file.to_str().unwrap()),
+            self.port,
+            self.endpoint(),
+        )
+    }
+}
+
+impl Drop for FakeHub {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Waits until `check` holds, for at most `limit`.
+fn eventually(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !check() {
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Files the real client uploads to the test repository: small text (stored in git), 3 MiB
+/// and 70 MiB (Xet, the last one spanning two xorbs), and a directory of 12 files (listed over
+/// several pages).
+fn repo_files() -> Vec<(String, Vec<u8>)> {
+    let mut files = vec![
+        ("README.md".to_string(), b"# a test model\n".to_vec()),
+        ("weights/mid.bin".to_string(), random_bytes(3, 3 * MIB)),
+        ("weights/big.bin".to_string(), random_bytes(70, 70 * MIB)),
+    ];
+    for i in 0..12 {
+        files.push((format!("many/f{i:02}.txt"), format!("file {i}\n").into_bytes()));
+    }
+    files
+}
+
+fn write_tree(root: &Path, files: &[(String, Vec<u8>)]) {
+    for (path, data) in files {
+        let path = root.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, data).unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_repo_a_bucket_and_a_local_dir_are_served_side_by_side() {
+    let hub = FakeHub::start();
+    let upload = tempdir("nfsgw-hub-upload-");
+    let files = repo_files();
+    write_tree(upload.path(), &files);
+    hub.client(&["upload-folder", "model", "tester/demo", upload.path().to_str().unwrap()]);
+    let dataset = tempdir("nfsgw-hub-dataset-");
+    write_tree(
+        dataset.path(),
+        &[("train/part-0.csv".into(), b"a,b\n1,2\n".to_vec())],
+    );
+    hub.client(&["upload-folder", "dataset", "tester/table", dataset.path().to_str().unwrap()]);
+    hub.client(&["create-bucket", "tester/side"]);
+    let local = tempdir("nfsgw-hub-local-");
+    std::fs::write(local.path().join("here.txt"), b"local\n").unwrap();
+
+    let server = Server::start(&format!(
+        "{}{}{}[[mount]]\nname = \"local\"\nplugin = \"local\"\n{}[mount.config]\nroot = {}\n",
+        hub.mount("models", "repo = \"tester/demo\"", TOKEN),
+        hub.mount(
+            "data",
+            "repo = \"tester/table\"\nrepo_type = \"dataset\"",
+            TOKEN
+        ),
+        hub.mount("bucket", "bucket = \"tester/side\"", TOKEN),
+        crate::harness::NO_ROOT_SQUASH,
+        toml_str(local.path().to_str().unwrap()),
+    ));
+
+    let mut models = server.mount("/models").await;
+    let root = models.root.clone();
+    let mut top = models.readdir_names(&root).await.unwrap();
+    top.sort();
+    assert_eq!(top, ["README.md", "many", "weights"]);
+    let many = models.lookup_path("many").await.unwrap();
+    assert_eq!(
+        models.readdir_names(&many).await.unwrap().len(),
+        12,
+        "a listing over several pages"
+    );
+    for (path, data) in &files {
+        let fh = models.lookup_path(path).await.unwrap();
+        let attrs = models.getattr(&fh).await.unwrap();
+        assert_eq!(attrs.size, data.len() as u64, "{path}: size");
+        let got = models.read_all(&fh).await.unwrap();
+        assert!(got == *data, "{path}: content differs");
+    }
+    // Reads in the middle fetch only what they need, and stay exact.
+    let big = &files[2].1;
+    let fh = models.lookup_path("weights/big.bin").await.unwrap();
+    for (offset, len) in [(40 * MIB + 12_345, MIB), (67_100_000, 200_000), (70 * MIB - 10, 64)] {
+        let got = models.read_range(&fh, offset as u64, len).await.unwrap();
+        let end = (offset + len).min(big.len());
+        assert!(got == big[offset..end], "big.bin at {offset}+{len}");
+    }
+    // A repository at a revision is read-only.
+    assert_eq!(
+        models.create(&root, "new.txt", 0o644).await.map(|_| ()),
+        Err(nfsstat3::NFS3ERR_ROFS)
+    );
+
+    let mut data = server.mount("/data").await;
+    assert_eq!(data.read_path("train/part-0.csv").await, b"a,b\n1,2\n");
+    let mut local_nfs = server.mount("/local").await;
+    assert_eq!(local_nfs.read_path("here.txt").await, b"local\n");
+    let mut bucket = server.mount("/bucket").await;
+    let broot = bucket.root.clone();
+    bucket.put(&broot, "side.txt", b"from nfsgw\n").await;
+    let out = tempdir("nfsgw-hub-download-");
+    let target = out.path().join("side.txt");
+    eventually("the bucket file to be uploaded", Duration::from_secs(60), || {
+        hub.client(&["bucket-list", "tester/side"])
+            .lines()
+            .any(|l| l == "side.txt")
+    });
+    hub.client(&["bucket-get", "tester/side", "side.txt", target.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&target).unwrap(), b"from nfsgw\n");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_bucket_round_trips_with_the_real_client() {
+    let hub = FakeHub::start();
+    hub.client(&["create-bucket", "tester/rw"]);
+    let work = tempdir("nfsgw-hub-bucket-");
+    let uploaded = random_bytes(7, 2 * MIB + 123);
+    std::fs::write(work.path().join("up.bin"), &uploaded).unwrap();
+    hub.client(&[
+        "bucket-put",
+        "tester/rw",
+        work.path().join("up.bin").to_str().unwrap(),
+        "in/up.bin",
+    ]);
+    let server = Server::start(&hub.mount("rw", "bucket = \"tester/rw\"", TOKEN));
+    let mut nfs = server.mount("/rw").await;
+    assert!(nfs.read_path("in/up.bin").await == uploaded, "real client's upload");
+
+    // Written through NFS: several Xet chunks, so chunking, xorbs and the shard all matter.
+    let root = nfs.root.clone();
+    let written = random_bytes(8, 5 * MIB + 77);
+    let dir = nfs.lookup_path("in").await.unwrap();
+    let fh = nfs.create(&dir, "new.bin", 0o644).await.unwrap();
+    for (i, piece) in written.chunks(MIB).enumerate() {
+        nfs.write_all(&fh, (i * MIB) as u64, piece).await.unwrap();
+    }
+    nfs.put(&root, "note.txt", b"a note\n").await;
+    let listed = || hub.client(&["bucket-list", "tester/rw"]);
+    eventually("both files in the bucket", Duration::from_secs(60), || {
+        let names = listed();
+        names.lines().any(|l| l == "in/new.bin") && names.lines().any(|l| l == "note.txt")
+    });
+    let got = work.path().join("new.bin");
+    hub.client(&["bucket-get", "tester/rw", "in/new.bin", got.to_str().unwrap()]);
+    assert!(std::fs::read(&got).unwrap() == written, "real client's download differs");
+    assert!(nfs.read_path("in/new.bin").await == written, "read back through NFS");
+
+    // Rename and remove reach the bucket.
+    nfs.rename(&root, "note.txt", &root, "renamed.txt")
+        .await
+        .unwrap();
+    nfs.remove(&dir, "up.bin").await.unwrap();
+    eventually("rename and remove in the bucket", Duration::from_secs(60), || {
+        let names = listed();
+        let names: Vec<_> = names.lines().collect();
+        names.contains(&"renamed.txt") && !names.contains(&"note.txt") && !names.contains(&"in/up.bin")
+    });
+    let renamed = work.path().join("renamed.txt");
+    hub.client(&["bucket-get", "tester/rw", "renamed.txt", renamed.to_str().unwrap()]);
+    assert_eq!(std::fs::read(&renamed).unwrap(), b"a note\n");
+}
+
+/// The `nfsgw: ` error line of a server that refused to start.
+fn startup_error(config: &str) -> String {
+    match spawn(config) {
+        Ok(server) => panic!("nfsgw started (port {}) on:\n{config}", server.port),
+        Err(exited) => exited.stderr,
+    }
+}
+
+#[test]
+fn a_bad_endpoint_token_or_repository_is_a_clear_startup_error() {
+    let hub = FakeHub::start();
+    let empty = tempdir("nfsgw-hub-empty-");
+    std::fs::write(empty.path().join("a.txt"), b"a").unwrap();
+    hub.client(&["upload-folder", "model", "tester/exists", empty.path().to_str().unwrap()]);
+
+    let unreachable = hub
+        .mount("m", "repo = \"tester/exists\"", TOKEN)
+        .replace(&format!("127.0.0.1:{}", hub.port), "127.0.0.1:9");
+    let err = startup_error(&unreachable);
+    assert!(err.contains("cannot reach the Hub"), "{err}");
+
+    let err = startup_error(&hub.mount("m", "repo = \"tester/exists\"", "hf_wrong"));
+    assert!(err.contains("refused the token"), "{err}");
+
+    let err = startup_error(&hub.mount("m", "repo = \"tester/missing\"", TOKEN));
+    assert!(err.contains("not found") && err.contains("tester/missing"), "{err}");
+
+    let err = startup_error(&hub.mount(
+        "m",
+        "repo = \"tester/exists\"\nrevision = \"no-such-branch\"",
+        TOKEN,
+    ));
+    assert!(err.contains("no-such-branch"), "{err}");
+}
