@@ -18,6 +18,7 @@ cd "$NFSGW_REPO"
 
 say "setup: WebAssembly toolchain, NFS clients"
 bash scripts/wasm-toolchain.sh
+cargo test --release --manifest-path plugins/Cargo.toml -p nfsgw-xet
 apt_install libnfs-utils
 bash tests/s3/setup.sh
 bash tests/hub/setup.sh

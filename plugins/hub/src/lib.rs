@@ -1,0 +1,185 @@
+//! nfsgw's bundled plugin for the Hugging Face Hub.
+//!
+//! A mount serves one repo (model, dataset or space) read-only at a revision pinned to its
+//! commit at `init`, or one bucket read-write. It speaks to the Hub's API and to the Xet CAS
+//! through the host's `http` import (the host checks every URL against the mount's
+//! `allow_hosts`), authenticates to the Hub with the `token` secret the mount grants (an opaque
+//! handle: the plugin never sees the value), and does the Xet formats itself (crate
+//! `nfsgw-xet`). This file is the glue between the interface and the modules; what a mount
+//! does is written down in `docs/SEMANTICS-HUB.md`.
+
+wit_bindgen::generate!({ world: "plugin", path: "../../wit" });
+
+mod api;
+mod bucket;
+mod cas;
+mod clock;
+mod config;
+mod fs;
+mod mount;
+mod net;
+mod repo;
+mod token;
+mod tree;
+mod urls;
+
+use std::cell::RefCell;
+
+use exports::nfsgw::backend::backend::{
+    Attrs, Device, Error, FileKind, FsStats, Guest, MountInfo, ReadResult, SetAttrs,
+};
+use nfsgw::backend::secrets;
+use nfsgw::backend::staging::StagedFile;
+use nfsgw::backend::types::{Capabilities, DirPage};
+
+use config::Target;
+use mount::{Mount, Source};
+use net::Client;
+
+thread_local! {
+    /// This instance's mount, set by `init`.
+    static MOUNT: RefCell<Option<Mount>> = const { RefCell::new(None) };
+}
+
+fn with<R>(f: impl FnOnce(&mut Mount) -> Result<R, Error>) -> Result<R, Error> {
+    MOUNT.with(|m| match m.borrow_mut().as_mut() {
+        Some(mount) => f(mount),
+        None => Err(Error::Io),
+    })
+}
+
+/// Runs a change on a bucket mount; a repo mount declares no changes, so the host never asks.
+fn with_bucket<R>(f: impl FnOnce(&mut Mount) -> Result<R, Error>) -> Result<R, Error> {
+    with(|m| match m.source {
+        Source::Bucket => f(m),
+        Source::Repo { .. } => Err(Error::ReadOnly),
+    })
+}
+
+struct Hub;
+
+impl Guest for Hub {
+    fn init(config: Vec<(String, String)>) -> Result<MountInfo, String> {
+        let cfg = config::parse(&config)?;
+        let token = match secrets::get("token") {
+            Ok(secret) => Some(secret),
+            Err(Error::NotFound) => None,
+            Err(e) => return Err(format!("cannot get the `token` secret: {e:?}")),
+        };
+        let client = Client::new(&cfg.endpoint, token);
+        let (mount, info) = match cfg.target.clone() {
+            Target::Repo { kind, id, revision } => {
+                let mount = repo::open(cfg, client, kind, id, &revision)?;
+                let info = MountInfo {
+                    capabilities: Capabilities::empty(),
+                    immutable: true,
+                    attr_ttl_ms: None,
+                    max_instances: None,
+                    staged_writes: false,
+                };
+                (mount, info)
+            }
+            Target::Bucket { id } => {
+                let ttl = cfg.attr_ttl_ms;
+                let mount = bucket::open(cfg, client, &id)?;
+                let info = MountInfo {
+                    capabilities: Capabilities::WRITE
+                        | Capabilities::CREATE
+                        | Capabilities::MKDIR
+                        | Capabilities::REMOVE
+                        | Capabilities::RENAME
+                        | Capabilities::TRUNCATE,
+                    immutable: false,
+                    attr_ttl_ms: Some(ttl),
+                    // Directories made by mkdir, and read-your-writes through the listing
+                    // cache, live in one instance's memory.
+                    max_instances: Some(1),
+                    staged_writes: true,
+                };
+                (mount, info)
+            }
+        };
+        MOUNT.with(|m| *m.borrow_mut() = Some(mount));
+        Ok(info)
+    }
+
+    fn stat(path: String) -> Result<Attrs, Error> {
+        with(|m| m.stat(&path))
+    }
+
+    fn list_dir(path: String, cursor: Option<String>, limit: u32) -> Result<DirPage, Error> {
+        with(|m| m.list_dir(&path, cursor.as_deref(), limit))
+    }
+
+    fn read(path: String, offset: u64, len: u32) -> Result<ReadResult, Error> {
+        with(|m| m.read(&path, offset, len))
+    }
+
+    fn write(_: String, _: u64, _: Vec<u8>) -> Result<Attrs, Error> {
+        Err(Error::NotSupported) // staged by the host, stored through `commit`
+    }
+
+    fn create(path: String, _mode: u32, exclusive: bool) -> Result<Attrs, Error> {
+        with_bucket(|m| m.create(&path, exclusive))
+    }
+
+    fn mkdir(path: String, _mode: u32) -> Result<Attrs, Error> {
+        with_bucket(|m| m.mkdir(&path))
+    }
+
+    fn remove(path: String) -> Result<(), Error> {
+        with_bucket(|m| m.remove(&path))
+    }
+
+    fn rmdir(path: String) -> Result<(), Error> {
+        with_bucket(|m| m.rmdir(&path))
+    }
+
+    fn rename(source: String, destination: String) -> Result<(), Error> {
+        with_bucket(|m| m.rename(&source, &destination))
+    }
+
+    fn symlink(_: String, _: String) -> Result<Attrs, Error> {
+        Err(Error::NotSupported)
+    }
+
+    fn readlink(_: String) -> Result<String, Error> {
+        Err(Error::Invalid) // nothing here is a symbolic link
+    }
+
+    fn link(_: String, _: String) -> Result<Attrs, Error> {
+        Err(Error::NotSupported)
+    }
+
+    fn mknod(_: String, _: FileKind, _: u32, _: Device) -> Result<Attrs, Error> {
+        Err(Error::NotSupported)
+    }
+
+    fn setattr(_: String, _: SetAttrs) -> Result<Attrs, Error> {
+        // Sizes are the host's staging; the Hub keeps no mode, owner or settable time.
+        Err(Error::NotSupported)
+    }
+
+    fn sync(_: String) -> Result<(), Error> {
+        Ok(()) // the host keeps staged data durable until `commit`
+    }
+
+    fn statfs() -> Result<FsStats, Error> {
+        // Neither a repo nor a bucket has a fixed size: report plenty.
+        const PLENTY: u64 = 1 << 50;
+        Ok(FsStats {
+            total_bytes: PLENTY,
+            free_bytes: PLENTY,
+            available_bytes: PLENTY,
+            total_files: 1 << 32,
+            free_files: 1 << 32,
+            available_files: 1 << 32,
+        })
+    }
+
+    fn commit(path: String, staged: &StagedFile) -> Result<Attrs, Error> {
+        with_bucket(|m| m.commit(&path, staged))
+    }
+}
+
+export!(Hub);

@@ -1,0 +1,251 @@
+//! Outbound HTTP through the host's `http` import: who gets which credentials, retries of
+//! transient failures, and the mapping of failures to the interface's errors (each with a log
+//! line naming the URL's path, never its query: presigned URLs carry signatures there).
+//!
+//! The Hub token (an opaque secret handle) is attached only to requests to the Hub endpoint's
+//! own origin; CAS requests carry the Xet token the plugin was given, and presigned transfer
+//! URLs carry nothing.
+
+use std::time::Duration;
+
+use crate::exports::nfsgw::backend::backend::Error;
+use crate::nfsgw::backend::http::{self, HttpError, Request, Response};
+use crate::nfsgw::backend::log::{self, Level};
+use crate::nfsgw::backend::secrets::Secret;
+use crate::urls::{header, origin, without_query};
+
+/// Attempts per request for transient failures (429, 5xx, unreachable), and the pauses between.
+const BACKOFF_MS: [u64; 2] = [150, 600];
+
+/// Which credentials a request carries.
+#[derive(Clone, Copy)]
+pub enum Auth<'a> {
+    /// The Hub token, if the mount grants one and the URL is on the Hub endpoint's origin.
+    Hub,
+    /// `Authorization: Bearer <token>` with a Xet CAS token.
+    Xet(&'a str),
+    /// Nothing (presigned URLs, other hosts).
+    None,
+}
+
+/// Why a request failed, after retries.
+#[derive(Debug)]
+pub enum Failure {
+    /// An HTTP error status, with the Hub's `X-Error-Code` and message when it sent them.
+    Status {
+        status: u16,
+        code: Option<String>,
+        message: Option<String>,
+    },
+    Unreachable(String),
+    /// Refused by the host's allow-list (or not an http(s) URL).
+    Denied(String),
+    TooLarge,
+}
+
+impl Failure {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Failure::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+
+    /// The interface error for this failure.
+    pub fn error(&self) -> Error {
+        match self {
+            Failure::Status { status: 404, .. } => Error::NotFound,
+            Failure::Status {
+                status: 401 | 403, ..
+            } => Error::Access,
+            Failure::Status {
+                status: 429 | 503, ..
+            } => Error::Busy,
+            Failure::Denied(_) => Error::Access,
+            _ => Error::Io,
+        }
+    }
+
+    /// A short description: "404 (EntryNotFound: x does not exist)", "unreachable: …".
+    pub fn describe(&self) -> String {
+        match self {
+            Failure::Status {
+                status,
+                code,
+                message,
+            } => {
+                let detail = match (code, message) {
+                    (Some(c), Some(m)) => format!(" ({c}: {m})"),
+                    (Some(c), None) => format!(" ({c})"),
+                    (None, Some(m)) => format!(" ({m})"),
+                    (None, None) => String::new(),
+                };
+                format!("HTTP {status}{detail}")
+            }
+            Failure::Unreachable(why) => format!("unreachable: {why}"),
+            Failure::Denied(why) => {
+                format!("denied by the host ({why}); the mount's `allow_hosts` must list this host")
+            }
+            Failure::TooLarge => "the response is larger than the host accepts".to_string(),
+        }
+    }
+}
+
+pub fn log(level: Level, message: &str) {
+    log::log(level, message);
+}
+
+/// Logs a failed request and turns it into the interface's error.
+pub fn fail(method: &str, url: &str, failure: &Failure) -> Error {
+    let level = match failure {
+        Failure::Status { status: 404, .. } => Level::Debug,
+        _ => Level::Warn,
+    };
+    log(
+        level,
+        &format!("{method} {}: {}", without_query(url), failure.describe()),
+    );
+    failure.error()
+}
+
+/// The HTTP client of one plugin instance.
+pub struct Client {
+    hub_origin: String,
+    token: Option<Secret>,
+}
+
+fn transient(status: u16) -> bool {
+    matches!(status, 429 | 500 | 502 | 503 | 504)
+}
+
+fn status_failure(r: &Response) -> Failure {
+    let message = header(&r.headers, "x-error-message")
+        .map(str::to_string)
+        .or_else(|| {
+            let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
+            v.get("error")?.as_str().map(str::to_string)
+        });
+    Failure::Status {
+        status: r.status,
+        code: header(&r.headers, "x-error-code").map(str::to_string),
+        message,
+    }
+}
+
+impl Client {
+    pub fn new(endpoint: &str, token: Option<Secret>) -> Client {
+        Client {
+            hub_origin: origin(endpoint).unwrap_or(endpoint).to_string(),
+            token,
+        }
+    }
+
+    /// Sends a request, retrying transient failures. A status of 400 or more is a failure;
+    /// 1xx–3xx come back to the caller (redirects are its to follow).
+    pub fn send(
+        &self,
+        method: &str,
+        url: &str,
+        mut headers: Vec<(String, String)>,
+        body: &[u8],
+        auth: Auth,
+    ) -> Result<Response, Failure> {
+        let bearer = match auth {
+            Auth::Hub if origin(url) == Some(self.hub_origin.as_str()) => self.token.as_ref(),
+            Auth::Xet(token) => {
+                headers.push(("Authorization".to_string(), format!("Bearer {token}")));
+                None
+            }
+            _ => None,
+        };
+        let request = Request {
+            method: method.to_string(),
+            url: url.to_string(),
+            headers,
+            body: body.to_vec(),
+            timeout_ms: None,
+        };
+        let mut attempt = 0;
+        loop {
+            let failure = match http::send(&request, bearer) {
+                Ok(r) if r.status < 400 => return Ok(r),
+                Ok(r) if transient(r.status) => status_failure(&r),
+                Ok(r) => return Err(status_failure(&r)),
+                Err(HttpError::Unreachable(why)) => Failure::Unreachable(why),
+                Err(HttpError::Denied(why)) => return Err(Failure::Denied(why)),
+                Err(HttpError::TooLarge) => return Err(Failure::TooLarge),
+            };
+            let Some(pause) = BACKOFF_MS.get(attempt) else {
+                return Err(failure);
+            };
+            log(
+                Level::Debug,
+                &format!(
+                    "{method} {}: {}; trying again",
+                    without_query(url),
+                    failure.describe()
+                ),
+            );
+            std::thread::sleep(Duration::from_millis(*pause));
+            attempt += 1;
+        }
+    }
+
+    /// A GET that follows up to four redirects. The Hub token goes only to the Hub's origin:
+    /// a redirect elsewhere (a CDN) is fetched without it.
+    pub fn get_following(
+        &self,
+        url: &str,
+        headers: Vec<(String, String)>,
+    ) -> Result<Response, Failure> {
+        let mut url = url.to_string();
+        let mut hops = 0;
+        loop {
+            let r = self.send("GET", &url, headers.clone(), &[], Auth::Hub)?;
+            if !(300..400).contains(&r.status) {
+                return Ok(r);
+            }
+            match header(&r.headers, "location") {
+                Some(location) if hops < 4 => url = crate::urls::resolve_location(&url, location),
+                _ => return Err(status_failure(&r)),
+            }
+            hops += 1;
+        }
+    }
+}
+
+/// The sentence `init` shows the user when its first call to the Hub fails; `what` names the
+/// repo or bucket ("model ns/name at revision main").
+pub fn init_error(endpoint: &str, what: &str, failure: &Failure) -> String {
+    let host = origin(endpoint)
+        .and_then(|o| o.split("://").nth(1))
+        .unwrap_or(endpoint);
+    match failure {
+        Failure::Unreachable(why) => format!("cannot reach the Hub at {endpoint}: {why}"),
+        Failure::Denied(why) => format!(
+            "the host refused to connect to {host} ({why}): the mount's `allow_hosts` must list \
+             {host} (and the Xet CAS and transfer hosts the Hub points to)"
+        ),
+        Failure::Status {
+            status: 401 | 403, ..
+        } => format!(
+            "the Hub refused the token ({}) for {what}: check the `token` secret in \
+             [mount.secrets]",
+            failure.describe()
+        ),
+        Failure::Status {
+            status: 404, code, ..
+        } => match code.as_deref() {
+            Some("RevisionNotFound") => format!("{what}: revision not found on {endpoint}"),
+            Some("RepoNotFound") => format!(
+                "{what}: not found on {endpoint} (or it is private and the mount grants no \
+                 `token` secret that may read it)"
+            ),
+            _ => format!("{what}: not found on {endpoint} ({})", failure.describe()),
+        },
+        _ => format!(
+            "the Hub at {endpoint} failed for {what}: {}",
+            failure.describe()
+        ),
+    }
+}
