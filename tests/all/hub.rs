@@ -146,7 +146,10 @@ fn repo_files() -> Vec<(String, Vec<u8>)> {
         ("weights/big.bin".to_string(), random_bytes(70, 70 * MIB)),
     ];
     for i in 0..12 {
-        files.push((format!("many/f{i:02}.txt"), format!("file {i}\n").into_bytes()));
+        files.push((
+            format!("many/f{i:02}.txt"),
+            format!("file {i}\n").into_bytes(),
+        ));
     }
     files
 }
@@ -165,13 +168,23 @@ async fn a_repo_a_bucket_and_a_local_dir_are_served_side_by_side() {
     let upload = tempdir("nfsgw-hub-upload-");
     let files = repo_files();
     write_tree(upload.path(), &files);
-    hub.client(&["upload-folder", "model", "tester/demo", upload.path().to_str().unwrap()]);
+    hub.client(&[
+        "upload-folder",
+        "model",
+        "tester/demo",
+        upload.path().to_str().unwrap(),
+    ]);
     let dataset = tempdir("nfsgw-hub-dataset-");
     write_tree(
         dataset.path(),
         &[("train/part-0.csv".into(), b"a,b\n1,2\n".to_vec())],
     );
-    hub.client(&["upload-folder", "dataset", "tester/table", dataset.path().to_str().unwrap()]);
+    hub.client(&[
+        "upload-folder",
+        "dataset",
+        "tester/table",
+        dataset.path().to_str().unwrap(),
+    ]);
     hub.client(&["create-bucket", "tester/side"]);
     let local = tempdir("nfsgw-hub-local-");
     std::fs::write(local.path().join("here.txt"), b"local\n").unwrap();
@@ -193,7 +206,8 @@ async fn a_repo_a_bucket_and_a_local_dir_are_served_side_by_side() {
     let root = models.root.clone();
     let mut top = models.readdir_names(&root).await.unwrap();
     top.sort();
-    assert_eq!(top, ["README.md", "many", "weights"]);
+    // A new repository starts with the .gitattributes the Hub makes.
+    assert_eq!(top, [".gitattributes", "README.md", "many", "weights"]);
     let many = models.lookup_path("many").await.unwrap();
     assert_eq!(
         models.readdir_names(&many).await.unwrap().len(),
@@ -210,7 +224,11 @@ async fn a_repo_a_bucket_and_a_local_dir_are_served_side_by_side() {
     // Reads in the middle fetch only what they need, and stay exact.
     let big = &files[2].1;
     let fh = models.lookup_path("weights/big.bin").await.unwrap();
-    for (offset, len) in [(40 * MIB + 12_345, MIB), (67_100_000, 200_000), (70 * MIB - 10, 64)] {
+    for (offset, len) in [
+        (40 * MIB + 12_345, MIB),
+        (67_100_000, 200_000),
+        (70 * MIB - 10, 64),
+    ] {
         let got = models.read_range(&fh, offset as u64, len).await.unwrap();
         let end = (offset + len).min(big.len());
         assert!(got == big[offset..end], "big.bin at {offset}+{len}");
@@ -230,12 +248,21 @@ async fn a_repo_a_bucket_and_a_local_dir_are_served_side_by_side() {
     bucket.put(&broot, "side.txt", b"from nfsgw\n").await;
     let out = tempdir("nfsgw-hub-download-");
     let target = out.path().join("side.txt");
-    eventually("the bucket file to be uploaded", Duration::from_secs(60), || {
-        hub.client(&["bucket-list", "tester/side"])
-            .lines()
-            .any(|l| l == "side.txt")
-    });
-    hub.client(&["bucket-get", "tester/side", "side.txt", target.to_str().unwrap()]);
+    eventually(
+        "the bucket file to be uploaded",
+        Duration::from_secs(60),
+        || {
+            hub.client(&["bucket-list", "tester/side"])
+                .lines()
+                .any(|l| l == "side.txt")
+        },
+    );
+    hub.client(&[
+        "bucket-get",
+        "tester/side",
+        "side.txt",
+        target.to_str().unwrap(),
+    ]);
     assert_eq!(std::fs::read(&target).unwrap(), b"from nfsgw\n");
 }
 
@@ -254,7 +281,10 @@ async fn a_bucket_round_trips_with_the_real_client() {
     ]);
     let server = Server::start(&hub.mount("rw", "bucket = \"tester/rw\"", TOKEN));
     let mut nfs = server.mount("/rw").await;
-    assert!(nfs.read_path("in/up.bin").await == uploaded, "real client's upload");
+    assert!(
+        nfs.read_path("in/up.bin").await == uploaded,
+        "real client's upload"
+    );
 
     // Written through NFS: several Xet chunks, so chunking, xorbs and the shard all matter.
     let root = nfs.root.clone();
@@ -271,28 +301,51 @@ async fn a_bucket_round_trips_with_the_real_client() {
         names.lines().any(|l| l == "in/new.bin") && names.lines().any(|l| l == "note.txt")
     });
     let got = work.path().join("new.bin");
-    hub.client(&["bucket-get", "tester/rw", "in/new.bin", got.to_str().unwrap()]);
-    assert!(std::fs::read(&got).unwrap() == written, "real client's download differs");
-    assert!(nfs.read_path("in/new.bin").await == written, "read back through NFS");
+    hub.client(&[
+        "bucket-get",
+        "tester/rw",
+        "in/new.bin",
+        got.to_str().unwrap(),
+    ]);
+    assert!(
+        std::fs::read(&got).unwrap() == written,
+        "real client's download differs"
+    );
+    assert!(
+        nfs.read_path("in/new.bin").await == written,
+        "read back through NFS"
+    );
 
     // Rename and remove reach the bucket.
     nfs.rename(&root, "note.txt", &root, "renamed.txt")
         .await
         .unwrap();
     nfs.remove(&dir, "up.bin").await.unwrap();
-    eventually("rename and remove in the bucket", Duration::from_secs(60), || {
-        let names = listed();
-        let names: Vec<_> = names.lines().collect();
-        names.contains(&"renamed.txt") && !names.contains(&"note.txt") && !names.contains(&"in/up.bin")
-    });
+    eventually(
+        "rename and remove in the bucket",
+        Duration::from_secs(60),
+        || {
+            let names = listed();
+            let names: Vec<_> = names.lines().collect();
+            names.contains(&"renamed.txt")
+                && !names.contains(&"note.txt")
+                && !names.contains(&"in/up.bin")
+        },
+    );
     let renamed = work.path().join("renamed.txt");
-    hub.client(&["bucket-get", "tester/rw", "renamed.txt", renamed.to_str().unwrap()]);
+    hub.client(&[
+        "bucket-get",
+        "tester/rw",
+        "renamed.txt",
+        renamed.to_str().unwrap(),
+    ]);
     assert_eq!(std::fs::read(&renamed).unwrap(), b"a note\n");
 }
 
 /// The `nfsgw: ` error line of a server that refused to start.
 fn startup_error(config: &str) -> String {
-    match spawn(config) {
+    let config = format!("[server]\nlisten = \"127.0.0.1:0\"\nportmap = \"off\"\n{config}");
+    match spawn(&config) {
         Ok(server) => panic!("nfsgw started (port {}) on:\n{config}", server.port),
         Err(exited) => exited.stderr,
     }
@@ -303,7 +356,12 @@ fn a_bad_endpoint_token_or_repository_is_a_clear_startup_error() {
     let hub = FakeHub::start();
     let empty = tempdir("nfsgw-hub-empty-");
     std::fs::write(empty.path().join("a.txt"), b"a").unwrap();
-    hub.client(&["upload-folder", "model", "tester/exists", empty.path().to_str().unwrap()]);
+    hub.client(&[
+        "upload-folder",
+        "model",
+        "tester/exists",
+        empty.path().to_str().unwrap(),
+    ]);
 
     let unreachable = hub
         .mount("m", "repo = \"tester/exists\"", TOKEN)
@@ -315,7 +373,10 @@ fn a_bad_endpoint_token_or_repository_is_a_clear_startup_error() {
     assert!(err.contains("refused the token"), "{err}");
 
     let err = startup_error(&hub.mount("m", "repo = \"tester/missing\"", TOKEN));
-    assert!(err.contains("not found") && err.contains("tester/missing"), "{err}");
+    assert!(
+        err.contains("not found") && err.contains("tester/missing"),
+        "{err}"
+    );
 
     let err = startup_error(&hub.mount(
         "m",

@@ -415,6 +415,12 @@ def bucket_batch(app, req):
     return json_response({"failed": failed}, status)
 
 
+def validate_yaml(app, req):
+    """Model-card metadata check the client runs before committing a README.md: all accepted."""
+    req.body()
+    return json_response({"errors": [], "warnings": []})
+
+
 def not_found(app, req):
     raise HubError(404, "not found")
 
@@ -427,6 +433,7 @@ def stats(app, req):
 REV = r"(?P<rev>[^/]+)"
 ROUTES = [
     (("GET",), r"/api/whoami-v2", whoami, "whoami"),
+    (("POST",), r"/api/validate-yaml", validate_yaml, "validate_yaml"),
     (("POST",), r"/api/repos/create", create_repo, "repo_create"),
     (("DELETE",), r"/api/repos/delete", delete_repo, "repo_delete"),
     (("GET",), rf"/api/{T}/{ID}(?:/revision/{REV})?", repo_info, "repo_info"),
