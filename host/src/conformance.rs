@@ -73,11 +73,21 @@ impl Report {
 /// Runs the suite against `plugin` (a bundled plugin's name or a `.wasm` path) with these
 /// `[mount.config]` settings, and a bucket granted by these `[mount.s3]` settings if any
 /// (values that look like booleans are booleans).
-pub async fn check(
-    plugin: &str,
-    settings: &[(String, String)],
-    s3: &[(String, String)],
-) -> Result<Report> {
+/// What the scratch mount of `plugin check` grants besides a scratch directory.
+#[derive(Default)]
+pub struct ScratchGrants {
+    /// `[mount.config]` settings.
+    pub settings: Vec<(String, String)>,
+    /// `[mount.s3]` settings.
+    pub s3: Vec<(String, String)>,
+    /// `allow_hosts` entries.
+    pub allow_hosts: Vec<String>,
+    /// `[mount.secrets]`: (name, "env:VARIABLE" or "file:PATH").
+    pub secrets: Vec<(String, String)>,
+}
+
+pub async fn check(plugin: &str, grants: &ScratchGrants) -> Result<Report> {
+    let (settings, s3) = (&grants.settings, &grants.s3);
     let scratch = tempfile::tempdir().context("cannot make a scratch directory")?;
     // A path is taken from the current directory, not from the scratch config's.
     let absolute = std::path::absolute(plugin)
@@ -107,11 +117,38 @@ pub async fn check(
         };
         s3_table.insert(k.clone(), value);
     }
+    let hosts = toml::Value::Array(
+        grants
+            .allow_hosts
+            .iter()
+            .map(|h| toml::Value::String(h.clone()))
+            .collect(),
+    );
     let mut text = format!(
-        "[server]\nlisten = \"127.0.0.1:0\"\nportmap = \"off\"\n\n[[mount]]\nname = \"check\"\nplugin = {}\n\n[mount.config]\n{}",
+        "[server]\nlisten = \"127.0.0.1:0\"\nportmap = \"off\"\n\n[[mount]]\nname = \"check\"\nplugin = {}\n{}\n[mount.config]\n{}",
         toml::Value::String(plugin_ref),
+        if grants.allow_hosts.is_empty() {
+            String::new()
+        } else {
+            format!("allow_hosts = {hosts}\n")
+        },
         toml::to_string(&config_table)?
     );
+    if !grants.secrets.is_empty() {
+        text.push_str("\n[mount.secrets]\n");
+        for (name, from) in &grants.secrets {
+            let (kind, value) = match from.split_once(':') {
+                Some(("env", v)) => ("env", v),
+                Some(("file", v)) => ("file", v),
+                _ => anyhow::bail!("--secret {name}={from}: give env:VARIABLE or file:PATH"),
+            };
+            text.push_str(&format!(
+                "{} = {{ {kind} = {} }}\n",
+                toml::Value::String(name.clone()),
+                toml::Value::String(value.to_string())
+            ));
+        }
+    }
     if !s3_table.is_empty() {
         text.push_str(&format!("\n[mount.s3]\n{}", toml::to_string(&s3_table)?));
     }

@@ -106,6 +106,13 @@ enum PluginCommand {
         /// (repeatable), e.g. --s3 bucket=scratch --s3 endpoint=http://127.0.0.1:9000.
         #[arg(long = "s3", value_name = "KEY=VALUE")]
         s3: Vec<String>,
+        /// A host the scratch mount's plugin may reach (an `allow_hosts` entry; repeatable).
+        #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
+        allow_hosts: Vec<String>,
+        /// A secret granted to the scratch mount, as NAME=env:VARIABLE or NAME=file:PATH
+        /// (repeatable).
+        #[arg(long = "secret", value_name = "NAME=SOURCE")]
+        secrets: Vec<String>,
     },
 }
 
@@ -149,11 +156,17 @@ async fn run(cli: Cli) -> Result<()> {
                     plugin,
                     settings,
                     s3,
+                    allow_hosts,
+                    secrets,
                 },
         }) => {
-            let settings = key_values(&settings, "--set")?;
-            let s3 = key_values(&s3, "--s3")?;
-            let report = conformance::check(&plugin, &settings, &s3).await?;
+            let grants = conformance::ScratchGrants {
+                settings: key_values(&settings, "--set")?,
+                s3: key_values(&s3, "--s3")?,
+                allow_hosts,
+                secrets: key_values(&secrets, "--secret")?,
+            };
+            let report = conformance::check(&plugin, &grants).await?;
             print!("{}", report.render());
             if report.failed() > 0 {
                 anyhow::bail!("{plugin}: {} conformance check(s) failed", report.failed());
