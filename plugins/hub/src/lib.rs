@@ -19,6 +19,8 @@ mod fs;
 mod mount;
 mod net;
 mod repo;
+#[cfg(test)]
+mod testing;
 mod token;
 mod tree;
 mod urls;

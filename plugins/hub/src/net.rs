@@ -9,8 +9,12 @@
 use std::time::Duration;
 
 use crate::exports::nfsgw::backend::backend::Error;
-use crate::nfsgw::backend::http::{self, HttpError, Request, Response};
-use crate::nfsgw::backend::log::{self, Level};
+#[cfg(not(test))]
+use crate::nfsgw::backend::http;
+use crate::nfsgw::backend::http::{HttpError, Request, Response};
+#[cfg(not(test))]
+use crate::nfsgw::backend::log;
+use crate::nfsgw::backend::log::Level;
 use crate::nfsgw::backend::secrets::Secret;
 use crate::urls::{header, origin, without_query};
 
@@ -92,7 +96,10 @@ impl Failure {
 }
 
 pub fn log(level: Level, message: &str) {
+    #[cfg(not(test))]
     log::log(level, message);
+    #[cfg(test)]
+    eprintln!("[{level:?}] {message}");
 }
 
 /// Logs a failed request and turns it into the interface's error.
@@ -150,13 +157,13 @@ impl Client {
         body: &[u8],
         auth: Auth,
     ) -> Result<Response, Failure> {
-        let bearer = match auth {
-            Auth::Hub if origin(url) == Some(self.hub_origin.as_str()) => self.token.as_ref(),
+        let hub_token = match auth {
+            Auth::Hub => origin(url) == Some(self.hub_origin.as_str()),
             Auth::Xet(token) => {
                 headers.push(("Authorization".to_string(), format!("Bearer {token}")));
-                None
+                false
             }
-            _ => None,
+            Auth::None => false,
         };
         let request = Request {
             method: method.to_string(),
@@ -167,7 +174,7 @@ impl Client {
         };
         let mut attempt = 0;
         loop {
-            let failure = match http::send(&request, bearer) {
+            let failure = match self.transport(&request, hub_token) {
                 Ok(r) if r.status < 400 => return Ok(r),
                 Ok(r) if transient(r.status) => status_failure(&r),
                 Ok(r) => return Err(status_failure(&r)),
@@ -189,6 +196,20 @@ impl Client {
             std::thread::sleep(Duration::from_millis(*pause));
             attempt += 1;
         }
+    }
+
+    /// Sends one request through the host, with the Hub token as bearer when `hub_token`.
+    #[cfg(not(test))]
+    fn transport(&self, request: &Request, hub_token: bool) -> Result<Response, HttpError> {
+        let bearer = if hub_token { self.token.as_ref() } else { None };
+        http::send(request, bearer)
+    }
+
+    /// Native unit tests have no host: requests go to the test server directly.
+    #[cfg(test)]
+    fn transport(&self, request: &Request, hub_token: bool) -> Result<Response, HttpError> {
+        debug_assert!(self.token.is_none(), "no secret handles in native tests");
+        crate::testing::send(request, hub_token)
     }
 
     /// A GET that follows up to four redirects. The Hub token goes only to the Hub's origin:
