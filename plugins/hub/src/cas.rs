@@ -56,6 +56,14 @@ impl Cas {
         }
     }
 
+    /// Replaces the cached tokens' values with ones the CAS does not know (tests of renewal).
+    #[cfg(test)]
+    pub fn spoil_tokens(&mut self) {
+        for t in [&mut self.read, &mut self.write].into_iter().flatten() {
+            t.access = "spoiled".to_string();
+        }
+    }
+
     fn token(&mut self, client: &Client, write: bool) -> Result<XetToken, CasFailure> {
         let (slot, route) = if write {
             (&mut self.write, &self.write_route)

@@ -167,15 +167,18 @@ impl Guest for Hub {
     }
 
     fn statfs() -> Result<FsStats, Error> {
-        // Neither a repo nor a bucket has a fixed size: report plenty.
+        // Neither has a fixed size: a bucket reports plenty free, a pinned repo nothing.
         const PLENTY: u64 = 1 << 50;
+        const FILES: u64 = 1 << 32;
+        let writable = with(|m| Ok(matches!(m.source, Source::Bucket)))?;
+        let (bytes, files) = if writable { (PLENTY, FILES) } else { (0, 0) };
         Ok(FsStats {
             total_bytes: PLENTY,
-            free_bytes: PLENTY,
-            available_bytes: PLENTY,
-            total_files: 1 << 32,
-            free_files: 1 << 32,
-            available_files: 1 << 32,
+            free_bytes: bytes,
+            available_bytes: bytes,
+            total_files: FILES,
+            free_files: files,
+            available_files: files,
         })
     }
 

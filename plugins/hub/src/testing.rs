@@ -24,6 +24,8 @@ thread_local! {
     static DENIED: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
     /// A lying CAS: URLs containing the first string are sent with the second instead.
     static SWAP: RefCell<Option<(String, String)>> = const { RefCell::new(None) };
+    /// Every host the Hub token was sent to.
+    static TOKEN_HOSTS: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
 }
 
 fn unreachable(e: impl std::fmt::Display) -> HttpError {
@@ -66,6 +68,7 @@ pub fn send(req: &Request, hub_token: bool) -> Result<Response, HttpError> {
     }
     if hub_token {
         head += &format!("Authorization: Bearer {TOKEN}\r\n");
+        TOKEN_HOSTS.with(|t| t.borrow_mut().push(host.to_string()));
     }
     head += "\r\n";
     stream.write_all(head.as_bytes()).map_err(unreachable)?;
@@ -187,6 +190,26 @@ fn read_all(m: &mut crate::mount::Mount, path: &str, offset: u64, len: u32) -> (
     }
 }
 
+/// Xet tokens the server has issued so far.
+fn tokens_issued(endpoint: &str) -> u64 {
+    let r = send(
+        &Request {
+            method: "GET".into(),
+            url: format!("{endpoint}/_fakehub/stats"),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout_ms: None,
+        },
+        true,
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    v["auth"]["xet_tokens_issued"]
+        .as_u64()
+        .or_else(|| v["xet_tokens_issued"].as_u64())
+        .unwrap_or_else(|| panic!("no token count in {v}"))
+}
+
 fn names(m: &mut crate::mount::Mount, dir: &str) -> Vec<String> {
     let mut out = Vec::new();
     let mut cursor = None;
@@ -263,6 +286,24 @@ fn against_fakehub() {
         read_all(&mut m, "dir/w.bin", 5 << 20, 10),
         (Vec::new(), true)
     );
+    // Xet tokens are cached, and renewed when the CAS refuses one.
+    let issued = tokens_issued(&ep);
+    read_all(&mut m, "dir/w.bin", 0, 10);
+    assert_eq!(tokens_issued(&ep), issued, "the read token is reused");
+    m.cas.spoil_tokens();
+    let (part, _) = read_all(&mut m, "dir/w.bin", 0, 10);
+    assert!(part == w[..10]);
+    assert_eq!(tokens_issued(&ep), issued + 1, "renewed once after a 401");
+
+    // A Xet file through `resolve`: a redirect to the CDN (another origin), without the token.
+    let crate::mount::Source::Repo { kind, id, sha } = &m.source else {
+        unreachable!()
+    };
+    let via_cdn = m
+        .resolve_range(*kind, id, sha, "dir/w.bin", 10, 20)
+        .unwrap();
+    assert!(via_cdn == w[10..20]);
+
     // A CAS that serves another file's data: caught when a read covers the whole file.
     let w_hash = m.lookup("dir/w.bin").unwrap().xet_hash.unwrap();
     let small_hash = m.lookup("small.bin").unwrap().xet_hash.unwrap();
@@ -307,6 +348,7 @@ fn against_fakehub() {
     assert!(part == w[100..200_100]);
     let (whole, _) = read_all(&mut m1, "small.bin", 0, 1000);
     assert_eq!(whole, files[1].1);
+    let v1_host = v1.endpoint.trim_start_matches("http://").to_string();
     drop(v1);
 
     // ---- bucket mount
@@ -370,6 +412,14 @@ fn against_fakehub() {
     left.sort();
     assert_eq!(left, ["empty.txt"]);
 
+    let hub_host = ep.trim_start_matches("http://").to_string();
+    TOKEN_HOSTS.with(|t| {
+        let hubs = [&hub_host, &v1_host];
+        assert!(
+            t.borrow().iter().all(|h| hubs.contains(&h)),
+            "the token went only to Hubs"
+        )
+    });
     drop(hub);
     let _ = std::fs::remove_dir_all(&tmp);
 }
