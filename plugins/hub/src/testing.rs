@@ -190,6 +190,21 @@ fn read_all(m: &mut crate::mount::Mount, path: &str, offset: u64, len: u32) -> (
     }
 }
 
+fn create_bucket(endpoint: &str, id: &str) {
+    let created = send(
+        &Request {
+            method: "POST".into(),
+            url: format!("{endpoint}/api/buckets/{id}"),
+            headers: vec![("Content-Type".into(), "application/json".into())],
+            body: b"{}".to_vec(),
+            timeout_ms: None,
+        },
+        true,
+    )
+    .unwrap();
+    assert_eq!(created.status, 200);
+}
+
 /// Xet tokens the server has issued so far.
 fn tokens_issued(endpoint: &str) -> u64 {
     let r = send(
@@ -352,18 +367,7 @@ fn against_fakehub() {
     drop(v1);
 
     // ---- bucket mount
-    let created = send(
-        &Request {
-            method: "POST".into(),
-            url: format!("{ep}/api/buckets/tester/b"),
-            headers: vec![("Content-Type".into(), "application/json".into())],
-            body: b"{}".to_vec(),
-            timeout_ms: None,
-        },
-        true,
-    )
-    .unwrap();
-    assert_eq!(created.status, 200);
+    create_bucket(&ep, "tester/b");
     let mut b = open(&[("endpoint", &ep), ("bucket", "tester/b")]).unwrap();
     assert!(names(&mut b, "").is_empty());
     let big = noise(9 << 20, 3);
@@ -420,6 +424,32 @@ fn against_fakehub() {
             "the token went only to Hubs"
         )
     });
+    drop(hub);
+    let _ = std::fs::remove_dir_all(&tmp);
+}
+
+/// A file of two xorbs (over 64 MiB): uploaded, then read across the xorb boundary and whole.
+#[test]
+fn multi_xorb_bucket_file() {
+    let Some(python) = venv_python() else {
+        eprintln!("SKIPPED: no fakehub venv (run tests/hub/setup.sh)");
+        return;
+    };
+    let tmp = std::env::temp_dir().join(format!("nfsgw-hub-big-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
+    let hub = start(&python, &tmp.join("data"), &[]);
+    create_bucket(&hub.endpoint, "tester/big");
+    let mut b = open(&[("endpoint", &hub.endpoint), ("bucket", "tester/big")]).unwrap();
+    let big = noise(70 << 20, 4);
+    b.store("big.bin", big.len() as u64, &mut |o, l| {
+        Ok(big[o as usize..(o as usize + l as usize).min(big.len())].to_vec())
+    })
+    .unwrap();
+    let at = (64 << 20) - 1000;
+    let (part, _) = read_all(&mut b, "big.bin", at as u64, 1 << 20);
+    assert!(part == big[at..at + (1 << 20)], "across the xorb boundary");
+    let (whole, eof) = read_all(&mut b, "big.bin", 0, 80 << 20);
+    assert!(eof && whole == big, "whole, verified");
     drop(hub);
     let _ = std::fs::remove_dir_all(&tmp);
 }
