@@ -74,10 +74,10 @@ impl Cas {
             return Ok(t.clone());
         }
         let r = client
-            .send("GET", route, Vec::new(), &[], Auth::Hub)
+            .get_following(route, Vec::new())
             .map_err(|f| (route.clone(), f))?;
         let t = XetToken::parse(&r.body, &r.headers)
-            .map_err(|e| (route.clone(), Failure::Unreachable(e)))?;
+            .map_err(|e| (route.clone(), Failure::Malformed(format!("Xet token: {e}"))))?;
         *slot = Some(t.clone());
         Ok(t)
     }

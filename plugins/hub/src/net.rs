@@ -42,6 +42,10 @@ pub enum Failure {
         message: Option<String>,
     },
     Unreachable(String),
+    /// A success status with a body that is not what the API documents.
+    Malformed(String),
+    /// The Hub answered, and refused some of a batch's operations.
+    Rejected(String),
     /// Refused by the host's allow-list (or not an http(s) URL).
     Denied(String),
     TooLarge,
@@ -87,6 +91,8 @@ impl Failure {
                 format!("HTTP {status}{detail}")
             }
             Failure::Unreachable(why) => format!("unreachable: {why}"),
+            Failure::Malformed(what) => format!("unexpected answer: {what}"),
+            Failure::Rejected(why) => format!("refused: {why}"),
             Failure::Denied(why) => {
                 format!("denied by the host ({why}); the mount's `allow_hosts` must list this host")
             }
@@ -121,6 +127,12 @@ pub struct Client {
     token: Option<Secret>,
 }
 
+/// The host's default (60 s) for small requests; uploads get 60 s more per 16 MiB, so a
+/// 64 MiB xorb has 5 minutes even at about 220 KiB/s.
+fn timeout_ms(body_len: usize) -> Option<u32> {
+    (body_len >= 1 << 20).then(|| 60_000 + 60_000 * (body_len as u32).div_ceil(16 << 20))
+}
+
 fn transient(status: u16) -> bool {
     matches!(status, 429 | 500 | 502 | 503 | 504)
 }
@@ -130,7 +142,11 @@ fn status_failure(r: &Response) -> Failure {
         .map(str::to_string)
         .or_else(|| {
             let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-            v.get("error")?.as_str().map(str::to_string)
+            // `{"error": "…"}`, or a bucket batch's `{"failed": [{"path", "error"}, …]}`.
+            let error = v
+                .get("error")
+                .or_else(|| v.get("failed")?.get(0)?.get("error"));
+            error?.as_str().map(str::to_string)
         });
     Failure::Status {
         status: r.status,
@@ -170,7 +186,7 @@ impl Client {
             url: url.to_string(),
             headers,
             body: body.to_vec(),
-            timeout_ms: None,
+            timeout_ms: timeout_ms(body.len()),
         };
         let mut attempt = 0;
         loop {
@@ -268,5 +284,53 @@ pub fn init_error(endpoint: &str, what: &str, failure: &Failure) -> String {
             "the Hub at {endpoint} failed for {what}: {}",
             failure.describe()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_timeouts() {
+        assert_eq!(timeout_ms(1000), None);
+        assert_eq!(timeout_ms(1 << 20), Some(120_000));
+        assert_eq!(timeout_ms(64 << 20), Some(300_000));
+    }
+
+    #[test]
+    fn failures() {
+        let r = Response {
+            status: 422,
+            headers: Vec::new(),
+            body: br#"{"failed":[{"path":"a","error":"unknown xet hash"}]}"#.to_vec(),
+        };
+        let f = status_failure(&r);
+        assert_eq!(f.describe(), "HTTP 422 (unknown xet hash)");
+        assert_eq!(f.error(), Error::Io);
+        let r = Response {
+            status: 404,
+            headers: vec![
+                ("x-error-code".into(), "EntryNotFound".into()),
+                ("x-error-message".into(), "gone".into()),
+            ],
+            body: Vec::new(),
+        };
+        assert_eq!(
+            status_failure(&r).describe(),
+            "HTTP 404 (EntryNotFound: gone)"
+        );
+        assert_eq!(status_failure(&r).error(), Error::NotFound);
+        let busy = Failure::Status {
+            status: 503,
+            code: None,
+            message: None,
+        };
+        assert_eq!(busy.error(), Error::Busy);
+        assert_eq!(Failure::Denied("x".into()).error(), Error::Access);
+        assert!(
+            init_error("http://h:1", "bucket a/b", &Failure::Denied("no".into()))
+                .contains("`allow_hosts` must list h:1")
+        );
     }
 }
