@@ -5,9 +5,9 @@
 //! token), are kept per instance, replaced 60 s before they expire and once more when the CAS
 //! answers 401. A read asks `/v2/reconstructions/{hash}` for the byte range (falling back to
 //! `/v1/` when the v2 route answers 404, and remembering which one works), fetches each needed
-//! xorb range from its presigned URL without credentials, and assembles the bytes. A read that
-//! covers a whole file is verified: the Xet file hash recomputed over the chunks must equal the
-//! file's Xet hash.
+//! xorb range from its presigned URL without credentials, and assembles the bytes (reading ahead
+//! when reads are sequential). A reconstruction that covers a whole file is verified: the Xet
+//! file hash recomputed over the chunks must equal the file's Xet hash.
 
 use nfsgw_xet::hash::{file_hash, MerkleHash};
 use nfsgw_xet::reconstruction::{parse_v1, parse_v2, Fetch, Plan};
@@ -18,6 +18,7 @@ use crate::exports::nfsgw::backend::backend::Error;
 use crate::net::{fail, log, Auth, Client, Failure};
 use crate::nfsgw::backend::http::Response;
 use crate::nfsgw::backend::log::Level;
+use crate::readahead::ReadAhead;
 use crate::token::XetToken;
 
 /// Which reconstruction route the CAS serves, once known.
@@ -34,6 +35,7 @@ pub struct Cas {
     read: Option<XetToken>,
     write: Option<XetToken>,
     route: Route,
+    ahead: ReadAhead,
 }
 
 /// A failed CAS call: the URL (for the log line) and why.
@@ -53,6 +55,7 @@ impl Cas {
             read: None,
             write: None,
             route: Route::Unknown,
+            ahead: ReadAhead::default(),
         }
     }
 
@@ -179,8 +182,29 @@ impl Cas {
         Ok(body)
     }
 
-    /// Bytes `offset..end` of the Xet file `hash` of `size` bytes (`offset < end <= size`).
+    /// Bytes `offset..end` of the Xet file `hash` of `size` bytes (`offset < end <= size`),
+    /// reconstructing ahead for sequential reads (see `readahead`).
     pub fn read(
+        &mut self,
+        client: &Client,
+        hash: &str,
+        size: u64,
+        offset: u64,
+        end: u64,
+    ) -> Result<Vec<u8>, Error> {
+        if let Some(bytes) = self.ahead.serve(hash, offset, end) {
+            return Ok(bytes);
+        }
+        let (from, to) = self.ahead.span(hash, offset, end, size);
+        let data = self.reconstruct(client, hash, size, from, to)?;
+        let out = data[(offset - from) as usize..(end - from) as usize].to_vec();
+        self.ahead.keep(hash, from, data, end);
+        Ok(out)
+    }
+
+    /// Bytes `offset..end` of the Xet file `hash` of `size` bytes, verified when that is the
+    /// whole file.
+    fn reconstruct(
         &mut self,
         client: &Client,
         hash: &str,

@@ -18,6 +18,7 @@ mod config;
 mod fs;
 mod mount;
 mod net;
+mod readahead;
 mod repo;
 #[cfg(test)]
 mod testing;
