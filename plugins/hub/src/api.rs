@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::clock::{parse_iso8601, Stamp};
 use crate::config::{RepoType, Target};
-use crate::net::{Auth, Client, Failure};
+use crate::net::{request, Auth, Client, Failure};
 use crate::tree::{parse_page, Entry};
 use crate::urls::{encode_path, encode_segment, next_link};
 
@@ -206,7 +206,7 @@ impl Hub {
             "application/x-ndjson".to_string(),
         )];
         let url = format!("{}/batch", self.api_base());
-        let r = client.send("POST", &url, headers, &body, Auth::Hub)?;
+        let r = client.send(&request("POST", &url, headers, body), Auth::Hub)?;
         let answer: BatchBody =
             serde_json::from_slice(&r.body).map_err(|e| bad_body("batch", e))?;
         match answer.failed.first() {

@@ -90,14 +90,14 @@ impl Mount {
             }
             offset += piece.len() as u64;
             for xorb in uploader.push(&piece) {
-                self.cas.upload_xorb(&self.client, &xorb)?;
+                self.cas.upload_xorb(&self.client, xorb)?;
             }
         }
         let (xorbs, file) = uploader.finish();
-        for xorb in &xorbs {
+        for xorb in xorbs {
             self.cas.upload_xorb(&self.client, xorb)?;
         }
-        self.cas.upload_shard(&self.client, &file.shard)?;
+        self.cas.upload_shard(&self.client, file.shard)?;
         let hash = file.file_hash.to_hex();
         self.batch(&[BatchOp::Add {
             path,

@@ -15,7 +15,7 @@ use nfsgw_xet::xorb::Xorb;
 
 use crate::clock::now;
 use crate::exports::nfsgw::backend::backend::Error;
-use crate::net::{fail, log, Auth, Client, Failure};
+use crate::net::{fail, log, request, set_bearer, Auth, Client, Failure};
 use crate::nfsgw::backend::http::Response;
 use crate::nfsgw::backend::log::Level;
 use crate::readahead::ReadAhead;
@@ -93,23 +93,19 @@ impl Cas {
         method: &str,
         path: &str,
         headers: Vec<(String, String)>,
-        body: &[u8],
+        body: Vec<u8>,
     ) -> Result<Response, CasFailure> {
+        let mut req = request(method, "", headers, body);
         let mut retried = false;
         loop {
             let token = self.token(client, write)?;
-            let url = format!("{}{path}", token.cas_url);
-            match client.send(
-                method,
-                &url,
-                headers.clone(),
-                body,
-                Auth::Xet(&token.access),
-            ) {
+            req.url = format!("{}{path}", token.cas_url);
+            set_bearer(&mut req, &token.access);
+            match client.send(&req, Auth::None) {
                 Err(f) if f.status() == Some(401) && !retried => {
                     log(
                         Level::Info,
-                        &format!("{method} {url}: 401, renewing the Xet token"),
+                        &format!("{method} {}: 401, renewing the Xet token", req.url),
                     );
                     if write {
                         self.write = None;
@@ -118,7 +114,7 @@ impl Cas {
                     }
                     retried = true;
                 }
-                other => return other.map_err(|f| (url, f)),
+                other => return other.map_err(|f| (req.url.clone(), f)),
             }
         }
     }
@@ -128,7 +124,7 @@ impl Cas {
         let range = vec![("Range".to_string(), format!("bytes={start}-{last}"))];
         if self.route != Route::V1 {
             let path = format!("/v2/reconstructions/{hash}");
-            match self.send(client, false, "GET", &path, range.clone(), &[]) {
+            match self.send(client, false, "GET", &path, range.clone(), Vec::new()) {
                 Ok(r) => {
                     self.route = Route::V2;
                     return parse_v2(&r.body).map_err(|e| io(&path, e));
@@ -138,7 +134,7 @@ impl Cas {
             }
         }
         let path = format!("/v1/reconstructions/{hash}");
-        match self.send(client, false, "GET", &path, range, &[]) {
+        match self.send(client, false, "GET", &path, range, Vec::new()) {
             Ok(r) => {
                 if self.route == Route::Unknown {
                     log(Level::Info, "the CAS has no v2 reconstructions; using v1");
@@ -157,7 +153,7 @@ impl Cas {
             format!("bytes={}-{}", f.byte_start, f.byte_end),
         )];
         let r = client
-            .send("GET", &f.url, range, &[], Auth::None)
+            .send(&request("GET", &f.url, range, Vec::new()), Auth::None)
             .map_err(|e| fail("GET", &f.url, &e))?;
         let want = (f.byte_end - f.byte_start + 1) as usize;
         let body = match r.status {
@@ -239,15 +235,15 @@ impl Cas {
     }
 
     /// Uploads a xorb (`POST /v1/xorbs/default/{hash}`), with the write token.
-    pub fn upload_xorb(&mut self, client: &Client, xorb: &Xorb) -> Result<(), Error> {
+    pub fn upload_xorb(&mut self, client: &Client, xorb: Xorb) -> Result<(), Error> {
         let path = format!("/v1/xorbs/default/{}", xorb.hash.to_hex());
-        self.send(client, true, "POST", &path, Vec::new(), &xorb.bytes)
+        self.send(client, true, "POST", &path, Vec::new(), xorb.bytes)
             .map(|_| ())
             .map_err(|(url, f)| fail("POST", &url, &f))
     }
 
     /// Uploads a shard (`POST /v1/shards`), after every xorb it names.
-    pub fn upload_shard(&mut self, client: &Client, shard: &[u8]) -> Result<(), Error> {
+    pub fn upload_shard(&mut self, client: &Client, shard: Vec<u8>) -> Result<(), Error> {
         self.send(client, true, "POST", "/v1/shards", Vec::new(), shard)
             .map(|_| ())
             .map_err(|(url, f)| fail("POST", &url, &f))

@@ -21,15 +21,34 @@ use crate::urls::{header, origin, without_query};
 /// Attempts per request for transient failures (429, 5xx, unreachable), and the pauses between.
 const BACKOFF_MS: [u64; 2] = [150, 600];
 
-/// Which credentials a request carries.
+/// Whether a request may carry the Hub token.
 #[derive(Clone, Copy)]
-pub enum Auth<'a> {
+pub enum Auth {
     /// The Hub token, if the mount grants one and the URL is on the Hub endpoint's origin.
     Hub,
-    /// `Authorization: Bearer <token>` with a Xet CAS token.
-    Xet(&'a str),
-    /// Nothing (presigned URLs, other hosts).
+    /// Not the Hub token: presigned URLs, and CAS calls (which carry a Xet token header).
     None,
+}
+
+/// A request; the body is moved in, not copied (xorbs are up to 64 MiB).
+pub fn request(method: &str, url: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> Request {
+    Request {
+        method: method.to_string(),
+        url: url.to_string(),
+        headers,
+        timeout_ms: timeout_ms(body.len()),
+        body,
+    }
+}
+
+/// Sets `Authorization: Bearer <token>` (a Xet token), replacing any such header.
+pub fn set_bearer(request: &mut Request, token: &str) {
+    request
+        .headers
+        .retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
+    request
+        .headers
+        .push(("Authorization".to_string(), format!("Bearer {token}")));
 }
 
 /// Why a request failed, after retries.
@@ -165,32 +184,12 @@ impl Client {
 
     /// Sends a request, retrying transient failures. A status of 400 or more is a failure;
     /// 1xx–3xx come back to the caller (redirects are its to follow).
-    pub fn send(
-        &self,
-        method: &str,
-        url: &str,
-        mut headers: Vec<(String, String)>,
-        body: &[u8],
-        auth: Auth,
-    ) -> Result<Response, Failure> {
-        let hub_token = match auth {
-            Auth::Hub => origin(url) == Some(self.hub_origin.as_str()),
-            Auth::Xet(token) => {
-                headers.push(("Authorization".to_string(), format!("Bearer {token}")));
-                false
-            }
-            Auth::None => false,
-        };
-        let request = Request {
-            method: method.to_string(),
-            url: url.to_string(),
-            headers,
-            body: body.to_vec(),
-            timeout_ms: timeout_ms(body.len()),
-        };
+    pub fn send(&self, request: &Request, auth: Auth) -> Result<Response, Failure> {
+        let hub_token =
+            matches!(auth, Auth::Hub) && origin(&request.url) == Some(self.hub_origin.as_str());
         let mut attempt = 0;
         loop {
-            let failure = match self.transport(&request, hub_token) {
+            let failure = match self.transport(request, hub_token) {
                 Ok(r) if r.status < 400 => return Ok(r),
                 Ok(r) if transient(r.status) => status_failure(&r),
                 Ok(r) => return Err(status_failure(&r)),
@@ -204,8 +203,9 @@ impl Client {
             log(
                 Level::Debug,
                 &format!(
-                    "{method} {}: {}; trying again",
-                    without_query(url),
+                    "{} {}: {}; trying again",
+                    request.method,
+                    without_query(&request.url),
                     failure.describe()
                 ),
             );
@@ -238,7 +238,10 @@ impl Client {
         let mut url = url.to_string();
         let mut hops = 0;
         loop {
-            let r = self.send("GET", &url, headers.clone(), &[], Auth::Hub)?;
+            let r = self.send(
+                &request("GET", &url, headers.clone(), Vec::new()),
+                Auth::Hub,
+            )?;
             if !(300..400).contains(&r.status) {
                 return Ok(r);
             }
