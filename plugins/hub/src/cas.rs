@@ -79,7 +79,7 @@ impl Cas {
         let r = client
             .get_following(route, Vec::new())
             .map_err(|f| (route.clone(), f))?;
-        let t = XetToken::parse(&r.body, &r.headers)
+        let t = XetToken::parse(&r.body, &r.headers, now().0)
             .map_err(|e| (route.clone(), Failure::Malformed(format!("Xet token: {e}"))))?;
         *slot = Some(t.clone());
         Ok(t)
