@@ -73,11 +73,15 @@ impl Guest for Hub {
         let (mount, info) = match cfg.target.clone() {
             Target::Repo { kind, id, revision } => {
                 let mount = repo::open(cfg, client, kind, id, &revision)?;
+                // Each instance pins the revision at its own start. A commit sha pins every
+                // instance to the same tree; a branch or tag could move between two instances'
+                // starts, so then one instance serves the whole mount.
+                let exact = matches!(&mount.source, Source::Repo { sha, .. } if *sha == revision);
                 let info = MountInfo {
                     capabilities: Capabilities::empty(),
                     immutable: true,
                     attr_ttl_ms: None,
-                    max_instances: None,
+                    max_instances: if exact { None } else { Some(1) },
                     staged_writes: false,
                 };
                 (mount, info)
