@@ -18,7 +18,8 @@ use crate::nfsgw::backend::log::Level;
 use crate::nfsgw::backend::secrets::Secret;
 use crate::urls::{header, origin, without_query};
 
-/// Attempts per request for transient failures (429, 5xx, unreachable), and the pauses between.
+/// The pauses before the second and third attempts of a request that failed transiently (429,
+/// 500, 502, 503, 504, unreachable).
 const BACKOFF_MS: [u64; 2] = [150, 600];
 
 /// Whether a request may carry the Hub token.

@@ -101,6 +101,24 @@ pub fn send(req: &Request, hub_token: bool) -> Result<Response, HttpError> {
     })
 }
 
+/// A scratch directory, removed when dropped (also when a test fails).
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("nfsgw-hub-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A running fakehub; killed when dropped.
 struct FakeHub {
     child: Child,
@@ -244,8 +262,8 @@ fn against_fakehub() {
         eprintln!("SKIPPED: no fakehub venv (run tests/hub/setup.sh)");
         return;
     };
-    let tmp = std::env::temp_dir().join(format!("nfsgw-hub-test-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
+    let scratch = Scratch::new("test");
+    let tmp = &scratch.0;
     let (data, src, hf_home) = (tmp.join("data"), tmp.join("src"), tmp.join("hf_home"));
     std::fs::create_dir_all(src.join("dir")).unwrap();
     let files: Vec<(&str, Vec<u8>)> = vec![
@@ -437,7 +455,6 @@ fn against_fakehub() {
         )
     });
     drop(hub);
-    let _ = std::fs::remove_dir_all(&tmp);
 }
 
 /// A file of two xorbs (over 64 MiB): uploaded, then read across the xorb boundary and whole.
@@ -447,9 +464,8 @@ fn multi_xorb_bucket_file() {
         eprintln!("SKIPPED: no fakehub venv (run tests/hub/setup.sh)");
         return;
     };
-    let tmp = std::env::temp_dir().join(format!("nfsgw-hub-big-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
-    let hub = start(&python, &tmp.join("data"), &[]);
+    let scratch = Scratch::new("big");
+    let hub = start(&python, &scratch.0.join("data"), &[]);
     create_bucket(&hub.endpoint, "tester/big");
     let mut b = open(&[("endpoint", &hub.endpoint), ("bucket", "tester/big")]).unwrap();
     let big = noise(70 << 20, 4);
@@ -463,5 +479,4 @@ fn multi_xorb_bucket_file() {
     let (whole, eof) = read_all(&mut b, "big.bin", 0, 80 << 20);
     assert!(eof && whole == big, "whole, verified");
     drop(hub);
-    let _ = std::fs::remove_dir_all(&tmp);
 }
