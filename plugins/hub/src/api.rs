@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::clock::{parse_iso8601, Stamp};
 use crate::config::{RepoType, Target};
-use crate::net::{Auth, Client, Failure};
+use crate::net::{request, Auth, Client, Failure};
 use crate::tree::{parse_page, Entry};
 use crate::urls::{encode_path, encode_segment, next_link};
 
@@ -67,7 +67,7 @@ struct BatchBody {
 }
 
 fn bad_body(what: &str, e: impl std::fmt::Display) -> Failure {
-    Failure::Unreachable(format!("unexpected {what} answer: {e}"))
+    Failure::Malformed(format!("{what}: {e}"))
 }
 
 impl Hub {
@@ -109,7 +109,7 @@ impl Hub {
     /// Pins a repo's revision to its commit sha.
     pub fn revision(&self, client: &Client, revision: &str) -> Result<Revision, Failure> {
         let url = format!("{}/revision/{}", self.api_base(), encode_segment(revision));
-        let r = client.send("GET", &url, Vec::new(), &[], Auth::Hub)?;
+        let r = client.get_following(&url, Vec::new())?;
         let body: RevisionBody =
             serde_json::from_slice(&r.body).map_err(|e| bad_body("revision", e))?;
         Ok(Revision {
@@ -120,7 +120,7 @@ impl Hub {
 
     /// Checks that the bucket exists and may be read.
     pub fn bucket_info(&self, client: &Client) -> Result<(), Failure> {
-        let r = client.send("GET", &self.api_base(), Vec::new(), &[], Auth::Hub)?;
+        let r = client.get_following(&self.api_base(), Vec::new())?;
         serde_json::from_slice::<serde_json::Value>(&r.body)
             .map(|_| ())
             .map_err(|e| bad_body("bucket info", e))
@@ -174,7 +174,7 @@ impl Hub {
         let mut next = Some(url.to_string());
         let mut seen = 0usize;
         while let Some(url) = next {
-            let r = client.send("GET", &url, Vec::new(), &[], Auth::Hub)?;
+            let r = client.get_following(&url, Vec::new())?;
             each(&r.body)?;
             next = next_link(&r.headers);
             seen += 1;
@@ -206,22 +206,18 @@ impl Hub {
             "application/x-ndjson".to_string(),
         )];
         let url = format!("{}/batch", self.api_base());
-        let r = client.send("POST", &url, headers, &body, Auth::Hub)?;
+        let r = client.send(&request("POST", &url, headers, body), Auth::Hub)?;
         let answer: BatchBody =
             serde_json::from_slice(&r.body).map_err(|e| bad_body("batch", e))?;
         match answer.failed.first() {
             None => Ok(()),
-            Some(f) => Err(Failure::Status {
-                status: r.status,
-                code: Some("BatchOperationFailed".to_string()),
-                message: Some(format!(
-                    "{} of {} operations failed, first {:?}: {}",
-                    answer.failed.len(),
-                    ops.len(),
-                    f.path,
-                    f.error
-                )),
-            }),
+            Some(f) => Err(Failure::Rejected(format!(
+                "{} of {} operations failed, first {:?}: {}",
+                answer.failed.len(),
+                ops.len(),
+                f.path,
+                f.error
+            ))),
         }
     }
 }

@@ -69,33 +69,35 @@ impl Mount {
         attrs(&self.cfg, Kind::File, size, now(), Some(hash.to_hex()))
     }
 
-    /// Uploads a file's content and adds it at `path`; returns its Xet hash.
-    fn store(&mut self, path: &str, staged: Option<&StagedFile>) -> Result<Attrs, Error> {
+    /// Uploads `size` bytes, read piece by piece with `read(offset, len)`, and adds them as
+    /// the file at `path`.
+    pub(crate) fn store(
+        &mut self,
+        path: &str,
+        size: u64,
+        read: &mut dyn FnMut(u64, u32) -> Result<Vec<u8>, Error>,
+    ) -> Result<Attrs, Error> {
         let mut uploader = FileUploader::new();
-        if let Some(staged) = staged {
-            let size = staged.size();
-            let mut offset = 0;
-            while offset < size {
-                let want = PIECE.min((size - offset) as u32);
-                let piece = staged.read(offset, want)?;
-                if piece.is_empty() {
-                    log(
-                        Level::Warn,
-                        &format!("{path}: the staged file ended at {offset} of {size} bytes"),
-                    );
-                    return Err(Error::Io);
-                }
-                offset += piece.len() as u64;
-                for xorb in uploader.push(&piece) {
-                    self.cas.upload_xorb(&self.client, &xorb)?;
-                }
+        let mut offset = 0;
+        while offset < size {
+            let piece = read(offset, PIECE.min((size - offset) as u32))?;
+            if piece.is_empty() {
+                log(
+                    Level::Warn,
+                    &format!("{path}: the staged file ended at {offset} of {size} bytes"),
+                );
+                return Err(Error::Io);
+            }
+            offset += piece.len() as u64;
+            for xorb in uploader.push(&piece) {
+                self.cas.upload_xorb(&self.client, xorb)?;
             }
         }
         let (xorbs, file) = uploader.finish();
-        for xorb in &xorbs {
+        for xorb in xorbs {
             self.cas.upload_xorb(&self.client, xorb)?;
         }
-        self.cas.upload_shard(&self.client, &file.shard)?;
+        self.cas.upload_shard(&self.client, file.shard)?;
         let hash = file.file_hash.to_hex();
         self.batch(&[BatchOp::Add {
             path,
@@ -109,7 +111,9 @@ impl Mount {
         if self.find(path)?.is_some_and(|e| e.kind == Kind::Dir) {
             return Err(Error::IsDir);
         }
-        self.store(path, Some(staged))
+        self.store(path, staged.size(), &mut |offset, len| {
+            staged.read(offset, len)
+        })
     }
 
     pub fn create(&mut self, path: &str, exclusive: bool) -> Result<Attrs, Error> {
@@ -117,7 +121,7 @@ impl Mount {
             Some(_) if exclusive => Err(Error::Exists),
             Some(e) if e.kind == Kind::Dir => Err(Error::IsDir),
             Some(e) => Ok(crate::fs::entry_attrs(&self.cfg, &e, self.time)),
-            None => self.store(path, None),
+            None => self.store(path, 0, &mut |_, _| Ok(Vec::new())),
         }
     }
 

@@ -5,9 +5,9 @@
 //! token), are kept per instance, replaced 60 s before they expire and once more when the CAS
 //! answers 401. A read asks `/v2/reconstructions/{hash}` for the byte range (falling back to
 //! `/v1/` when the v2 route answers 404, and remembering which one works), fetches each needed
-//! xorb range from its presigned URL without credentials, and assembles the bytes. A read that
-//! covers a whole file is verified: the Xet file hash recomputed over the chunks must equal the
-//! file's Xet hash.
+//! xorb range from its presigned URL without credentials, and assembles the bytes (reading ahead
+//! when reads are sequential). A reconstruction that covers a whole file is verified: the Xet
+//! file hash recomputed over the chunks must equal the file's Xet hash.
 
 use nfsgw_xet::hash::{file_hash, MerkleHash};
 use nfsgw_xet::reconstruction::{parse_v1, parse_v2, Fetch, Plan};
@@ -15,9 +15,10 @@ use nfsgw_xet::xorb::Xorb;
 
 use crate::clock::now;
 use crate::exports::nfsgw::backend::backend::Error;
-use crate::net::{fail, log, Auth, Client, Failure};
+use crate::net::{fail, log, request, set_bearer, Auth, Client, Failure};
 use crate::nfsgw::backend::http::Response;
 use crate::nfsgw::backend::log::Level;
+use crate::readahead::ReadAhead;
 use crate::token::XetToken;
 
 /// Which reconstruction route the CAS serves, once known.
@@ -34,6 +35,7 @@ pub struct Cas {
     read: Option<XetToken>,
     write: Option<XetToken>,
     route: Route,
+    ahead: ReadAhead,
 }
 
 /// A failed CAS call: the URL (for the log line) and why.
@@ -53,6 +55,15 @@ impl Cas {
             read: None,
             write: None,
             route: Route::Unknown,
+            ahead: ReadAhead::default(),
+        }
+    }
+
+    /// Replaces the cached tokens' values with ones the CAS does not know (tests of renewal).
+    #[cfg(test)]
+    pub fn spoil_tokens(&mut self) {
+        for t in [&mut self.read, &mut self.write].into_iter().flatten() {
+            t.access = "spoiled".to_string();
         }
     }
 
@@ -66,10 +77,10 @@ impl Cas {
             return Ok(t.clone());
         }
         let r = client
-            .send("GET", route, Vec::new(), &[], Auth::Hub)
+            .get_following(route, Vec::new())
             .map_err(|f| (route.clone(), f))?;
-        let t = XetToken::parse(&r.body, &r.headers)
-            .map_err(|e| (route.clone(), Failure::Unreachable(e)))?;
+        let t = XetToken::parse(&r.body, &r.headers, now().0)
+            .map_err(|e| (route.clone(), Failure::Malformed(format!("Xet token: {e}"))))?;
         *slot = Some(t.clone());
         Ok(t)
     }
@@ -82,23 +93,19 @@ impl Cas {
         method: &str,
         path: &str,
         headers: Vec<(String, String)>,
-        body: &[u8],
+        body: Vec<u8>,
     ) -> Result<Response, CasFailure> {
+        let mut req = request(method, "", headers, body);
         let mut retried = false;
         loop {
             let token = self.token(client, write)?;
-            let url = format!("{}{path}", token.cas_url);
-            match client.send(
-                method,
-                &url,
-                headers.clone(),
-                body,
-                Auth::Xet(&token.access),
-            ) {
+            req.url = format!("{}{path}", token.cas_url);
+            set_bearer(&mut req, &token.access);
+            match client.send(&req, Auth::None) {
                 Err(f) if f.status() == Some(401) && !retried => {
                     log(
                         Level::Info,
-                        &format!("{method} {url}: 401, renewing the Xet token"),
+                        &format!("{method} {}: 401, renewing the Xet token", req.url),
                     );
                     if write {
                         self.write = None;
@@ -107,7 +114,7 @@ impl Cas {
                     }
                     retried = true;
                 }
-                other => return other.map_err(|f| (url, f)),
+                other => return other.map_err(|f| (req.url.clone(), f)),
             }
         }
     }
@@ -117,7 +124,7 @@ impl Cas {
         let range = vec![("Range".to_string(), format!("bytes={start}-{last}"))];
         if self.route != Route::V1 {
             let path = format!("/v2/reconstructions/{hash}");
-            match self.send(client, false, "GET", &path, range.clone(), &[]) {
+            match self.send(client, false, "GET", &path, range.clone(), Vec::new()) {
                 Ok(r) => {
                     self.route = Route::V2;
                     return parse_v2(&r.body).map_err(|e| io(&path, e));
@@ -127,7 +134,7 @@ impl Cas {
             }
         }
         let path = format!("/v1/reconstructions/{hash}");
-        match self.send(client, false, "GET", &path, range, &[]) {
+        match self.send(client, false, "GET", &path, range, Vec::new()) {
             Ok(r) => {
                 if self.route == Route::Unknown {
                     log(Level::Info, "the CAS has no v2 reconstructions; using v1");
@@ -146,7 +153,7 @@ impl Cas {
             format!("bytes={}-{}", f.byte_start, f.byte_end),
         )];
         let r = client
-            .send("GET", &f.url, range, &[], Auth::None)
+            .send(&request("GET", &f.url, range, Vec::new()), Auth::None)
             .map_err(|e| fail("GET", &f.url, &e))?;
         let want = (f.byte_end - f.byte_start + 1) as usize;
         let body = match r.status {
@@ -171,8 +178,29 @@ impl Cas {
         Ok(body)
     }
 
-    /// Bytes `offset..end` of the Xet file `hash` of `size` bytes (`offset < end <= size`).
+    /// Bytes `offset..end` of the Xet file `hash` of `size` bytes (`offset < end <= size`),
+    /// reconstructing ahead for sequential reads (see `readahead`).
     pub fn read(
+        &mut self,
+        client: &Client,
+        hash: &str,
+        size: u64,
+        offset: u64,
+        end: u64,
+    ) -> Result<Vec<u8>, Error> {
+        if let Some(bytes) = self.ahead.serve(hash, offset, end) {
+            return Ok(bytes);
+        }
+        let (from, to) = self.ahead.span(hash, offset, end, size);
+        let data = self.reconstruct(client, hash, size, from, to)?;
+        let out = data[(offset - from) as usize..(end - from) as usize].to_vec();
+        self.ahead.keep(hash, from, data, end);
+        Ok(out)
+    }
+
+    /// Bytes `offset..end` of the Xet file `hash` of `size` bytes, verified when that is the
+    /// whole file.
+    fn reconstruct(
         &mut self,
         client: &Client,
         hash: &str,
@@ -207,15 +235,15 @@ impl Cas {
     }
 
     /// Uploads a xorb (`POST /v1/xorbs/default/{hash}`), with the write token.
-    pub fn upload_xorb(&mut self, client: &Client, xorb: &Xorb) -> Result<(), Error> {
+    pub fn upload_xorb(&mut self, client: &Client, xorb: Xorb) -> Result<(), Error> {
         let path = format!("/v1/xorbs/default/{}", xorb.hash.to_hex());
-        self.send(client, true, "POST", &path, Vec::new(), &xorb.bytes)
+        self.send(client, true, "POST", &path, Vec::new(), xorb.bytes)
             .map(|_| ())
             .map_err(|(url, f)| fail("POST", &url, &f))
     }
 
     /// Uploads a shard (`POST /v1/shards`), after every xorb it names.
-    pub fn upload_shard(&mut self, client: &Client, shard: &[u8]) -> Result<(), Error> {
+    pub fn upload_shard(&mut self, client: &Client, shard: Vec<u8>) -> Result<(), Error> {
         self.send(client, true, "POST", "/v1/shards", Vec::new(), shard)
             .map(|_| ())
             .map_err(|(url, f)| fail("POST", &url, &f))

@@ -18,7 +18,10 @@ mod config;
 mod fs;
 mod mount;
 mod net;
+mod readahead;
 mod repo;
+#[cfg(test)]
+mod testing;
 mod token;
 mod tree;
 mod urls;
@@ -70,11 +73,15 @@ impl Guest for Hub {
         let (mount, info) = match cfg.target.clone() {
             Target::Repo { kind, id, revision } => {
                 let mount = repo::open(cfg, client, kind, id, &revision)?;
+                // Each instance pins the revision at its own start. A commit sha pins every
+                // instance to the same tree; a branch or tag could move between two instances'
+                // starts, so then one instance serves the whole mount.
+                let exact = matches!(&mount.source, Source::Repo { sha, .. } if *sha == revision);
                 let info = MountInfo {
                     capabilities: Capabilities::empty(),
                     immutable: true,
                     attr_ttl_ms: None,
-                    max_instances: None,
+                    max_instances: if exact { None } else { Some(1) },
                     staged_writes: false,
                 };
                 (mount, info)
@@ -165,15 +172,18 @@ impl Guest for Hub {
     }
 
     fn statfs() -> Result<FsStats, Error> {
-        // Neither a repo nor a bucket has a fixed size: report plenty.
+        // Neither has a fixed size: a bucket reports plenty free, a pinned repo nothing.
         const PLENTY: u64 = 1 << 50;
+        const FILES: u64 = 1 << 32;
+        let writable = with(|m| Ok(matches!(m.source, Source::Bucket)))?;
+        let (bytes, files) = if writable { (PLENTY, FILES) } else { (0, 0) };
         Ok(FsStats {
             total_bytes: PLENTY,
-            free_bytes: PLENTY,
-            available_bytes: PLENTY,
-            total_files: 1 << 32,
-            free_files: 1 << 32,
-            available_files: 1 << 32,
+            free_bytes: bytes,
+            available_bytes: bytes,
+            total_files: FILES,
+            free_files: files,
+            available_files: files,
         })
     }
 

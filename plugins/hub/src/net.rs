@@ -9,23 +9,47 @@
 use std::time::Duration;
 
 use crate::exports::nfsgw::backend::backend::Error;
-use crate::nfsgw::backend::http::{self, HttpError, Request, Response};
-use crate::nfsgw::backend::log::{self, Level};
+#[cfg(not(test))]
+use crate::nfsgw::backend::http;
+use crate::nfsgw::backend::http::{HttpError, Request, Response};
+#[cfg(not(test))]
+use crate::nfsgw::backend::log;
+use crate::nfsgw::backend::log::Level;
 use crate::nfsgw::backend::secrets::Secret;
 use crate::urls::{header, origin, without_query};
 
-/// Attempts per request for transient failures (429, 5xx, unreachable), and the pauses between.
+/// The pauses before the second and third attempts of a request that failed transiently (429,
+/// 500, 502, 503, 504, unreachable).
 const BACKOFF_MS: [u64; 2] = [150, 600];
 
-/// Which credentials a request carries.
+/// Whether a request may carry the Hub token.
 #[derive(Clone, Copy)]
-pub enum Auth<'a> {
+pub enum Auth {
     /// The Hub token, if the mount grants one and the URL is on the Hub endpoint's origin.
     Hub,
-    /// `Authorization: Bearer <token>` with a Xet CAS token.
-    Xet(&'a str),
-    /// Nothing (presigned URLs, other hosts).
+    /// Not the Hub token: presigned URLs, and CAS calls (which carry a Xet token header).
     None,
+}
+
+/// A request; the body is moved in, not copied (xorbs are up to 64 MiB).
+pub fn request(method: &str, url: &str, headers: Vec<(String, String)>, body: Vec<u8>) -> Request {
+    Request {
+        method: method.to_string(),
+        url: url.to_string(),
+        headers,
+        timeout_ms: timeout_ms(body.len()),
+        body,
+    }
+}
+
+/// Sets `Authorization: Bearer <token>` (a Xet token), replacing any such header.
+pub fn set_bearer(request: &mut Request, token: &str) {
+    request
+        .headers
+        .retain(|(name, _)| !name.eq_ignore_ascii_case("authorization"));
+    request
+        .headers
+        .push(("Authorization".to_string(), format!("Bearer {token}")));
 }
 
 /// Why a request failed, after retries.
@@ -38,6 +62,10 @@ pub enum Failure {
         message: Option<String>,
     },
     Unreachable(String),
+    /// A success status with a body that is not what the API documents.
+    Malformed(String),
+    /// The Hub answered, and refused some of a batch's operations.
+    Rejected(String),
     /// Refused by the host's allow-list (or not an http(s) URL).
     Denied(String),
     TooLarge,
@@ -83,6 +111,8 @@ impl Failure {
                 format!("HTTP {status}{detail}")
             }
             Failure::Unreachable(why) => format!("unreachable: {why}"),
+            Failure::Malformed(what) => format!("unexpected answer: {what}"),
+            Failure::Rejected(why) => format!("refused: {why}"),
             Failure::Denied(why) => {
                 format!("denied by the host ({why}); the mount's `allow_hosts` must list this host")
             }
@@ -92,7 +122,10 @@ impl Failure {
 }
 
 pub fn log(level: Level, message: &str) {
+    #[cfg(not(test))]
     log::log(level, message);
+    #[cfg(test)]
+    eprintln!("[{level:?}] {message}");
 }
 
 /// Logs a failed request and turns it into the interface's error.
@@ -114,6 +147,12 @@ pub struct Client {
     token: Option<Secret>,
 }
 
+/// The host's default (60 s) for small requests; uploads get 60 s more per 16 MiB, so a
+/// 64 MiB xorb has 5 minutes even at about 220 KiB/s.
+fn timeout_ms(body_len: usize) -> Option<u32> {
+    (body_len >= 1 << 20).then(|| 60_000 + 60_000 * (body_len as u32).div_ceil(16 << 20))
+}
+
 fn transient(status: u16) -> bool {
     matches!(status, 429 | 500 | 502 | 503 | 504)
 }
@@ -123,7 +162,11 @@ fn status_failure(r: &Response) -> Failure {
         .map(str::to_string)
         .or_else(|| {
             let v: serde_json::Value = serde_json::from_slice(&r.body).ok()?;
-            v.get("error")?.as_str().map(str::to_string)
+            // `{"error": "…"}`, or a bucket batch's `{"failed": [{"path", "error"}, …]}`.
+            let error = v
+                .get("error")
+                .or_else(|| v.get("failed")?.get(0)?.get("error"));
+            error?.as_str().map(str::to_string)
         });
     Failure::Status {
         status: r.status,
@@ -142,32 +185,12 @@ impl Client {
 
     /// Sends a request, retrying transient failures. A status of 400 or more is a failure;
     /// 1xx–3xx come back to the caller (redirects are its to follow).
-    pub fn send(
-        &self,
-        method: &str,
-        url: &str,
-        mut headers: Vec<(String, String)>,
-        body: &[u8],
-        auth: Auth,
-    ) -> Result<Response, Failure> {
-        let bearer = match auth {
-            Auth::Hub if origin(url) == Some(self.hub_origin.as_str()) => self.token.as_ref(),
-            Auth::Xet(token) => {
-                headers.push(("Authorization".to_string(), format!("Bearer {token}")));
-                None
-            }
-            _ => None,
-        };
-        let request = Request {
-            method: method.to_string(),
-            url: url.to_string(),
-            headers,
-            body: body.to_vec(),
-            timeout_ms: None,
-        };
+    pub fn send(&self, request: &Request, auth: Auth) -> Result<Response, Failure> {
+        let hub_token =
+            matches!(auth, Auth::Hub) && origin(&request.url) == Some(self.hub_origin.as_str());
         let mut attempt = 0;
         loop {
-            let failure = match http::send(&request, bearer) {
+            let failure = match self.transport(request, hub_token) {
                 Ok(r) if r.status < 400 => return Ok(r),
                 Ok(r) if transient(r.status) => status_failure(&r),
                 Ok(r) => return Err(status_failure(&r)),
@@ -181,14 +204,29 @@ impl Client {
             log(
                 Level::Debug,
                 &format!(
-                    "{method} {}: {}; trying again",
-                    without_query(url),
+                    "{} {}: {}; trying again",
+                    request.method,
+                    without_query(&request.url),
                     failure.describe()
                 ),
             );
             std::thread::sleep(Duration::from_millis(*pause));
             attempt += 1;
         }
+    }
+
+    /// Sends one request through the host, with the Hub token as bearer when `hub_token`.
+    #[cfg(not(test))]
+    fn transport(&self, request: &Request, hub_token: bool) -> Result<Response, HttpError> {
+        let bearer = if hub_token { self.token.as_ref() } else { None };
+        http::send(request, bearer)
+    }
+
+    /// Native unit tests have no host: requests go to the test server directly.
+    #[cfg(test)]
+    fn transport(&self, request: &Request, hub_token: bool) -> Result<Response, HttpError> {
+        debug_assert!(self.token.is_none(), "no secret handles in native tests");
+        crate::testing::send(request, hub_token)
     }
 
     /// A GET that follows up to four redirects. The Hub token goes only to the Hub's origin:
@@ -201,7 +239,10 @@ impl Client {
         let mut url = url.to_string();
         let mut hops = 0;
         loop {
-            let r = self.send("GET", &url, headers.clone(), &[], Auth::Hub)?;
+            let r = self.send(
+                &request("GET", &url, headers.clone(), Vec::new()),
+                Auth::Hub,
+            )?;
             if !(300..400).contains(&r.status) {
                 return Ok(r);
             }
@@ -247,5 +288,53 @@ pub fn init_error(endpoint: &str, what: &str, failure: &Failure) -> String {
             "the Hub at {endpoint} failed for {what}: {}",
             failure.describe()
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upload_timeouts() {
+        assert_eq!(timeout_ms(1000), None);
+        assert_eq!(timeout_ms(1 << 20), Some(120_000));
+        assert_eq!(timeout_ms(64 << 20), Some(300_000));
+    }
+
+    #[test]
+    fn failures() {
+        let r = Response {
+            status: 422,
+            headers: Vec::new(),
+            body: br#"{"failed":[{"path":"a","error":"unknown xet hash"}]}"#.to_vec(),
+        };
+        let f = status_failure(&r);
+        assert_eq!(f.describe(), "HTTP 422 (unknown xet hash)");
+        assert_eq!(f.error(), Error::Io);
+        let r = Response {
+            status: 404,
+            headers: vec![
+                ("x-error-code".into(), "EntryNotFound".into()),
+                ("x-error-message".into(), "gone".into()),
+            ],
+            body: Vec::new(),
+        };
+        assert_eq!(
+            status_failure(&r).describe(),
+            "HTTP 404 (EntryNotFound: gone)"
+        );
+        assert_eq!(status_failure(&r).error(), Error::NotFound);
+        let busy = Failure::Status {
+            status: 503,
+            code: None,
+            message: None,
+        };
+        assert_eq!(busy.error(), Error::Busy);
+        assert_eq!(Failure::Denied("x".into()).error(), Error::Access);
+        assert!(
+            init_error("http://h:1", "bucket a/b", &Failure::Denied("no".into()))
+                .contains("`allow_hosts` must list h:1")
+        );
     }
 }

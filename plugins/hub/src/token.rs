@@ -1,12 +1,13 @@
 //! Xet CAS access tokens: read from a `xet-read-token` / `xet-write-token` answer (the JSON
 //! body `{"accessToken","exp","casUrl"}`, or the `X-Xet-*` headers the Hub also sends), and
-//! judged fresh until 60 seconds before they expire.
+//! judged fresh until 60 seconds before they expire (or, for a token that lives less than
+//! two minutes, until half its life has passed).
 
 use serde::Deserialize;
 
 use crate::urls::header;
 
-/// How long before its expiry a token is replaced.
+/// How long before its expiry a token is replaced, at most.
 const MARGIN_SECS: i64 = 60;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -16,6 +17,8 @@ pub struct XetToken {
     pub exp: i64,
     /// The CAS base URL, without a trailing "/".
     pub cas_url: String,
+    /// When it was received, in Unix seconds.
+    pub received: i64,
 }
 
 #[derive(Deserialize)]
@@ -28,8 +31,9 @@ struct Body {
 }
 
 impl XetToken {
-    /// The token in a response: the body's fields, each falling back to its header.
-    pub fn parse(body: &[u8], headers: &[(String, String)]) -> Result<XetToken, String> {
+    /// The token in a response received at `now`: the body's fields, each falling back to
+    /// its header.
+    pub fn parse(body: &[u8], headers: &[(String, String)], now: i64) -> Result<XetToken, String> {
         let b: Body = serde_json::from_slice(body).unwrap_or(Body {
             access_token: None,
             exp: None,
@@ -58,12 +62,14 @@ impl XetToken {
             access,
             exp,
             cas_url: cas_url.trim_end_matches('/').to_string(),
+            received: now,
         })
     }
 
     /// True while the token may still be used at `now` (Unix seconds).
     pub fn fresh(&self, now: i64) -> bool {
-        now + MARGIN_SECS < self.exp
+        let margin = MARGIN_SECS.min((self.exp - self.received) / 2);
+        now + margin < self.exp
     }
 }
 
@@ -76,6 +82,7 @@ mod tests {
         let t = XetToken::parse(
             br#"{"accessToken":"xet_read_1","exp":1000,"casUrl":"http://h/cas/"}"#,
             &[],
+            0,
         )
         .unwrap();
         assert_eq!(t.access, "xet_read_1");
@@ -85,12 +92,12 @@ mod tests {
             ("x-xet-token-expiration".to_string(), "2000".to_string()),
             ("x-xet-cas-url".to_string(), "https://cas".to_string()),
         ];
-        let h = XetToken::parse(b"", &headers).unwrap();
+        let h = XetToken::parse(b"", &headers, 0).unwrap();
         assert_eq!(
             (h.access.as_str(), h.exp, h.cas_url.as_str()),
             ("tok", 2000, "https://cas")
         );
-        assert!(XetToken::parse(b"{}", &[]).is_err());
+        assert!(XetToken::parse(b"{}", &[], 0).is_err());
     }
 
     #[test]
@@ -99,9 +106,17 @@ mod tests {
             access: "a".into(),
             exp: 1000,
             cas_url: "http://c".into(),
+            received: 0,
         };
         assert!(t.fresh(939));
         assert!(!t.fresh(940), "refreshed 60 s before exp");
         assert!(!t.fresh(2000));
+        let short = XetToken {
+            exp: 104,
+            received: 100,
+            ..t
+        };
+        assert!(short.fresh(101));
+        assert!(!short.fresh(102), "a 4 s token is replaced after 2 s");
     }
 }
