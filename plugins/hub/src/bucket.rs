@@ -12,7 +12,7 @@ use nfsgw_xet::upload::FileUploader;
 
 use crate::api::{BatchOp, Hub};
 use crate::cas::Cas;
-use crate::clock::{now, now_ms, to_ms};
+use crate::clock::{from_ms, now, now_ms, to_ms};
 use crate::config::Config;
 use crate::exports::nfsgw::backend::backend::{Attrs, Error};
 use crate::fs::attrs;
@@ -20,7 +20,7 @@ use crate::mount::{Mount, Source};
 use crate::net::{fail, init_error, log, Client};
 use crate::nfsgw::backend::log::Level;
 use crate::nfsgw::backend::staging::StagedFile;
-use crate::tree::{Cache, Kind};
+use crate::tree::{split_parent, Cache, Entry, Kind};
 
 /// How much of a staged file is read into the plugin at a time.
 const PIECE: u32 = 8 << 20;
@@ -44,6 +44,7 @@ pub fn open(cfg: Config, client: Client, id: &str) -> Result<Mount, String> {
         cas,
         source: Source::Bucket,
         local_dirs: BTreeSet::new(),
+        empty_file_registered: false,
     })
 }
 
@@ -58,11 +59,26 @@ fn within(path: &str, dir: &str) -> bool {
 }
 
 impl Mount {
+    /// Sends one batch. On success the caller updates the cached listings it changed; on
+    /// failure none of them can be trusted.
     fn batch(&mut self, ops: &[BatchOp]) -> Result<(), Error> {
         let result = self.hub.batch(&self.client, ops);
-        // Whatever happened, this instance's listings may be stale now.
-        self.listings.clear();
+        if result.is_err() {
+            self.listings.clear();
+        }
         result.map_err(|f| fail("POST", &format!("{}/batch", self.hub.api_base()), &f))
+    }
+
+    /// The listing entry of a file this instance just stored.
+    fn stored_entry(path: &str, size: u64, hash: String, mtime_ms: u64) -> Entry {
+        Entry {
+            name: split_parent(path).1.to_string(),
+            kind: Kind::File,
+            size,
+            change: Some(hash.clone()),
+            xet_hash: Some(hash),
+            mtime: Some(from_ms(mtime_ms)),
+        }
     }
 
     fn file_attrs(&self, size: u64, hash: &MerkleHash) -> Attrs {
@@ -97,13 +113,20 @@ impl Mount {
         for xorb in xorbs {
             self.cas.upload_xorb(&self.client, xorb)?;
         }
-        self.cas.upload_shard(&self.client, file.shard)?;
+        // Every empty file has the same (all-zero) hash: its shard is needed once.
+        if file.size > 0 || !self.empty_file_registered {
+            self.cas.upload_shard(&self.client, file.shard)?;
+            self.empty_file_registered |= file.size == 0;
+        }
         let hash = file.file_hash.to_hex();
+        let mtime_ms = now_ms();
         self.batch(&[BatchOp::Add {
             path,
             xet_hash: &hash,
-            mtime_ms: now_ms(),
+            mtime_ms,
         }])?;
+        let entry = Self::stored_entry(path, file.size, hash, mtime_ms);
+        self.listings.added(path, entry);
         Ok(self.file_attrs(file.size, &file.file_hash))
     }
 
@@ -138,7 +161,9 @@ impl Mount {
         if self.lookup(path)?.kind == Kind::Dir {
             return Err(Error::IsDir);
         }
-        self.batch(&[BatchOp::Delete { path }])
+        self.batch(&[BatchOp::Delete { path }])?;
+        self.listings.removed(path);
+        Ok(())
     }
 
     pub fn rmdir(&mut self, path: &str) -> Result<(), Error> {
@@ -165,14 +190,18 @@ impl Mount {
             }
             let hash = source.xet_hash.ok_or(Error::Io)?;
             let mtime_ms = source.mtime.map_or_else(now_ms, to_ms);
-            return self.batch(&[
+            self.batch(&[
                 BatchOp::Add {
                     path: to,
                     xet_hash: &hash,
                     mtime_ms,
                 },
                 BatchOp::Delete { path: from },
-            ]);
+            ])?;
+            self.listings.removed(from);
+            let entry = Self::stored_entry(to, source.size, hash, mtime_ms);
+            self.listings.added(to, entry);
+            return Ok(());
         }
         if within(to, from) {
             return Err(Error::Invalid);
@@ -210,11 +239,13 @@ impl Mount {
             self.local_dirs.remove(&d);
             self.local_dirs.insert(moved(&d, from, to));
         }
-        if ops.is_empty() {
-            self.listings.clear();
-            return Ok(());
-        }
-        self.batch(&ops)
+        let result = if ops.is_empty() {
+            Ok(())
+        } else {
+            self.batch(&ops)
+        };
+        self.listings.clear();
+        result
     }
 }
 

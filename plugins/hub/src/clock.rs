@@ -22,6 +22,11 @@ pub fn to_ms((s, n): Stamp) -> u64 {
     (s.max(0) as u64) * 1000 + u64::from(n / 1_000_000)
 }
 
+/// The stamp of a number of milliseconds since the epoch.
+pub fn from_ms(ms: u64) -> Stamp {
+    ((ms / 1000) as i64, ((ms % 1000) * 1_000_000) as u32)
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
 fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };

@@ -37,6 +37,8 @@ pub struct Mount {
     /// Directories made by `mkdir` in a bucket that hold no file yet (a bucket stores files
     /// only): they live in this instance's memory.
     pub local_dirs: BTreeSet<String>,
+    /// A bucket mount has uploaded the shard of the empty file (whose hash is all zeros).
+    pub empty_file_registered: bool,
 }
 
 fn root() -> Entry {

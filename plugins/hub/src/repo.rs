@@ -52,6 +52,7 @@ pub fn open(
         },
         listings: Cache::new(None),
         local_dirs: BTreeSet::new(),
+        empty_file_registered: false,
     })
 }
 

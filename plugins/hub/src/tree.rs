@@ -142,6 +142,39 @@ impl Cache {
     pub fn clear(&mut self) {
         self.dirs.clear();
     }
+
+    /// Records a file this instance just stored at `path` in its parent's cached listing, so
+    /// a run of creates in one directory does not list it again each time. When the parent is
+    /// not cached it may be new, so every ancestor's listing is dropped instead.
+    pub fn added(&mut self, path: &str, entry: Entry) {
+        let (parent, _) = split_parent(path);
+        match self.dirs.get_mut(parent) {
+            Some(listing) => {
+                match listing
+                    .entries
+                    .binary_search_by(|e| e.name.as_str().cmp(&entry.name))
+                {
+                    Ok(i) => listing.entries[i] = entry,
+                    Err(i) => listing.entries.insert(i, entry),
+                }
+            }
+            None => self.forget_ancestors(path),
+        }
+    }
+
+    /// Forgets the listings a removal at `path` may change: its parent's, and every ancestor's
+    /// (a bucket directory vanishes with its last file).
+    pub fn removed(&mut self, path: &str) {
+        self.forget_ancestors(path);
+    }
+
+    fn forget_ancestors(&mut self, path: &str) {
+        let mut dir = path;
+        while !dir.is_empty() {
+            dir = split_parent(dir).0;
+            self.dirs.remove(dir);
+        }
+    }
 }
 
 /// Splits "a/b/c" into ("a/b", "c"), and "c" into ("", "c").
@@ -155,6 +188,45 @@ pub fn split_parent(path: &str) -> (&str, &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn file(name: &str, size: u64) -> Entry {
+        Entry {
+            name: name.into(),
+            kind: Kind::File,
+            size,
+            xet_hash: None,
+            change: None,
+            mtime: None,
+        }
+    }
+
+    #[test]
+    fn stores_update_cached_listings_and_removals_drop_ancestors() {
+        let mut cache = Cache::new(None);
+        cache.put("a", Listing::new(vec![file("x", 1), file("z", 1)], 0));
+        cache.put("", Listing::new(vec![], 0));
+        cache.added("a/y", file("y", 2));
+        cache.added("a/x", file("x", 5));
+        let names: Vec<_> = cache
+            .get("a", 0)
+            .unwrap()
+            .entries
+            .iter()
+            .map(|e| (e.name.clone(), e.size))
+            .collect();
+        assert_eq!(names, [("x".into(), 5), ("y".into(), 2), ("z".into(), 1)]);
+        assert!(
+            cache.get("", 0).is_some(),
+            "a cached parent needs no ancestor refresh"
+        );
+        // A file in an uncached (maybe new) directory: the ancestors may lack it.
+        cache.put("b", Listing::new(vec![], 0));
+        cache.added("b/new/f", file("f", 1));
+        assert!(cache.get("b", 0).is_none() && cache.get("", 0).is_none());
+        cache.put("", Listing::new(vec![], 0));
+        cache.removed("a/y");
+        assert!(cache.get("a", 0).is_none() && cache.get("", 0).is_none());
+    }
 
     const REPO: &str = r#"[
       {"type":"directory","oid":"d1","size":0,"path":"sub/deeper"},

@@ -147,9 +147,14 @@ class Bucket:
     files = property(lambda s: s.d["files"])
 
 
+SAVE_DELAY = 0.5
+
+
 class RepoStore:
     def __init__(self, root):
         self.root = root
+        self.save_lock = threading.Lock()
+        self.unsaved = {}
         self.blob_dir = os.path.join(root, "blobs")
         os.makedirs(self.blob_dir, exist_ok=True)
         self.lock = threading.RLock()
@@ -177,7 +182,26 @@ class RepoStore:
         _atomic_json(os.path.join(self.root, "repos", repo.type, repo.id + ".json"), repo.d)
 
     def _save_bucket(self, b):
-        _atomic_json(os.path.join(self.root, "buckets", b.id + ".json"), b.d)
+        """Writes the bucket's state at most every SAVE_DELAY seconds: a client making
+        thousands of one-file batches (nfsgw's conformance suite does) must not rewrite the
+        whole table each time. `flush` writes what is pending (at shutdown)."""
+        with self.save_lock:
+            if b.id in self.unsaved:
+                return
+            self.unsaved[b.id] = b
+        timer = threading.Timer(SAVE_DELAY, self._write_bucket, (b.id,))
+        timer.daemon = True
+        timer.start()
+
+    def _write_bucket(self, bucket_id):
+        with self.lock, self.save_lock:
+            b = self.unsaved.pop(bucket_id, None)
+            if b is not None:
+                _atomic_json(os.path.join(self.root, "buckets", b.id + ".json"), b.d)
+
+    def flush(self):
+        for bucket_id in list(self.unsaved):
+            self._write_bucket(bucket_id)
 
     def put_blob(self, data: bytes) -> str:
         oid = git_blob_oid(data)

@@ -172,3 +172,4 @@ class Server:
         for srv in (self.hub, self.cdn):
             srv.shutdown()
             srv.server_close()
+        self.app.repos.flush()
