@@ -18,14 +18,18 @@ cd "$NFSGW_REPO"
 
 say "setup: WebAssembly toolchain, NFS clients"
 bash scripts/wasm-toolchain.sh
-cargo test --release --manifest-path plugins/Cargo.toml -p nfsgw-xet
 apt_install libnfs-utils
 bash tests/s3/setup.sh
 bash tests/hub/setup.sh
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
+say "plugin crates, natively: the Xet formats, and the hub plugin against the local Hub"
+cargo test --release --manifest-path plugins/Cargo.toml -p nfsgw-xet -p nfsgw-plugin-hub
+
 say "format and lint"
 cargo fmt --all --check
+cargo fmt --manifest-path plugins/Cargo.toml --all --check
+cargo fmt --manifest-path tests/plugins/Cargo.toml --all --check
 cargo clippy --release --all-targets -- -D warnings
 
 say "build"
