@@ -503,38 +503,76 @@ fn find_dirs_named(root: &Path, name: &str) -> Vec<PathBuf> {
     found
 }
 
-/// The shared plugin conformance suite (`nfsgw plugin check`) on a scratch Hub bucket.
+/// `nfsgw plugin check hub` (the shared conformance suite) with these `[mount.config]`
+/// settings, granted the fakehub's hosts and the token: (passed, stdout and stderr).
+fn plugin_check(hub: &FakeHub, settings: &[&str]) -> (bool, String) {
+    let token_file = hub.dir.path().join("token-check");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let mut command = Command::new(crate::harness::nfsgw_binary());
+    command
+        .args(["plugin", "check", "hub"])
+        .args(["--set", &format!("endpoint={}", hub.endpoint())])
+        .args(["--allow-host", &format!("127.0.0.1:{}", hub.port)])
+        .args(["--allow-host", &format!("127.0.0.1:{}", hub.cdn_port)])
+        .args([
+            "--secret",
+            &format!("token=file:{}", token_file.to_str().unwrap()),
+        ]);
+    for setting in settings {
+        command.args(["--set", setting]);
+    }
+    let output = run_with_timeout(&mut command, Duration::from_secs(1200));
+    let text = format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// The shared conformance suite on a scratch Hub bucket: every change the bucket supports.
 #[test]
 fn the_hub_plugin_passes_the_conformance_suite_on_a_bucket() {
     let hub = FakeHub::start();
     hub.client(&["create-bucket", "tester/conformance"]);
-    let token_file = hub.dir.path().join("token-check");
-    std::fs::write(&token_file, TOKEN).unwrap();
-    let output = run_with_timeout(
-        Command::new(crate::harness::nfsgw_binary())
-            .args(["plugin", "check", "hub"])
-            .args(["--set", &format!("endpoint={}", hub.endpoint())])
-            .args(["--set", "bucket=tester/conformance"])
-            // This instance makes every change, and sees its own at once; a short TTL would
-            // only re-list the suite's 4,200-entry directory every second.
-            .args(["--set", "attr_ttl_ms=60000"])
-            .args(["--allow-host", &format!("127.0.0.1:{}", hub.port)])
-            .args(["--allow-host", &format!("127.0.0.1:{}", hub.cdn_port)])
-            .args([
-                "--secret",
-                &format!("token=file:{}", token_file.to_str().unwrap()),
-            ]),
-        Duration::from_secs(300),
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stdout}\n{stderr}");
+    // This instance makes every change and sees its own at once; a short TTL would only
+    // re-list the suite's 4,200-entry directory every second.
+    let (ok, out) = plugin_check(&hub, &["bucket=tester/conformance", "attr_ttl_ms=60000"]);
+    assert!(ok, "{out}");
     assert!(
-        stdout.contains("ok    what was written is in the backend after a flush"),
-        "{stdout}"
+        out.contains("ok    what was written is in the backend after a flush"),
+        "{out}"
     );
     assert!(
-        stdout.contains("conformance: ") && stdout.contains(" 0 failed"),
-        "{stdout}"
+        out.contains("conformance: 15 passed, 0 failed, 3 skipped"),
+        "{out}"
     );
+}
+
+/// The same suite on a repository: it reads everything, and every change is refused as
+/// read-only.
+#[test]
+fn the_hub_plugin_passes_the_conformance_suite_on_a_repo() {
+    let hub = FakeHub::start();
+    let upload = tempdir("nfsgw-hub-upload-");
+    write_tree(
+        upload.path(),
+        &[
+            ("a.txt".into(), b"a\n".to_vec()),
+            ("d/w.bin".into(), random_bytes(5, 2 * MIB)),
+        ],
+    );
+    hub.client(&[
+        "upload-folder",
+        "model",
+        "tester/check",
+        upload.path().to_str().unwrap(),
+    ]);
+    let (ok, out) = plugin_check(&hub, &["repo=tester/check"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("ok    every listed entry can be looked up and read"),
+        "{out}"
+    );
+    assert!(out.contains(" 0 failed"), "{out}");
 }
