@@ -524,4 +524,41 @@ mod tests {
         assert!(staging.due().is_empty(), "waits before trying again");
         assert_eq!(staging.pending().0, 1, "kept after a failure");
     }
+
+    #[test]
+    fn the_sequential_prefix_follows_writes_that_arrive_out_of_order() {
+        let mut seq = Sequential::default();
+        seq.record(0, 10);
+        seq.record(20, 30);
+        assert_eq!(seq.contiguous, 10);
+        seq.record(10, 20);
+        assert_eq!(seq.contiguous, 30);
+        assert!(seq.ahead.is_empty());
+        seq.record(5, 8);
+        assert_eq!(seq.contiguous, 30, "a rewrite inside the prefix");
+        seq.truncate(25);
+        assert_eq!(seq.contiguous, 25);
+        for i in 0..=MAX_AHEAD as u64 {
+            seq.record(100 + 2 * i, 101 + 2 * i);
+        }
+        assert!(seq.off, "too scattered to stream");
+    }
+
+    #[test]
+    fn a_copy_without_a_store_does_not_stream_and_writes_still_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let (staging, _) = Staging::open(dir.path(), Duration::ZERO).unwrap();
+        let (staged, _) = staging.begin(3).unwrap();
+        staged.write(0, &[1; 64]).unwrap();
+        let mut asked = 0;
+        staged.stream_step(16, 8, || {
+            asked += 1;
+            None
+        });
+        assert_eq!(asked, 1);
+        staged.write(64, &[2; 64]).unwrap();
+        staged.stream_step(16, 8, || panic!("asked again"));
+        assert!(staged.stream().is_none());
+        assert_eq!(staged.read(60, 8).unwrap().0, vec![1, 1, 1, 1, 2, 2, 2, 2]);
+    }
 }

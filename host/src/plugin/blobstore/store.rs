@@ -439,15 +439,48 @@ impl BlobStore {
 /// Reads a range of a staged file on a blocking thread.
 pub(super) async fn read_range(file: Arc<File>, offset: u64, len: u64) -> Result<Bytes, Error> {
     tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0; len as usize];
-        crate::plugin::staging::read_exact_at(&file, &mut buf, offset).map_err(|e| {
-            tracing::error!("reading a staged file failed: {e}");
-            Error::Io
-        })?;
+        let mut buf = Vec::with_capacity(len as usize);
+        while (buf.len() as u64) < len {
+            let at = offset + buf.len() as u64;
+            match read_more(&file, &mut buf, at) {
+                Ok(0) => {
+                    tracing::error!("reading a staged file failed: it ended early");
+                    return Err(Error::Io);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::error!("reading a staged file failed: {e}");
+                    return Err(Error::Io);
+                }
+            }
+        }
+        // The capacity may exceed what was asked for.
+        buf.truncate(len as usize);
         Ok(Bytes::from(buf))
     })
     .await
     .map_err(|_| Error::Io)?
+}
+
+/// Reads from `offset` into `buf`'s spare capacity, extending it. On Unix the memory is not
+/// zeroed first (an 8 MiB memset per part otherwise, 5 % of nfsgw's CPU in P4).
+#[cfg(unix)]
+fn read_more(file: &File, buf: &mut Vec<u8>, offset: u64) -> std::io::Result<usize> {
+    Ok(rustix::io::pread(
+        file,
+        rustix::buffer::spare_capacity(buf),
+        offset,
+    )?)
+}
+
+#[cfg(windows)]
+fn read_more(file: &File, buf: &mut Vec<u8>, offset: u64) -> std::io::Result<usize> {
+    let start = buf.len();
+    buf.resize(buf.capacity(), 0);
+    let n = std::os::windows::fs::FileExt::seek_read(file, &mut buf[start..], offset);
+    buf.truncate(start + *n.as_ref().unwrap_or(&0));
+    n
 }
 
 /// Transient failures are retried for a few seconds: long enough to ride out a blip, short
