@@ -3,8 +3,8 @@
 //! the config (mount names) or from fixed lists (procedure names, cache kinds, error kinds), so
 //! a hostile client cannot grow the set of series. The rest of nfsgw records through the
 //! functions here: the NFS front per call (`rpc`, `MountMetrics`), the caches and the plugin
-//! runtime per mount, and the write-back staging through `flush_queue_set` and
-//! `upload_failed`. Metrics are process-wide (one registry, created on first use), so
+//! runtime per mount, and the write-back staging through `flush_queue_set`, `upload_failed`
+//! and the streaming uploads' `upload_part_early` and `upload_stream`. Metrics are process-wide (one registry, created on first use), so
 //! recording needs no handle to pass around; a mount's series exist, at zero, from
 //! `register_mount` on.
 
@@ -48,6 +48,12 @@ struct ErrorLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StreamLabels {
+    mount: String,
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FailureLabels {
     mount: String,
     reason: &'static str,
@@ -76,6 +82,8 @@ struct Metrics {
     plugin_instances: Family<MountLabel, Gauge>,
     flush_queue_depth: Family<MountLabel, Gauge>,
     upload_failures: Family<MountLabel, Counter>,
+    upload_parts_early: Family<MountLabel, Counter>,
+    upload_streams: Family<StreamLabels, Counter>,
 }
 
 fn metrics() -> &'static Metrics {
@@ -97,6 +105,8 @@ fn metrics() -> &'static Metrics {
             plugin_instances: Family::default(),
             flush_queue_depth: Family::default(),
             upload_failures: Family::default(),
+            upload_parts_early: Family::default(),
+            upload_streams: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -173,6 +183,16 @@ fn metrics() -> &'static Metrics {
             "Uploads of staged files that failed",
             m.upload_failures.clone(),
         );
+        r.register(
+            "upload_parts_early",
+            "Parts of staged files uploaded while the files were still being written",
+            m.upload_parts_early.clone(),
+        );
+        r.register(
+            "upload_streams",
+            "Streaming multipart uploads of files being written, by how they ended (completed, aborted)",
+            m.upload_streams.clone(),
+        );
         Metrics { registry, ..m }
     })
 }
@@ -194,8 +214,15 @@ pub fn register_mount(name: &str) {
         &m.read_bytes,
         &m.written_bytes,
         &m.upload_failures,
+        &m.upload_parts_early,
     ] {
         family.get_or_create_owned(&label);
+    }
+    for outcome in ["completed", "aborted"] {
+        m.upload_streams.get_or_create_owned(&StreamLabels {
+            mount: name.to_string(),
+            outcome,
+        });
     }
     m.flush_queue_depth.get_or_create_owned(&label);
     for reason in [Failure::Trap, Failure::Timeout, Failure::Panic] {
@@ -380,6 +407,25 @@ pub fn upload_failed(mount: &str) {
     metrics()
         .upload_failures
         .get_or_create(&self::mount(mount))
+        .inc();
+}
+
+/// Counts one part of a staged file of `mount` uploaded while the file was being written.
+pub fn upload_part_early(mount: &str) {
+    metrics()
+        .upload_parts_early
+        .get_or_create(&self::mount(mount))
+        .inc();
+}
+
+/// Counts one streaming upload of `mount` that ended: completed, or aborted.
+pub fn upload_stream(mount: &str, completed: bool) {
+    metrics()
+        .upload_streams
+        .get_or_create(&StreamLabels {
+            mount: mount.to_string(),
+            outcome: if completed { "completed" } else { "aborted" },
+        })
         .inc();
 }
 

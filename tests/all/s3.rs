@@ -548,3 +548,199 @@ async fn nfsgw_flush_uploads_on_request_and_status_counts_what_is_staged() {
     let status = String::from_utf8_lossy(&run("status").stdout).into_owned();
     assert!(status.contains("(0 file(s), 0 bytes in all)"), "{status}");
 }
+
+// ---- streaming uploads: parts of a file being written sequentially go up while it is written
+
+/// A bucket served with the admin listener and an hour's flush delay, so nothing is flushed
+/// unless asked: (s3, server, admin port, client).
+async fn streaming_bucket() -> (S3Server, Server, u16, Client) {
+    let s3 = S3Server::start();
+    let (server, admin) = with_admin(&s3.mount("bucket", "flush_after_ms = 3600000", ""));
+    let nfs = server.mount("/bucket").await;
+    (s3, server, admin, nfs)
+}
+
+fn metric(admin: u16, series: &str) -> f64 {
+    sample(&http_get(admin, "/metrics").1, series)
+}
+
+const EARLY_PARTS: &str = "nfsgw_upload_parts_early_total{mount=\"bucket\"}";
+const STREAMS_COMPLETED: &str =
+    "nfsgw_upload_streams_total{mount=\"bucket\",outcome=\"completed\"}";
+const STREAMS_ABORTED: &str = "nfsgw_upload_streams_total{mount=\"bucket\",outcome=\"aborted\"}";
+
+/// Waits until at least `parts` parts went up before any flush.
+async fn early_parts(admin: u16, parts: f64) -> f64 {
+    eventually("parts uploaded early", Duration::from_secs(120), || async {
+        let n = metric(admin, EARLY_PARTS);
+        (n >= parts).then_some(n)
+    })
+    .await
+}
+
+fn flush(admin: u16) {
+    let out = Command::new(nfsgw_binary())
+        .args(["flush", "--admin", &format!("127.0.0.1:{admin}")])
+        .output()
+        .expect("run nfsgw flush");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Multipart uploads s3s-fs holds (it keeps each as files named `.upload…` in its root).
+fn open_multipart_uploads(s3: &S3Server) -> Vec<String> {
+    std::fs::read_dir(s3.root.path())
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(".upload"))
+        .collect()
+}
+
+async fn no_open_multipart_uploads(s3: &S3Server) {
+    eventually(
+        "no multipart upload left open",
+        Duration::from_secs(60),
+        || async { open_multipart_uploads(s3).is_empty().then_some(()) },
+    )
+    .await;
+}
+
+fn digest(data: &[u8]) -> Vec<u8> {
+    Sha256::digest(data).to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_large_sequential_write_is_uploaded_while_it_is_written() {
+    // 8 MiB parts, claimed once the writes are 8 MiB past them: 7 of the 9 parts of this
+    // file go up before any flush, the last two at the flush.
+    const SIZE: usize = 64 * MIB + 123;
+    let (s3, _server, admin, mut nfs) = streaming_bucket().await;
+    let root = nfs.root.clone();
+    let fh = nfs.create(&root, "big.bin", 0o644).await.unwrap();
+    let data = random_bytes(21, SIZE);
+    nfs.write_all(&fh, 0, &data).await.unwrap();
+    assert_eq!(early_parts(admin, 7.0).await, 7.0);
+    assert_eq!(
+        object(&s3, "big.bin").await.unwrap(),
+        b"",
+        "not in the bucket before the flush"
+    );
+
+    flush(admin);
+    let meta = s3.direct().head(&Key::from("big.bin")).await.unwrap();
+    assert_eq!(meta.size, SIZE as u64);
+    let etag = meta.e_tag.expect("an ETag");
+    assert!(
+        etag.trim_matches('"').ends_with("-9"),
+        "not a 9-part object: ETag {etag}"
+    );
+    assert!(
+        digest(&object(&s3, "big.bin").await.unwrap()) == digest(&data),
+        "the bucket's object differs from what was written"
+    );
+    assert_eq!(metric(admin, STREAMS_COMPLETED), 1.0);
+    assert_eq!(metric(admin, STREAMS_ABORTED), 0.0);
+    assert_eq!(metric(admin, EARLY_PARTS), 7.0);
+    assert!(open_multipart_uploads(&s3).is_empty());
+    assert!(nfs.read_path("big.bin").await == data);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rewrite_of_an_uploaded_part_falls_back_to_the_whole_file() {
+    const SIZE: usize = 40 * MIB;
+    let (s3, _server, admin, mut nfs) = streaming_bucket().await;
+    let root = nfs.root.clone();
+    let fh = nfs.create(&root, "patched.bin", 0o644).await.unwrap();
+    let mut data = random_bytes(22, SIZE);
+    nfs.write_all(&fh, 0, &data).await.unwrap();
+    early_parts(admin, 4.0).await;
+    // A rewrite in the middle of the second part, which is already in the bucket's upload.
+    let patch = random_bytes(23, 5000);
+    let at = 10 * MIB + 7;
+    nfs.write_all(&fh, at as u64, &patch).await.unwrap();
+    data[at..at + patch.len()].copy_from_slice(&patch);
+    // And more data after it: the file no longer streams, the data is still all there.
+    let tail = random_bytes(24, 20 * MIB);
+    nfs.write_all(&fh, SIZE as u64, &tail).await.unwrap();
+    data.extend_from_slice(&tail);
+
+    flush(admin);
+    assert!(
+        digest(&object(&s3, "patched.bin").await.unwrap()) == digest(&data),
+        "the bucket's object differs from what was written"
+    );
+    assert_eq!(metric(admin, STREAMS_COMPLETED), 0.0);
+    eventually("the stream's abort", Duration::from_secs(60), || async {
+        (metric(admin, STREAMS_ABORTED) == 1.0).then_some(())
+    })
+    .await;
+    no_open_multipart_uploads(&s3).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncation_below_uploaded_parts_falls_back_to_the_whole_file() {
+    let (s3, _server, admin, mut nfs) = streaming_bucket().await;
+    let root = nfs.root.clone();
+    let fh = nfs.create(&root, "cut.bin", 0o644).await.unwrap();
+    let mut data = random_bytes(25, 48 * MIB);
+    nfs.write_all(&fh, 0, &data).await.unwrap();
+    early_parts(admin, 5.0).await;
+    let cut = 20 * MIB + 5;
+    nfs.set_size(&fh, cut as u64).await.unwrap();
+    data.truncate(cut);
+    let more = random_bytes(26, 9 * MIB);
+    nfs.write_all(&fh, cut as u64, &more).await.unwrap();
+    data.extend_from_slice(&more);
+
+    flush(admin);
+    let uploaded = object(&s3, "cut.bin").await.unwrap();
+    assert_eq!(uploaded.len(), data.len());
+    assert!(
+        digest(&uploaded) == digest(&data),
+        "the bucket's object differs from what was written"
+    );
+    assert_eq!(metric(admin, STREAMS_COMPLETED), 0.0);
+    no_open_multipart_uploads(&s3).await;
+    assert_eq!(metric(admin, STREAMS_ABORTED), 1.0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn removing_or_renaming_a_file_being_streamed_leaves_no_upload_behind() {
+    let (s3, _server, admin, mut nfs) = streaming_bucket().await;
+    let root = nfs.root.clone();
+    let gone = nfs.create(&root, "gone.bin", 0o644).await.unwrap();
+    nfs.write_all(&gone, 0, &random_bytes(27, 32 * MIB))
+        .await
+        .unwrap();
+    let moved = nfs.create(&root, "moved.bin", 0o644).await.unwrap();
+    let data = random_bytes(28, 32 * MIB);
+    nfs.write_all(&moved, 0, &data).await.unwrap();
+    early_parts(admin, 6.0).await;
+
+    nfs.remove(&root, "gone.bin").await.unwrap();
+    nfs.rename(&root, "moved.bin", &root, "there.bin")
+        .await
+        .unwrap();
+    eventually("both streams aborted", Duration::from_secs(60), || async {
+        (metric(admin, STREAMS_ABORTED) == 2.0).then_some(())
+    })
+    .await;
+    no_open_multipart_uploads(&s3).await;
+    assert!(
+        s3.direct().head(&Key::from("gone.bin")).await.is_err(),
+        "a removed file stays removed"
+    );
+
+    flush(admin);
+    assert!(s3.direct().head(&Key::from("gone.bin")).await.is_err());
+    assert!(s3.direct().head(&Key::from("moved.bin")).await.is_err());
+    assert!(
+        object(&s3, "there.bin").await.unwrap() == data,
+        "the renamed file's object differs from what was written"
+    );
+    assert_eq!(metric(admin, STREAMS_COMPLETED), 0.0);
+    assert!(open_multipart_uploads(&s3).is_empty());
+}

@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -37,6 +38,9 @@ use wasmtime::Store;
 const LIST_PAGE: u32 = 4096;
 /// Cache lifetime when a mutable mount's plugin does not choose one.
 const DEFAULT_TTL: Duration = Duration::from_secs(1);
+/// A part of a file being written sequentially is uploaded early once the writes are this far
+/// past its end (writes in flight arrive out of order; a rewrite of recent data stays cheap).
+const STREAM_LAG: u64 = 8 << 20;
 
 pub type FileId = u64;
 
@@ -55,6 +59,8 @@ pub struct Mount {
     dirs: DirCache,
     /// Staged copies of files being written, for plugins that take whole files at `commit`.
     staging: Option<Staging>,
+    /// Off once a plugin's `commit` did not upload a streamed file under its path.
+    streaming_off: AtomicBool,
     /// How callers' identities are mapped before any check (the config's squash options).
     pub squash: permissions::Squash,
     pub metrics: crate::metrics::MountMetrics,
@@ -93,7 +99,19 @@ impl Mount {
             squash: permissions::Squash::NONE,
             metrics: crate::metrics::MountMetrics::new(name),
             staging,
+            streaming_off: AtomicBool::new(false),
         }
+    }
+
+    /// The store that uploads parts of this mount's staged files while they are written, if
+    /// any. The gateway cannot know which key a plugin's `commit` uploads a file to; it starts
+    /// streams for the file's path (what the bundled `s3` plugin uses), and `upload` adopts a
+    /// stream only for its key and staged file.
+    fn streaming(&self) -> Option<Arc<crate::plugin::blobstore::BlobStore>> {
+        if self.staging.is_none() || self.streaming_off.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.plugin.blobs().cloned()
     }
 
     fn staged(&self, ino: u64) -> Option<Arc<Staged>> {
@@ -654,9 +672,18 @@ impl Gateway {
         let ino = split(id).1;
         if mount.staging.is_some() {
             let data = Arc::new(data);
+            let streaming = mount.streaming();
+            let (key, name) = (path.to_string(), mount.name.clone());
             return self
                 .staged_change(mount, ino, &path, current, move |staged| {
-                    staged.write(offset, &data)
+                    staged.write(offset, &data)?;
+                    if let Some(store) = &streaming {
+                        let part = crate::plugin::blobstore::STREAM_PART;
+                        staged.stream_step(part, STREAM_LAG, || {
+                            store.start_stream(&key, staged.file.clone(), &name)
+                        });
+                    }
+                    Ok(())
                 })
                 .await;
         }
@@ -750,11 +777,20 @@ impl Gateway {
             return Err(e);
         }
         let started = std::time::Instant::now();
-        match mount
+        let streamed = staged.stream();
+        let committed = mount
             .plugin
             .commit(path.to_string(), staged.file.clone(), size)
-            .await
-        {
+            .await;
+        // The stream ends with the flush; later writes may start another.
+        if let Some(stream) = staged.take_stream() {
+            let unused = streamed.is_some_and(|s| Arc::ptr_eq(&s, &stream)) && !stream.adopted();
+            stream.cancel();
+            if unused && committed.is_ok() && !mount.streaming_off.swap(true, Ordering::Relaxed) {
+                tracing::info!(mount = %mount.name, path = %path, "the plugin did not upload the file under its path; no more early uploads on this mount");
+            }
+        }
+        match committed {
             Ok(attrs) => {
                 let done = staging.uploaded(&staged, generation);
                 tracing::info!(mount = %mount.name, path = %path, size, elapsed_ms = started.elapsed().as_millis() as u64, "uploaded");
@@ -1115,6 +1151,19 @@ impl Gateway {
         Self::dir_changed(mount, split(from_dir).1);
         Self::dir_changed(mount, split(to_dir).1);
         result?;
+        // Streams started for the moved names would complete under them: they go.
+        let moved = format!("{source}/");
+        for s in &staged {
+            if mount
+                .inodes
+                .path(s.ino)
+                .is_some_and(|p| *p == *source || p.starts_with(&moved))
+            {
+                if let Some(stream) = s.take_stream() {
+                    stream.cancel();
+                }
+            }
+        }
         if let Some(replaced) = mount.inodes.find(&destination) {
             mount.attrs.invalidate(replaced);
             if let Some(staging) = &mount.staging {

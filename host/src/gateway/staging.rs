@@ -7,8 +7,14 @@
 //! deleted only after an upload that saw its latest write, so acknowledged data stays on disk
 //! until the backend has it; at start, copies left by an earlier run are flushed again. This
 //! module owns the copies and their bookkeeping; the gateway decides when to flush.
+//!
+//! A copy also tracks how far it has been written from its start without a gap. While that
+//! prefix grows, the gateway uploads its finished parts early (`stream_step`, a streaming
+//! multipart upload of the blob store). Claims and the writes checked against them take the
+//! copy's lock, so a write into a claimed part (or a truncation below one) cancels the stream
+//! before any upload could complete it with other bytes.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
@@ -16,10 +22,13 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use crate::plugin::bindings::types::{Attrs, Error, FileKind, Timestamp};
+use crate::plugin::blobstore::Stream;
 use crate::plugin::staging::read_exact_at;
 
 /// Longest pause between attempts to upload a file whose uploads fail.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// Out-of-order written ranges a copy keeps track of before it stops streaming.
+const MAX_AHEAD: usize = 64;
 
 /// The staged copies of one mount.
 pub struct Staging {
@@ -50,6 +59,66 @@ struct State {
     uploading: bool,
     failures: u32,
     next_try: Instant,
+    seq: Sequential,
+    /// The streaming upload fed by `seq`, once started.
+    stream: Option<Arc<Stream>>,
+}
+
+/// How far a copy has been written sequentially, and how much of that a stream has claimed.
+#[derive(Default)]
+struct Sequential {
+    /// `[0, contiguous)` was written since the copy was staged.
+    contiguous: u64,
+    /// Written ranges beyond `contiguous` (start → end), from writes that came out of order.
+    ahead: BTreeMap<u64, u64>,
+    /// The stream claimed `[0, claimed)`: a change below it cancels the stream.
+    claimed: u64,
+    /// Streams no more (rewritten, scattered, or left by an earlier run).
+    off: bool,
+}
+
+impl Sequential {
+    fn record(&mut self, start: u64, end: u64) {
+        if self.off || end <= self.contiguous {
+            return;
+        }
+        if start <= self.contiguous {
+            self.contiguous = end;
+        } else {
+            let e = self.ahead.entry(start).or_insert(end);
+            *e = (*e).max(end);
+            if self.ahead.len() > MAX_AHEAD {
+                self.off = true;
+                self.ahead.clear();
+                return;
+            }
+        }
+        while let Some((&s, &e)) = self.ahead.first_key_value() {
+            if s > self.contiguous {
+                break;
+            }
+            self.ahead.pop_first();
+            self.contiguous = self.contiguous.max(e);
+        }
+    }
+
+    fn truncate(&mut self, size: u64) {
+        self.contiguous = self.contiguous.min(size);
+        self.ahead.retain(|&s, _| s < size);
+        for e in self.ahead.values_mut() {
+            *e = (*e).min(size);
+        }
+    }
+}
+
+impl State {
+    /// Cancels the stream, if any; the copy streams again from its start only if `off` allows.
+    fn drop_stream(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            stream.cancel();
+        }
+        self.seq.claimed = 0;
+    }
 }
 
 fn io_error(what: &str, e: io::Error) -> Error {
@@ -106,7 +175,11 @@ impl Staging {
                 .open(entry.path())?;
             let meta = file.metadata()?;
             let staged = Staged::new(ino, file, entry.path(), meta.len(), meta.modified()?);
-            staged.state.write().unwrap().last_write = None;
+            {
+                let mut st = staged.state.write().unwrap();
+                st.last_write = None;
+                st.seq.off = true;
+            }
             staging.files.lock().unwrap().insert(ino, Arc::new(staged));
             left.push(ino);
         }
@@ -209,6 +282,7 @@ impl Staging {
             files.remove(&staged.ino);
         }
         st.retired = true;
+        st.drop_stream();
         drop(st);
         staged.remove_from_disk();
         true
@@ -240,13 +314,19 @@ impl Staged {
                 uploading: false,
                 failures: 0,
                 next_try: Instant::now(),
+                seq: Sequential::default(),
+                stream: None,
             }),
             upload: tokio::sync::Mutex::new(()),
         }
     }
 
     fn retire(&self) {
-        self.state.write().unwrap().retired = true;
+        {
+            let mut st = self.state.write().unwrap();
+            st.retired = true;
+            st.drop_stream();
+        }
         self.remove_from_disk();
     }
 
@@ -273,8 +353,15 @@ impl Staged {
         if st.retired {
             return Err(Error::Stale);
         }
+        let end = offset + data.len() as u64;
+        if offset < st.seq.claimed {
+            // A rewrite of what a stream already took: it must not complete.
+            st.drop_stream();
+            st.seq.off = true;
+        }
         write_all_at(&self.file, data, offset).map_err(|e| io_error("writing", e))?;
-        st.len = st.len.max(offset + data.len() as u64);
+        st.seq.record(offset, end);
+        st.len = st.len.max(end);
         st.generation += 1;
         st.last_write = Some(Instant::now());
         st.modified = SystemTime::now();
@@ -286,14 +373,66 @@ impl Staged {
         if st.retired {
             return Err(Error::Stale);
         }
+        if size < st.seq.claimed {
+            st.drop_stream();
+            st.seq.off = true;
+        }
         self.file
             .set_len(size)
             .map_err(|e| io_error("truncating", e))?;
+        st.seq.truncate(size);
         st.len = size;
         st.generation += 1;
         st.last_write = Some(Instant::now());
         st.modified = SystemTime::now();
         Ok(())
+    }
+
+    /// After a write: claims the parts (of `part` bytes) of the sequentially written prefix that
+    /// lie more than `lag` bytes behind its end, for the stream, starting it with `start` when
+    /// there is none (None from `start`: this copy does not stream).
+    pub fn stream_step<F>(&self, part: u64, lag: u64, start: F)
+    where
+        F: FnOnce() -> Option<Arc<Stream>>,
+    {
+        let mut st = self.state.write().unwrap();
+        if st.retired || st.seq.off {
+            return;
+        }
+        let end = st.seq.contiguous.saturating_sub(lag) / part * part;
+        if end <= st.seq.claimed {
+            return;
+        }
+        let stream = match &st.stream {
+            Some(stream) => stream.clone(),
+            None => match start() {
+                Some(stream) => {
+                    st.seq.claimed = 0;
+                    st.stream = Some(stream.clone());
+                    stream
+                }
+                None => {
+                    st.seq.off = true;
+                    return;
+                }
+            },
+        };
+        if stream.claim_to(end) {
+            st.seq.claimed = end;
+        }
+    }
+
+    /// The copy's stream, if one runs.
+    pub fn stream(&self) -> Option<Arc<Stream>> {
+        self.state.read().unwrap().stream.clone()
+    }
+
+    /// Takes the copy's stream (after a flush, or when its name changes): the copy may stream
+    /// again from its start. The caller cancels or inspects it.
+    pub fn take_stream(&self) -> Option<Arc<Stream>> {
+        let mut st = self.state.write().unwrap();
+        st.seq.claimed = 0;
+        st.stream.take()
     }
 
     /// Up to `count` bytes from `offset`, and whether they reach the end.
@@ -384,5 +523,42 @@ mod tests {
         assert_eq!(staging.failed(&staged), 1);
         assert!(staging.due().is_empty(), "waits before trying again");
         assert_eq!(staging.pending().0, 1, "kept after a failure");
+    }
+
+    #[test]
+    fn the_sequential_prefix_follows_writes_that_arrive_out_of_order() {
+        let mut seq = Sequential::default();
+        seq.record(0, 10);
+        seq.record(20, 30);
+        assert_eq!(seq.contiguous, 10);
+        seq.record(10, 20);
+        assert_eq!(seq.contiguous, 30);
+        assert!(seq.ahead.is_empty());
+        seq.record(5, 8);
+        assert_eq!(seq.contiguous, 30, "a rewrite inside the prefix");
+        seq.truncate(25);
+        assert_eq!(seq.contiguous, 25);
+        for i in 0..=MAX_AHEAD as u64 {
+            seq.record(100 + 2 * i, 101 + 2 * i);
+        }
+        assert!(seq.off, "too scattered to stream");
+    }
+
+    #[test]
+    fn a_copy_without_a_store_does_not_stream_and_writes_still_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let (staging, _) = Staging::open(dir.path(), Duration::ZERO).unwrap();
+        let (staged, _) = staging.begin(3).unwrap();
+        staged.write(0, &[1; 64]).unwrap();
+        let mut asked = 0;
+        staged.stream_step(16, 8, || {
+            asked += 1;
+            None
+        });
+        assert_eq!(asked, 1);
+        staged.write(64, &[2; 64]).unwrap();
+        staged.stream_step(16, 8, || panic!("asked again"));
+        assert!(staged.stream().is_none());
+        assert_eq!(staged.read(60, 8).unwrap().0, vec![1, 1, 1, 1, 2, 2, 2, 2]);
     }
 }

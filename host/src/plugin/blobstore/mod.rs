@@ -8,6 +8,7 @@
 mod credentials;
 mod markers;
 mod store;
+mod stream;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -17,6 +18,7 @@ use wasmtime::component::Resource;
 
 pub use credentials::Credentials;
 pub use store::{BlobStore, Meta};
+pub use stream::{Stream, STREAM_PART};
 
 use super::bindings::nfsgw::backend::blobstore::{Host, ListPage, ObjectMeta};
 use super::bindings::types::Error;

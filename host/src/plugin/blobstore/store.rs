@@ -21,6 +21,7 @@ use object_store::{
 
 use super::credentials::Credentials;
 use super::markers::Markers;
+use super::stream::{Registry, Stream};
 use crate::config::S3Grant;
 use crate::plugin::bindings::types::{Error, Timestamp};
 
@@ -28,9 +29,9 @@ use crate::plugin::bindings::types::{Error, Timestamp};
 const SINGLE_PUT_MAX: u64 = 8 << 20;
 /// The smallest part of a multipart upload, and S3's part-count limit.
 const MIN_PART: u64 = 8 << 20;
-const MAX_PARTS: u64 = 10_000;
+pub(super) const MAX_PARTS: u64 = 10_000;
 /// Parts uploaded at once.
-const UPLOAD_CONCURRENCY: usize = 8;
+pub(super) const UPLOAD_CONCURRENCY: usize = 8;
 
 /// What the store says of one object; keys are relative to the grant's prefix.
 #[derive(Clone, Debug)]
@@ -56,6 +57,8 @@ pub struct BlobStore {
     prefix: String,
     /// Where the bucket is, for messages.
     pub describe: String,
+    /// Streaming uploads of files still being written, by the key they are meant for.
+    streams: Registry,
 }
 
 fn timestamp(t: chrono::DateTime<chrono::Utc>) -> Timestamp {
@@ -130,6 +133,7 @@ impl BlobStore {
             s3,
             markers,
             prefix,
+            streams: Registry::default(),
         })
     }
 
@@ -317,8 +321,31 @@ impl BlobStore {
 
     /// Uploads `size` bytes of `file` under `key`: one PUT when small, else a multipart upload
     /// with parts read from the file as they are sent.
+    ///
+    /// A stream started for this key and this staged file (`start_stream`) is adopted: only
+    /// its unclaimed parts are uploaded then. When it cannot be, the whole file is uploaded.
     pub async fn upload(&self, key: &str, file: Arc<File>, size: u64) -> Result<Meta, Error> {
         let path = self.path(key)?;
+        let stream = {
+            let mut streams = self.streams.lock().unwrap();
+            let ours = streams
+                .get(key)
+                .is_some_and(|s| Arc::ptr_eq(s.file(), &file));
+            if ours {
+                streams.remove(key)
+            } else {
+                None
+            }
+        };
+        if let Some(stream) = stream {
+            if stream.finish(size).await {
+                return self.head(key).await;
+            }
+            tracing::info!(
+                key,
+                "a streamed upload could not be used; uploading the whole file"
+            );
+        }
         if size <= SINGLE_PUT_MAX {
             let data = read_range(file, 0, size).await?;
             self.s3
@@ -357,6 +384,32 @@ impl BlobStore {
         self.head(key).await
     }
 
+    /// Starts a streaming multipart upload of `file`, which is being written, for `key`
+    /// (see `stream`); `mount` names it in metrics. None when the key is no key or no runtime
+    /// runs. A stream already started for the key is cancelled.
+    pub fn start_stream(&self, key: &str, file: Arc<File>, mount: &str) -> Option<Arc<Stream>> {
+        let path = self.path(key).ok()?;
+        let runtime = tokio::runtime::Handle::try_current().ok()?;
+        let stream = Arc::new(Stream::new(
+            self.s3.clone(),
+            key,
+            path,
+            file,
+            mount,
+            runtime,
+            &self.streams,
+        ));
+        let old = self
+            .streams
+            .lock()
+            .unwrap()
+            .insert(key.to_string(), stream.clone());
+        if let Some(old) = old {
+            old.cancel();
+        }
+        Some(stream)
+    }
+
     pub async fn copy(&self, source: &str, destination: &str) -> Result<(), Error> {
         if source.ends_with('/') || destination.ends_with('/') {
             if !(source.ends_with('/') && destination.ends_with('/')) {
@@ -384,17 +437,50 @@ impl BlobStore {
 }
 
 /// Reads a range of a staged file on a blocking thread.
-async fn read_range(file: Arc<File>, offset: u64, len: u64) -> Result<Bytes, Error> {
+pub(super) async fn read_range(file: Arc<File>, offset: u64, len: u64) -> Result<Bytes, Error> {
     tokio::task::spawn_blocking(move || {
-        let mut buf = vec![0; len as usize];
-        crate::plugin::staging::read_exact_at(&file, &mut buf, offset).map_err(|e| {
-            tracing::error!("reading a staged file failed: {e}");
-            Error::Io
-        })?;
+        let mut buf = Vec::with_capacity(len as usize);
+        while (buf.len() as u64) < len {
+            let at = offset + buf.len() as u64;
+            match read_more(&file, &mut buf, at) {
+                Ok(0) => {
+                    tracing::error!("reading a staged file failed: it ended early");
+                    return Err(Error::Io);
+                }
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    tracing::error!("reading a staged file failed: {e}");
+                    return Err(Error::Io);
+                }
+            }
+        }
+        // The capacity may exceed what was asked for.
+        buf.truncate(len as usize);
         Ok(Bytes::from(buf))
     })
     .await
     .map_err(|_| Error::Io)?
+}
+
+/// Reads from `offset` into `buf`'s spare capacity, extending it. On Unix the memory is not
+/// zeroed first (an 8 MiB memset per part otherwise, 5 % of nfsgw's CPU in P4).
+#[cfg(unix)]
+fn read_more(file: &File, buf: &mut Vec<u8>, offset: u64) -> std::io::Result<usize> {
+    Ok(rustix::io::pread(
+        file,
+        rustix::buffer::spare_capacity(buf),
+        offset,
+    )?)
+}
+
+#[cfg(windows)]
+fn read_more(file: &File, buf: &mut Vec<u8>, offset: u64) -> std::io::Result<usize> {
+    let start = buf.len();
+    buf.resize(buf.capacity(), 0);
+    let n = std::os::windows::fs::FileExt::seek_read(file, &mut buf[start..], offset);
+    buf.truncate(start + *n.as_ref().unwrap_or(&0));
+    n
 }
 
 /// Transient failures are retried for a few seconds: long enough to ride out a blip, short
