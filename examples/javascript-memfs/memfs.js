@@ -286,7 +286,7 @@ const ops = {
     parseConfig(config);
     log('info', `javascript-memfs ready: capacity ${fs.capacity / 1048576} MiB, entries seeded: ${fs.files - 1}`);
     // The tree lives in this instance's memory: one instance serves every call.
-    return { capabilities: CAPABILITIES, immutable: false, attrTtlMs: undefined, maxInstances: 1, stagedWrites: false };
+    return { capabilities: CAPABILITIES, immutable: false, attrTtlMs: undefined, maxInstances: 1, stagedWrites: false, pinnedConfig: [] };
   },
 
   stat(path) {

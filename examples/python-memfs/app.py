@@ -302,6 +302,7 @@ class Backend(exports.Backend):
             max_instances=1,
             # Writes change the tree in place: nothing for the host to stage.
             staged_writes=False,
+            pinned_config=[],
         )
 
     @guarded

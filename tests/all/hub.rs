@@ -576,3 +576,65 @@ fn the_hub_plugin_passes_the_conformance_suite_on_a_repo() {
     );
     assert!(out.contains(" 0 failed"), "{out}");
 }
+
+/// A repo mounted at a branch serves the commit the branch named at start from every plugin
+/// instance, even after the branch moves: the first instance pins it, and the host starts the
+/// others with that commit.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_instance_of_a_branch_mount_serves_the_commit_pinned_at_start() {
+    let hub = FakeHub::start();
+    let upload = tempdir("nfsgw-hub-upload-");
+    let first = random_bytes(21, 300_000);
+    write_tree(upload.path(), &[("w.bin".into(), first.clone())]);
+    hub.client(&[
+        "upload-folder",
+        "model",
+        "tester/moving",
+        upload.path().to_str().unwrap(),
+    ]);
+    let mounts =
+        hub.mount("m", "repo = \"tester/moving\"", TOKEN) + "[mount.limits]\ninstances = 4\n";
+    let (server, admin) = crate::ops::with_admin(&mounts);
+    let mut nfs = server.mount("/m").await;
+    assert!(nfs.read_path("w.bin").await == first);
+
+    // The branch moves to a commit where w.bin differs (same size, so only content tells).
+    let second = random_bytes(22, 300_000);
+    write_tree(upload.path(), &[("w.bin".into(), second)]);
+    hub.client(&[
+        "upload-folder",
+        "model",
+        "tester/moving",
+        upload.path().to_str().unwrap(),
+    ]);
+
+    // Many reads at once make the host start more instances; each must read the pinned commit.
+    let mut readers = Vec::new();
+    for _ in 0..8 {
+        let mut client = server.mount("/m").await;
+        readers.push(tokio::spawn(async move {
+            let fh = client.lookup_path("w.bin").await.unwrap();
+            let mut reads = Vec::new();
+            // Backwards, so that no read continues the one before (no read-ahead).
+            for offset in (0..300_000usize).step_by(37_000).rev() {
+                let got = client.read_range(&fh, offset as u64, 1000).await.unwrap();
+                reads.push((offset, got));
+            }
+            reads
+        }));
+    }
+    for reader in readers {
+        for (at, got) in reader.await.unwrap() {
+            let end = (at + 1000).min(first.len());
+            assert!(got == first[at..end], "a read at {at} saw another commit");
+        }
+    }
+    let (_, status) = crate::ops::http_get(admin, "/status");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let mount = &status["mounts"][0];
+    assert_eq!(mount["instances_max"], 4, "{status}");
+    assert!(
+        mount["instances_live"].as_u64().unwrap() > 1,
+        "the reads ran on one instance only: {status}"
+    );
+}

@@ -209,7 +209,7 @@ impl MountPlugin {
         mount: &str,
         pre: PluginPre<HostState>,
         sandbox: Sandbox,
-        config: Vec<(String, String)>,
+        mut config: Vec<(String, String)>,
     ) -> anyhow::Result<Arc<MountPlugin>> {
         let mount: Arc<str> = mount.into();
         let engine = runtime.engine.clone();
@@ -222,6 +222,11 @@ impl MountPlugin {
             })
             .await??
         };
+        // Later instances start with what the first one pinned (a branch's commit, say).
+        for (key, value) in &info.pinned_config {
+            config.retain(|(k, _)| k != key);
+            config.push((key.clone(), value.clone()));
+        }
         // A plugin that keeps its state in memory may ask for fewer instances than the limit.
         let instances = info.max_instances.map_or(sandbox.limits.instances, |max| {
             sandbox.limits.instances.min(max.max(1) as usize)

@@ -73,16 +73,19 @@ impl Guest for Hub {
         let (mount, info) = match cfg.target.clone() {
             Target::Repo { kind, id, revision } => {
                 let mount = repo::open(cfg, client, kind, id, &revision)?;
-                // Each instance pins the revision at its own start. A commit sha pins every
-                // instance to the same tree; a branch or tag could move between two instances'
-                // starts, so then one instance serves the whole mount.
-                let exact = matches!(&mount.source, Source::Repo { sha, .. } if *sha == revision);
+                // The first instance resolves the revision; the host starts every later one
+                // with the commit it found, so a branch that moves meanwhile cannot mix trees.
+                let sha = match &mount.source {
+                    Source::Repo { sha, .. } => sha.clone(),
+                    Source::Bucket => revision,
+                };
                 let info = MountInfo {
                     capabilities: Capabilities::empty(),
                     immutable: true,
                     attr_ttl_ms: None,
-                    max_instances: if exact { None } else { Some(1) },
+                    max_instances: None,
                     staged_writes: false,
+                    pinned_config: vec![("revision".to_string(), sha)],
                 };
                 (mount, info)
             }
@@ -102,6 +105,7 @@ impl Guest for Hub {
                     // cache, live in one instance's memory.
                     max_instances: Some(1),
                     staged_writes: true,
+                    pinned_config: Vec::new(),
                 };
                 (mount, info)
             }

@@ -67,6 +67,7 @@ impl Guest for Local {
             attr_ttl_ms: Some(attr_ttl_ms),
             max_instances: None,
             staged_writes: false,
+            pinned_config: Vec::new(),
         })
     }
 

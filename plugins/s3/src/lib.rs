@@ -188,6 +188,7 @@ impl Guest for S3 {
             attr_ttl_ms: Some(ttl),
             max_instances: None,
             staged_writes: true,
+            pinned_config: Vec::new(),
         })
     }
 

@@ -137,6 +137,7 @@ impl Guest for Faulty {
             attr_ttl_ms: Some(0),
             max_instances: None,
             staged_writes: false,
+            pinned_config: Vec::new(),
         })
     }
 
