@@ -672,15 +672,17 @@ impl Gateway {
         let ino = split(id).1;
         if mount.staging.is_some() {
             let data = Arc::new(data);
-            let streaming = mount.streaming();
-            let (key, name) = (path.to_string(), mount.name.clone());
+            // The key and mount name are only needed (and copied) when parts may stream.
+            let streaming = mount
+                .streaming()
+                .map(|store| (store, path.to_string(), mount.name.clone()));
             return self
                 .staged_change(mount, ino, &path, current, move |staged| {
                     staged.write(offset, &data)?;
-                    if let Some(store) = &streaming {
+                    if let Some((store, key, name)) = &streaming {
                         let part = crate::plugin::blobstore::STREAM_PART;
                         staged.stream_step(part, STREAM_LAG, || {
-                            store.start_stream(&key, staged.file.clone(), &name)
+                            store.start_stream(key, staged.file.clone(), name)
                         });
                     }
                     Ok(())
