@@ -582,10 +582,17 @@ fn the_hub_plugin_passes_the_conformance_suite_on_a_repo() {
 /// others with that commit.
 #[tokio::test(flavor = "multi_thread")]
 async fn every_instance_of_a_branch_mount_serves_the_commit_pinned_at_start() {
-    let hub = FakeHub::start();
+    // Every Hub answer takes 150 ms, so a read that fetches holds its instance that long and
+    // reads of other files arriving meanwhile need instances of their own.
+    let hub = FakeHub::start_with(&["--latency-ms", "150"]);
     let upload = tempdir("nfsgw-hub-upload-");
-    let first = random_bytes(21, 300_000);
-    write_tree(upload.path(), &[("w.bin".into(), first.clone())]);
+    let commit = |seed: u64| -> Vec<(String, Vec<u8>)> {
+        (0..8u64)
+            .map(|i| (format!("w{i}.bin"), random_bytes(seed * 100 + i, 300_000)))
+            .collect()
+    };
+    let first = commit(1);
+    write_tree(upload.path(), &first);
     hub.client(&[
         "upload-folder",
         "model",
@@ -596,11 +603,10 @@ async fn every_instance_of_a_branch_mount_serves_the_commit_pinned_at_start() {
         hub.mount("m", "repo = \"tester/moving\"", TOKEN) + "[mount.limits]\ninstances = 4\n";
     let (server, admin) = crate::ops::with_admin(&mounts);
     let mut nfs = server.mount("/m").await;
-    assert!(nfs.read_path("w.bin").await == first);
+    assert!(nfs.lookup_path("w0.bin").await.is_ok());
 
-    // The branch moves to a commit where w.bin differs (same size, so only content tells).
-    let second = random_bytes(22, 300_000);
-    write_tree(upload.path(), &[("w.bin".into(), second)]);
+    // The branch moves to a commit where every file differs (same sizes, so only content tells).
+    write_tree(upload.path(), &commit(2));
     hub.client(&[
         "upload-folder",
         "model",
@@ -608,12 +614,13 @@ async fn every_instance_of_a_branch_mount_serves_the_commit_pinned_at_start() {
         upload.path().to_str().unwrap(),
     ]);
 
-    // Many reads at once make the host start more instances; each must read the pinned commit.
+    // Eight clients read eight files no instance has read yet; each must see the pinned commit.
     let mut readers = Vec::new();
-    for _ in 0..8 {
+    for (name, _) in &first {
         let mut client = server.mount("/m").await;
+        let name = name.clone();
         readers.push(tokio::spawn(async move {
-            let fh = client.lookup_path("w.bin").await.unwrap();
+            let fh = client.lookup_path(&name).await.unwrap();
             let mut reads = Vec::new();
             // Backwards, so that no read continues the one before (no read-ahead).
             for offset in (0..300_000usize).step_by(37_000).rev() {
@@ -623,10 +630,13 @@ async fn every_instance_of_a_branch_mount_serves_the_commit_pinned_at_start() {
             reads
         }));
     }
-    for reader in readers {
+    for ((name, want), reader) in first.iter().zip(readers) {
         for (at, got) in reader.await.unwrap() {
-            let end = (at + 1000).min(first.len());
-            assert!(got == first[at..end], "a read at {at} saw another commit");
+            let end = (at + 1000).min(want.len());
+            assert!(
+                got == want[at..end],
+                "{name}: a read at {at} saw another commit"
+            );
         }
     }
     let (_, status) = crate::ops::http_get(admin, "/status");

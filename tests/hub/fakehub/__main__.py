@@ -27,13 +27,15 @@ def main(argv=None):
     p.add_argument("--xet-token-ttl", type=int, default=3600, help="lifetime of Xet CAS tokens, seconds")
     p.add_argument("--disable-v2", action="store_true",
                    help="answer 404 on the v2 reconstruction and shard APIs (clients fall back to v1)")
+    p.add_argument("--latency-ms", type=int, default=0,
+                   help="wait this long before answering each request, as a distant Hub would")
     p.add_argument("--ready-file", help="write the ready JSON here")
     p.add_argument("--log", help="append one JSON line per request to this file")
     a = p.parse_args(argv)
 
     os.makedirs(a.data, exist_ok=True)
     app = App(a.data, a.token, user=a.user, page_size=a.page_size, xet_ttl=a.xet_token_ttl,
-              disable_v2=a.disable_v2, log_path=a.log)
+              disable_v2=a.disable_v2, log_path=a.log, latency_ms=a.latency_ms)
     server = Server(app, a.host, a.port, a.cdn_port).start()
     info = server.ready_info()
     if a.ready_file:

@@ -27,7 +27,7 @@ from .repo_store import HubError, RepoStore
 
 class App:
     def __init__(self, data, token, user="tester", page_size=50, xet_ttl=3600, disable_v2=False,
-                 log_path=None):
+                 log_path=None, latency_ms=0):
         self.data = data
         self.cas = CasStore(os.path.join(data, "cas"))
         self.repos = RepoStore(os.path.join(data, "hub"))
@@ -35,6 +35,7 @@ class App:
         self.user = user
         self.page_size = page_size
         self.disable_v2 = disable_v2
+        self.latency = latency_ms / 1000
         self.cdn_base = None
         self.stats_lock = threading.Lock()
         self.counters = {}
@@ -83,6 +84,8 @@ def make_handler(app, listener):
 
         def handle_one(self):
             started = time.time()
+            if app.latency:
+                time.sleep(app.latency)
             req = Request(self)
             try:
                 resp = self.route(req)
