@@ -137,6 +137,45 @@ async fn hard_links_share_one_file_id_and_count() {
     assert_eq!(nfs.read_all(&a).await.unwrap(), b"shared");
 }
 
+/// A file the Linux client unlinked while open is renamed to `.nfs<24 hex digits>` until the
+/// last close ("silly rename"); that name is not a link, so the open file shows 0 links (as
+/// `fstat` of an unlinked open file does locally) and keeps working. Other names still count.
+#[tokio::test]
+async fn a_silly_renamed_file_counts_no_link_for_that_name() {
+    let dir = tempdir("nfsgw-posix-");
+    let server = data_server(dir.path());
+    let mut nfs = server.mount("/data").await;
+    let top = nfs.root.clone();
+    let silly = ".nfs00000000000012ab00000001";
+    let open = nfs.put(&top, "open", b"still open").await;
+    nfs.rename(&top, "open", &top, silly).await.unwrap();
+    assert_eq!(nfs.getattr(&open).await.unwrap().nlink, 0);
+    nfs.write_all(&open, 0, b"written after").await.unwrap();
+    assert_eq!(nfs.read_all(&open).await.unwrap(), b"written after");
+    let listed = nfs.readdirplus_all(&top).await.unwrap();
+    let entry = listed
+        .entries
+        .iter()
+        .find(|e| e.name == silly)
+        .expect("listed");
+    assert_eq!(entry.attrs.as_ref().expect("attributes").nlink, 0);
+    // The client removes the name at the last close.
+    nfs.remove(&top, silly).await.unwrap();
+    assert!(!dir.path().join(silly).exists());
+
+    // A file with another name keeps that one link; names merely like the pattern count.
+    let linked = nfs.put(&top, "linked", b"x").await;
+    nfs.link(&linked, &top, "other").await.unwrap();
+    nfs.rename(&top, "linked", &top, ".nfs00000000000012ac00000002")
+        .await
+        .unwrap();
+    assert_eq!(nfs.getattr(&linked).await.unwrap().nlink, 1);
+    for name in [".nfs00000000000012AD00000003", ".nfs12ad", ".nfsfile"] {
+        let fh = nfs.put(&top, name, b"y").await;
+        assert_eq!(nfs.getattr(&fh).await.unwrap().nlink, 1, "{name}");
+    }
+}
+
 #[tokio::test]
 async fn fifos_are_made_with_their_mode() {
     let dir = tempdir("nfsgw-posix-");

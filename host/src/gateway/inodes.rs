@@ -82,6 +82,14 @@ impl InodeTable {
             .and_then(|names| names.first().cloned())
     }
 
+    /// How many names of an inode `matching` accepts.
+    pub fn count_names(&self, ino: u64, matching: impl Fn(&str) -> bool) -> usize {
+        let inner = self.inner.lock().unwrap();
+        inner.paths.get(&ino).map_or(0, |names| {
+            names.iter().filter(|name| matching(name)).count()
+        })
+    }
+
     /// The inode of a path, if it has one.
     pub fn find(&self, path: &str) -> Option<u64> {
         self.inner.lock().unwrap().inos.get(path).copied()

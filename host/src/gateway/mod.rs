@@ -119,11 +119,21 @@ impl Mount {
     }
 
     /// Attributes from the plugin, with a staged copy's size and times over them.
-    fn with_staged(&self, ino: u64, attrs: Attrs) -> Attrs {
-        match self.staged(ino) {
+    /// What clients are shown of a file: its staged writes overlaid, and the names an NFS
+    /// client gave it when it was unlinked while open (silly renames) not counted as links,
+    /// so that `fstat` of an open, unlinked file says 0 links, as POSIX has it.
+    fn presented(&self, ino: u64, attrs: Attrs) -> Attrs {
+        let mut attrs = match self.staged(ino) {
             Some(staged) if attrs.kind == FileKind::Regular => staged.overlay(attrs),
             _ => attrs,
+        };
+        if attrs.kind != FileKind::Directory && attrs.nlink > 0 {
+            let unlinked = self.inodes.count_names(ino, |path| {
+                is_silly_rename(path.rsplit('/').next().unwrap_or(path))
+            });
+            attrs.nlink = attrs.nlink.saturating_sub(unlinked as u32);
         }
+        attrs
     }
 
     /// Sets how callers' identities are mapped.
@@ -216,6 +226,15 @@ where
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|_| Error::Io)?
+}
+
+/// Whether a name is the one the Linux NFS client gives a file unlinked while still open
+/// (`.nfs`, then the file id and a counter in 24 hex digits): the client removes it at the last
+/// close, so it stands for a link that is already gone.
+fn is_silly_rename(name: &str) -> bool {
+    name.strip_prefix(".nfs").is_some_and(|rest| {
+        rest.len() == 24 && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
 }
 
 /// A name a plugin may receive: one non-empty component.
@@ -356,7 +375,7 @@ impl Gateway {
             .await;
         match attrs {
             Ok(attrs) => {
-                let attrs = mount.with_staged(ino, attrs);
+                let attrs = mount.presented(ino, attrs);
                 mount.attrs.put(ino, attrs.clone());
                 Ok(attrs)
             }
@@ -626,7 +645,7 @@ impl Gateway {
                 let child = join(path, &entry.name);
                 let child_ino = mount.inodes.ino(&child);
                 let attrs = match entry.attrs {
-                    Some(attrs) => mount.with_staged(child_ino, attrs),
+                    Some(attrs) => mount.presented(child_ino, attrs),
                     None => match self.stat_path(mount, child_ino, &child).await {
                         Ok(attrs) => attrs,
                         Err(Error::NotFound) => continue,
@@ -1010,6 +1029,7 @@ impl Gateway {
         Self::dir_changed(mount, split(dir).1);
         let attrs = result?;
         mount.inodes.link(&existing, &new);
+        let attrs = mount.presented(split(file).1, attrs);
         mount.attrs.put(split(file).1, attrs.clone());
         Ok(attrs)
     }
@@ -1229,7 +1249,7 @@ impl Gateway {
             .plugin
             .call("setattr", move |b, s| b.call_setattr(s, &owned, changes))
             .await?;
-        let attrs = mount.with_staged(ino, attrs);
+        let attrs = mount.presented(ino, attrs);
         mount.attrs.put(ino, attrs.clone());
         Ok(attrs)
     }
