@@ -7,7 +7,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use nfs3_types::nfs3::{nfsstat3, sattr3, set_mtime};
+use nfs3_types::nfs3::{nfsstat3, sattr3, set_atime, set_gid3, set_mode3, set_mtime, set_uid3};
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
@@ -420,6 +420,27 @@ async fn what_s3_cannot_keep_is_refused_as_not_permitted() {
         nfs.set_mode(&fh, 0o600).await.err(),
         Some(nfsstat3::NFS3ERR_PERM)
     );
+    // A chmod or chown to what the file already shows changes nothing, and is done.
+    let shown = nfs.getattr(&fh).await.unwrap();
+    nfs.set_mode(&fh, shown.mode)
+        .await
+        .expect("chmod to the same mode");
+    let same_owner = sattr3 {
+        uid: set_uid3::Some(shown.uid),
+        gid: set_gid3::Some(shown.gid),
+        ..crate::harness::no_change()
+    };
+    nfs.setattr(&fh, same_owner)
+        .await
+        .expect("chown to the same owner");
+    let other_owner = sattr3 {
+        uid: set_uid3::Some(shown.uid + 1),
+        ..crate::harness::no_change()
+    };
+    assert_eq!(
+        nfs.setattr(&fh, other_owner).await.err(),
+        Some(nfsstat3::NFS3ERR_PERM)
+    );
     assert_eq!(
         nfs.link(&fh, &root, "hard").await.err(),
         Some(nfsstat3::NFS3ERR_PERM)
@@ -443,6 +464,49 @@ async fn what_s3_cannot_keep_is_refused_as_not_permitted() {
         ..crate::harness::no_change()
     };
     nfs.setattr(&fh, touch).await.expect("touch");
+}
+
+/// `open(O_CREAT|O_EXCL)` through the Linux client (what `cp` does) is an EXCLUSIVE CREATE,
+/// then a SETATTR of the mode and the times "now". S3 keeps no verifier in times and no modes:
+/// the verifier is remembered, and that SETATTR's mode is taken as CREATE's is. A chmod
+/// afterwards is still refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_exclusive_create_and_its_setattr_succeed_without_modes_or_times() {
+    let (s3, _server, mut nfs) = serve_bucket("flush_after_ms = 100", "").await;
+    let root = nfs.root.clone();
+    let fh = nfs
+        .create_exclusive(&root, "copy.bin", [5; 8])
+        .await
+        .unwrap();
+    // A retransmission with the same verifier is the same create; another verifier is not.
+    assert_eq!(
+        nfs.create_exclusive(&root, "copy.bin", [5; 8]).await,
+        Ok(fh.clone())
+    );
+    assert_eq!(
+        nfs.create_exclusive(&root, "copy.bin", [6; 8]).await,
+        Err(nfsstat3::NFS3ERR_EXIST)
+    );
+    let completes = sattr3 {
+        mode: set_mode3::Some(0o644),
+        atime: set_atime::SET_TO_SERVER_TIME,
+        mtime: set_mtime::SET_TO_SERVER_TIME,
+        ..crate::harness::no_change()
+    };
+    nfs.setattr(&fh, completes)
+        .await
+        .expect("the create's SETATTR");
+    nfs.write_all(&fh, 0, b"copied").await.unwrap();
+    assert_eq!(
+        nfs.set_mode(&fh, 0o600).await.err(),
+        Some(nfsstat3::NFS3ERR_PERM),
+        "a later chmod is a chmod"
+    );
+    let uploaded = eventually("the upload", Duration::from_secs(30), || async {
+        object(&s3, "copy.bin").await.filter(|got| got == b"copied")
+    })
+    .await;
+    assert_eq!(uploaded, b"copied");
 }
 
 #[tokio::test(flavor = "multi_thread")]

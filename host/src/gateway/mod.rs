@@ -7,6 +7,7 @@
 //! to one to NFS statuses.
 
 mod cache;
+mod exclusive;
 pub mod handles;
 mod inode_log;
 mod inodes;
@@ -61,6 +62,8 @@ pub struct Mount {
     staging: Option<Staging>,
     /// Off once a plugin's `commit` did not upload a streamed file under its path.
     streaming_off: AtomicBool,
+    /// Files made by EXCLUSIVE creates, until the client's SETATTR completes them.
+    exclusive: exclusive::ExclusiveCreates,
     /// How callers' identities are mapped before any check (the config's squash options).
     pub squash: permissions::Squash,
     pub metrics: crate::metrics::MountMetrics,
@@ -100,6 +103,7 @@ impl Mount {
             metrics: crate::metrics::MountMetrics::new(name),
             staging,
             streaming_off: AtomicBool::new(false),
+            exclusive: exclusive::ExclusiveCreates::default(),
         }
     }
 
@@ -118,7 +122,6 @@ impl Mount {
         self.staging.as_ref()?.get(ino)
     }
 
-    /// Attributes from the plugin, with a staged copy's size and times over them.
     /// What clients are shown of a file: its staged writes overlaid, and the names an NFS
     /// client gave it when it was unlinked while open (silly renames) not counted as links,
     /// so that `fstat` of an open, unlinked file says 0 links, as POSIX has it.
@@ -150,6 +153,12 @@ impl Mount {
     /// Files written but not yet uploaded, and their bytes (whole-object mounts).
     pub fn pending_uploads(&self) -> (usize, u64) {
         self.staging.as_ref().map_or((0, 0), Staging::pending)
+    }
+
+    /// Whether nothing under this mount can change: read-only in the config, or served by a
+    /// plugin that declared no capability (a Hub repo at a commit).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only || self.capabilities == Capabilities::empty()
     }
 
     /// What the plugin declared it can change.
@@ -401,9 +410,7 @@ impl Gateway {
     /// True when nothing under this file id can be changed.
     pub fn read_only(&self, id: FileId) -> bool {
         match self.locate(id) {
-            Ok(Some((_, mount, _))) => {
-                mount.read_only || mount.capabilities == Capabilities::empty()
-            }
+            Ok(Some((_, mount, _))) => mount.is_read_only(),
             _ => true,
         }
     }
@@ -910,6 +917,56 @@ impl Gateway {
             .await
     }
 
+    /// An EXCLUSIVE create: makes the file, or finds the one an earlier try of this create made
+    /// (the same verifier). The verifier is kept in the file's times where the backend keeps
+    /// times (it survives a restart), else in memory (it covers retransmissions). The client
+    /// then sets the file's attributes, which completes the create (see `setattr`).
+    pub async fn create_exclusive(
+        &self,
+        caller: &Caller,
+        dir: FileId,
+        name: &str,
+        verifier: [u8; 8],
+    ) -> Result<(FileId, Attrs), Error> {
+        let (_, mount, _) = self.mount_of(dir)?;
+        let in_times = mount.capabilities.contains(Capabilities::SET_TIMES);
+        let stamp = Timestamp {
+            seconds: u32::from_be_bytes(verifier[..4].try_into().unwrap()).into(),
+            nanoseconds: u32::from_be_bytes(verifier[4..].try_into().unwrap()) % 1_000_000_000,
+        };
+        let tag = u64::from_be_bytes(verifier);
+        match self.create(caller, dir, name, 0o600, true).await {
+            Ok((id, mut attrs)) => {
+                if in_times {
+                    let times = SetAttrs {
+                        atime: Some(SetTime::At(stamp)),
+                        mtime: Some(SetTime::At(stamp)),
+                        ..SetAttrs::none()
+                    };
+                    attrs = self.setattr(caller, id, times).await?;
+                }
+                mount.exclusive.made(split(id).1, tag);
+                Ok((id, attrs))
+            }
+            Err(Error::Exists) => {
+                let id = self.lookup(caller, dir, name).await?;
+                let attrs = self.getattr(id).await?;
+                let ours = if in_times {
+                    attrs.mtime.seconds == stamp.seconds
+                        && attrs.mtime.nanoseconds == stamp.nanoseconds
+                } else {
+                    mount.exclusive.made_with(split(id).1, tag)
+                };
+                if attrs.kind == FileKind::Regular && ours {
+                    Ok((id, attrs))
+                } else {
+                    Err(Error::Exists)
+                }
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn mkdir(
         &self,
         caller: &Caller,
@@ -1206,6 +1263,33 @@ impl Gateway {
     ) -> Result<Attrs, Error> {
         let (_, mount, path) = self.mount_of(id)?;
         let mut changes = changes;
+        // The SETATTR that completes an exclusive create brings the mode CREATE could not:
+        // a backend without modes ignores it, as it ignores CREATE's.
+        if mount.exclusive.complete(split(id).1)
+            && !mount.capabilities.contains(Capabilities::SET_MODE)
+        {
+            changes.mode = None;
+        }
+        let lacks = |c: Capabilities| !mount.capabilities.contains(c) && !mount.read_only;
+        let owner_change = changes.uid.is_some() || changes.gid.is_some();
+        if (changes.mode.is_some() && lacks(Capabilities::SET_MODE))
+            || (owner_change && lacks(Capabilities::SET_OWNER))
+        {
+            // A backend without modes or owners takes the change that changes nothing (a
+            // `chmod` to the mode the file shows), as file systems with fixed modes do; the
+            // caller must still be allowed to make it.
+            let current = self.getattr(id).await?;
+            changes = permissions::setattr(caller, &current, changes)?;
+            if lacks(Capabilities::SET_MODE)
+                && changes.mode.map(|m| m & 0o7777) == Some(current.mode & 0o7777)
+            {
+                changes.mode = None;
+            }
+            if lacks(Capabilities::SET_OWNER) {
+                changes.uid = changes.uid.filter(|&uid| uid != current.uid);
+                changes.gid = changes.gid.filter(|&gid| gid != current.gid);
+            }
+        }
         if !mount.capabilities.contains(Capabilities::SET_TIMES) && !mount.read_only {
             // A backend that keeps no times of its own (an object store stamps each upload)
             // takes "set them to now" as done: that is what its times will say.

@@ -11,9 +11,7 @@ use super::reply::Outgoing;
 use super::wire::{self, Call};
 use super::Server;
 use crate::gateway::{permissions, Caller, FileId, Mount};
-use crate::plugin::bindings::types::{
-    Attrs, Device, Error, FileKind, SetAttrs, SetTime, Timestamp,
-};
+use crate::plugin::bindings::types::{Attrs, Device, Error, FileKind, SetAttrs};
 
 pub const PROGRAM: u32 = 100003;
 pub const VERSION: u32 = 3;
@@ -496,7 +494,7 @@ impl Handler<'_> {
                             }
                         }
                         createhow3::EXCLUSIVE(verf) => {
-                            self.create_exclusive(dir, name, verf.0).await
+                            gw.create_exclusive(self.caller, dir, name, verf.0).await
                         }
                     },
                 };
@@ -505,45 +503,6 @@ impl Handler<'_> {
         };
         let r = r.map_err(|(s, dir_wcc)| (s, CREATE3resfail { dir_wcc }));
         self.reply(&result(r))
-    }
-
-    /// EXCLUSIVE create: the verifier is kept in the file's times until the client sets its
-    /// attributes, so a retransmitted CREATE finds its own file and succeeds.
-    async fn create_exclusive(
-        &self,
-        dir: FileId,
-        name: &str,
-        verf: [u8; 8],
-    ) -> Result<(FileId, Attrs), Error> {
-        let gw = &self.server.gateway;
-        let stamp = Timestamp {
-            seconds: u32::from_be_bytes(verf[..4].try_into().unwrap()).into(),
-            nanoseconds: u32::from_be_bytes(verf[4..].try_into().unwrap()) % 1_000_000_000,
-        };
-        let same = |a: &Attrs| {
-            a.mtime.seconds == stamp.seconds && a.mtime.nanoseconds == stamp.nanoseconds
-        };
-        match gw.create(self.caller, dir, name, 0o600, true).await {
-            Ok((id, _)) => {
-                let times = SetAttrs {
-                    atime: Some(SetTime::At(stamp)),
-                    mtime: Some(SetTime::At(stamp)),
-                    ..SetAttrs::none()
-                };
-                let attrs = gw.setattr(self.caller, id, times).await?;
-                Ok((id, attrs))
-            }
-            Err(Error::Exists) => {
-                let id = gw.lookup(self.caller, dir, name).await?;
-                let attrs = gw.getattr(id).await?;
-                if attrs.kind == FileKind::Regular && same(&attrs) {
-                    Ok((id, attrs))
-                } else {
-                    Err(Error::Exists)
-                }
-            }
-            Err(e) => Err(e),
-        }
     }
 
     async fn mkdir(&self, args: &[u8]) -> Reply {
