@@ -98,7 +98,7 @@ impl Instance {
                     MountStatus {
                         name: m.name.clone(),
                         plugin: m.plugin_name.clone(),
-                        read_only: m.read_only,
+                        read_only: m.is_read_only(),
                         root_squash: m.squash.root,
                         all_squash: m.squash.all,
                         requests,

@@ -329,7 +329,7 @@ async fn serve(text: &str, file: &str, portmap_required: bool) -> Result<()> {
     let on_111 = portmapper.as_ref().map(|p| p.local_addr().port()) == Some(111);
     println!("nfsgw: serving NFSv3 + MOUNT on {addr}");
     for m in gateway.mounts() {
-        let access = if m.read_only {
+        let access = if m.is_read_only() {
             "read-only"
         } else {
             "read-write"
