@@ -48,5 +48,7 @@ if [ $kernel = 1 ]; then
   say "Linux kernel NFS client (QEMU)"
   bash tests/kernel/setup.sh
   bash tests/kernel/run.sh "$NFSGW_BIN" --pjdfstest
+  say "Linux kernel NFS client on S3 and Hub mounts (QEMU)"
+  bash tests/kernel/backends.sh "$NFSGW_BIN"
 fi
 say "all tests passed"

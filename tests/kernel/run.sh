@@ -8,7 +8,7 @@
 # 127.0.0.1:111 for its portmapper (root, no rpcbind running), another VM boot mounts with no
 # port=/mountport= options, so the kernel asks that portmapper (skipped, saying so, otherwise).
 # With --pjdfstest, a further VM boot runs pjdfstest on the mount; its counts are reported (and
-# written to $PJDFSTEST_OUT if set) but its failures do not fail this script.
+# written to $PJDFSTEST_OUT if set), and a failing test fails this script.
 # usage: tests/kernel/run.sh <path-to-nfsgw-binary> [--pjdfstest]
 # Needs tests/kernel/setup.sh once. Exit: 0 all workload checks passed, 1 a workload or host
 # check failed, 2 harness failure (usage, setup, nfsgw not starting, VM/mount failure).
@@ -17,6 +17,7 @@
 #      and no mount without port options).
 set -uo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
+. "$HERE/pjdfstest-report.sh"
 die() { echo "kernel-tests: $*" >&2; [ -n "${T:-}" ] && KEEP_TMP=1; exit 2; }
 [ $# -ge 1 ] && [ $# -le 2 ] || die "usage: run.sh <path-to-nfsgw-binary> [--pjdfstest]"
 NFSGW=$(realpath "$1") PJD=
@@ -212,7 +213,7 @@ if [ "$PMAP" != off ]; then
   rm -f "$S/portmapper.txt"
 fi
 
-# ---- pjdfstest (informational) ----
+# ---- pjdfstest: every test passes or is skipped ----
 if [ -n "$PJD" ]; then
   t0=$SECONDS
   "${VM[@]}" --timeout "${PJDFSTEST_TIMEOUT:-1800}" -- "mkdir -p /mnt/pjdfstest
@@ -220,28 +221,11 @@ if [ -n "$PJD" ]; then
     echo \"pjdfstest exit \$?\"" 2>&1 | tee "$T/pjdfstest-vm.out"
   vrc=${PIPESTATUS[0]}
   echo "kernel-tests: pjdfstest VM exit $vrc after $((SECONDS - t0)) s"
-  out=$(sed 's/\x1b\[[0-9;]*m//g' "$R/pjdfstest.txt" 2>/dev/null)
-  sum=$(grep '^Summary:' <<< "$out")
-  if [ -z "$sum" ]; then
-    echo "$out" | tail -n 30; log_tail; die "pjdfstest did not finish (VM exit $vrc)"
+  if ! pjdfstest_report "$R/pjdfstest.txt" "$T/pjdfstest.counts"; then
+    log_tail; die "pjdfstest did not finish (VM exit $vrc)"
   fi
-  n() { sed -n "s/.* \([0-9]*\) $1.*/\1/p" <<< "$sum"; }
-  # "name   FAILED" lines, each followed by a tab-indented panic message
-  failing=$(awk '/^[^\t ]/ && ($NF == "FAILED" || / PASSED UNEXPECTEDLY$/) {print $1}' <<< "$out" | sort)
-  echo "pjdfstest failing tests by group:"
-  [ -z "$failing" ] || awk -F:: '{print $1}' <<< "$failing" | sort | uniq -c | sed 's/^ */  /'
-  echo "pjdfstest failing tests, with their failure message:"
-  awk 'function flush() { if (n != "") print "  " n ": " substr(m, 1, 200); n = m = "" }
-       /^ *(left|right):/ && n != "" {sub(/^ */, ""); m = m " | " $0; next}
-       /^\t/ && n != "" && m == "" {sub(/^\t/, ""); m = $0; next}
-       {flush()}
-       /^[^\t ]/ && ($NF == "FAILED" || / PASSED UNEXPECTEDLY$/) {n = $1}
-       END {flush()}' <<< "$out" | sort
-  counts="passed=$(n passed) failed=$(n failed) skipped=$(n skipped) total=$(sed -n 's/.* \([0-9]*\) total.*/\1/p' <<< "$sum")"
-  echo "pjdfstest counts: $counts"
-  if [ -n "${PJDFSTEST_OUT:-}" ]; then
-    { tr ' ' '\n' <<< "$counts"; echo "failing tests:"; [ -n "$failing" ] && echo "$failing"; } > "$PJDFSTEST_OUT"
-  fi
+  [ -z "${PJDFSTEST_OUT:-}" ] || cp "$T/pjdfstest.counts" "$PJDFSTEST_OUT"
+  check "pjdfstest: no test fails" eq "$(sed '1,/^failing tests:$/d' "$T/pjdfstest.counts" | tr '\n' ' ')" ""
 fi
 
 # ---- summary ----
