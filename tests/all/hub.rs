@@ -643,7 +643,10 @@ async fn every_instance_of_a_branch_mount_serves_the_commit_pinned_at_start() {
     let status: serde_json::Value = serde_json::from_str(&status).unwrap();
     let mount = &status["mounts"][0];
     assert_eq!(mount["instances_max"], 4, "{status}");
-    assert_eq!(mount["read_only"], true, "a repo mount is read-only: {status}");
+    assert_eq!(
+        mount["read_only"], true,
+        "a repo mount is read-only: {status}"
+    );
     assert!(
         mount["instances_live"].as_u64().unwrap() > 1,
         "the reads ran on one instance only: {status}"
