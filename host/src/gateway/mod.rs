@@ -122,20 +122,23 @@ impl Mount {
         self.staging.as_ref()?.get(ino)
     }
 
-    /// What clients are shown of a file: its staged writes overlaid, and the names an NFS
-    /// client gave it when it was unlinked while open (silly renames) not counted as links,
-    /// so that `fstat` of an open, unlinked file says 0 links, as POSIX has it.
-    fn presented(&self, ino: u64, attrs: Attrs) -> Attrs {
+    /// What clients are shown of a file (`path` being the name it was reached by): its
+    /// staged writes overlaid, and the names an NFS client gave it when it was unlinked while
+    /// open (silly renames) not counted as links, so that `fstat` of an open, unlinked file
+    /// says 0 links, as POSIX has it. A file of one link has no other name to look up.
+    fn presented(&self, ino: u64, path: &str, attrs: Attrs) -> Attrs {
         let mut attrs = match self.staged(ino) {
             Some(staged) if attrs.kind == FileKind::Regular => staged.overlay(attrs),
             _ => attrs,
         };
-        if attrs.kind != FileKind::Directory && attrs.nlink > 0 {
-            let unlinked = self.inodes.count_names(ino, |path| {
-                is_silly_rename(path.rsplit('/').next().unwrap_or(path))
-            });
-            attrs.nlink = attrs.nlink.saturating_sub(unlinked as u32);
-        }
+        let silly = |path: &str| is_silly_rename(path.rsplit('/').next().unwrap_or(path));
+        let unlinked = match attrs.nlink {
+            _ if attrs.kind == FileKind::Directory => 0,
+            0 => 0,
+            1 => usize::from(silly(path)),
+            _ => self.inodes.count_names(ino, silly),
+        };
+        attrs.nlink = attrs.nlink.saturating_sub(unlinked as u32);
         attrs
     }
 
@@ -384,7 +387,7 @@ impl Gateway {
             .await;
         match attrs {
             Ok(attrs) => {
-                let attrs = mount.presented(ino, attrs);
+                let attrs = mount.presented(ino, path, attrs);
                 mount.attrs.put(ino, attrs.clone());
                 Ok(attrs)
             }
@@ -652,7 +655,7 @@ impl Gateway {
                 let child = join(path, &entry.name);
                 let child_ino = mount.inodes.ino(&child);
                 let attrs = match entry.attrs {
-                    Some(attrs) => mount.presented(child_ino, attrs),
+                    Some(attrs) => mount.presented(child_ino, &child, attrs),
                     None => match self.stat_path(mount, child_ino, &child).await {
                         Ok(attrs) => attrs,
                         Err(Error::NotFound) => continue,
@@ -1086,7 +1089,7 @@ impl Gateway {
         Self::dir_changed(mount, split(dir).1);
         let attrs = result?;
         mount.inodes.link(&existing, &new);
-        let attrs = mount.presented(split(file).1, attrs);
+        let attrs = mount.presented(split(file).1, &new, attrs);
         mount.attrs.put(split(file).1, attrs.clone());
         Ok(attrs)
     }
@@ -1333,7 +1336,7 @@ impl Gateway {
             .plugin
             .call("setattr", move |b, s| b.call_setattr(s, &owned, changes))
             .await?;
-        let attrs = mount.presented(ino, attrs);
+        let attrs = mount.presented(ino, &path, attrs);
         mount.attrs.put(ino, attrs.clone());
         Ok(attrs)
     }
