@@ -252,9 +252,9 @@ impl Suite {
                 self.gateway.readdir(&ROOT, dir, cookie, 512).await,
             )?
             .ok_or("readdir: a cookie it handed out was refused")?;
-            for (id, name, _) in &page.entries {
-                names.push(name.clone());
-                cookie = *id;
+            for (id, name, _) in page.entries() {
+                names.push(name.to_string());
+                cookie = id;
             }
             if page.end {
                 return Ok(names);

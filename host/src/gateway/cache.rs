@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use super::handles::split;
 use crate::metrics::CacheMetrics;
 use crate::plugin::bindings::types::Attrs;
 
@@ -32,8 +33,21 @@ impl Ttl {
 
 pub struct AttrCache {
     ttl: Ttl,
-    entries: Mutex<HashMap<u64, (Attrs, Instant)>>,
+    entries: Mutex<Stamped>,
     metrics: CacheMetrics,
+}
+
+/// Cached attributes, each with when it was put and a stamp that no other put had.
+#[derive(Default)]
+struct Stamped {
+    by_ino: HashMap<u64, Cached>,
+    last_stamp: u64,
+}
+
+struct Cached {
+    attrs: Attrs,
+    at: Instant,
+    stamp: u64,
 }
 
 impl AttrCache {
@@ -49,9 +63,10 @@ impl AttrCache {
     pub fn fresh(&self, ino: u64) -> Option<Attrs> {
         let entries = self.entries.lock().unwrap();
         let found = entries
+            .by_ino
             .get(&ino)
-            .filter(|(_, at)| self.ttl.fresh(*at))
-            .map(|(attrs, _)| attrs.clone());
+            .filter(|cached| self.ttl.fresh(cached.at))
+            .map(|cached| cached.attrs.clone());
         self.metrics.record(found.is_some());
         found
     }
@@ -61,27 +76,52 @@ impl AttrCache {
         self.entries
             .lock()
             .unwrap()
+            .by_ino
             .get(&ino)
-            .map(|(a, _)| a.clone())
+            .map(|cached| cached.attrs.clone())
     }
 
-    pub fn put(&self, ino: u64, attrs: Attrs) {
-        self.entries
-            .lock()
-            .unwrap()
-            .insert(ino, (attrs, Instant::now()));
+    /// Caches attributes; returns the stamp of this put.
+    pub fn put(&self, ino: u64, attrs: Attrs) -> u64 {
+        let mut entries = self.entries.lock().unwrap();
+        entries.last_stamp += 1;
+        let stamp = entries.last_stamp;
+        let cached = Cached {
+            attrs,
+            at: Instant::now(),
+            stamp,
+        };
+        entries.by_ino.insert(ino, cached);
+        stamp
     }
 
     pub fn invalidate(&self, ino: u64) {
-        self.entries.lock().unwrap().remove(&ino);
+        self.entries.lock().unwrap().by_ino.remove(&ino);
+    }
+
+    /// Of listed entries, those whose attributes were put again since the listing put them (a
+    /// change through nfsgw, a later GETATTR), with those attributes, by index in `listed`.
+    /// One lock for all of them; entries whose attributes are gone from the cache are left out.
+    pub fn updated_since(&self, listed: &[Listed]) -> Vec<(usize, Attrs)> {
+        let entries = self.entries.lock().unwrap();
+        listed
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| {
+                let cached = entries.by_ino.get(&split(e.id).1)?;
+                (cached.stamp != e.stamp).then(|| (i, cached.attrs.clone()))
+            })
+            .collect()
     }
 }
 
-/// One entry of a listing: file id, name, and its attributes when listed.
+/// One entry of a listing: file id, name, its attributes when listed, and the stamp of the
+/// attribute cache's put of them (0: never put).
 pub struct Listed {
     pub id: u64,
     pub name: String,
     pub attrs: Attrs,
+    pub stamp: u64,
 }
 
 /// A whole directory as fetched from the plugin.
@@ -160,5 +200,52 @@ impl DirCache {
     /// Drops the listing of a directory that no longer exists.
     pub fn remove(&self, ino: u64) {
         self.listings.lock().unwrap().remove(&ino);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::handles::file_id;
+    use crate::plugin::bindings::types::{Device, FileKind, Timestamp};
+
+    fn attrs(size: u64) -> Attrs {
+        let t = Timestamp {
+            seconds: 0,
+            nanoseconds: 0,
+        };
+        Attrs {
+            kind: FileKind::Regular,
+            size,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            rdev: Device { major: 0, minor: 0 },
+            change: Some(format!("v{size}")),
+        }
+    }
+
+    #[test]
+    fn a_listing_sees_only_attributes_put_after_its_own() {
+        let cache = AttrCache::new(Ttl::Forever, CacheMetrics::new("cache-test", "attr"));
+        let listed: Vec<Listed> = (1..=3)
+            .map(|ino| Listed {
+                id: file_id(1, ino),
+                name: format!("f{ino}"),
+                attrs: attrs(1),
+                stamp: cache.put(ino, attrs(1)),
+            })
+            .collect();
+        assert!(cache.updated_since(&listed).is_empty());
+        cache.put(2, attrs(7)); // changed through nfsgw after the listing
+        cache.invalidate(3); // gone from the cache: the listing's own attributes stand
+        let updated = cache.updated_since(&listed);
+        assert_eq!(updated.len(), 1);
+        assert_eq!((updated[0].0, updated[0].1.size), (1, 7));
+        assert!(cache.updated_since(&listed[2..]).is_empty());
     }
 }

@@ -201,10 +201,35 @@ pub struct Caller {
     pub gids: Vec<u32>,
 }
 
-/// A page of directory entries: (file id, name, attributes), and whether it is the last.
+/// A page of directory entries, and whether it is the last. It borrows its entries from the
+/// listing; only attributes that changed since the listing was made are copied.
 pub struct DirPage {
-    pub entries: Vec<(FileId, String, Attrs)>,
+    listing: Arc<Listing>,
+    range: std::ops::Range<usize>,
+    /// Attributes newer than the listing's, by index in `range`, in order.
+    updated: Vec<(usize, Attrs)>,
     pub end: bool,
+}
+
+impl DirPage {
+    pub fn entry_count(&self) -> usize {
+        self.range.len()
+    }
+
+    /// (file id, name, attributes) of each entry, in order.
+    pub fn entries(&self) -> impl Iterator<Item = (FileId, &str, &Attrs)> {
+        let mut updated = self.updated.iter().peekable();
+        self.listing.entries[self.range.clone()]
+            .iter()
+            .enumerate()
+            .map(move |(i, e)| {
+                let attrs = match updated.next_if(|(at, _)| *at == i) {
+                    Some((_, attrs)) => attrs,
+                    None => &e.attrs,
+                };
+                (e.id, e.name.as_str(), attrs)
+            })
+    }
 }
 
 /// A file id resolved: its mount's slot, the mount, and the mount-relative path.
@@ -586,19 +611,12 @@ impl Gateway {
             return Ok(None);
         };
         let end = (start + max).min(listing.entries.len());
-        let entries = listing.entries[start..end]
-            .iter()
-            .map(|e| {
-                let attrs = mount
-                    .attrs
-                    .last_known(split(e.id).1)
-                    .unwrap_or_else(|| e.attrs.clone());
-                (e.id, e.name.clone(), attrs)
-            })
-            .collect();
+        let updated = mount.attrs.updated_since(&listing.entries[start..end]);
         Ok(Some(DirPage {
-            entries,
             end: end == listing.entries.len(),
+            listing,
+            range: start..end,
+            updated,
         }))
     }
 
@@ -616,16 +634,22 @@ impl Gateway {
         let entries = (start..end)
             .map(|i| {
                 let m = &self.mounts[i];
-                let id = file_id(i + 1, MOUNT_ROOT_INO);
                 let attrs = m
                     .attrs
                     .last_known(MOUNT_ROOT_INO)
                     .unwrap_or_else(|| self.export_root_attrs());
-                (id, m.name.clone(), attrs)
+                Listed {
+                    id: file_id(i + 1, MOUNT_ROOT_INO),
+                    name: m.name.to_string(),
+                    attrs,
+                    stamp: 0,
+                }
             })
-            .collect();
+            .collect::<Vec<_>>();
         Some(DirPage {
-            entries,
+            range: 0..entries.len(),
+            listing: Arc::new(Listing::new(entries)),
+            updated: Vec::new(),
             end: end == self.mounts.len(),
         })
     }
@@ -662,11 +686,12 @@ impl Gateway {
                         Err(e) => return Err(e),
                     },
                 };
-                mount.attrs.put(child_ino, attrs.clone());
+                let stamp = mount.attrs.put(child_ino, attrs.clone());
                 entries.push(Listed {
                     id: file_id(slot, child_ino),
                     name: entry.name,
                     attrs,
+                    stamp,
                 });
             }
             match page.next {
