@@ -849,8 +849,8 @@ impl Handler<'_> {
         self.reply(&result(r))
     }
 
-    /// The directory of a READDIR(PLUS) and its page of entries after `cookie`, or the failure
-    /// reply's status.
+    /// The directory of a READDIR(PLUS) and its page of up to `max` entries after `cookie`, or
+    /// the failure reply's status.
     async fn dir_page<E: Default>(
         &self,
         dir: &nfs_fh3,
@@ -858,23 +858,13 @@ impl Handler<'_> {
         max: usize,
     ) -> Result<(FileId, crate::gateway::DirPage), (nfsstat3, E)> {
         let dir = self.id(dir).map_err(|s| (s, E::default()))?;
-        Ok((dir, self.page(dir, cookie, max).await?))
-    }
-
-    /// A page of entries after `cookie`, or the failure reply's status.
-    async fn page<E: Default>(
-        &self,
-        dir: FileId,
-        cookie: u64,
-        max: usize,
-    ) -> Result<crate::gateway::DirPage, (nfsstat3, E)> {
         match self
             .server
             .gateway
             .readdir(self.caller, dir, cookie, max.min(MAX_DIR_ENTRIES))
             .await
         {
-            Ok(Some(page)) => Ok(page),
+            Ok(Some(page)) => Ok((dir, page)),
             Ok(None) => Err((nfsstat3::NFS3ERR_BAD_COOKIE, E::default())),
             Err(e) => Err((status(e), E::default())),
         }
