@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod config;
 pub mod conformance;
+pub mod copy_file;
 pub mod demo;
 pub mod gateway;
 pub mod metrics;

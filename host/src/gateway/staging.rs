@@ -15,12 +15,12 @@
 //! before any upload could complete it with other bytes.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::copy_file::CopyFile;
 use crate::plugin::bindings::types::{Attrs, Error, FileKind, Timestamp};
 use crate::plugin::blobstore::Stream;
 use crate::plugin::staging::read_exact_at;
@@ -40,7 +40,7 @@ pub struct Staging {
 /// One file's staged copy.
 pub struct Staged {
     pub ino: u64,
-    pub file: Arc<File>,
+    pub file: Arc<CopyFile>,
     disk_path: PathBuf,
     state: RwLock<State>,
     /// Held while the copy is being uploaded, and by namespace changes that must not race one.
@@ -137,22 +137,6 @@ fn timestamp(t: SystemTime) -> Timestamp {
     }
 }
 
-#[cfg(unix)]
-fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(file, data, offset)
-}
-
-#[cfg(windows)]
-fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
-    use std::os::windows::fs::FileExt;
-    while !data.is_empty() {
-        let n = file.seek_write(data, offset)?;
-        data = &data[n..];
-        offset += n as u64;
-    }
-    Ok(())
-}
-
 impl Staging {
     /// Opens a mount's staging directory. Copies an earlier run left behind are registered as
     /// due at once; their inode numbers are returned.
@@ -169,11 +153,8 @@ impl Staging {
             let Some(ino) = entry.file_name().to_str().and_then(|n| n.parse().ok()) else {
                 continue;
             };
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .open(entry.path())?;
-            let meta = file.metadata()?;
+            let file = CopyFile::open(&entry.path(), false)?;
+            let meta = file.file().metadata()?;
             let staged = Staged::new(ino, file, entry.path(), meta.len(), meta.modified()?);
             {
                 let mut st = staged.state.write().unwrap();
@@ -197,16 +178,11 @@ impl Staging {
             return Ok((staged.clone(), false));
         }
         let disk_path = self.dir.join(ino.to_string());
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&disk_path)
-            .map_err(|e| io_error("creating a staged copy", e))?;
+        let file =
+            CopyFile::open(&disk_path, true).map_err(|e| io_error("creating a staged copy", e))?;
         // The copy's name must survive a crash as well as its data.
         #[cfg(unix)]
-        File::open(&self.dir)
+        std::fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io_error("syncing the staging directory", e))?;
         let staged = Arc::new(Staged::new(ino, file, disk_path, 0, SystemTime::now()));
@@ -300,7 +276,7 @@ impl Staging {
 }
 
 impl Staged {
-    fn new(ino: u64, file: File, disk_path: PathBuf, len: u64, modified: SystemTime) -> Staged {
+    fn new(ino: u64, file: CopyFile, disk_path: PathBuf, len: u64, modified: SystemTime) -> Staged {
         Staged {
             ino,
             file: Arc::new(file),
@@ -359,7 +335,9 @@ impl Staged {
             st.drop_stream();
             st.seq.off = true;
         }
-        write_all_at(&self.file, data, offset).map_err(|e| io_error("writing", e))?;
+        self.file
+            .write_all_at(data, offset)
+            .map_err(|e| io_error("writing", e))?;
         st.seq.record(offset, end);
         st.len = st.len.max(end);
         st.generation += 1;
@@ -378,6 +356,7 @@ impl Staged {
             st.seq.off = true;
         }
         self.file
+            .file()
             .set_len(size)
             .map_err(|e| io_error("truncating", e))?;
         st.seq.truncate(size);
@@ -443,13 +422,16 @@ impl Staged {
         }
         let end = st.len.min(offset.saturating_add(count.into()));
         let mut buf = vec![0; end.saturating_sub(offset) as usize];
-        read_exact_at(&self.file, &mut buf, offset).map_err(|e| io_error("reading", e))?;
+        read_exact_at(self.file.file(), &mut buf, offset).map_err(|e| io_error("reading", e))?;
         Ok((buf, end >= st.len))
     }
 
     /// Makes the staged data durable on the local disk.
     pub fn sync(&self) -> Result<(), Error> {
-        self.file.sync_data().map_err(|e| io_error("syncing", e))
+        self.file
+            .file()
+            .sync_data()
+            .map_err(|e| io_error("syncing", e))
     }
 
     /// The backend's attributes of the file with the staged size and times.

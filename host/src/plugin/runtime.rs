@@ -265,7 +265,7 @@ impl MountPlugin {
     pub async fn commit(
         self: &Arc<Self>,
         path: String,
-        file: Arc<std::fs::File>,
+        file: Arc<crate::copy_file::CopyFile>,
         size: u64,
     ) -> Result<Attrs, Error> {
         self.call("commit", move |b, s| {

@@ -9,6 +9,8 @@ use std::fs::File;
 use std::io;
 use std::sync::Arc;
 
+use crate::copy_file::CopyFile;
+
 use wasmtime::component::Resource;
 
 use super::bindings::nfsgw::backend::staging::{Host, HostStagedFile};
@@ -17,7 +19,7 @@ use super::runtime::HostState;
 
 /// A staged file as a plugin sees it: its content up to `size`.
 pub struct StagedFile {
-    pub file: Arc<File>,
+    pub file: Arc<CopyFile>,
     pub size: u64,
 }
 
@@ -58,7 +60,7 @@ impl HostStagedFile for HostState {
         let staged = self.table.get(&file).map_err(|_| Error::Invalid)?;
         let end = staged.size.min(offset.saturating_add(len.into()));
         let mut buf = vec![0; end.saturating_sub(offset) as usize];
-        read_exact_at(&staged.file, &mut buf, offset).map_err(|e| {
+        read_exact_at(staged.file.file(), &mut buf, offset).map_err(|e| {
             tracing::error!(mount = %self.mount, "reading a staged file failed: {e}");
             Error::Io
         })?;

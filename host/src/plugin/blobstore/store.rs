@@ -6,7 +6,6 @@
 //! errors. Keys ending in "/" (directory markers) cannot be named by `object_store` paths; they
 //! go through `markers`, which signs its requests with the same credentials.
 
-use std::fs::File;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,8 +22,8 @@ use super::credentials::Credentials;
 use super::markers::Markers;
 use super::stream::{Registry, Stream};
 use crate::config::S3Grant;
+use crate::copy_file::CopyFile;
 use crate::plugin::bindings::types::{Error, Timestamp};
-use crate::plugin::host_fs::read_more;
 
 /// Objects at most this large are uploaded with one PUT; larger ones in parts.
 const SINGLE_PUT_MAX: u64 = 8 << 20;
@@ -325,7 +324,7 @@ impl BlobStore {
     ///
     /// A stream started for this key and this staged file (`start_stream`) is adopted: only
     /// its unclaimed parts are uploaded then. When it cannot be, the whole file is uploaded.
-    pub async fn upload(&self, key: &str, file: Arc<File>, size: u64) -> Result<Meta, Error> {
+    pub async fn upload(&self, key: &str, file: Arc<CopyFile>, size: u64) -> Result<Meta, Error> {
         let path = self.path(key)?;
         let stream = {
             let mut streams = self.streams.lock().unwrap();
@@ -388,7 +387,7 @@ impl BlobStore {
     /// Starts a streaming multipart upload of `file`, which is being written, for `key`
     /// (see `stream`); `mount` names it in metrics. None when the key is no key or no runtime
     /// runs. A stream already started for the key is cancelled.
-    pub fn start_stream(&self, key: &str, file: Arc<File>, mount: &str) -> Option<Arc<Stream>> {
+    pub fn start_stream(&self, key: &str, file: Arc<CopyFile>, mount: &str) -> Option<Arc<Stream>> {
         let path = self.path(key).ok()?;
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let stream = Arc::new(Stream::new(
@@ -438,27 +437,12 @@ impl BlobStore {
 }
 
 /// Reads a range of a staged file on a blocking thread.
-pub(super) async fn read_range(file: Arc<File>, offset: u64, len: u64) -> Result<Bytes, Error> {
+pub(super) async fn read_range(file: Arc<CopyFile>, offset: u64, len: u64) -> Result<Bytes, Error> {
     tokio::task::spawn_blocking(move || {
-        let mut buf = Vec::with_capacity(len as usize);
-        while (buf.len() as u64) < len {
-            let at = offset + buf.len() as u64;
-            match read_more(&file, &mut buf, at) {
-                Ok(0) => {
-                    tracing::error!("reading a staged file failed: it ended early");
-                    return Err(Error::Io);
-                }
-                Ok(_) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    tracing::error!("reading a staged file failed: {e}");
-                    return Err(Error::Io);
-                }
-            }
-        }
-        // The capacity may exceed what was asked for.
-        buf.truncate(len as usize);
-        Ok(Bytes::from(buf))
+        file.read_range(offset, len as usize).map_err(|e| {
+            tracing::error!("reading a staged file failed: {e}");
+            Error::Io
+        })
     })
     .await
     .map_err(|_| Error::Io)?

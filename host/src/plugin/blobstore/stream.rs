@@ -16,7 +16,6 @@
 //! bytes unless the stream is cancelled.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -27,6 +26,7 @@ use object_store::{MultipartId, PutPayload};
 use tokio::task::JoinSet;
 
 use super::store::{map_error, read_range, MAX_PARTS, UPLOAD_CONCURRENCY};
+use crate::copy_file::CopyFile;
 use crate::plugin::bindings::types::Error;
 
 /// The part size of streamed uploads (the smallest part `upload` uses).
@@ -56,7 +56,7 @@ pub struct Stream {
     s3: AmazonS3,
     key: String,
     path: ObjectPath,
-    file: Arc<File>,
+    file: Arc<CopyFile>,
     mount: String,
     runtime: tokio::runtime::Handle,
     registry: Weak<Mutex<HashMap<String, Arc<Stream>>>>,
@@ -74,7 +74,7 @@ impl Stream {
         s3: AmazonS3,
         key: &str,
         path: ObjectPath,
-        file: Arc<File>,
+        file: Arc<CopyFile>,
         mount: &str,
         runtime: tokio::runtime::Handle,
         registry: &Registry,
@@ -100,7 +100,7 @@ impl Stream {
     }
 
     /// The staged file this stream reads.
-    pub(super) fn file(&self) -> &Arc<File> {
+    pub(super) fn file(&self) -> &Arc<CopyFile> {
         &self.file
     }
 

@@ -1,0 +1,265 @@
+//! The disk file of a staged copy: where its bytes are written, and read back for uploads.
+//!
+//! A staged copy is written once, made durable at COMMIT and read back once for its upload.
+//! Through the page cache, every page of it is allocated, copied into, written back at COMMIT
+//! and then read again; for a large file that costs more CPU than the upload itself
+//! (docs/BENCHMARKS.md, P4). On Linux a copy therefore also has an `O_DIRECT` handle: large
+//! block-aligned writes go from a block-aligned buffer straight to the disk, and large reads for
+//! uploads come straight back, so COMMIT finds little left to flush. Small or unaligned ranges,
+//! reads by NFS clients and plugins, other systems, and file systems that refuse direct I/O use
+//! the ordinary handle; the kernel keeps the two views of the file coherent.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use bytes::Bytes;
+
+/// Offsets, lengths and buffers of direct transfers are multiples of this: the largest logical
+/// block size in common use.
+pub const ALIGN: usize = 4096;
+/// Shorter ranges go through the page cache: a direct write waits for the disk.
+const DIRECT_MIN: usize = 128 << 10;
+
+pub struct CopyFile {
+    file: File,
+    direct: Option<File>,
+    /// Cleared once the file system refuses a direct transfer; `file` then does everything.
+    direct_works: AtomicBool,
+}
+
+impl CopyFile {
+    /// Opens the copy at `path` for reading and writing; `create` makes it, empty.
+    pub fn open(path: &Path, create: bool) -> io::Result<CopyFile> {
+        let mut options = OpenOptions::new();
+        options.read(true).write(true);
+        if create {
+            options.create(true).truncate(true);
+        }
+        let file = options.open(path)?;
+        let direct = open_direct(path);
+        Ok(CopyFile {
+            direct_works: AtomicBool::new(direct.is_some()),
+            file,
+            direct,
+        })
+    }
+
+    /// The ordinary handle: sizes, truncation, syncing and small reads.
+    pub fn file(&self) -> &File {
+        &self.file
+    }
+
+    /// True when this copy transfers large aligned ranges directly.
+    pub fn is_direct(&self) -> bool {
+        self.direct_works.load(Ordering::Relaxed)
+    }
+
+    fn direct_for(&self, offset: u64, len: usize) -> Option<&File> {
+        let fits = offset.is_multiple_of(ALIGN as u64) && len >= DIRECT_MIN;
+        self.direct.as_ref().filter(|_| fits && self.is_direct())
+    }
+
+    fn refused(&self, e: &io::Error) -> bool {
+        let refused = e.kind() == io::ErrorKind::InvalidInput;
+        if refused && self.direct_works.swap(false, Ordering::Relaxed) {
+            tracing::info!(
+                "staging: the file system refuses direct I/O ({e}); using the page cache"
+            );
+        }
+        refused
+    }
+
+    /// Writes all of `data` at `offset`.
+    pub fn write_all_at(&self, data: &[u8], offset: u64) -> io::Result<()> {
+        if data.len().is_multiple_of(ALIGN) {
+            if let Some(direct) = self.direct_for(offset, data.len()) {
+                let copy;
+                let block = if data.as_ptr().align_offset(ALIGN) == 0 {
+                    Some(data)
+                } else {
+                    copy = aligned(data.len()).map(|(mut block, start)| {
+                        block.extend_from_slice(data);
+                        (block, start)
+                    });
+                    copy.as_ref().map(|(block, start)| &block[*start..])
+                };
+                if let Some(block) = block {
+                    match write_all_at(direct, block, offset) {
+                        Ok(()) => return Ok(()),
+                        // A partial direct write is written again in full below.
+                        Err(e) if self.refused(&e) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        write_all_at(&self.file, data, offset)
+    }
+
+    /// The `len` bytes at `offset`; an `UnexpectedEof` error if the file ends before them.
+    pub fn read_range(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+        if let Some(direct) = self.direct_for(offset, len) {
+            match read_direct(direct, offset, len) {
+                Ok(Some(bytes)) => return check_len(bytes, len),
+                Ok(None) => {}
+                Err(e) if self.refused(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let mut buf = Vec::with_capacity(len);
+        while buf.len() < len {
+            let at = offset + buf.len() as u64;
+            match crate::plugin::host_fs::read_more(&self.file, &mut buf, at) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        // The capacity may exceed what was asked for.
+        buf.truncate(len);
+        check_len(Bytes::from(buf), len)
+    }
+}
+
+fn check_len(bytes: Bytes, len: usize) -> io::Result<Bytes> {
+    if bytes.len() < len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "the staged file ended early",
+        ));
+    }
+    Ok(bytes)
+}
+
+/// An empty vector with room for `len` bytes after its first `start` zeros, where its memory
+/// is block-aligned. None in the (theoretical) case that no such offset is found.
+fn aligned(len: usize) -> Option<(Vec<u8>, usize)> {
+    let mut block: Vec<u8> = Vec::with_capacity(len + ALIGN);
+    let start = block.as_ptr().align_offset(ALIGN);
+    if start >= ALIGN {
+        return None;
+    }
+    block.resize(start, 0);
+    Some((block, start))
+}
+
+/// Reads `[offset, offset + len)` (less at the end of the file) with direct transfers.
+fn read_direct(direct: &File, offset: u64, len: usize) -> io::Result<Option<Bytes>> {
+    let padded = len.next_multiple_of(ALIGN);
+    let Some((mut block, start)) = aligned(padded) else {
+        return Ok(None);
+    };
+    block.resize(start + padded, 0);
+    let mut done = 0;
+    while done < padded {
+        match read_at(direct, &mut block[start + done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+        // A read that ends inside a block ended at the end of the file.
+        if !done.is_multiple_of(ALIGN) {
+            break;
+        }
+    }
+    block.truncate(start + done.min(len));
+    Ok(Some(Bytes::from(block).slice(start..)))
+}
+
+#[cfg(target_os = "linux")]
+fn open_direct(path: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let flags = rustix::fs::OFlags::DIRECT.bits() as i32;
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(flags)
+        .open(path)
+        .ok()
+}
+
+#[cfg(not(target_os = "linux"))]
+fn open_direct(_path: &Path) -> Option<File> {
+    None
+}
+
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+}
+
+#[cfg(windows)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    std::os::windows::fs::FileExt::seek_read(file, buf, offset)
+}
+
+#[cfg(unix)]
+fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(file, data, offset)
+}
+
+#[cfg(windows)]
+fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
+    use std::os::windows::fs::FileExt;
+    while !data.is_empty() {
+        let n = file.seek_write(data, offset)?;
+        data = &data[n..];
+        offset += n as u64;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pattern(len: usize, seed: u8) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+            .collect()
+    }
+
+    /// Aligned and unaligned writes and reads of every size class agree with one model of the
+    /// file, whichever handle each went through.
+    #[test]
+    fn both_handles_show_one_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("copy");
+        let copy = CopyFile::open(&path, true).unwrap();
+        let mut model = Vec::new();
+        let writes: [(u64, usize, u8); 6] = [
+            (0, 1 << 20, 1),             // direct where supported
+            (4096, 100, 2),              // small, into the direct range
+            ((1 << 20) + 3, 300_000, 3), // unaligned
+            (2 << 20, 256 << 10, 4),     // direct, past the end
+            (8192, 512 << 10, 5),        // direct over buffered bytes
+            ((2 << 20) + 7, 9, 6),       // small, unaligned
+        ];
+        for (offset, len, seed) in writes {
+            let data = pattern(len, seed);
+            copy.write_all_at(&data, offset).unwrap();
+            let end = offset as usize + len;
+            if model.len() < end {
+                model.resize(end, 0);
+            }
+            model[offset as usize..end].copy_from_slice(&data);
+        }
+        assert_eq!(copy.file().metadata().unwrap().len(), model.len() as u64);
+        for (offset, len) in [
+            (0, model.len()),
+            (4096, 1 << 20),
+            (1 << 20, model.len() - (1 << 20)),
+            (5, 10),
+        ] {
+            let got = copy.read_range(offset as u64, len).unwrap();
+            assert_eq!(&got[..], &model[offset..offset + len], "at {offset}");
+        }
+        let past = copy.read_range(1 << 20, model.len());
+        assert_eq!(past.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(std::fs::read(&path).unwrap(), model);
+    }
+}
