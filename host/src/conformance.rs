@@ -11,6 +11,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::{Context, Result};
+use bytes::Bytes;
 
 use crate::config::{Config, Source};
 use crate::gateway::handles::EXPORT_ROOT;
@@ -275,7 +276,7 @@ impl Suite {
         if !data.is_empty() {
             ok(
                 "write",
-                self.gateway.write(&ROOT, id, 0, data.to_vec()).await,
+                self.gateway.write(&ROOT, id, 0, data.to_vec().into()).await,
             )?;
         }
         Ok(id)
@@ -388,7 +389,9 @@ impl Suite {
                 let id = s.put(s.root, "holes.bin", b"head").await?;
                 ok(
                     "write",
-                    s.gateway.write(&ROOT, id, 10, b"tail".to_vec()).await,
+                    s.gateway
+                        .write(&ROOT, id, 10, Bytes::from_static(b"tail"))
+                        .await,
                 )?;
                 let got = s.content(id).await?;
                 ensure(got == b"head\0\0\0\0\0\0tail", || format!("got {got:?}"))
@@ -658,7 +661,9 @@ impl Suite {
                 let id = s.put(s.root, "flushed.bin", &data).await?;
                 ok(
                     "write more",
-                    s.gateway.write(&ROOT, id, 400_000, b"end".to_vec()).await,
+                    s.gateway
+                        .write(&ROOT, id, 400_000, Bytes::from_static(b"end"))
+                        .await,
                 )?;
                 // Whole-object plugins get staged files at commit; others have nothing staged.
                 let left = s.gateway.flush_all(1).await;

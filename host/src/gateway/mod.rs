@@ -18,6 +18,7 @@ pub mod staging;
 use std::collections::HashMap;
 use std::net::IpAddr;
 
+use bytes::Bytes;
 use ipnet::IpNet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -717,7 +718,7 @@ impl Gateway {
         caller: &Caller,
         id: FileId,
         offset: u64,
-        data: Vec<u8>,
+        data: Bytes,
     ) -> Result<Attrs, Error> {
         let (_, mount, path) = self.mount_of(id)?;
         mount.allow(Capabilities::WRITE)?;
@@ -725,7 +726,6 @@ impl Gateway {
         permissions::write(caller, &current)?;
         let ino = split(id).1;
         if mount.staging.is_some() {
-            let data = Arc::new(data);
             // The key and mount name are only needed (and copied) when parts may stream.
             let streaming = mount
                 .streaming()

@@ -16,6 +16,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
+use bytes::Bytes;
 use nfs3_types::rpc::accept_stat_data;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
@@ -51,19 +52,19 @@ impl Server {
         Ok(id)
     }
 
-    async fn dispatch(&self, record: &[u8], client: std::net::IpAddr) -> Option<Outgoing> {
+    async fn dispatch(&self, record: &Bytes, client: std::net::IpAddr) -> Option<Outgoing> {
         let call = match wire::parse_call(record, client) {
             wire::Incoming::Call(call) => call,
             wire::Incoming::Reject(reply) => return Some(reply.into()),
             wire::Incoming::Ignore => return None,
         };
-        let args = &record[call.args..];
+        let args = record.slice(call.args..);
         let started = std::time::Instant::now();
         let mismatch = |v: u32| accept_stat_data::PROG_MISMATCH { low: v, high: v };
         let reply = match (call.prog, call.vers) {
-            (nfs3::PROGRAM, nfs3::VERSION) => nfs3::dispatch(self, &call, args).await,
+            (nfs3::PROGRAM, nfs3::VERSION) => nfs3::dispatch(self, &call, &args).await,
             (nfs3::PROGRAM, _) => wire::accepted(call.xid, mismatch(nfs3::VERSION)).into(),
-            (mount::PROGRAM, mount::VERSION) => mount::dispatch(self, &call, args).await.into(),
+            (mount::PROGRAM, mount::VERSION) => mount::dispatch(self, &call, &args).await.into(),
             (mount::PROGRAM, _) => wire::accepted(call.xid, mismatch(mount::VERSION)).into(),
             _ => wire::accepted(call.xid, accept_stat_data::PROG_UNAVAIL).into(),
         };
@@ -174,7 +175,8 @@ pub fn answer_for_fuzzing(record: &[u8]) -> Option<Vec<u8>> {
     }
     SERVER
         .with(|(rt, server)| {
-            rt.block_on(server.dispatch(record, std::net::Ipv4Addr::LOCALHOST.into()))
+            let record = Bytes::copy_from_slice(record);
+            rt.block_on(server.dispatch(&record, std::net::Ipv4Addr::LOCALHOST.into()))
         })
         .map(|reply| [reply.head, reply.tail].concat())
 }
@@ -207,7 +209,8 @@ mod fuzz {
         let rt = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap();
-        rt.block_on(server().dispatch(record, "127.0.0.1".parse().unwrap()))
+        let record = Bytes::copy_from_slice(record);
+        rt.block_on(server().dispatch(&record, "127.0.0.1".parse().unwrap()))
             .map(|reply| reply.head)
     }
 

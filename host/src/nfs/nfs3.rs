@@ -2,6 +2,7 @@
 //! and encoded. Directory-changing replies carry the directory's attributes after the change
 //! (weak cache consistency without the "before" half, which RFC 1813 allows).
 
+use bytes::Bytes;
 use nfs3_types::nfs3::*;
 use nfs3_types::rpc::accept_stat_data;
 use nfs3_types::xdr_codec::{List, Opaque, Pack, Void};
@@ -61,6 +62,18 @@ fn decode<T: nfs3_types::xdr_codec::Unpack>(args: &[u8]) -> Result<T, Garbage> {
     wire::args(args).ok_or(Garbage)
 }
 
+/// `part` as bytes that share `whole`'s memory when it lies within it (a WRITE's data, decoded
+/// in place from its record), so that the data is not copied on its way to the gateway.
+fn share(whole: &Bytes, part: &[u8]) -> Bytes {
+    let within = whole.as_ptr_range();
+    let range = part.as_ptr_range();
+    if !part.is_empty() && within.start <= range.start && range.end <= within.end {
+        whole.slice_ref(part)
+    } else {
+        Bytes::copy_from_slice(part)
+    }
+}
+
 /// The mount a call is for: every procedure but NULL starts with a file handle, and the calls
 /// that carry two (RENAME, LINK) are refused unless both are in one mount. `None` for the
 /// export root and for handles that name nothing.
@@ -79,7 +92,7 @@ fn failed(reply: &[u8]) -> bool {
     reply.get(24..28) != Some(&[0; 4]) || reply.get(28..32).is_some_and(|s| s != [0; 4])
 }
 
-pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Outgoing {
+pub async fn dispatch(server: &Server, call: &Call, args: &Bytes) -> Outgoing {
     let mount = addressed_mount(server, call, args);
     // The mount's squash options decide who the caller is, for every check and new file.
     let caller = mount.map_or_else(|| call.caller.clone(), |m| m.squash.apply(&call.caller));
@@ -401,14 +414,14 @@ impl Handler<'_> {
         }
     }
 
-    async fn write(&self, args: &[u8]) -> Reply {
-        let args: WRITE3args = decode(args)?;
+    async fn write(&self, record_args: &Bytes) -> Reply {
+        let args: WRITE3args = decode(record_args)?;
         let gw = &self.server.gateway;
         let r = async {
             let id = self
                 .id(&args.file)
                 .map_err(|s| (s, WRITE3resfail::default()))?;
-            let mut data = args.data.into_owned();
+            let mut data = share(record_args, &args.data.0);
             data.truncate(args.count as usize);
             let count = data.len() as u32;
             let before = self.attrs(id).await;

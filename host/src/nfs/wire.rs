@@ -6,15 +6,24 @@
 use std::io;
 use std::net::IpAddr;
 
+use bytes::Bytes;
+use nfs3_types::nfs3::NFS3_FHSIZE;
 use nfs3_types::rpc::{accept_stat_data, auth_stat};
 use nfs3_types::xdr_codec::{Pack, Unpack};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::copy_file::ALIGN;
 use crate::gateway::Caller;
 
 /// The largest record accepted: a 1 MiB WRITE plus headers, with room to spare.
 pub const MAX_RECORD: usize = 4 << 20;
 const LAST_FRAGMENT: u32 = 1 << 31;
+/// WRITE calls at least this long get their data block-aligned in memory.
+const ALIGNED_WRITE_MIN: usize = 64 << 10;
+/// A WRITE call's data starts within this many bytes: header, credentials and verifier (400
+/// bytes each at most), file handle, and five words.
+const WRITE_HEAD_MAX: usize = 24 + 2 * (8 + MAX_AUTH) + 4 + NFS3_FHSIZE + 20;
+const NFSPROC3_WRITE: u32 = 7;
 const RPC_VERSION: u32 = 2;
 const MSG_CALL: u32 = 0;
 const MSG_REPLY: u32 = 1;
@@ -33,16 +42,21 @@ const MAX_GIDS: u32 = 16;
 pub const NOBODY: u32 = 65534;
 
 /// Reads one record (all its fragments). `None` at a clean end of stream.
-pub async fn read_record<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<Vec<u8>>> {
+pub async fn read_record<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<Bytes>> {
     read_record_limited(r, MAX_RECORD).await
 }
 
 /// [`read_record`] with a limit of `max` bytes: a longer record is an `InvalidData` error.
+///
+/// The data of a large NFS WRITE is placed block-aligned in memory (see `write_data_at`), so
+/// that a staged copy writes it to disk without copying it first (`copy_file`).
 pub async fn read_record_limited<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
-) -> io::Result<Option<Vec<u8>>> {
-    let mut record = Vec::new();
+) -> io::Result<Option<Bytes>> {
+    let mut record: Vec<u8> = Vec::new();
+    // Bytes before the record, there to align a WRITE's data.
+    let mut shift = 0;
     loop {
         let mut mark = [0u8; 4];
         match r.read_exact(&mut mark).await {
@@ -54,19 +68,64 @@ pub async fn read_record_limited<R: AsyncRead + Unpin>(
         }
         let mark = u32::from_be_bytes(mark);
         let len = (mark & !LAST_FRAGMENT) as usize;
-        if record.len() + len > max {
+        if record.len() - shift + len > max {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("RPC record over {max} bytes"),
             ));
         }
-        let start = record.len();
-        record.resize(start + len, 0);
-        r.read_exact(&mut record[start..]).await?;
+        let mut fragment = (&mut *r).take(len as u64);
+        if record.is_empty() && len >= ALIGNED_WRITE_MIN {
+            let mut head = Vec::with_capacity(WRITE_HEAD_MAX);
+            (&mut fragment)
+                .take(WRITE_HEAD_MAX as u64)
+                .read_to_end(&mut head)
+                .await?;
+            record.reserve_exact(len + ALIGN);
+            if let Some(at) = write_data_at(&head) {
+                shift = record.as_ptr().wrapping_add(at).align_offset(ALIGN) % ALIGN;
+                record.resize(shift, 0);
+            }
+            record.extend_from_slice(&head);
+        } else {
+            record.reserve_exact(len);
+        }
+        // The rest is read into the record's spare room: a WRITE's megabyte is not zeroed first.
+        let target = record.len() + fragment.limit() as usize;
+        while record.len() < target {
+            if fragment.read_buf(&mut record).await? == 0 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+        }
         if mark & LAST_FRAGMENT != 0 {
-            return Ok(Some(record));
+            return Ok(Some(Bytes::from(record).slice(shift..)));
         }
     }
+}
+
+/// Where the data of an NFSv3 WRITE call starts in its record, from the record's first bytes;
+/// None for other calls, or when those bytes end before it.
+fn write_data_at(head: &[u8]) -> Option<usize> {
+    let mut r = Reader::new(head);
+    let (_xid, kind, rpcvers) = (r.u32()?, r.u32()?, r.u32()?);
+    let (prog, vers, proc_) = (r.u32()?, r.u32()?, r.u32()?);
+    let is_write = kind == MSG_CALL
+        && rpcvers == RPC_VERSION
+        && (prog, vers, proc_) == (super::nfs3::PROGRAM, super::nfs3::VERSION, NFSPROC3_WRITE);
+    if !is_write {
+        return None;
+    }
+    for _ in 0..2 {
+        // The credentials, then the verifier.
+        r.u32()?;
+        r.opaque(MAX_AUTH)?;
+    }
+    r.opaque(NFS3_FHSIZE)?;
+    // offset (two words), count, stable, then the data's length.
+    for _ in 0..5 {
+        r.u32()?;
+    }
+    Some(r.at)
 }
 
 /// A parsed call header; the procedure's arguments start at `args`.
@@ -361,9 +420,59 @@ mod tests {
         stream.extend_from_slice(&(2 | LAST_FRAGMENT).to_be_bytes());
         stream.extend_from_slice(b"de");
         let mut r = &stream[..];
-        assert_eq!(read_record(&mut r).await.unwrap().unwrap(), b"abcde");
+        assert_eq!(read_record(&mut r).await.unwrap().unwrap(), &b"abcde"[..]);
         assert!(read_record(&mut r).await.unwrap().is_none());
         let big = ((MAX_RECORD as u32 + 1) | LAST_FRAGMENT).to_be_bytes();
         assert!(read_record(&mut &big[..]).await.is_err());
+    }
+
+    /// A WRITE call of `len` data bytes, with AUTH_UNIX credentials and an 8-byte handle; and
+    /// where its data starts.
+    fn write_call(proc_: u32, len: usize) -> (Vec<u8>, usize) {
+        let cred = unix_cred(0, 0, &[1, 2, 3]);
+        let mut out = Vec::new();
+        pack_all(&mut out, &[9, MSG_CALL, 2, 100003, 3, proc_, AUTH_UNIX]);
+        pack_all(&mut out, &[cred.len() as u32]);
+        out.extend_from_slice(&cred);
+        pack_all(&mut out, &[AUTH_NULL, 0, 8]);
+        out.extend_from_slice(b"handle!!");
+        pack_all(&mut out, &[0, 4096, len as u32, 0, len as u32]);
+        let at = out.len();
+        out.extend((0..len).map(|i| (i % 251) as u8));
+        (out, at)
+    }
+
+    fn framed(record: &[u8], first: usize) -> Vec<u8> {
+        let mut stream = (first as u32).to_be_bytes().to_vec();
+        stream.extend_from_slice(&record[..first]);
+        let rest = (record.len() - first) as u32 | LAST_FRAGMENT;
+        stream.extend_from_slice(&rest.to_be_bytes());
+        stream.extend_from_slice(&record[first..]);
+        stream
+    }
+
+    #[tokio::test]
+    async fn a_large_write_lands_with_its_data_block_aligned() {
+        let (record, at) = write_call(7, 256 << 10);
+        assert_eq!(write_data_at(&record[..WRITE_HEAD_MAX]), Some(at));
+        // In two fragments, the first one ending inside the data.
+        let stream = framed(&record, 100_000);
+        let read = read_record(&mut &stream[..]).await.unwrap().unwrap();
+        assert_eq!(read, record);
+        assert_eq!(read[at..].as_ptr().align_offset(ALIGN), 0);
+
+        let (other, _) = write_call(6, 256 << 10);
+        assert_eq!(write_data_at(&other), None, "not a WRITE");
+        let stream = framed(&other, other.len());
+        assert_eq!(read_record(&mut &stream[..]).await.unwrap().unwrap(), other);
+
+        let cut = &framed(&record, 100_000)[..150_000];
+        let e = read_record(&mut &cut[..]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
+        assert_eq!(
+            write_data_at(&record[..at - 1]),
+            None,
+            "the head ends early"
+        );
     }
 }
