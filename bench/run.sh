@@ -13,7 +13,8 @@
 # here on loopback with its root under NFSGW_BENCH_DIR/s3 (the 1 GiB object is uploaded once): a
 # second nfsgw serves its bucket with the s3 plugin, and the load client also reads and writes
 # the bucket directly with object_store. NFSGW_BENCH_S3=0 leaves them out; NFSGW_BENCH_CASES
-# (e.g. "none": only the S3 cases) is passed to nfsbench --cases.
+# (e.g. "none": only the S3 cases) is passed to nfsbench --cases, NFSGW_BENCH_S3_CASES (read,
+# write) to --s3-cases.
 # Port 111 must be free or held by rpcbind (Ganesha registers with it; nfsgw's own portmapper
 # is off here).
 set -euo pipefail
@@ -22,7 +23,7 @@ runs=${1:-5}
 base=${NFSGW_BENCH_DIR:-/var/tmp/nfsgw-bench}
 inflight=${NFSGW_BENCH_INFLIGHT:-16}
 nfsgw_port=20690 before_port=20692 base_port=20700 ganesha_port=20600 ganesha_mnt=20601
-s3_port=20710 s3gw_port=20694 s3before_port=20696
+s3_port=20710 s3gw_port=20694 s3before_port=20696 s3admin_port=20698 s3before_admin=20699
 
 apt_install nfs-ganesha nfs-ganesha-vfs rpcbind
 cd "$NFSGW_REPO"
@@ -153,6 +154,7 @@ if [ "${NFSGW_BENCH_S3:-1}" = 1 ]; then
 [server]
 listen = "127.0.0.1:$s3gw_port"
 portmap = "off"
+admin = "127.0.0.1:$s3admin_port"
 state_dir = "$run/state-s3"
 [[mount]]
 name = "s3"
@@ -172,14 +174,15 @@ EOF
   wait_for "$run/nfsgw-s3.log" '^nfsgw: serving' "$s3gw_pid" "nfsgw (s3)"
   s3=(--s3 "http://127.0.0.1:$s3_port,bench,$NFSGW_BENCH_S3_KEY_ID,$NFSGW_BENCH_S3_SECRET,$s3s_pid"
       --s3-source "$data/big.bin"
-      --s3-peer "nfsgw,127.0.0.1:$s3gw_port,$s3gw_port,/s3,$s3gw_pid")
+      --s3-peer "nfsgw,127.0.0.1:$s3gw_port,$s3gw_port,/s3,$s3gw_pid,127.0.0.1:$s3admin_port")
   if [ -n "${NFSGW_BENCH_BEFORE:-}" ]; then
-    sed -e "s/:$s3gw_port\"/:$s3before_port\"/" -e "s|$run/state-s3|$run/state-s3-before|" \
+    sed -e "s/:$s3gw_port\"/:$s3before_port\"/" -e "s/:$s3admin_port\"/:$s3before_admin\"/" \
+      -e "s|$run/state-s3|$run/state-s3-before|" \
       "$run/nfsgw-s3.toml" > "$run/before-s3.toml"
     "$NFSGW_BENCH_BEFORE" --config "$run/before-s3.toml" > "$run/before-s3.log" 2>&1 &
     s3before_pid=$!; pids+=("$s3before_pid")
     wait_for "$run/before-s3.log" '^nfsgw: serving' "$s3before_pid" "nfsgw (s3, before)"
-    s3+=(--s3-peer "before,127.0.0.1:$s3before_port,$s3before_port,/s3,$s3before_pid")
+    s3+=(--s3-peer "before,127.0.0.1:$s3before_port,$s3before_port,/s3,$s3before_pid,127.0.0.1:$s3before_admin")
   fi
 fi
 
@@ -187,6 +190,7 @@ fi
 say "measuring ($runs runs per case and server, $inflight calls in flight)"
 cold=(); [ "${NFSGW_BENCH_COLD:-0}" = 1 ] && cold=(--cold)
 only=(); [ -n "${NFSGW_BENCH_CASES:-}" ] && only=(--cases "$NFSGW_BENCH_CASES")
+[ -n "${NFSGW_BENCH_S3_CASES:-}" ] && only+=(--s3-cases "$NFSGW_BENCH_S3_CASES")
 "$bench_bin/nfsbench" --runs "$runs" --inflight "$inflight" "${cold[@]}" "${only[@]}" --out "$run/table.md" \
   --idle-exports /data,/many,/third \
   --peer "nfsgw,127.0.0.1:$nfsgw_port,$nfsgw_port,/data,$nfsgw_pid" "${before[@]}" \

@@ -13,8 +13,8 @@
 //! nfsbench [--runs 5] [--inflight 16] [--rsize 1048576] [--cold] [--out FILE]
 //!          [--big big.bin] [--many many] [--idle-exports /a,/b,/c] [--cases seqread,lookup,..]
 //!          --peer NAME,HOST:NFSPORT,MOUNTPORT,EXPORT,PID ...
-//!          [--s3 ENDPOINT,BUCKET,KEY_ID,SECRET,PID --s3-peer NAME,HOST:NFSPORT,MOUNTPORT,EXPORT,PID ...
-//!           [--s3-source FILE]]
+//!          [--s3 ENDPOINT,BUCKET,KEY_ID,SECRET,PID --s3-peer NAME,HOST:NFSPORT,MOUNTPORT,EXPORT,PID[,ADMIN] ...
+//!           [--s3-source FILE] [--s3-cases read,write]]
 //! ```
 //!
 //! With `--s3`, the S3 cases P3 and P4 (see `s3.rs`) also run: each `--s3-peer` (an nfsgw
@@ -44,13 +44,20 @@ struct Peer {
     mount_addr: SocketAddr,
     export: String,
     pid: u32,
+    /// nfsgw's admin listener, when it has one (S3 peers: P4 asks it when the upload is done).
+    admin: Option<SocketAddr>,
 }
 
 impl Peer {
     fn parse(spec: &str) -> Result<Peer> {
         let parts: Vec<&str> = spec.split(',').collect();
-        let [name, nfs_addr, mount_port, export, pid] = parts[..] else {
-            bail!("--peer {spec}: want NAME,HOST:NFSPORT,MOUNTPORT,EXPORT,PID");
+        let (name, nfs_addr, mount_port, export, pid, admin) = match parts[..] {
+            [name, nfs, mount, export, pid] => (name, nfs, mount, export, pid, None),
+            [name, nfs, mount, export, pid, admin] => {
+                let admin = admin.parse().context("--peer admin address")?;
+                (name, nfs, mount, export, pid, Some(admin))
+            }
+            _ => bail!("--peer {spec}: want NAME,HOST:NFSPORT,MOUNTPORT,EXPORT,PID[,ADMIN]"),
         };
         let nfs_addr: SocketAddr = nfs_addr.parse().context("--peer address")?;
         let mount_addr = SocketAddr::new(nfs_addr.ip(), mount_port.parse()?);
@@ -60,6 +67,7 @@ impl Peer {
             mount_addr,
             export: export.into(),
             pid: pid.parse()?,
+            admin,
         })
     }
 }
@@ -75,6 +83,7 @@ struct Options {
     s3: Option<s3::S3Server>,
     s3_peers: Vec<Peer>,
     s3_source: Option<String>,
+    s3_cases: Vec<s3::S3Case>,
 }
 
 fn options() -> Result<Options> {
@@ -94,6 +103,7 @@ fn options() -> Result<Options> {
         s3: None,
         s3_peers: Vec::new(),
         s3_source: None,
+        s3_cases: s3::ALL.to_vec(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -116,6 +126,17 @@ fn options() -> Result<Options> {
             "--s3" => o.s3 = Some(s3::S3Server::parse(&value)?),
             "--s3-peer" => o.s3_peers.push(Peer::parse(&value)?),
             "--s3-source" => o.s3_source = Some(value),
+            "--s3-cases" => {
+                o.s3_cases = value
+                    .split(',')
+                    .map(|name| {
+                        s3::ALL
+                            .into_iter()
+                            .find(|c| format!("{c:?}").eq_ignore_ascii_case(name))
+                            .with_context(|| format!("no S3 case {name}"))
+                    })
+                    .collect::<Result<_>>()?
+            }
             "--cases" if value == "none" => o.cases = Vec::new(),
             "--cases" => {
                 o.cases = value
@@ -331,7 +352,15 @@ async fn main() -> Result<()> {
         o.runs, o.peers[0].name, o.peers[0].name
     );
     if let Some(server) = &o.s3 {
-        let r = s3::run(server, &o.s3_peers, o.s3_source.as_deref(), o.runs, &shape).await?;
+        let r = s3::run(
+            server,
+            &o.s3_peers,
+            o.s3_source.as_deref(),
+            o.runs,
+            &shape,
+            &o.s3_cases,
+        )
+        .await?;
         report += &format!(
             "\nS3 cases: {} serving the bucket with the `s3` plugin, against `object_store` \
              0.13 straight to the same s3s-fs (medians of {} runs; MiB/s, higher is better):\n\n{}\n\

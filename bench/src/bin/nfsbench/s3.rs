@@ -6,14 +6,16 @@
 //!   calls in flight as P1; directly in two ways, each a row of its own: one streaming GET of
 //!   the whole object, and ranged GETs of the READ size with as many in flight.
 //! - **P4:** 1 GiB written until the bucket has it: through the mount, CREATE, WRITEs (UNSTABLE,
-//!   several in flight), COMMIT, then HEAD polled every `POLL` until the object has the full
-//!   size (nfsgw uploads once the file has gone unwritten for its mount's `flush_after_ms`);
+//!   several in flight), COMMIT, then nfsgw's `/status` polled every `POLL` until it has no
+//!   staged file left (when it has an admin listener), then HEAD polled until the object has
+//!   the full size (nfsgw uploads once the file has gone unwritten for its `flush_after_ms`);
 //!   directly, a multipart upload (`WriteMultipart`, `PART` parts, `PARTS_IN_FLIGHT` at once:
 //!   what nfsgw's own upload uses).
 //!
 //! Runs interleave the peers like the NFS cases; every peer runs each case once untimed first.
 //! Server-side CPU is the S3 server's, plus nfsgw's for a mount.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +26,8 @@ use nfs3_types::nfs3::nfs_fh3;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
 use object_store::{ObjectStoreExt, WriteMultipart};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 
 use crate::cases::{windowed, Case, Shape};
 use crate::nfs::{self, Nfs};
@@ -70,10 +74,13 @@ impl S3Server {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum S3Case {
+pub enum S3Case {
     Read,
     Write,
 }
+
+/// Both S3 cases, in the order they run.
+pub const ALL: [S3Case; 2] = [S3Case::Read, S3Case::Write];
 
 /// How the direct client reads P3.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -99,7 +106,7 @@ impl S3Case {
                 }
             ),
             S3Case::Write => format!(
-                "P4 S3 write of 1 GiB until the bucket has it (mount: {} × {} KiB WRITEs in flight, COMMIT, HEAD polled; flush_after_ms 200; direct: multipart, {} MiB parts, {PARTS_IN_FLIGHT} in flight)",
+                "P4 S3 write of 1 GiB until the bucket has it (mount: {} × {} KiB WRITEs in flight, COMMIT, then nfsgw's /status and HEAD polled; flush_after_ms 200; direct: multipart, {} MiB parts, {PARTS_IN_FLIGHT} in flight)",
                 shape.inflight,
                 wsize >> 10,
                 PART >> 20
@@ -122,6 +129,7 @@ enum Side {
         root: nfs_fh3,
         pid: u32,
         wsize: u32,
+        admin: Option<SocketAddr>,
     },
     Direct(Get),
 }
@@ -141,6 +149,7 @@ pub async fn run(
     source: Option<&str>,
     runs: usize,
     shape: &Shape,
+    cases: &[S3Case],
 ) -> Result<S3Results> {
     let store = &server.store;
     ensure_object(store, source).await?;
@@ -160,6 +169,7 @@ pub async fn run(
             root,
             pid: p.pid,
             wsize: info.wtmax.min(1 << 20),
+            admin: p.admin,
         });
         names.push(p.name.clone());
     }
@@ -189,7 +199,7 @@ pub async fn run(
         .into();
 
     let (mut rows, mut cpu_rows) = (Vec::new(), Vec::new());
-    for case in [S3Case::Read, S3Case::Write] {
+    for &case in cases {
         let mut prepared = Vec::new();
         for side in &sides {
             let prep = match (case, side) {
@@ -225,9 +235,17 @@ pub async fn run(
                     (S3Case::Read, Side::Direct(Get::Ranged)) => {
                         direct_ranged(store, &shape).await?
                     }
-                    (S3Case::Write, Side::Mount { nfs, root, .. }) => {
+                    (
+                        S3Case::Write,
+                        Side::Mount {
+                            nfs, root, admin, ..
+                        },
+                    ) => {
                         let n = mount_write(nfs, root, &key, &pattern, &shape, wsize).await?;
                         let written = t0.elapsed().as_secs_f64();
+                        if let Some(admin) = admin {
+                            wait_uploaded(*admin).await?;
+                        }
                         wait_visible(store, &key, SIZE).await?;
                         eprintln!(
                             "nfsbench: S3 Write {name}: WRITEs and COMMIT took {written:.2} s, \
@@ -386,6 +404,41 @@ async fn mount_write(
     ensure!(written == SIZE, "wrote {written} of {SIZE} bytes");
     nfs.commit(&fh).await?;
     Ok(SIZE as f64 / (1 << 20) as f64)
+}
+
+/// Polls nfsgw's `/status` until no mount has a staged file left to upload (two minutes at
+/// most). Cheaper for the S3 server than polling it: s3s-fs answers a HEAD that comes between
+/// moving a completed upload into place and storing its ETag by hashing the whole object.
+async fn wait_uploaded(admin: SocketAddr) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut http = TcpStream::connect(admin).await?;
+        http.write_all(b"GET /status HTTP/1.0\r\n\r\n").await?;
+        let mut answer = String::new();
+        http.read_to_string(&mut answer).await?;
+        let staged: Vec<&str> = answer
+            .split("\"staged_files\":")
+            .skip(1)
+            .map(|rest| {
+                let rest = rest.trim_start();
+                rest.split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .unwrap_or("")
+            })
+            .collect();
+        ensure!(
+            !staged.is_empty(),
+            "no staged_files in {admin}/status: {answer}"
+        );
+        if staged.iter().all(|n| *n == "0") {
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{admin} never finished uploading"
+        );
+        tokio::time::sleep(POLL).await;
+    }
 }
 
 /// Polls HEAD until `key` has `size` bytes (two minutes at most).
