@@ -458,18 +458,20 @@ pub fn faulty_wasm() -> &'static [u8] {
     FAULTY_WASM.get_or_init(|| build_plugin("tests/plugins", "faulty"))
 }
 
-static EXAMPLES: OnceLock<TempDir> = OnceLock::new();
+static EXAMPLES: OnceLock<PathBuf> = OnceLock::new();
 
-/// The example plugins in other languages (examples/build.sh), built once per test process:
-/// the path of `name`.wasm (python-memfs, javascript-memfs).
+/// The example plugins in other languages (examples/build.sh), built once per test process
+/// into Cargo's scratch directory for tests (a temporary directory held by a static would never
+/// be removed): the path of `name`.wasm (python-memfs, javascript-memfs).
 pub fn example_wasm(name: &str) -> PathBuf {
     let dir = EXAMPLES.get_or_init(|| {
-        let out = tempdir("nfsgw-examples-");
+        let out = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("examples");
+        std::fs::create_dir_all(&out).expect("the examples' output directory");
         let started = Instant::now();
         let output = run_with_timeout(
             Command::new("bash")
                 .arg(repo_root().join("examples/build.sh"))
-                .arg(out.path()),
+                .arg(&out),
             Duration::from_secs(1200),
         );
         assert!(
@@ -482,7 +484,7 @@ pub fn example_wasm(name: &str) -> PathBuf {
         eprintln!("built the example plugins in {:?}", started.elapsed());
         out
     });
-    dir.path().join(format!("{name}.wasm"))
+    dir.join(format!("{name}.wasm"))
 }
 
 /// The bundled `local` plugin as a standalone component, to serve as a user plugin.
