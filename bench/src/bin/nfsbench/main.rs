@@ -86,6 +86,19 @@ struct Options {
     s3_cases: Vec<s3::S3Case>,
 }
 
+/// The cases a comma-separated list names, from `all` (names are the variants', any case).
+fn pick<T: Copy + std::fmt::Debug>(all: &[T], names: &str) -> Result<Vec<T>> {
+    names
+        .split(',')
+        .map(|name| {
+            all.iter()
+                .copied()
+                .find(|c| format!("{c:?}").eq_ignore_ascii_case(name))
+                .with_context(|| format!("no case {name}"))
+        })
+        .collect()
+}
+
 fn options() -> Result<Options> {
     let mut o = Options {
         runs: 5,
@@ -126,29 +139,9 @@ fn options() -> Result<Options> {
             "--s3" => o.s3 = Some(s3::S3Server::parse(&value)?),
             "--s3-peer" => o.s3_peers.push(Peer::parse(&value)?),
             "--s3-source" => o.s3_source = Some(value),
-            "--s3-cases" => {
-                o.s3_cases = value
-                    .split(',')
-                    .map(|name| {
-                        s3::ALL
-                            .into_iter()
-                            .find(|c| format!("{c:?}").eq_ignore_ascii_case(name))
-                            .with_context(|| format!("no S3 case {name}"))
-                    })
-                    .collect::<Result<_>>()?
-            }
+            "--s3-cases" => o.s3_cases = pick(&s3::ALL, &value)?,
             "--cases" if value == "none" => o.cases = Vec::new(),
-            "--cases" => {
-                o.cases = value
-                    .split(',')
-                    .map(|name| {
-                        cases::ALL
-                            .into_iter()
-                            .find(|c| format!("{c:?}").eq_ignore_ascii_case(name))
-                            .with_context(|| format!("no case {name}"))
-                    })
-                    .collect::<Result<_>>()?
-            }
+            "--cases" => o.cases = pick(&cases::ALL, &value)?,
             _ => bail!("unknown option {flag}"),
         }
     }
