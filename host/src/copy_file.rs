@@ -51,14 +51,10 @@ impl CopyFile {
         &self.file
     }
 
-    /// True when this copy transfers large aligned ranges directly.
-    pub fn is_direct(&self) -> bool {
-        self.direct_works.load(Ordering::Relaxed)
-    }
-
     fn direct_for(&self, offset: u64, len: usize) -> Option<&File> {
         let fits = offset.is_multiple_of(ALIGN as u64) && len >= DIRECT_MIN;
-        self.direct.as_ref().filter(|_| fits && self.is_direct())
+        let works = self.direct_works.load(Ordering::Relaxed);
+        self.direct.as_ref().filter(|_| fits && works)
     }
 
     fn refused(&self, e: &io::Error) -> bool {
@@ -76,22 +72,19 @@ impl CopyFile {
         if data.len().is_multiple_of(ALIGN) {
             if let Some(direct) = self.direct_for(offset, data.len()) {
                 let copy;
-                let block = if data.as_ptr().align_offset(ALIGN) == 0 {
-                    Some(data)
+                let block = if gap_to_alignment(data.as_ptr()) == 0 {
+                    data
                 } else {
-                    copy = aligned(data.len()).map(|(mut block, start)| {
-                        block.extend_from_slice(data);
-                        (block, start)
-                    });
-                    copy.as_ref().map(|(block, start)| &block[*start..])
+                    let (mut block, start) = aligned(data.len());
+                    block.extend_from_slice(data);
+                    copy = block;
+                    &copy[start..]
                 };
-                if let Some(block) = block {
-                    match write_all_at(direct, block, offset) {
-                        Ok(()) => return Ok(()),
-                        // A partial direct write is written again in full below.
-                        Err(e) if self.refused(&e) => {}
-                        Err(e) => return Err(e),
-                    }
+                match write_all_at(direct, block, offset) {
+                    Ok(()) => return Ok(()),
+                    // A partial direct write is written again in full below.
+                    Err(e) if self.refused(&e) => {}
+                    Err(e) => return Err(e),
                 }
             }
         }
@@ -102,8 +95,7 @@ impl CopyFile {
     pub fn read_range(&self, offset: u64, len: usize) -> io::Result<Bytes> {
         if let Some(direct) = self.direct_for(offset, len) {
             match read_direct(direct, offset, len) {
-                Ok(Some(bytes)) => return check_len(bytes, len),
-                Ok(None) => {}
+                Ok(bytes) => return check_len(bytes, len),
                 Err(e) if self.refused(&e) => {}
                 Err(e) => return Err(e),
             }
@@ -134,24 +126,23 @@ fn check_len(bytes: Bytes, len: usize) -> io::Result<Bytes> {
     Ok(bytes)
 }
 
-/// An empty vector with room for `len` bytes after its first `start` zeros, where its memory
-/// is block-aligned. None in the (theoretical) case that no such offset is found.
-fn aligned(len: usize) -> Option<(Vec<u8>, usize)> {
+/// How many bytes past `at` the next block boundary is (0 when `at` is on one).
+pub fn gap_to_alignment(at: *const u8) -> usize {
+    (at as usize).wrapping_neg() % ALIGN
+}
+
+/// A vector of `start` zeros with room for `len` more bytes, which start on a block boundary.
+fn aligned(len: usize) -> (Vec<u8>, usize) {
     let mut block: Vec<u8> = Vec::with_capacity(len + ALIGN);
-    let start = block.as_ptr().align_offset(ALIGN);
-    if start >= ALIGN {
-        return None;
-    }
+    let start = gap_to_alignment(block.as_ptr());
     block.resize(start, 0);
-    Some((block, start))
+    (block, start)
 }
 
 /// Reads `[offset, offset + len)` (less at the end of the file) with direct transfers.
-fn read_direct(direct: &File, offset: u64, len: usize) -> io::Result<Option<Bytes>> {
+fn read_direct(direct: &File, offset: u64, len: usize) -> io::Result<Bytes> {
     let padded = len.next_multiple_of(ALIGN);
-    let Some((mut block, start)) = aligned(padded) else {
-        return Ok(None);
-    };
+    let (mut block, start) = aligned(padded);
     block.resize(start + padded, 0);
     let mut done = 0;
     while done < padded {
@@ -167,7 +158,7 @@ fn read_direct(direct: &File, offset: u64, len: usize) -> io::Result<Option<Byte
         }
     }
     block.truncate(start + done.min(len));
-    Ok(Some(Bytes::from(block).slice(start..)))
+    Ok(Bytes::from(block).slice(start..))
 }
 
 #[cfg(target_os = "linux")]

@@ -12,7 +12,7 @@ use nfs3_types::rpc::{accept_stat_data, auth_stat};
 use nfs3_types::xdr_codec::{Pack, Unpack};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-use crate::copy_file::ALIGN;
+use crate::copy_file::{gap_to_alignment, ALIGN};
 use crate::gateway::Caller;
 
 /// The largest record accepted: a 1 MiB WRITE plus headers, with room to spare.
@@ -83,7 +83,7 @@ pub async fn read_record_limited<R: AsyncRead + Unpin>(
                 .await?;
             record.reserve_exact(len + ALIGN);
             if let Some(at) = write_data_at(&head) {
-                shift = record.as_ptr().wrapping_add(at).align_offset(ALIGN) % ALIGN;
+                shift = gap_to_alignment(record.as_ptr().wrapping_add(at));
                 record.resize(shift, 0);
             }
             record.extend_from_slice(&head);
@@ -106,26 +106,20 @@ pub async fn read_record_limited<R: AsyncRead + Unpin>(
 /// Where the data of an NFSv3 WRITE call starts in its record, from the record's first bytes;
 /// None for other calls, or when those bytes end before it.
 fn write_data_at(head: &[u8]) -> Option<usize> {
-    let mut r = Reader::new(head);
-    let (_xid, kind, rpcvers) = (r.u32()?, r.u32()?, r.u32()?);
-    let (prog, vers, proc_) = (r.u32()?, r.u32()?, r.u32()?);
-    let is_write = kind == MSG_CALL
-        && rpcvers == RPC_VERSION
-        && (prog, vers, proc_) == (super::nfs3::PROGRAM, super::nfs3::VERSION, NFSPROC3_WRITE);
-    if !is_write {
+    let Incoming::Call(call) = parse_call(head, IpAddr::from([0, 0, 0, 0])) else {
+        return None;
+    };
+    let write = (super::nfs3::PROGRAM, super::nfs3::VERSION, NFSPROC3_WRITE);
+    if (call.prog, call.vers, call.proc_) != write {
         return None;
     }
-    for _ in 0..2 {
-        // The credentials, then the verifier.
-        r.u32()?;
-        r.opaque(MAX_AUTH)?;
-    }
+    let mut r = Reader::new(&head[call.args..]);
     r.opaque(NFS3_FHSIZE)?;
     // offset (two words), count, stable, then the data's length.
     for _ in 0..5 {
         r.u32()?;
     }
-    Some(r.at)
+    Some(call.args + r.at)
 }
 
 /// A parsed call header; the procedure's arguments start at `args`.
@@ -459,7 +453,7 @@ mod tests {
         let stream = framed(&record, 100_000);
         let read = read_record(&mut &stream[..]).await.unwrap().unwrap();
         assert_eq!(read, record);
-        assert_eq!(read[at..].as_ptr().align_offset(ALIGN), 0);
+        assert_eq!(gap_to_alignment(read[at..].as_ptr()), 0);
 
         let (other, _) = write_call(6, 256 << 10);
         assert_eq!(write_data_at(&other), None, "not a WRITE");
