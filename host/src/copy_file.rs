@@ -167,9 +167,7 @@ fn read_direct(direct: &File, offset: u64, len: usize) -> io::Result<Bytes> {
 
 #[cfg(target_os = "linux")]
 fn open_direct(path: &Path) -> Option<File> {
-    if std::env::var_os("NFSGW_DIRECT_IO").is_none() {
-        return None;
-    }
+    std::env::var_os("NFSGW_DIRECT_IO")?;
     use std::os::unix::fs::OpenOptionsExt;
     let flags = rustix::fs::OFlags::DIRECT.bits() as i32;
     OpenOptions::new()
