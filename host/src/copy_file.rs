@@ -8,10 +8,6 @@
 //! uploads come straight back, so COMMIT finds little left to flush. Small or unaligned ranges,
 //! reads by NFS clients and plugins, other systems, and file systems that refuse direct I/O use
 //! the ordinary handle; the kernel keeps the two views of the file coherent.
-//!
-//! Direct I/O is off unless `NFSGW_DIRECT_IO` is set: with it on, the Hub bucket round trip
-//! (tests/all/hub.rs) downloaded different bytes than were written, under load, and the cause
-//! is not found yet (docs/BENCHMARKS.md, step 4).
 
 use std::fs::{File, OpenOptions};
 use std::io;
@@ -167,7 +163,6 @@ fn read_direct(direct: &File, offset: u64, len: usize) -> io::Result<Bytes> {
 
 #[cfg(target_os = "linux")]
 fn open_direct(path: &Path) -> Option<File> {
-    std::env::var_os("NFSGW_DIRECT_IO")?;
     use std::os::unix::fs::OpenOptionsExt;
     let flags = rustix::fs::OFlags::DIRECT.bits() as i32;
     OpenOptions::new()

@@ -321,16 +321,22 @@ async fn a_bucket_round_trips_with_the_real_client() {
         let names = listed();
         names.lines().any(|l| l == "in/new.bin") && names.lines().any(|l| l == "note.txt")
     });
+    // CREATE already put both names in the bucket, as empty files: their names being listed
+    // does not mean their data has arrived. The data follows once writes pause for
+    // `flush_after_ms`, and must then be exactly what the real client downloads.
     let got = work.path().join("new.bin");
-    hub.client(&[
-        "bucket-get",
-        "tester/rw",
-        "in/new.bin",
-        got.to_str().unwrap(),
-    ]);
-    assert!(
-        std::fs::read(&got).unwrap() == written,
-        "real client's download differs"
+    eventually(
+        "the real client downloads what was written",
+        Duration::from_secs(60),
+        || {
+            hub.client(&[
+                "bucket-get",
+                "tester/rw",
+                "in/new.bin",
+                got.to_str().unwrap(),
+            ]);
+            std::fs::read(&got).unwrap() == written
+        },
     );
     assert!(
         nfs.read_path("in/new.bin").await == written,
