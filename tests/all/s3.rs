@@ -283,6 +283,34 @@ async fn a_write_after_a_read_is_never_stale() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn writes_arriving_while_a_copy_is_filled_are_kept() {
+    // The first write to an uploaded file copies its content from the bucket; writes from other
+    // clients arriving meanwhile must land on top of that content, not under it.
+    let (s3, server, mut first) = serve_bucket("flush_after_ms = 60000", "").await;
+    let mut expected = random_bytes(11, 16 * MIB);
+    put_direct(&s3, "shared.bin", &expected).await;
+    let mut second = server.mount("/bucket").await;
+    let (fh1, fh2) = (
+        first.lookup_path("shared.bin").await.unwrap(),
+        second.lookup_path("shared.bin").await.unwrap(),
+    );
+    let (near, far) = (vec![b'a'; 4096], vec![b'z'; 4096]);
+    let far_at = 12 * MIB;
+    let (a, b) = tokio::join!(
+        first.write_all(&fh1, 0, &near),
+        second.write_all(&fh2, far_at as u64, &far)
+    );
+    a.unwrap();
+    b.unwrap();
+    expected[..near.len()].copy_from_slice(&near);
+    expected[far_at..far_at + far.len()].copy_from_slice(&far);
+    assert!(
+        first.read_all(&fh1).await.unwrap() == expected,
+        "a write was lost under the copy's fill"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn uploads_that_fail_while_the_server_is_down_arrive_once_it_is_back() {
     let mut s3 = S3Server::start();
     let (server, admin) =

@@ -772,10 +772,16 @@ impl Gateway {
         let change = Arc::new(change);
         // A copy let go by an upload finishing meanwhile is staged afresh, once.
         for _ in 0..2 {
-            let (staged, new) = staging.begin(ino)?;
-            if new && current.size > 0 {
-                if let Err(e) = Self::fill(mount, path, &staged, current.size).await {
-                    staging.discard(ino);
+            let staged = staging.begin(ino, current.size)?;
+            let filled = staged
+                .filled
+                .get_or_try_init(|| Self::fill(mount, path, &staged));
+            match filled.await {
+                Ok(()) => {}
+                // Let go meanwhile (removed, or its fill failed for another writer).
+                Err(Error::Stale) => continue,
+                Err(e) => {
+                    staging.abandon(&staged);
                     return Err(e);
                 }
             }
@@ -794,8 +800,9 @@ impl Gateway {
     }
 
     /// Copies a file's content from the backend into its new staged copy.
-    async fn fill(mount: &Mount, path: &str, staged: &Arc<Staged>, size: u64) -> Result<(), Error> {
+    async fn fill(mount: &Mount, path: &str, staged: &Arc<Staged>) -> Result<(), Error> {
         const CHUNK: u32 = 4 << 20;
+        let size = staged.backend_len;
         let mut offset = 0;
         while offset < size {
             let (bytes, eof) = Self::read_backend(mount, path, offset, CHUNK).await?;

@@ -45,6 +45,11 @@ pub struct Staged {
     state: RwLock<State>,
     /// Held while the copy is being uploaded, and by namespace changes that must not race one.
     pub upload: tokio::sync::Mutex<()>,
+    /// The backend's length when the copy was staged: what filling it copies.
+    pub backend_len: u64,
+    /// Set once the copy holds the backend's content. Until then writers wait for it, and
+    /// readers and flushes pass it by: the backend still has the file's latest data.
+    pub filled: tokio::sync::OnceCell<()>,
 }
 
 struct State {
@@ -155,7 +160,7 @@ impl Staging {
             };
             let file = CopyFile::open(&entry.path(), false)?;
             let meta = file.file().metadata()?;
-            let staged = Staged::new(ino, file, entry.path(), meta.len(), meta.modified()?);
+            let staged = Staged::new(ino, file, entry.path(), meta.len(), meta.modified()?, 0);
             {
                 let mut st = staged.state.write().unwrap();
                 st.last_write = None;
@@ -167,15 +172,18 @@ impl Staging {
         Ok((staging, left))
     }
 
+    /// The filled staged copy of `ino`, if there is one.
     pub fn get(&self, ino: u64) -> Option<Arc<Staged>> {
-        self.files.lock().unwrap().get(&ino).cloned()
+        let files = self.files.lock().unwrap();
+        files.get(&ino).filter(|s| s.filled.initialized()).cloned()
     }
 
-    /// The staged copy of `ino`, made empty if there was none (`true`: the caller fills it).
-    pub fn begin(&self, ino: u64) -> Result<(Arc<Staged>, bool), Error> {
+    /// The staged copy of `ino`, made empty if there was none; the backend holds `backend_len`
+    /// bytes of it, which the first writer copies in (`filled`) before anyone writes.
+    pub fn begin(&self, ino: u64, backend_len: u64) -> Result<Arc<Staged>, Error> {
         let mut files = self.files.lock().unwrap();
         if let Some(staged) = files.get(&ino) {
-            return Ok((staged.clone(), false));
+            return Ok(staged.clone());
         }
         let disk_path = self.dir.join(ino.to_string());
         let file =
@@ -185,9 +193,23 @@ impl Staging {
         std::fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io_error("syncing the staging directory", e))?;
-        let staged = Arc::new(Staged::new(ino, file, disk_path, 0, SystemTime::now()));
+        let staged = Staged::new(ino, file, disk_path, 0, SystemTime::now(), backend_len);
+        let staged = Arc::new(staged);
         files.insert(ino, staged.clone());
-        Ok((staged, true))
+        Ok(staged)
+    }
+
+    /// Drops `staged`, whose filling failed, unless another copy has replaced it already.
+    pub fn abandon(&self, staged: &Arc<Staged>) {
+        let mut files = self.files.lock().unwrap();
+        if files
+            .get(&staged.ino)
+            .is_some_and(|s| Arc::ptr_eq(s, staged))
+        {
+            files.remove(&staged.ino);
+        }
+        drop(files);
+        staged.retire();
     }
 
     /// Drops a staged copy whose file is gone (removed, or replaced by a rename).
@@ -209,6 +231,7 @@ impl Staging {
             .lock()
             .unwrap()
             .values()
+            .filter(|s| s.filled.initialized())
             .filter(|s| {
                 let mut st = s.state.write().unwrap();
                 let due = !st.uploading
@@ -228,10 +251,15 @@ impl Staging {
     /// Every staged copy, marked as uploading (a flush on request or at shutdown).
     pub fn all(&self) -> Vec<Arc<Staged>> {
         let files = self.files.lock().unwrap();
-        for s in files.values() {
+        let filled: Vec<_> = files
+            .values()
+            .filter(|s| s.filled.initialized())
+            .cloned()
+            .collect();
+        for s in &filled {
             s.state.write().unwrap().uploading = true;
         }
-        files.values().cloned().collect()
+        filled
     }
 
     /// Staged copies and the bytes they hold.
@@ -276,7 +304,18 @@ impl Staging {
 }
 
 impl Staged {
-    fn new(ino: u64, file: CopyFile, disk_path: PathBuf, len: u64, modified: SystemTime) -> Staged {
+    fn new(
+        ino: u64,
+        file: CopyFile,
+        disk_path: PathBuf,
+        len: u64,
+        modified: SystemTime,
+        backend_len: u64,
+    ) -> Staged {
+        let filled = match backend_len {
+            0 => tokio::sync::OnceCell::new_with(Some(())),
+            _ => tokio::sync::OnceCell::new(),
+        };
         Staged {
             ino,
             file: Arc::new(file),
@@ -294,6 +333,8 @@ impl Staged {
                 stream: None,
             }),
             upload: tokio::sync::Mutex::new(()),
+            backend_len,
+            filled,
         }
     }
 
@@ -455,8 +496,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (staging, left) = Staging::open(dir.path(), Duration::from_secs(3600)).unwrap();
         assert!(left.is_empty());
-        let (staged, new) = staging.begin(42).unwrap();
-        assert!(new);
+        let staged = staging.begin(42, 0).unwrap();
         staged.write(3, b"abc").unwrap();
         assert_eq!(staged.read(0, 10).unwrap(), (b"\0\0\0abc".to_vec(), true));
         assert!(staging.due().is_empty(), "written just now: not due");
@@ -477,7 +517,7 @@ mod tests {
     fn a_copy_written_during_its_upload_stays() {
         let dir = tempfile::tempdir().unwrap();
         let (staging, _) = Staging::open(dir.path(), Duration::ZERO).unwrap();
-        let (staged, _) = staging.begin(7).unwrap();
+        let staged = staging.begin(7, 0).unwrap();
         staged.write(0, b"one").unwrap();
         let (_, generation) = staged.snapshot();
         staged.write(3, b"two").unwrap();
@@ -500,7 +540,7 @@ mod tests {
     fn failures_back_off() {
         let dir = tempfile::tempdir().unwrap();
         let (staging, _) = Staging::open(dir.path(), Duration::ZERO).unwrap();
-        let (staged, _) = staging.begin(1).unwrap();
+        let staged = staging.begin(1, 0).unwrap();
         assert_eq!(staging.due().len(), 1);
         assert_eq!(staging.failed(&staged), 1);
         assert!(staging.due().is_empty(), "waits before trying again");
@@ -530,7 +570,7 @@ mod tests {
     fn a_copy_without_a_store_does_not_stream_and_writes_still_land() {
         let dir = tempfile::tempdir().unwrap();
         let (staging, _) = Staging::open(dir.path(), Duration::ZERO).unwrap();
-        let (staged, _) = staging.begin(3).unwrap();
+        let staged = staging.begin(3, 0).unwrap();
         staged.write(0, &[1; 64]).unwrap();
         let mut asked = 0;
         staged.stream_step(16, 8, || {
