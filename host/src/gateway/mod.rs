@@ -29,7 +29,7 @@ use crate::plugin::bindings::types::{
     SetAttrs, SetTime, Timestamp,
 };
 use crate::plugin::bindings::Backend;
-use crate::plugin::runtime::{HostState, MountPlugin};
+use crate::plugin::runtime::{CallFuture, HostState, MountPlugin};
 use cache::{AttrCache, DirCache, Listed, Listing, Ttl};
 use handles::{file_id, split, Handle, EXPORT_ROOT, MOUNT_ROOT_INO};
 pub use inodes::InodeTable;
@@ -409,7 +409,9 @@ impl Gateway {
         let owned = path.to_string();
         let attrs = mount
             .plugin
-            .call("stat", move |b, s| b.call_stat(s, &owned))
+            .call("stat", move |b, s| {
+                Box::pin(async move { b.call_stat(s, &owned).await })
+            })
             .await;
         match attrs {
             Ok(attrs) => {
@@ -456,7 +458,9 @@ impl Gateway {
                 let owned = path.to_string();
                 mount
                     .plugin
-                    .call("stat", move |b, s| b.call_stat(s, &owned))
+                    .call("stat", move |b, s| {
+                        Box::pin(async move { b.call_stat(s, &owned).await })
+                    })
                     .await
             }
         }
@@ -546,7 +550,9 @@ impl Gateway {
         let owned = path.to_string();
         let ReadResult { data, eof } = mount
             .plugin
-            .call("read", move |b, s| b.call_read(s, &owned, offset, count))
+            .call("read", move |b, s| {
+                Box::pin(async move { b.call_read(s, &owned, offset, count).await })
+            })
             .await?;
         match data {
             Data::Bytes(mut bytes) => {
@@ -577,7 +583,9 @@ impl Gateway {
         let owned = path.to_string();
         mount
             .plugin
-            .call("readlink", move |b, s| b.call_readlink(s, &owned))
+            .call("readlink", move |b, s| {
+                Box::pin(async move { b.call_readlink(s, &owned).await })
+            })
             .await
     }
 
@@ -669,7 +677,9 @@ impl Gateway {
             let page = mount
                 .plugin
                 .call("list-dir", move |b, s| {
-                    b.call_list_dir(s, &owned, cur.as_deref(), LIST_PAGE)
+                    Box::pin(
+                        async move { b.call_list_dir(s, &owned, cur.as_deref(), LIST_PAGE).await },
+                    )
                 })
                 .await?;
             for entry in page.entries {
@@ -746,7 +756,9 @@ impl Gateway {
         let owned = path.to_string();
         let attrs = mount
             .plugin
-            .call("write", move |b, s| b.call_write(s, &owned, offset, &data))
+            .call("write", move |b, s| {
+                Box::pin(async move { b.call_write(s, &owned, offset, &data).await })
+            })
             .await?;
         mount.attrs.put(ino, attrs.clone());
         Ok(attrs)
@@ -945,11 +957,15 @@ impl Gateway {
         mode: u32,
         exclusive: bool,
     ) -> Result<(FileId, Attrs), Error> {
-        let op = move |b: &Backend, s: &mut Store<HostState>, p: &str| {
-            b.call_create(s, p, mode, exclusive)
-        };
-        self.make(caller, dir, name, Capabilities::CREATE, "create", op)
-            .await
+        self.make(
+            caller,
+            dir,
+            name,
+            Capabilities::CREATE,
+            "create",
+            move |b, s, p| Box::pin(async move { b.call_create(s, &p, mode, exclusive).await }),
+        )
+        .await
     }
 
     /// An EXCLUSIVE create: makes the file, or finds the one an earlier try of this create made
@@ -1009,9 +1025,15 @@ impl Gateway {
         name: &str,
         mode: u32,
     ) -> Result<(FileId, Attrs), Error> {
-        let op = move |b: &Backend, s: &mut Store<HostState>, p: &str| b.call_mkdir(s, p, mode);
-        self.make(caller, dir, name, Capabilities::MKDIR, "mkdir", op)
-            .await
+        self.make(
+            caller,
+            dir,
+            name,
+            Capabilities::MKDIR,
+            "mkdir",
+            move |b, s, p| Box::pin(async move { b.call_mkdir(s, &p, mode).await }),
+        )
+        .await
     }
 
     pub async fn symlink(
@@ -1022,10 +1044,15 @@ impl Gateway {
         target: &str,
     ) -> Result<(FileId, Attrs), Error> {
         let target = target.to_string();
-        let op =
-            move |b: &Backend, s: &mut Store<HostState>, p: &str| b.call_symlink(s, p, &target);
-        self.make(caller, dir, name, Capabilities::SYMLINK, "symlink", op)
-            .await
+        self.make(
+            caller,
+            dir,
+            name,
+            Capabilities::SYMLINK,
+            "symlink",
+            move |b, s, p| Box::pin(async move { b.call_symlink(s, &p, &target).await }),
+        )
+        .await
     }
 
     /// Makes a fifo, socket or device node.
@@ -1038,11 +1065,11 @@ impl Gateway {
         mode: u32,
         device: Device,
     ) -> Result<(FileId, Attrs), Error> {
-        let op = move |b: &Backend, s: &mut Store<HostState>, p: &str| {
-            b.call_mknod(s, p, kind, mode, device)
-        };
-        self.make(caller, dir, name, Capabilities::SPECIAL_FILES, "mknod", op)
-            .await
+        let needed = Capabilities::SPECIAL_FILES;
+        self.make(caller, dir, name, needed, "mknod", move |b, s, p| {
+            Box::pin(async move { b.call_mknod(s, &p, kind, mode, device).await })
+        })
+        .await
     }
 
     /// Shared path of every call that makes a new entry in `dir`: the new entry belongs to
@@ -1058,7 +1085,7 @@ impl Gateway {
         call: F,
     ) -> Result<(FileId, Attrs), Error>
     where
-        F: FnOnce(&Backend, &mut Store<HostState>, &str) -> wasmtime::Result<Result<Attrs, Error>>
+        F: for<'a> FnOnce(&'a Backend, &'a mut Store<HostState>, String) -> CallFuture<'a, Attrs>
             + Send
             + 'static,
     {
@@ -1069,7 +1096,7 @@ impl Gateway {
         permissions::change_entries(caller, &dir_attrs)?;
         let child = join(&path, name);
         let owned = child.clone();
-        let result = mount.plugin.call(op, move |b, s| call(b, s, &owned)).await;
+        let result = mount.plugin.call(op, move |b, s| call(b, s, owned)).await;
         Self::dir_changed(mount, split(dir).1);
         let mut attrs = result?;
         let ino = mount.inodes.ino(&child);
@@ -1089,7 +1116,9 @@ impl Gateway {
             let owned = child.clone();
             attrs = mount
                 .plugin
-                .call("setattr", move |b, s| b.call_setattr(s, &owned, changes))
+                .call("setattr", move |b, s| {
+                    Box::pin(async move { b.call_setattr(s, &owned, changes).await })
+                })
                 .await?;
         }
         mount.attrs.put(ino, attrs.clone());
@@ -1116,7 +1145,9 @@ impl Gateway {
         let (e_owned, n_owned) = (existing.clone(), new.clone());
         let result = mount
             .plugin
-            .call("link", move |b, s| b.call_link(s, &e_owned, &n_owned))
+            .call("link", move |b, s| {
+                Box::pin(async move { b.call_link(s, &e_owned, &n_owned).await })
+            })
             .await;
         Self::dir_changed(mount, split(dir).1);
         let attrs = result?;
@@ -1140,13 +1171,22 @@ impl Gateway {
         let owned = path.to_string();
         mount
             .plugin
-            .call("sync", move |b, s| b.call_sync(s, &owned))
+            .call("sync", move |b, s| {
+                Box::pin(async move { b.call_sync(s, &owned).await })
+            })
             .await
     }
 
     pub async fn statfs(&self, id: FileId) -> Result<FsStats, Error> {
         match self.locate(id)? {
-            Some((_, mount, _)) => mount.plugin.call("statfs", |b, s| b.call_statfs(s)).await,
+            Some((_, mount, _)) => {
+                mount
+                    .plugin
+                    .call("statfs", move |b, s| {
+                        Box::pin(async move { b.call_statfs(s).await })
+                    })
+                    .await
+            }
             None => Ok(FsStats {
                 total_bytes: 0,
                 free_bytes: 0,
@@ -1185,12 +1225,16 @@ impl Gateway {
         let result = if directory {
             mount
                 .plugin
-                .call("rmdir", move |b, s| b.call_rmdir(s, &owned))
+                .call("rmdir", move |b, s| {
+                    Box::pin(async move { b.call_rmdir(s, &owned).await })
+                })
                 .await
         } else {
             mount
                 .plugin
-                .call("remove", move |b, s| b.call_remove(s, &owned))
+                .call("remove", move |b, s| {
+                    Box::pin(async move { b.call_remove(s, &owned).await })
+                })
                 .await
         };
         Self::dir_changed(mount, split(dir).1);
@@ -1260,7 +1304,9 @@ impl Gateway {
         let (s_owned, d_owned) = (source.clone(), destination.clone());
         let result = mount
             .plugin
-            .call("rename", move |b, s| b.call_rename(s, &s_owned, &d_owned))
+            .call("rename", move |b, s| {
+                Box::pin(async move { b.call_rename(s, &s_owned, &d_owned).await })
+            })
             .await;
         Self::dir_changed(mount, split(from_dir).1);
         Self::dir_changed(mount, split(to_dir).1);
@@ -1366,7 +1412,9 @@ impl Gateway {
         let owned = path.to_string();
         let attrs = mount
             .plugin
-            .call("setattr", move |b, s| b.call_setattr(s, &owned, changes))
+            .call("setattr", move |b, s| {
+                Box::pin(async move { b.call_setattr(s, &owned, changes).await })
+            })
             .await?;
         let attrs = mount.presented(ino, &path, attrs);
         mount.attrs.put(ino, attrs.clone());

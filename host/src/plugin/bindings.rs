@@ -9,6 +9,13 @@ wasmtime::component::bindgen!({
         "nfsgw:backend/staging.staged-file": super::staging::StagedFile,
         "nfsgw:backend/secrets.secret": super::secrets::SecretHandle,
     },
+    // Calls run as futures on the server's own threads. Capabilities that wait on the network
+    // are async; the rest answer at once (local file operations run in place).
+    imports: {
+        "nfsgw:backend/blobstore": async,
+        "nfsgw:backend/http": async,
+    },
+    exports: { default: async },
 });
 
 pub use self::nfsgw::backend::types;

@@ -243,7 +243,7 @@ fn describe(e: &reqwest::Error) -> String {
 }
 
 impl Host for HostState {
-    fn send(
+    async fn send(
         &mut self,
         request: Request,
         bearer: Option<Resource<SecretHandle>>,
@@ -261,9 +261,7 @@ impl Host for HostState {
             None => None,
         };
         let started = Instant::now();
-        let result = self
-            .runtime
-            .block_on(outbound.send(request, secret.as_deref()));
+        let result = outbound.send(request, secret.as_deref()).await;
         self.host_time += started.elapsed();
         if let Err(HttpError::Denied(why)) = &result {
             tracing::warn!(mount = %self.mount, "plugin request refused: {why}");

@@ -2,13 +2,20 @@
 //!
 //! `Runtime` owns the wasmtime engine (one per process, with an epoch ticker that enforces call
 //! deadlines) and the linker with every host capability. `MountPlugin` is one mount's pool of
-//! instances: a call takes an idle instance (or makes one, calling `init`), runs on a blocking
-//! thread under the mount's deadline and memory limit, and gives the instance back. A call that
-//! traps or runs out of time fails with `Error::Io` and its instance is thrown away; the next
-//! call gets a fresh one, and other calls and mounts are not disturbed.
+//! instances: a call takes an idle instance (or makes one, calling `init`), runs under the
+//! mount's deadline and memory limit, and gives the instance back. A call is a future on the
+//! thread of the request that made it, so a short call costs no thread handoff; the plugin
+//! yields to other requests at every epoch tick, and capabilities that wait on the network
+//! await instead of blocking. A call that traps, panics in the host or runs out of time fails
+//! with `Error::Io` and its instance is thrown away; the next call gets a fresh one, and other
+//! calls and mounts are not disturbed.
 
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
@@ -40,8 +47,6 @@ pub struct HostState {
     pub outbound: Option<Arc<Outbound>>,
     /// The secrets the mount grants.
     pub secrets: Arc<Secrets>,
-    /// Where host capabilities run their async requests from the plugin's thread.
-    pub runtime: tokio::runtime::Handle,
     /// When the current call started, and how much of it was spent waiting in host
     /// capabilities: the deadline counts only the rest, the plugin's own time.
     call_started: Instant,
@@ -97,7 +102,7 @@ impl Runtime {
             .cache(compile_cache());
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         Plugin::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)?;
         let stop_ticker = Arc::new(AtomicBool::new(false));
         let (weak_engine, stop) = (engine.weak(), stop_ticker.clone());
@@ -190,7 +195,6 @@ struct Instance {
 /// One mount's plugin: its instance pool, limits and what `init` said.
 pub struct MountPlugin {
     mount: Arc<str>,
-    runtime: tokio::runtime::Handle,
     engine: Engine,
     pre: PluginPre<HostState>,
     sandbox: Sandbox,
@@ -213,15 +217,7 @@ impl MountPlugin {
     ) -> anyhow::Result<Arc<MountPlugin>> {
         let mount: Arc<str> = mount.into();
         let engine = runtime.engine.clone();
-        let (first, info) = {
-            let (engine, pre, mount) = (engine.clone(), pre.clone(), mount.clone());
-            let (sandbox, config) = (sandbox.share(), config.clone());
-            let runtime = tokio::runtime::Handle::current();
-            tokio::task::spawn_blocking(move || {
-                new_instance(&engine, &pre, &mount, &sandbox, &config, runtime)
-            })
-            .await??
-        };
+        let (first, info) = new_instance(&engine, &pre, &mount, &sandbox, &config).await?;
         // Later instances start with what the first one pinned (a branch's commit, say).
         for (key, value) in &info.pinned_config {
             config.retain(|(k, _)| k != key);
@@ -235,7 +231,6 @@ impl MountPlugin {
         metrics::plugin_instances_set(&mount, instances);
         Ok(Arc::new(MountPlugin {
             mount,
-            runtime: tokio::runtime::Handle::current(),
             engine,
             pre,
             sandbox,
@@ -269,11 +264,13 @@ impl MountPlugin {
         size: u64,
     ) -> Result<Attrs, Error> {
         self.call("commit", move |b, s| {
-            let staged = s.data_mut().table.push(StagedFile { file, size })?;
-            let borrowed = wasmtime::component::Resource::new_borrow(staged.rep());
-            let result = b.call_commit(&mut *s, &path, borrowed);
-            s.data_mut().table.delete(staged)?;
-            result
+            Box::pin(async move {
+                let staged = s.data_mut().table.push(StagedFile { file, size })?;
+                let borrowed = wasmtime::component::Resource::new_borrow(staged.rep());
+                let result = b.call_commit(&mut *s, &path, borrowed).await;
+                s.data_mut().table.delete(staged)?;
+                result
+            })
         })
         .await
     }
@@ -288,36 +285,27 @@ impl MountPlugin {
     pub async fn call<R, F>(self: &Arc<Self>, op: &'static str, f: F) -> Result<R, Error>
     where
         R: Send + 'static,
-        F: FnOnce(&Backend, &mut Store<HostState>) -> wasmtime::Result<Result<R, Error>>
-            + Send
-            + 'static,
+        F: for<'a> FnOnce(&'a Backend, &'a mut Store<HostState>) -> CallFuture<'a, R> + Send,
     {
-        let permit = self
-            .permits
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| Error::Io)?;
-        let this = self.clone();
-        let joined = tokio::task::spawn_blocking(move || {
+        let permit = self.permits.acquire().await.map_err(|_| Error::Io)?;
+        let outcome = CatchUnwind(Box::pin(async {
             let _permit = permit;
-            let mut instance = match this.idle.lock().unwrap().pop() {
+            let idle = self.idle.lock().unwrap().pop();
+            let mut instance = match idle {
                 Some(instance) => instance,
-                None => this.fresh_instance()?,
+                None => self.fresh_instance().await?,
             };
             instance.store.data_mut().begin_call();
-            instance
-                .store
-                .set_epoch_deadline(deadline_ticks(this.sandbox.limits.call_timeout()));
-            let outcome = f(instance.plugin.nfsgw_backend_backend(), &mut instance.store);
+            instance.store.set_epoch_deadline(1);
+            let outcome = f(instance.plugin.nfsgw_backend_backend(), &mut instance.store).await;
             if outcome.is_ok() {
-                this.idle.lock().unwrap().push(instance);
+                self.idle.lock().unwrap().push(instance);
             }
             outcome
-        })
+        }))
         .await;
         metrics::plugin_call(&self.mount, op);
-        match joined {
+        match outcome {
             Ok(Ok(result)) => {
                 if let Err(e) = &result {
                     metrics::plugin_call_error(&self.mount, e.name());
@@ -333,53 +321,61 @@ impl MountPlugin {
                 tracing::error!(mount = %self.mount, op, "plugin call failed, instance replaced: {trap:#}");
                 Err(Error::Io)
             }
-            Err(join) => {
+            Err(panic) => {
                 metrics::plugin_failure(&self.mount, metrics::Failure::Panic);
-                tracing::error!(mount = %self.mount, op, "plugin call panicked in the host: {join}");
+                let why = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_default();
+                tracing::error!(mount = %self.mount, op, "plugin call panicked in the host: {why}");
                 Err(Error::Io)
             }
         }
     }
 
-    fn fresh_instance(&self) -> wasmtime::Result<Instance> {
+    async fn fresh_instance(&self) -> wasmtime::Result<Instance> {
         let (instance, _) = new_instance(
             &self.engine,
             &self.pre,
             &self.mount,
             &self.sandbox,
             &self.config,
-            self.runtime.clone(),
         )
+        .await
         .map_err(|e| wasmtime::format_err!("{e:#}"))?;
         Ok(instance)
     }
 }
 
-impl Sandbox {
-    fn share(&self) -> Sandbox {
-        Sandbox {
-            grants: self.grants.clone(),
-            blobs: self.blobs.clone(),
-            outbound: self.outbound.clone(),
-            secrets: self.secrets.clone(),
-            limits: self.limits.clone(),
+/// What a call's closure returns: the plugin call, borrowing the instance it runs on.
+pub type CallFuture<'a, R> =
+    Pin<Box<dyn Future<Output = wasmtime::Result<Result<R, Error>>> + Send + 'a>>;
+
+/// A call's future whose host-side panics become an `Err`, as a thread's join would report
+/// them: the call fails, its instance (inside the future) is dropped, the server goes on.
+struct CatchUnwind<F: ?Sized>(Pin<Box<F>>);
+
+impl<F: Future + ?Sized> Future for CatchUnwind<F> {
+    type Output = std::thread::Result<F::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
+        let inner = self.0.as_mut();
+        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
+            Ok(Poll::Pending) => Poll::Pending,
+            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
+            Err(panic) => Poll::Ready(Err(panic)),
         }
     }
 }
 
-/// A span of time in epoch ticks (at least one).
-fn deadline_ticks(time: Duration) -> u64 {
-    (time.as_millis().div_ceil(EPOCH_TICK.as_millis()) as u64).max(1)
-}
-
 /// Instantiates the plugin in a new store and calls `init`.
-fn new_instance(
+async fn new_instance(
     engine: &Engine,
     pre: &PluginPre<HostState>,
     mount: &Arc<str>,
     sandbox: &Sandbox,
     config: &[(String, String)],
-    runtime: tokio::runtime::Handle,
 ) -> anyhow::Result<(Instance, MountInfo)> {
     let (grants, limits) = (&sandbox.grants, &sandbox.limits);
     let mut wasi = WasiCtx::builder();
@@ -401,7 +397,6 @@ fn new_instance(
         blobs: sandbox.blobs.clone(),
         outbound: sandbox.outbound.clone(),
         secrets: sandbox.secrets.clone(),
-        runtime,
         call_started: Instant::now(),
         host_time: Duration::ZERO,
         timeout: limits.call_timeout(),
@@ -413,26 +408,26 @@ fn new_instance(
     };
     let mut store = Store::new(engine, state);
     store.limiter(|s| &mut s.limits);
-    // At each deadline, the plugin's own time so far decides: time spent waiting in host
-    // capabilities (an upload, say) is not the plugin running away.
+    // At every tick the plugin yields to other requests, and its own time so far decides
+    // whether it may go on: time spent waiting in host capabilities (an upload, say) is not
+    // the plugin running away.
     store.epoch_deadline_callback(|store| {
         let state = store.data();
-        let used = state.guest_time();
-        if used >= state.timeout {
+        if state.guest_time() >= state.timeout {
             return Err(wasmtime::Trap::Interrupt.into());
         }
-        Ok(UpdateDeadline::Continue(deadline_ticks(
-            state.timeout - used,
-        )))
+        Ok(UpdateDeadline::Yield(1))
     });
     store.data_mut().begin_call();
-    store.set_epoch_deadline(deadline_ticks(limits.call_timeout()));
+    store.set_epoch_deadline(1);
     let plugin = pre
-        .instantiate(&mut store)
+        .instantiate_async(&mut store)
+        .await
         .map_err(|e| anyhow!("instantiating the plugin failed: {e:#}"))?;
     let info = plugin
         .nfsgw_backend_backend()
         .call_init(&mut store, config)
+        .await
         .map_err(|e| anyhow!("the plugin's init trapped: {e:#}"))?
         .map_err(|e| anyhow!("the plugin refused its config: {e}"))?;
     Ok((Instance { store, plugin }, info))

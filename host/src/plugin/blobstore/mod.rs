@@ -37,9 +37,8 @@ impl From<Meta> for ObjectMeta {
 }
 
 impl HostState {
-    /// Runs a request against the mount's store, blocking this (plugin) thread, and books the
-    /// wait as host time.
-    fn with_store<R, F, Fut>(&mut self, request: F) -> Result<R, Error>
+    /// Runs a request against the mount's store and books the wait as host time.
+    async fn with_store<R, F, Fut>(&mut self, request: F) -> Result<R, Error>
     where
         F: FnOnce(Arc<BlobStore>) -> Fut,
         Fut: std::future::Future<Output = Result<R, Error>>,
@@ -49,14 +48,14 @@ impl HostState {
             return Err(Error::Access);
         };
         let started = Instant::now();
-        let result = self.runtime.block_on(request(store));
+        let result = request(store).await;
         self.host_time += started.elapsed();
         result
     }
 }
 
 impl Host for HostState {
-    fn list(
+    async fn list(
         &mut self,
         prefix: String,
         recursive: bool,
@@ -71,38 +70,54 @@ impl Host for HostState {
                 next: page.next,
             })
         })
+        .await
     }
 
-    fn head(&mut self, key: String) -> Result<ObjectMeta, Error> {
+    async fn head(&mut self, key: String) -> Result<ObjectMeta, Error> {
         self.with_store(|s| async move { s.head(&key).await.map(Into::into) })
+            .await
     }
 
-    fn get(&mut self, key: String, offset: u64, len: u32) -> Result<Vec<u8>, Error> {
+    async fn get(&mut self, key: String, offset: u64, len: u32) -> Result<Vec<u8>, Error> {
         self.with_store(|s| async move {
             let (bytes, _) = s.get_range(&key, offset, len.into()).await?;
             Ok(bytes.to_vec())
         })
+        .await
     }
 
-    fn put(&mut self, key: String, data: Vec<u8>, exclusive: bool) -> Result<ObjectMeta, Error> {
+    async fn put(
+        &mut self,
+        key: String,
+        data: Vec<u8>,
+        exclusive: bool,
+    ) -> Result<ObjectMeta, Error> {
         self.with_store(|s| async move {
             s.put(&key, Bytes::from(data), exclusive)
                 .await
                 .map(Into::into)
         })
+        .await
     }
 
-    fn upload(&mut self, key: String, file: Resource<StagedFile>) -> Result<ObjectMeta, Error> {
+    async fn upload(
+        &mut self,
+        key: String,
+        file: Resource<StagedFile>,
+    ) -> Result<ObjectMeta, Error> {
         let staged = self.table.get(&file).map_err(|_| Error::Invalid)?;
         let (handle, size) = (staged.file.clone(), staged.size);
         self.with_store(|s| async move { s.upload(&key, handle, size).await.map(Into::into) })
+            .await
     }
 
-    fn copy(&mut self, source: String, destination: String) -> Result<(), Error> {
+    async fn copy(&mut self, source: String, destination: String) -> Result<(), Error> {
         self.with_store(|s| async move { s.copy(&source, &destination).await })
+            .await
     }
 
-    fn delete(&mut self, key: String) -> Result<(), Error> {
+    async fn delete(&mut self, key: String) -> Result<(), Error> {
         self.with_store(|s| async move { s.delete(&key).await })
+            .await
     }
 }
