@@ -562,7 +562,7 @@ impl Gateway {
             Data::HostFile(FileRange { path, offset, len }) => {
                 let len = len.min(count.into());
                 let grants = mount.plugin.grants().clone();
-                let (bytes, end) = blocking(move || grants.read(&path, offset, len)).await?;
+                let (bytes, end) = grants.read(&path, offset, len)?;
                 Ok((bytes, eof || end))
             }
             Data::Blob(BlobRange { key, offset, len }) => {
