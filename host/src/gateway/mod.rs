@@ -887,11 +887,20 @@ impl Gateway {
     }
 
     /// Uploads what has been idle for its mount's flush delay; runs until the process ends.
+    /// It sleeps until the next copy is due, and looks again at least every 200 ms for copies
+    /// made meanwhile.
     pub async fn run_flusher(self: Arc<Self>) {
-        let mut tick = tokio::time::interval(Duration::from_millis(200));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        const LOOK_AGAIN: Duration = Duration::from_millis(200);
         loop {
-            tick.tick().await;
+            let now = tokio::time::Instant::now();
+            let next = self
+                .mounts
+                .iter()
+                .filter_map(|m| m.staging.as_ref()?.next_due())
+                .min()
+                .map_or(now + LOOK_AGAIN, tokio::time::Instant::from_std);
+            let wake = next.clamp(now + Duration::from_millis(1), now + LOOK_AGAIN);
+            tokio::time::sleep_until(wake).await;
             for index in 0..self.mounts.len() {
                 let Some(staging) = &self.mounts[index].staging else {
                     continue;

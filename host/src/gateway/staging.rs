@@ -224,6 +224,21 @@ impl Staging {
         self.files.lock().unwrap().values().cloned().collect()
     }
 
+    /// When the next copy becomes due (`due`), if any copy is waiting at all.
+    pub fn next_due(&self) -> Option<Instant> {
+        let now = Instant::now();
+        let files = self.files.lock().unwrap();
+        files
+            .values()
+            .filter(|s| s.filled.initialized())
+            .filter_map(|s| {
+                let st = s.state.read().unwrap();
+                let idle = st.last_write.map_or(now, |t| t + self.flush_after);
+                (!st.uploading).then(|| idle.max(st.next_try))
+            })
+            .min()
+    }
+
     /// Copies idle for the flush delay and not waiting out a failure, marked as uploading.
     pub fn due(&self) -> Vec<Arc<Staged>> {
         let now = Instant::now();
@@ -510,6 +525,36 @@ mod tests {
         assert!(
             staging.due().is_empty(),
             "an upload under way is not due twice"
+        );
+    }
+
+    #[test]
+    fn the_next_copy_is_due_its_flush_delay_after_its_last_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let delay = Duration::from_secs(3600);
+        let (staging, _) = Staging::open(dir.path(), delay).unwrap();
+        assert_eq!(staging.next_due(), None);
+        let first = staging.begin(1, 0).unwrap();
+        first.write(0, b"a").unwrap();
+        let before = Instant::now();
+        let second = staging.begin(2, 0).unwrap();
+        second.write(0, b"b").unwrap();
+        let due = staging.next_due().unwrap();
+        assert!(
+            due <= before + delay,
+            "the first copy's time, not the second's"
+        );
+        assert!(due + Duration::from_secs(60) > before + delay);
+        first.write(1, b"c").unwrap();
+        assert!(
+            staging.next_due().unwrap() > due,
+            "a write postpones its copy"
+        );
+        staging.all();
+        assert_eq!(
+            staging.next_due(),
+            None,
+            "copies being uploaded are not waiting"
         );
     }
 
