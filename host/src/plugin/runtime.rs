@@ -288,7 +288,7 @@ impl MountPlugin {
         F: for<'a> FnOnce(&'a Backend, &'a mut Store<HostState>) -> CallFuture<'a, R> + Send,
     {
         let permit = self.permits.acquire().await.map_err(|_| Error::Io)?;
-        let outcome = CatchUnwind(Box::pin(async {
+        let call = std::pin::pin!(async {
             let _permit = permit;
             let idle = self.idle.lock().unwrap().pop();
             let mut instance = match idle {
@@ -302,8 +302,8 @@ impl MountPlugin {
                 self.idle.lock().unwrap().push(instance);
             }
             outcome
-        }))
-        .await;
+        });
+        let outcome = CatchUnwind(call).await;
         metrics::plugin_call(&self.mount, op);
         match outcome {
             Ok(Ok(result)) => {
@@ -354,9 +354,9 @@ pub type CallFuture<'a, R> =
 
 /// A call's future whose host-side panics become an `Err`, as a thread's join would report
 /// them: the call fails, its instance (inside the future) is dropped, the server goes on.
-struct CatchUnwind<F: ?Sized>(Pin<Box<F>>);
+struct CatchUnwind<'a, F>(Pin<&'a mut F>);
 
-impl<F: Future + ?Sized> Future for CatchUnwind<F> {
+impl<F: Future> Future for CatchUnwind<'_, F> {
     type Output = std::thread::Result<F::Output>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
