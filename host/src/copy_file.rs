@@ -139,25 +139,29 @@ fn aligned(len: usize) -> (Vec<u8>, usize) {
     (block, start)
 }
 
-/// Reads `[offset, offset + len)` (less at the end of the file) with direct transfers.
+/// Reads `[offset, offset + len)` (less at the end of the file) with direct transfers, into
+/// memory that is not zeroed first: the reads fill it.
 fn read_direct(direct: &File, offset: u64, len: usize) -> io::Result<Bytes> {
     let padded = len.next_multiple_of(ALIGN);
     let (mut block, start) = aligned(padded);
-    block.resize(start + padded, 0);
-    let mut done = 0;
-    while done < padded {
-        match read_at(direct, &mut block[start + done..], offset + done as u64) {
+    while block.len() < start + padded {
+        let done = block.len() - start;
+        let room = &mut block.spare_capacity_mut()[..padded - done];
+        match read_uninit_at(direct, room, offset + done as u64) {
             Ok(0) => break,
-            Ok(n) => done += n,
+            Ok(n) => {
+                // SAFETY: the read initialised the `n` bytes after the vector's end.
+                unsafe { block.set_len(block.len() + n) };
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
         // A read that ends inside a block ended at the end of the file.
-        if !done.is_multiple_of(ALIGN) {
+        if !(block.len() - start).is_multiple_of(ALIGN) {
             break;
         }
     }
-    block.truncate(start + done.min(len));
+    block.truncate(start + len);
     Ok(Bytes::from(block).slice(start..))
 }
 
@@ -178,13 +182,25 @@ fn open_direct(_path: &Path) -> Option<File> {
     None
 }
 
+/// Reads into `buf` at `offset` without zeroing it first; how many bytes it now holds.
 #[cfg(unix)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-    std::os::unix::fs::FileExt::read_at(file, buf, offset)
+fn read_uninit_at(
+    file: &File,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+    offset: u64,
+) -> io::Result<usize> {
+    Ok(rustix::io::pread(file, buf, offset)?.0.len())
 }
 
 #[cfg(windows)]
-fn read_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+fn read_uninit_at(
+    file: &File,
+    buf: &mut [std::mem::MaybeUninit<u8>],
+    offset: u64,
+) -> io::Result<usize> {
+    buf.fill(std::mem::MaybeUninit::new(0));
+    // SAFETY: every byte was just initialised.
+    let buf = unsafe { &mut *(buf as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
     std::os::windows::fs::FileExt::seek_read(file, buf, offset)
 }
 

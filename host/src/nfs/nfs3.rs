@@ -62,16 +62,40 @@ fn decode<T: nfs3_types::xdr_codec::Unpack>(args: &[u8]) -> Result<T, Garbage> {
     wire::args(args).ok_or(Garbage)
 }
 
-/// `part` as bytes that share `whole`'s memory when it lies within it (a WRITE's data, decoded
-/// in place from its record), so that the data is not copied on its way to the gateway.
-fn share(whole: &Bytes, part: &[u8]) -> Bytes {
-    let within = whole.as_ptr_range();
-    let range = part.as_ptr_range();
-    if !part.is_empty() && within.start <= range.start && range.end <= within.end {
-        whole.slice_ref(part)
-    } else {
-        Bytes::copy_from_slice(part)
-    }
+/// WRITE's arguments, with the data as a slice of its record. `nfs3_types` would decode the
+/// data into a new, zeroed vector; a slice keeps it where `wire::read_record` put it,
+/// block-aligned, so a staged copy writes it to disk without a copy.
+struct WriteArgs {
+    file: nfs_fh3,
+    offset: u64,
+    count: u32,
+    stable: stable_how,
+    data: Bytes,
+}
+
+fn decode_write(args: &Bytes) -> Result<WriteArgs, Garbage> {
+    use nfs3_types::xdr_codec::Unpack;
+    let mut head = std::io::Cursor::new(&args[..]);
+    let mut field = || -> Result<_, nfs3_types::xdr_codec::Error> {
+        Ok((
+            nfs_fh3::unpack(&mut head)?.0,
+            u64::unpack(&mut head)?.0,
+            u32::unpack(&mut head)?.0,
+            stable_how::unpack(&mut head)?.0,
+        ))
+    };
+    let (file, offset, count, stable) = field().map_err(|_| Garbage)?;
+    let at = head.position() as usize;
+    let data = wire::Reader::new(&args[at..])
+        .opaque(wire::MAX_RECORD)
+        .ok_or(Garbage)?;
+    Ok(WriteArgs {
+        file,
+        offset,
+        count,
+        stable,
+        data: args.slice_ref(data),
+    })
 }
 
 /// The mount a call is for: every procedure but NULL starts with a file handle, and the calls
@@ -415,13 +439,13 @@ impl Handler<'_> {
     }
 
     async fn write(&self, record_args: &Bytes) -> Reply {
-        let args: WRITE3args = decode(record_args)?;
+        let args = decode_write(record_args)?;
         let gw = &self.server.gateway;
         let r = async {
             let id = self
                 .id(&args.file)
                 .map_err(|s| (s, WRITE3resfail::default()))?;
-            let mut data = share(record_args, &args.data.0);
+            let mut data = args.data;
             data.truncate(args.count as usize);
             let count = data.len() as u32;
             let before = self.attrs(id).await;
@@ -1029,6 +1053,39 @@ mod tests {
             gid,
             gids: gids.to_vec(),
         }
+    }
+
+    /// WRITE's data is a slice of the call's record, not a copy, and decodes as the XDR
+    /// decoder would; data that claims more than the record holds is garbage.
+    #[test]
+    fn write_data_is_decoded_in_place() {
+        let args = WRITE3args {
+            file: nfs_fh3 {
+                data: Opaque::owned(vec![9; 12]),
+            },
+            offset: (5 << 32) + 7,
+            count: 1000,
+            stable: stable_how::DATA_SYNC,
+            data: Opaque::owned((0..1000u32).map(|i| i as u8).collect()),
+        };
+        let mut record = Vec::new();
+        args.pack(&mut record).unwrap();
+        let record = Bytes::from(record);
+        let Ok(decoded) = decode_write(&record) else {
+            panic!("a well-formed WRITE did not decode");
+        };
+        assert_eq!(decoded.file, args.file);
+        assert_eq!(decoded.offset, args.offset);
+        assert_eq!(decoded.count, 1000);
+        assert_eq!(decoded.stable, stable_how::DATA_SYNC);
+        assert_eq!(&decoded.data[..], &args.data[..]);
+        let within = record.as_ptr_range();
+        assert!(
+            within.contains(&decoded.data.as_ptr()),
+            "the data was copied"
+        );
+        let cut = record.slice(..record.len() - 8);
+        assert!(decode_write(&cut).is_err());
     }
 
     #[test]
