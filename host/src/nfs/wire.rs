@@ -57,6 +57,8 @@ pub async fn read_record_limited<R: AsyncRead + Unpin>(
     let mut record: Vec<u8> = Vec::new();
     // Bytes before the record, there to align a WRITE's data.
     let mut shift = 0;
+    // Where a WRITE's data starts in the record, once its first fragment placed it.
+    let mut data_at = None;
     loop {
         let mut mark = [0u8; 4];
         match r.read_exact(&mut mark).await {
@@ -85,8 +87,17 @@ pub async fn read_record_limited<R: AsyncRead + Unpin>(
             if let Some(at) = write_data_at(&head) {
                 shift = gap_to_alignment(record.as_ptr().wrapping_add(at));
                 record.resize(shift, 0);
+                data_at = Some(at);
             }
             record.extend_from_slice(&head);
+        } else if let Some(at) = data_at.filter(|_| record.capacity() - record.len() < len) {
+            // Growing in place could move the data off its block boundary: the fragments so
+            // far move to a new buffer where it is aligned again.
+            let mut grown: Vec<u8> = Vec::with_capacity(record.len() - shift + len + ALIGN);
+            let new_shift = gap_to_alignment(grown.as_ptr().wrapping_add(at));
+            grown.resize(new_shift, 0);
+            grown.extend_from_slice(&record[shift..]);
+            (record, shift) = (grown, new_shift);
         } else {
             record.reserve_exact(len);
         }
