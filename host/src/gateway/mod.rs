@@ -527,26 +527,26 @@ impl Gateway {
         id: FileId,
         offset: u64,
         count: u32,
-    ) -> Result<(Vec<u8>, bool), Error> {
+    ) -> Result<(Bytes, bool), Error> {
         let (_, mount, path) = self.mount_of(id).map_err(|_| Error::IsDir)?;
         permissions::read(caller, &self.getattr(id).await?)?;
         if let Some(staged) = mount.staged(split(id).1) {
             match blocking(move || staged.read(offset, count)).await {
                 Err(Error::Stale) => {} // uploaded meanwhile: the backend has it
-                other => return other,
+                other => return other.map(|(data, eof)| (Bytes::from(data), eof)),
             }
         }
         Self::read_backend(mount, &path, offset, count).await
     }
 
     /// Reads through the plugin; what it answers by reference, the host fetches natively
-    /// after the plugin instance is free again.
+    /// after the plugin instance is free again (a blob range stays in the buffer it arrived in).
     async fn read_backend(
         mount: &Mount,
         path: &str,
         offset: u64,
         count: u32,
-    ) -> Result<(Vec<u8>, bool), Error> {
+    ) -> Result<(Bytes, bool), Error> {
         let owned = path.to_string();
         let ReadResult { data, eof } = mount
             .plugin
@@ -557,13 +557,13 @@ impl Gateway {
         match data {
             Data::Bytes(mut bytes) => {
                 bytes.truncate(count as usize);
-                Ok((bytes, eof))
+                Ok((Bytes::from(bytes), eof))
             }
             Data::HostFile(FileRange { path, offset, len }) => {
                 let len = len.min(count.into());
                 let grants = mount.plugin.grants().clone();
                 let (bytes, end) = grants.read(&path, offset, len)?;
-                Ok((bytes, eof || end))
+                Ok((Bytes::from(bytes), eof || end))
             }
             Data::Blob(BlobRange { key, offset, len }) => {
                 let Some(store) = mount.plugin.blobs() else {
@@ -573,7 +573,7 @@ impl Gateway {
                 let len = len.min(count.into());
                 let (bytes, size) = store.get_range(&key, offset, len).await?;
                 let end = offset + bytes.len() as u64 >= size;
-                Ok((bytes.to_vec(), eof || end))
+                Ok((bytes, eof || end))
             }
         }
     }

@@ -178,7 +178,7 @@ pub fn answer_for_fuzzing(record: &[u8]) -> Option<Vec<u8>> {
             let record = Bytes::copy_from_slice(record);
             rt.block_on(server.dispatch(&record, std::net::Ipv4Addr::LOCALHOST.into()))
         })
-        .map(|reply| [reply.head, reply.tail].concat())
+        .map(|reply| reply.to_vec())
 }
 
 /// Hostile input at the RPC entry point: any record, and well-formed calls of every program

@@ -424,13 +424,11 @@ impl Handler<'_> {
         .await;
         match r {
             // The data follows the encoded reply as its tail, uncopied: the reply ends with
-            // the opaque's length, written here, and the data (padded to 4 bytes) comes after.
-            Ok((ok, mut data)) => {
+            // the opaque's length, written here, and the data (padded on the wire) comes after.
+            Ok((ok, data)) => {
                 let mut reply = self.reply(&READ3res::Ok(ok))?;
-                let len = data.len();
                 let at = reply.head.len() - 4;
-                reply.head[at..].copy_from_slice(&(len as u32).to_be_bytes());
-                data.resize(len.div_ceil(4) * 4, 0);
+                reply.head[at..].copy_from_slice(&(data.len() as u32).to_be_bytes());
                 reply.tail = data;
                 Ok(reply)
             }
