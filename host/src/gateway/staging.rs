@@ -117,6 +117,14 @@ impl Sequential {
 }
 
 impl State {
+    /// When the copy may be uploaded: `flush_after` past its last write (at once for a copy
+    /// left by an earlier run), and not before a failed upload's next try. None while it is
+    /// being uploaded.
+    fn due_at(&self, flush_after: Duration) -> Option<Instant> {
+        let idle = self.last_write.map(|t| t + flush_after);
+        (!self.uploading).then(|| idle.map_or(self.next_try, |at| at.max(self.next_try)))
+    }
+
     /// Cancels the stream, if any; the copy streams again from its start only if `off` allows.
     fn drop_stream(&mut self) {
         if let Some(stream) = self.stream.take() {
@@ -226,16 +234,11 @@ impl Staging {
 
     /// When the next copy becomes due (`due`), if any copy is waiting at all.
     pub fn next_due(&self) -> Option<Instant> {
-        let now = Instant::now();
         let files = self.files.lock().unwrap();
         files
             .values()
             .filter(|s| s.filled.initialized())
-            .filter_map(|s| {
-                let st = s.state.read().unwrap();
-                let idle = st.last_write.map_or(now, |t| t + self.flush_after);
-                (!st.uploading).then(|| idle.max(st.next_try))
-            })
+            .filter_map(|s| s.state.read().unwrap().due_at(self.flush_after))
             .min()
     }
 
@@ -249,11 +252,7 @@ impl Staging {
             .filter(|s| s.filled.initialized())
             .filter(|s| {
                 let mut st = s.state.write().unwrap();
-                let due = !st.uploading
-                    && st
-                        .last_write
-                        .is_none_or(|t| now.duration_since(t) >= self.flush_after)
-                    && now >= st.next_try;
+                let due = st.due_at(self.flush_after).is_some_and(|at| at <= now);
                 if due {
                     st.uploading = true;
                 }
