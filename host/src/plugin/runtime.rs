@@ -15,10 +15,10 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
+use futures_util::FutureExt;
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
@@ -303,7 +303,9 @@ impl MountPlugin {
             }
             outcome
         });
-        let outcome = CatchUnwind(call).await;
+        // A panic in a host capability fails this call only; its instance, inside the future,
+        // is dropped with it.
+        let outcome = AssertUnwindSafe(call).catch_unwind().await;
         metrics::plugin_call(&self.mount, op);
         match outcome {
             Ok(Ok(result)) => {
@@ -351,23 +353,6 @@ impl MountPlugin {
 /// What a call's closure returns: the plugin call, borrowing the instance it runs on.
 pub type CallFuture<'a, R> =
     Pin<Box<dyn Future<Output = wasmtime::Result<Result<R, Error>>> + Send + 'a>>;
-
-/// A call's future whose host-side panics become an `Err`, as a thread's join would report
-/// them: the call fails, its instance (inside the future) is dropped, the server goes on.
-struct CatchUnwind<'a, F>(Pin<&'a mut F>);
-
-impl<F: Future> Future for CatchUnwind<'_, F> {
-    type Output = std::thread::Result<F::Output>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Self::Output> {
-        let inner = self.0.as_mut();
-        match std::panic::catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
-            Ok(Poll::Pending) => Poll::Pending,
-            Ok(Poll::Ready(output)) => Poll::Ready(Ok(output)),
-            Err(panic) => Poll::Ready(Err(panic)),
-        }
-    }
-}
 
 /// Instantiates the plugin in a new store and calls `init`.
 async fn new_instance(
