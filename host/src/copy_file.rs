@@ -13,8 +13,11 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
+
+use crate::buffer_pool::BufferPool;
 
 /// Offsets, lengths and buffers of direct transfers are multiples of this: the largest logical
 /// block size in common use.
@@ -75,7 +78,7 @@ impl CopyFile {
                 let block = if gap_to_alignment(data.as_ptr()) == 0 {
                     data
                 } else {
-                    let (mut block, start) = aligned(data.len());
+                    let (mut block, start) = aligned(Vec::with_capacity(data.len() + ALIGN));
                     block.extend_from_slice(data);
                     copy = block;
                     &copy[start..]
@@ -91,28 +94,36 @@ impl CopyFile {
         write_all_at(&self.file, data, offset)
     }
 
-    /// The `len` bytes at `offset`; an `UnexpectedEof` error if the file ends before them.
-    pub fn read_range(&self, offset: u64, len: usize) -> io::Result<Bytes> {
+    /// The `len` bytes at `offset`, in a buffer of `buffers`; an `UnexpectedEof` error if the
+    /// file ends before them.
+    pub fn read_range(
+        &self,
+        offset: u64,
+        len: usize,
+        buffers: &Arc<BufferPool>,
+    ) -> io::Result<Bytes> {
         if let Some(direct) = self.direct_for(offset, len) {
-            match read_direct(direct, offset, len) {
+            match read_direct(direct, offset, len, buffers) {
                 Ok(bytes) => return check_len(bytes, len),
                 Err(e) if self.refused(&e) => {}
                 Err(e) => return Err(e),
             }
         }
-        let mut buf = Vec::with_capacity(len);
+        let mut buf = buffers.take(len);
         while buf.len() < len {
-            let at = offset + buf.len() as u64;
-            match crate::plugin::host_fs::read_more(&self.file, &mut buf, at) {
+            let done = buf.len();
+            let room = &mut buf.spare_capacity_mut()[..len - done];
+            match read_uninit_at(&self.file, room, offset + done as u64) {
                 Ok(0) => break,
-                Ok(_) => {}
+                Ok(n) => {
+                    // SAFETY: the read initialised the `n` bytes after the vector's end.
+                    unsafe { buf.set_len(buf.len() + n) };
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
-        // The capacity may exceed what was asked for.
-        buf.truncate(len);
-        check_len(Bytes::from(buf), len)
+        check_len(buffers.share(buf), len)
     }
 }
 
@@ -131,9 +142,9 @@ pub fn gap_to_alignment(at: *const u8) -> usize {
     (at as usize).wrapping_neg() % ALIGN
 }
 
-/// A vector of `start` zeros with room for `len` more bytes, which start on a block boundary.
-fn aligned(len: usize) -> (Vec<u8>, usize) {
-    let mut block: Vec<u8> = Vec::with_capacity(len + ALIGN);
+/// `block`, an empty vector, filled with zeros up to its first block boundary; and where that
+/// is. Room for `ALIGN` bytes more than the data is enough.
+fn aligned(mut block: Vec<u8>) -> (Vec<u8>, usize) {
     let start = gap_to_alignment(block.as_ptr());
     block.resize(start, 0);
     (block, start)
@@ -141,9 +152,14 @@ fn aligned(len: usize) -> (Vec<u8>, usize) {
 
 /// Reads `[offset, offset + len)` (less at the end of the file) with direct transfers, into
 /// memory that is not zeroed first: the reads fill it.
-fn read_direct(direct: &File, offset: u64, len: usize) -> io::Result<Bytes> {
+fn read_direct(
+    direct: &File,
+    offset: u64,
+    len: usize,
+    buffers: &Arc<BufferPool>,
+) -> io::Result<Bytes> {
     let padded = len.next_multiple_of(ALIGN);
-    let (mut block, start) = aligned(padded);
+    let (mut block, start) = aligned(buffers.take(padded + ALIGN));
     while block.len() < start + padded {
         let done = block.len() - start;
         let room = &mut block.spare_capacity_mut()[..padded - done];
@@ -162,7 +178,7 @@ fn read_direct(direct: &File, offset: u64, len: usize) -> io::Result<Bytes> {
         }
     }
     block.truncate(start + len);
-    Ok(Bytes::from(block).slice(start..))
+    Ok(buffers.share(block).slice(start..))
 }
 
 #[cfg(target_os = "linux")]
@@ -256,16 +272,17 @@ mod tests {
             model[offset as usize..end].copy_from_slice(&data);
         }
         assert_eq!(copy.file().metadata().unwrap().len(), model.len() as u64);
+        let buffers = BufferPool::new(8 << 20);
         for (offset, len) in [
             (0, model.len()),
             (4096, 1 << 20),
             (1 << 20, model.len() - (1 << 20)),
             (5, 10),
         ] {
-            let got = copy.read_range(offset as u64, len).unwrap();
+            let got = copy.read_range(offset as u64, len, &buffers).unwrap();
             assert_eq!(&got[..], &model[offset..offset + len], "at {offset}");
         }
-        let past = copy.read_range(1 << 20, model.len());
+        let past = copy.read_range(1 << 20, model.len(), &buffers);
         assert_eq!(past.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
         assert_eq!(std::fs::read(&path).unwrap(), model);
     }

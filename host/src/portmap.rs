@@ -447,7 +447,7 @@ async fn connection(mut stream: TcpStream, table: &Table) -> io::Result<()> {
     loop {
         let record = tokio::time::timeout(
             IDLE_TIMEOUT,
-            wire::read_record_limited(&mut stream, MAX_CALL),
+            wire::read_record_limited(&mut stream, MAX_CALL, None),
         )
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle"))??;
@@ -735,7 +735,10 @@ mod tests {
         let mut sealed = vec![0; 4];
         sealed.extend_from_slice(&record);
         tcp.write_all(&wire::seal(sealed)).await.unwrap();
-        let reply = wire::read_record(&mut tcp).await.unwrap().unwrap();
+        let reply = wire::read_record_limited(&mut tcp, wire::MAX_RECORD, None)
+            .await
+            .unwrap()
+            .unwrap();
         let mut framed = vec![0; 4];
         framed.extend_from_slice(&reply);
         assert_eq!(result(&framed), (0, 20490u32.to_be_bytes().to_vec()));

@@ -21,6 +21,7 @@ use nfs3_types::rpc::accept_stat_data;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 
+use crate::buffer_pool::BufferPool;
 use crate::gateway::handles::EXPORT_ROOT;
 use crate::gateway::{Caller, FileId, Gateway};
 use crate::plugin::bindings::types::Error;
@@ -28,6 +29,9 @@ use reply::Outgoing;
 
 /// Calls answered concurrently per connection; further records wait to be read.
 const MAX_IN_FLIGHT: usize = 32;
+/// Bytes of large-record buffers a connection keeps for its next records (`buffer_pool`):
+/// those of 16 WRITEs of 1 MiB.
+const RECORD_BUFFERS_KEPT: usize = 17 << 20;
 
 /// What every call handler can reach.
 pub struct Server {
@@ -139,8 +143,9 @@ async fn connection(stream: TcpStream, server: Arc<Server>) -> std::io::Result<(
         std::io::Result::Ok(())
     });
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    let buffers = BufferPool::new(RECORD_BUFFERS_KEPT);
     let result = loop {
-        let record = match wire::read_record(&mut reader).await {
+        let record = match wire::read_record(&mut reader, &buffers).await {
             Ok(Some(record)) => record,
             Ok(None) => break Ok(()),
             Err(e) => break Err(e),

@@ -5,6 +5,7 @@
 
 use std::io;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use nfs3_types::nfs3::NFS3_FHSIZE;
@@ -12,6 +13,7 @@ use nfs3_types::rpc::{accept_stat_data, auth_stat};
 use nfs3_types::xdr_codec::{Pack, Unpack};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
+use crate::buffer_pool::BufferPool;
 use crate::copy_file::{gap_to_alignment, ALIGN};
 use crate::gateway::Caller;
 
@@ -41,19 +43,29 @@ const MAX_GIDS: u32 = 16;
 /// The user of calls without credentials.
 pub const NOBODY: u32 = 65534;
 
-/// Reads one record (all its fragments). `None` at a clean end of stream.
-pub async fn read_record<R: AsyncRead + Unpin>(r: &mut R) -> io::Result<Option<Bytes>> {
-    read_record_limited(r, MAX_RECORD).await
+/// Reads one record (all its fragments), a large one into a buffer of `buffers`. `None` at a
+/// clean end of stream.
+pub async fn read_record<R: AsyncRead + Unpin>(
+    r: &mut R,
+    buffers: &Arc<BufferPool>,
+) -> io::Result<Option<Bytes>> {
+    read_record_limited(r, MAX_RECORD, Some(buffers)).await
 }
 
 /// [`read_record`] with a limit of `max` bytes: a longer record is an `InvalidData` error.
 ///
 /// The data of a large NFS WRITE is placed block-aligned in memory (see `write_data_at`), so
-/// that a staged copy writes it to disk without copying it first (`copy_file`).
+/// that a staged copy writes it to disk without copying it first (`copy_file`). Records of at
+/// least `ALIGNED_WRITE_MIN` bytes are read into buffers taken from `buffers` (when given),
+/// which get them back once the record is dropped.
 pub async fn read_record_limited<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
+    buffers: Option<&Arc<BufferPool>>,
 ) -> io::Result<Option<Bytes>> {
+    let take = |capacity: usize| {
+        buffers.map_or_else(|| Vec::with_capacity(capacity), |b| b.take(capacity))
+    };
     let mut record: Vec<u8> = Vec::new();
     // Bytes before the record, there to align a WRITE's data.
     let mut shift = 0;
@@ -83,7 +95,7 @@ pub async fn read_record_limited<R: AsyncRead + Unpin>(
                 .take(WRITE_HEAD_MAX as u64)
                 .read_to_end(&mut head)
                 .await?;
-            record.reserve_exact(len + ALIGN);
+            record = take(len + ALIGN);
             if let Some(at) = write_data_at(&head) {
                 shift = gap_to_alignment(record.as_ptr().wrapping_add(at));
                 record.resize(shift, 0);
@@ -93,7 +105,7 @@ pub async fn read_record_limited<R: AsyncRead + Unpin>(
         } else if let Some(at) = data_at.filter(|_| record.capacity() - record.len() < len) {
             // Growing in place could move the data off its block boundary: the fragments so
             // far move to a new buffer where it is aligned again.
-            let mut grown: Vec<u8> = Vec::with_capacity(record.len() - shift + len + ALIGN);
+            let mut grown = take(record.len() - shift + len + ALIGN);
             let new_shift = gap_to_alignment(grown.as_ptr().wrapping_add(at));
             grown.resize(new_shift, 0);
             grown.extend_from_slice(&record[shift..]);
@@ -109,7 +121,11 @@ pub async fn read_record_limited<R: AsyncRead + Unpin>(
             }
         }
         if mark & LAST_FRAGMENT != 0 {
-            return Ok(Some(Bytes::from(record).slice(shift..)));
+            let record = match buffers {
+                Some(buffers) if record.capacity() >= ALIGNED_WRITE_MIN => buffers.share(record),
+                _ => Bytes::from(record),
+            };
+            return Ok(Some(record.slice(shift..)));
         }
     }
 }
@@ -419,16 +435,20 @@ mod tests {
 
     #[tokio::test]
     async fn records_join_fragments_and_refuse_oversized_ones() {
+        let pool = BufferPool::new(0);
         let mut stream = Vec::new();
         stream.extend_from_slice(&3u32.to_be_bytes());
         stream.extend_from_slice(b"abc");
         stream.extend_from_slice(&(2 | LAST_FRAGMENT).to_be_bytes());
         stream.extend_from_slice(b"de");
         let mut r = &stream[..];
-        assert_eq!(read_record(&mut r).await.unwrap().unwrap(), &b"abcde"[..]);
-        assert!(read_record(&mut r).await.unwrap().is_none());
+        assert_eq!(
+            read_record(&mut r, &pool).await.unwrap().unwrap(),
+            &b"abcde"[..]
+        );
+        assert!(read_record(&mut r, &pool).await.unwrap().is_none());
         let big = ((MAX_RECORD as u32 + 1) | LAST_FRAGMENT).to_be_bytes();
-        assert!(read_record(&mut &big[..]).await.is_err());
+        assert!(read_record(&mut &big[..], &pool).await.is_err());
     }
 
     /// A WRITE call of `len` data bytes, with AUTH_UNIX credentials and an 8-byte handle; and
@@ -458,26 +478,53 @@ mod tests {
 
     #[tokio::test]
     async fn a_large_write_lands_with_its_data_block_aligned() {
+        let pool = BufferPool::new(0);
         let (record, at) = write_call(7, 256 << 10);
         assert_eq!(write_data_at(&record[..WRITE_HEAD_MAX]), Some(at));
         // In two fragments, the first one ending inside the data.
         let stream = framed(&record, 100_000);
-        let read = read_record(&mut &stream[..]).await.unwrap().unwrap();
+        let read = read_record(&mut &stream[..], &pool).await.unwrap().unwrap();
         assert_eq!(read, record);
         assert_eq!(gap_to_alignment(read[at..].as_ptr()), 0);
 
         let (other, _) = write_call(6, 256 << 10);
         assert_eq!(write_data_at(&other), None, "not a WRITE");
         let stream = framed(&other, other.len());
-        assert_eq!(read_record(&mut &stream[..]).await.unwrap().unwrap(), other);
+        assert_eq!(
+            read_record(&mut &stream[..], &pool).await.unwrap().unwrap(),
+            other
+        );
 
         let cut = &framed(&record, 100_000)[..150_000];
-        let e = read_record(&mut &cut[..]).await.unwrap_err();
+        let e = read_record(&mut &cut[..], &pool).await.unwrap_err();
         assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof);
         assert_eq!(
             write_data_at(&record[..at - 1]),
             None,
             "the head ends early"
         );
+    }
+
+    #[tokio::test]
+    async fn a_large_record_reuses_the_buffer_of_one_dropped_before() {
+        let pool = BufferPool::new(4 << 20);
+        let (record, _) = write_call(7, 1 << 20);
+        let stream = framed(&record, record.len());
+        let first = read_record(&mut &stream[..], &pool).await.unwrap().unwrap();
+        let buffer = first.as_ptr();
+        drop(first);
+        assert!(pool.kept() > 1 << 20, "the buffer went back");
+
+        let (other, other_at) = write_call(7, (1 << 20) - 4096);
+        let stream = framed(&other, other.len());
+        let second = read_record(&mut &stream[..], &pool).await.unwrap().unwrap();
+        assert_eq!(second, other);
+        assert_eq!(gap_to_alignment(second[other_at..].as_ptr()), 0);
+        let apart = (second.as_ptr() as isize - buffer as isize).unsigned_abs();
+        assert!(
+            apart < ALIGN,
+            "read into the same buffer ({apart} bytes apart)"
+        );
+        assert_eq!(pool.kept(), 0);
     }
 }

@@ -21,8 +21,9 @@ use object_store::{
 use super::credentials::Credentials;
 use super::markers::Markers;
 use super::stream::{Registry, Stream};
+use crate::buffer_pool::BufferPool;
 use crate::config::S3Grant;
-use crate::copy_file::CopyFile;
+use crate::copy_file::{CopyFile, ALIGN};
 use crate::plugin::bindings::types::{Error, Timestamp};
 
 /// Objects at most this large are uploaded with one PUT; larger ones in parts.
@@ -347,7 +348,7 @@ impl BlobStore {
             );
         }
         if size <= SINGLE_PUT_MAX {
-            let data = read_range(file, 0, size).await?;
+            let data = read_range(file, 0, size, &BufferPool::new(0)).await?;
             self.s3
                 .put(&path, PutPayload::from_bytes(data))
                 .await
@@ -361,10 +362,11 @@ impl BlobStore {
             .await
             .map_err(|e| map_error("upload", key, e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, part as usize);
+        let buffers = part_buffers(part);
         let mut offset = 0;
         while offset < size {
             let n = part.min(size - offset);
-            let chunk = match read_range(file.clone(), offset, n).await {
+            let chunk = match read_range(file.clone(), offset, n, &buffers).await {
                 Ok(chunk) => chunk,
                 Err(e) => {
                     let _ = writer.abort().await;
@@ -436,13 +438,25 @@ impl BlobStore {
     }
 }
 
-/// Reads a range of a staged file on a blocking thread.
-pub(super) async fn read_range(file: Arc<CopyFile>, offset: u64, len: u64) -> Result<Bytes, Error> {
+/// A pool for the parts of one upload: it keeps as many as are sent at once, and one more.
+pub(super) fn part_buffers(part: u64) -> Arc<BufferPool> {
+    BufferPool::new((UPLOAD_CONCURRENCY + 1) * (part as usize + 2 * ALIGN))
+}
+
+/// Reads a range of a staged file on a blocking thread, into a buffer of `buffers`.
+pub(super) async fn read_range(
+    file: Arc<CopyFile>,
+    offset: u64,
+    len: u64,
+    buffers: &Arc<BufferPool>,
+) -> Result<Bytes, Error> {
+    let buffers = buffers.clone();
     tokio::task::spawn_blocking(move || {
-        file.read_range(offset, len as usize).map_err(|e| {
-            tracing::error!("reading a staged file failed: {e}");
-            Error::Io
-        })
+        file.read_range(offset, len as usize, &buffers)
+            .map_err(|e| {
+                tracing::error!("reading a staged file failed: {e}");
+                Error::Io
+            })
     })
     .await
     .map_err(|_| Error::Io)?

@@ -25,7 +25,8 @@ use object_store::path::Path as ObjectPath;
 use object_store::{MultipartId, PutPayload};
 use tokio::task::JoinSet;
 
-use super::store::{map_error, read_range, MAX_PARTS, UPLOAD_CONCURRENCY};
+use super::store::{map_error, part_buffers, read_range, MAX_PARTS, UPLOAD_CONCURRENCY};
+use crate::buffer_pool::BufferPool;
 use crate::copy_file::CopyFile;
 use crate::plugin::bindings::types::Error;
 
@@ -63,6 +64,8 @@ pub struct Stream {
     /// The multipart upload, created by the first part.
     id: tokio::sync::OnceCell<MultipartId>,
     permits: Arc<tokio::sync::Semaphore>,
+    /// The buffers parts are read into.
+    buffers: Arc<BufferPool>,
     cancelled: AtomicBool,
     adopted: AtomicBool,
     inner: Mutex<Inner>,
@@ -89,6 +92,7 @@ impl Stream {
             registry: Arc::downgrade(registry),
             id: tokio::sync::OnceCell::new(),
             permits: Arc::new(tokio::sync::Semaphore::new(UPLOAD_CONCURRENCY)),
+            buffers: part_buffers(STREAM_PART),
             cancelled: AtomicBool::new(false),
             adopted: AtomicBool::new(false),
             inner: Mutex::new(Inner {
@@ -149,7 +153,7 @@ impl Stream {
                     .map_err(|e| map_error("upload", &self.key, e))
             })
             .await?;
-        let data = read_range(self.file.clone(), offset, len).await?;
+        let data = read_range(self.file.clone(), offset, len, &self.buffers).await?;
         let part = self
             .s3
             .put_part(&self.path, id, index, PutPayload::from_bytes(data))
