@@ -142,9 +142,9 @@ impl Nfs {
             offset,
             count: data.len() as u32,
             stable: stable_how::UNSTABLE,
-            data: Opaque::borrowed(data),
+            data: Opaque::borrowed(&[]),
         };
-        let reply = self.rpc.call(NFS, V3, 7, &args).await?;
+        let reply = self.rpc.call_with_tail(NFS, V3, 7, &args, data).await?;
         Ok(ok(decode::<WRITE3res>(reply.results())?, "WRITE")?.count)
     }
 

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Context, Result};
+use bytes::Buf;
 use nfs3_types::xdr_codec::Pack;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::tcp::OwnedWriteHalf;
@@ -78,6 +79,20 @@ impl Rpc {
 
     /// Calls `proc_` of program `prog` version `vers` with `args`, and waits for its reply.
     pub async fn call(&self, prog: u32, vers: u32, proc_: u32, args: &impl Pack) -> Result<Reply> {
+        self.call_with_tail(prog, vers, proc_, args, &[]).await
+    }
+
+    /// [`Rpc::call`] of arguments whose last field is the opaque `tail` (a WRITE's data):
+    /// `args` ends with it empty, and `tail` is sent from where it is, not copied into the
+    /// call first, as a kernel client sends pages.
+    pub async fn call_with_tail(
+        &self,
+        prog: u32,
+        vers: u32,
+        proc_: u32,
+        args: &impl Pack,
+        tail: &[u8],
+    ) -> Result<Reply> {
         let xid = self.next_xid.fetch_add(1, Ordering::Relaxed);
         let mut record = Vec::with_capacity(96 + args.packed_size());
         let machine = b"nfsbench";
@@ -103,12 +118,18 @@ impl Rpc {
             record.extend_from_slice(&w.to_be_bytes());
         }
         args.pack(&mut record)?;
-        let len = (record.len() - 4) as u32 | LAST_FRAGMENT;
+        if !tail.is_empty() {
+            let at = record.len() - 4;
+            record[at..].copy_from_slice(&(tail.len() as u32).to_be_bytes());
+        }
+        let pad = &[0u8; 3][..tail.len().wrapping_neg() % 4];
+        let len = (record.len() - 4 + tail.len() + pad.len()) as u32 | LAST_FRAGMENT;
         record[..4].copy_from_slice(&len.to_be_bytes());
 
         let (tx, rx) = oneshot::channel();
         self.pending.lock().unwrap().insert(xid, tx);
-        self.writer.lock().await.write_all(&record).await?;
+        let mut call = Buf::chain(Buf::chain(record.as_slice(), tail), pad);
+        self.writer.lock().await.write_all_buf(&mut call).await?;
         let record = rx.await.map_err(|_| anyhow!("the connection closed"))?;
         // xid, REPLY, MSG_ACCEPTED, verifier (flavour, opaque), accept_stat SUCCESS.
         if word(&record, 8)? != 0 {

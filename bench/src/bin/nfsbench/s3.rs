@@ -224,6 +224,7 @@ pub async fn run(
                     Side::Direct(_) => vec![server.pid],
                 };
                 let cpu0 = cpu_of(&pids)?;
+                let own0 = cpu_of(&pids[1..])?;
                 let t0 = Instant::now();
                 let key = format!("p4-{name}-{run}.bin");
                 let mib = match (case, side) {
@@ -258,6 +259,7 @@ pub async fn run(
                 };
                 let secs = t0.elapsed().as_secs_f64();
                 let cpu = cpu_of(&pids)? - cpu0;
+                let own = cpu_of(&pids[1..])? - own0;
                 if case == S3Case::Write {
                     match side {
                         Side::Mount { nfs, root, .. } => nfs.remove(root, &key).await?,
@@ -271,7 +273,7 @@ pub async fn run(
                 };
                 let side_name = match side {
                     Side::Direct(get) => format!("object_store ({get:?})"),
-                    Side::Mount { .. } => name.to_string(),
+                    Side::Mount { .. } => format!("{name} (its own CPU {own:.2} s)"),
                 };
                 eprintln!(
                     "nfsbench: S3 {case:?} {what} {side_name}: {:.1} MiB/s ({secs:.2} s, server-side CPU {cpu:.2} s)",
