@@ -1,18 +1,22 @@
-//! Recycled buffers for bulk data: the records of large NFS WRITEs, and the parts of uploads
-//! read back from staged copies.
+//! Recycled buffers for bulk data: the records of large NFS WRITEs, the data of READ replies
+//! the host reads itself, and the parts of uploads read back from staged copies.
 //!
 //! Every such request used to get a fresh megabyte (or eight) from the allocator, which hands
 //! memory of that size back to the kernel when it is freed, so the next request paid a page
 //! fault and a zeroed page for every 4 KiB it filled: 74,000 faults for a 1 GiB write through an
-//! S3 mount (docs/BENCHMARKS.md, step 8). A pool keeps freed buffers for the next request
-//! instead. A buffer is lent out as a plain `Vec` to fill, then shared as `Bytes`
-//! ([`BufferPool::share`]); it comes back when the last of those `Bytes` is dropped, and the
-//! pool keeps it while it holds less than its budget. Whoever owns a pool bounds how long it
-//! lives: a connection's pool goes with the connection, an upload's with the upload.
+//! S3 mount and 100,000 for a 1 GiB read from a local one (docs/BENCHMARKS.md, step 8). A pool
+//! keeps freed buffers for the next request instead. A buffer is lent out as a plain `Vec` to
+//! fill, then shared as `Bytes` ([`BufferPool::share`]); it comes back when the last of those
+//! `Bytes` is dropped, and the pool keeps it while it holds less than its budget. Whoever owns
+//! a pool bounds how long it lives: a connection's pool goes with the connection, an upload's
+//! with the upload.
 
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+
+/// Smaller buffers are not kept: the allocator reuses those cheaply by itself.
+const SMALLEST_KEPT: usize = 64 << 10;
 
 pub struct BufferPool {
     free: Mutex<Vec<Vec<u8>>>,
@@ -56,7 +60,7 @@ impl BufferPool {
         buf.clear();
         let mut free = self.free.lock().unwrap();
         let kept: usize = free.iter().map(Vec::capacity).sum();
-        if kept + buf.capacity() <= self.budget {
+        if buf.capacity() >= SMALLEST_KEPT && kept + buf.capacity() <= self.budget {
             free.push(buf);
         }
     }
@@ -117,7 +121,8 @@ mod tests {
         assert_eq!(pool.kept(), 1 << 20, "too small for 2 MiB: still kept");
         let small = pool.take(4 << 10);
         assert!(small.capacity() < 1 << 20, "1 MiB is not lent for 4 KiB");
-        assert_eq!(pool.kept(), 1 << 20);
+        drop(pool.share(small));
+        assert_eq!(pool.kept(), 1 << 20, "a small buffer is not kept");
     }
 
     #[test]

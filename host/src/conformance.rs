@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 
+use crate::buffer_pool::BufferPool;
 use crate::config::{Config, Source};
 use crate::gateway::handles::EXPORT_ROOT;
 use crate::gateway::{mounts, Caller, FileId, Gateway};
@@ -284,11 +285,13 @@ impl Suite {
 
     async fn content(&self, id: FileId) -> std::result::Result<Vec<u8>, String> {
         let mut out = Vec::new();
+        // Each chunk's buffer is reused for the next, as a connection's are.
+        let buffers = BufferPool::new(2 << 20);
         loop {
             let (chunk, eof) = ok(
                 "read",
                 self.gateway
-                    .read(&ROOT, id, out.len() as u64, 1 << 20)
+                    .read(&ROOT, id, out.len() as u64, 1 << 20, &buffers)
                     .await,
             )?;
             out.extend_from_slice(&chunk);
@@ -403,7 +406,12 @@ impl Suite {
             create,
             async |s: &Suite| {
                 let id = s.put(s.root, "short.txt", b"abc").await?;
-                let (data, eof) = ok("read", s.gateway.read(&ROOT, id, 100, 10).await)?;
+                let (data, eof) = ok(
+                    "read",
+                    s.gateway
+                        .read(&ROOT, id, 100, 10, &BufferPool::new(0))
+                        .await,
+                )?;
                 ensure(data.is_empty() && eof, || {
                     format!("{} bytes, eof {eof}", data.len())
                 })

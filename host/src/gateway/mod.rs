@@ -24,6 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use crate::buffer_pool::BufferPool;
 use crate::plugin::bindings::types::{
     Attrs, BlobRange, Capabilities, Data, Device, Error, FileKind, FileRange, FsStats, ReadResult,
     SetAttrs, SetTime, Timestamp,
@@ -521,12 +522,15 @@ impl Gateway {
         Ok(file_id(slot, ino))
     }
 
+    /// Up to `count` bytes at `offset`, and whether they reach the end of the file. Data the
+    /// host reads itself goes into a buffer of `buffers`.
     pub async fn read(
         &self,
         caller: &Caller,
         id: FileId,
         offset: u64,
         count: u32,
+        buffers: &Arc<BufferPool>,
     ) -> Result<(Bytes, bool), Error> {
         let (_, mount, path) = self.mount_of(id).map_err(|_| Error::IsDir)?;
         permissions::read(caller, &self.getattr(id).await?)?;
@@ -536,7 +540,7 @@ impl Gateway {
                 other => return other.map(|(data, eof)| (Bytes::from(data), eof)),
             }
         }
-        Self::read_backend(mount, &path, offset, count).await
+        Self::read_backend(mount, &path, offset, count, buffers).await
     }
 
     /// Reads through the plugin; what it answers by reference, the host fetches natively
@@ -546,6 +550,7 @@ impl Gateway {
         path: &str,
         offset: u64,
         count: u32,
+        buffers: &Arc<BufferPool>,
     ) -> Result<(Bytes, bool), Error> {
         let owned = path.to_string();
         let ReadResult { data, eof } = mount
@@ -562,8 +567,9 @@ impl Gateway {
             Data::HostFile(FileRange { path, offset, len }) => {
                 let len = len.min(count.into());
                 let grants = mount.plugin.grants().clone();
-                let (bytes, end) = grants.read(&path, offset, len)?;
-                Ok((Bytes::from(bytes), eof || end))
+                let buf = buffers.take(len as usize);
+                let (bytes, end) = grants.read_into(&path, offset, len, buf)?;
+                Ok((buffers.share(bytes), eof || end))
             }
             Data::Blob(BlobRange { key, offset, len }) => {
                 let Some(store) = mount.plugin.blobs() else {
@@ -815,9 +821,10 @@ impl Gateway {
     async fn fill(mount: &Mount, path: &str, staged: &Arc<Staged>) -> Result<(), Error> {
         const CHUNK: u32 = 4 << 20;
         let size = staged.backend_len;
+        let buffers = BufferPool::new(CHUNK as usize);
         let mut offset = 0;
         while offset < size {
-            let (bytes, eof) = Self::read_backend(mount, path, offset, CHUNK).await?;
+            let (bytes, eof) = Self::read_backend(mount, path, offset, CHUNK, &buffers).await?;
             let n = bytes.len() as u64;
             let copy = staged.clone();
             blocking(move || copy.write(offset, &bytes)).await?;

@@ -29,8 +29,8 @@ use reply::Outgoing;
 
 /// Calls answered concurrently per connection; further records wait to be read.
 const MAX_IN_FLIGHT: usize = 32;
-/// Bytes of large-record buffers a connection keeps for its next records (`buffer_pool`):
-/// those of 16 WRITEs of 1 MiB.
+/// Bytes of buffers a connection keeps for its next calls (`buffer_pool`): those of 16 WRITE
+/// records, or READ replies, of 1 MiB.
 const RECORD_BUFFERS_KEPT: usize = 17 << 20;
 
 /// What every call handler can reach.
@@ -56,7 +56,13 @@ impl Server {
         Ok(id)
     }
 
-    async fn dispatch(&self, record: &Bytes, client: std::net::IpAddr) -> Option<Outgoing> {
+    /// Answers one record; READ data the host reads itself goes into a buffer of `buffers`.
+    async fn dispatch(
+        &self,
+        record: &Bytes,
+        client: std::net::IpAddr,
+        buffers: &Arc<BufferPool>,
+    ) -> Option<Outgoing> {
         let call = match wire::parse_call(record, client) {
             wire::Incoming::Call(call) => call,
             wire::Incoming::Reject(reply) => return Some(reply.into()),
@@ -66,7 +72,7 @@ impl Server {
         let started = std::time::Instant::now();
         let mismatch = |v: u32| accept_stat_data::PROG_MISMATCH { low: v, high: v };
         let reply = match (call.prog, call.vers) {
-            (nfs3::PROGRAM, nfs3::VERSION) => nfs3::dispatch(self, &call, &args).await,
+            (nfs3::PROGRAM, nfs3::VERSION) => nfs3::dispatch(self, &call, &args, buffers).await,
             (nfs3::PROGRAM, _) => wire::accepted(call.xid, mismatch(nfs3::VERSION)).into(),
             (mount::PROGRAM, mount::VERSION) => mount::dispatch(self, &call, &args).await.into(),
             (mount::PROGRAM, _) => wire::accepted(call.xid, mismatch(mount::VERSION)).into(),
@@ -155,9 +161,9 @@ async fn connection(stream: TcpStream, server: Arc<Server>) -> std::io::Result<(
             .acquire_owned()
             .await
             .expect("the semaphore is never closed");
-        let (server, replies) = (server.clone(), replies.clone());
+        let (server, replies, buffers) = (server.clone(), replies.clone(), buffers.clone());
         tokio::spawn(async move {
-            if let Some(reply) = server.dispatch(&record, client).await {
+            if let Some(reply) = server.dispatch(&record, client, &buffers).await {
                 let _ = replies.send(reply.seal()).await;
             }
             drop(permit);
@@ -181,7 +187,8 @@ pub fn answer_for_fuzzing(record: &[u8]) -> Option<Vec<u8>> {
     SERVER
         .with(|(rt, server)| {
             let record = Bytes::copy_from_slice(record);
-            rt.block_on(server.dispatch(&record, std::net::Ipv4Addr::LOCALHOST.into()))
+            let buffers = BufferPool::new(0);
+            rt.block_on(server.dispatch(&record, std::net::Ipv4Addr::LOCALHOST.into(), &buffers))
         })
         .map(|reply| reply.to_vec())
 }
@@ -215,7 +222,8 @@ mod fuzz {
             .build()
             .unwrap();
         let record = Bytes::copy_from_slice(record);
-        rt.block_on(server().dispatch(&record, "127.0.0.1".parse().unwrap()))
+        let buffers = BufferPool::new(0);
+        rt.block_on(server().dispatch(&record, "127.0.0.1".parse().unwrap(), &buffers))
             .map(|reply| reply.head)
     }
 

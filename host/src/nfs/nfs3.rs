@@ -2,6 +2,8 @@
 //! and encoded. Directory-changing replies carry the directory's attributes after the change
 //! (weak cache consistency without the "before" half, which RFC 1813 allows).
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use nfs3_types::nfs3::*;
 use nfs3_types::rpc::accept_stat_data;
@@ -11,6 +13,7 @@ use super::convert::{changes, fattr, is_empty, post_op, status, wcc};
 use super::reply::Outgoing;
 use super::wire::{self, Call};
 use super::Server;
+use crate::buffer_pool::BufferPool;
 use crate::gateway::{permissions, Caller, FileId, Mount};
 use crate::plugin::bindings::types::{Attrs, Device, Error, FileKind, SetAttrs};
 
@@ -116,7 +119,12 @@ fn failed(reply: &[u8]) -> bool {
     reply.get(24..28) != Some(&[0; 4]) || reply.get(28..32).is_some_and(|s| s != [0; 4])
 }
 
-pub async fn dispatch(server: &Server, call: &Call, args: &Bytes) -> Outgoing {
+pub async fn dispatch(
+    server: &Server,
+    call: &Call,
+    args: &Bytes,
+    buffers: &Arc<BufferPool>,
+) -> Outgoing {
     let mount = addressed_mount(server, call, args);
     // The mount's squash options decide who the caller is, for every check and new file.
     let caller = mount.map_or_else(|| call.caller.clone(), |m| m.squash.apply(&call.caller));
@@ -126,6 +134,7 @@ pub async fn dispatch(server: &Server, call: &Call, args: &Bytes) -> Outgoing {
         client: call.client,
         xid: call.xid,
         mount,
+        buffers,
     };
     let reply = match call.proc_ {
         // Lengths that overrun the record are refused before the decoder allocates them.
@@ -183,6 +192,8 @@ struct Handler<'a> {
     xid: u32,
     /// The mount the call is for, when its first handle names one.
     mount: Option<&'a Mount>,
+    /// The connection's buffers, for READ data.
+    buffers: &'a Arc<BufferPool>,
 }
 
 /// An NFS result: the OK body, or a status with the failure body.
@@ -396,7 +407,7 @@ impl Handler<'_> {
             match self
                 .server
                 .gateway
-                .read(self.caller, id, args.offset, count)
+                .read(self.caller, id, args.offset, count, self.buffers)
                 .await
             {
                 Ok((data, eof)) => {

@@ -156,21 +156,32 @@ impl Grants {
 
     /// Reads up to `len` bytes; the flag is true when the read reached the end of the file.
     pub fn read(&self, path: &str, offset: u64, len: u64) -> Result<(Vec<u8>, bool), Error> {
+        self.read_into(path, offset, len, Vec::new())
+    }
+
+    /// [`Grants::read`] into `buf`, an empty vector (the reads fill it without zeroing it
+    /// first): what the gateway uses, with a buffer from its connection's pool.
+    pub fn read_into(
+        &self,
+        path: &str,
+        offset: u64,
+        len: u64,
+        mut buf: Vec<u8>,
+    ) -> Result<(Vec<u8>, bool), Error> {
         let r = self.resolve(path)?;
         let file = r.dir().open(&r.rel).map_err(map_io)?.into_std();
         let size = file.metadata().map_err(map_io)?.len();
         let want = len.min(size.saturating_sub(offset)) as usize;
-        let mut buf = Vec::with_capacity(want);
+        buf.reserve_exact(want);
         while buf.len() < want {
             let at = offset + buf.len() as u64;
-            match read_more(&file, &mut buf, at) {
+            match read_more(&file, &mut buf, at, want) {
                 Ok(0) => break,
                 Ok(_) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(map_io(e)),
             }
         }
-        buf.truncate(want);
         let end = offset + buf.len() as u64 >= size;
         Ok((buf, end))
     }
@@ -676,22 +687,33 @@ fn fs_stats(_: &Dir) -> Result<FsStats, Error> {
     Err(Error::NotSupported)
 }
 
-/// Reads from `offset` into `buf`'s spare capacity, extending it. On Unix the memory is not
-/// zeroed first: for a 1 MiB READ that saved a 1 MiB memset per call (docs/BENCHMARKS.md), and
-/// an 8 MiB one per part of a streamed upload (the blob store uses it too).
+/// Reads at `offset` into `buf`'s spare room, extending it, until it holds `want` bytes at
+/// most; how many bytes were read. On Unix the memory is not zeroed first: for a 1 MiB READ
+/// that saved a 1 MiB memset per call (docs/BENCHMARKS.md).
 #[cfg(unix)]
-pub(crate) fn read_more(file: &std::fs::File, buf: &mut Vec<u8>, offset: u64) -> io::Result<usize> {
-    Ok(rustix::io::pread(
-        file,
-        rustix::buffer::spare_capacity(buf),
-        offset,
-    )?)
+fn read_more(
+    file: &std::fs::File,
+    buf: &mut Vec<u8>,
+    offset: u64,
+    want: usize,
+) -> io::Result<usize> {
+    let room = want.saturating_sub(buf.len());
+    let room = &mut buf.spare_capacity_mut()[..room];
+    let n = rustix::io::pread(file, room, offset)?.0.len();
+    // SAFETY: the read initialised the `n` bytes after the vector's end.
+    unsafe { buf.set_len(buf.len() + n) };
+    Ok(n)
 }
 
 #[cfg(windows)]
-pub(crate) fn read_more(file: &std::fs::File, buf: &mut Vec<u8>, offset: u64) -> io::Result<usize> {
+fn read_more(
+    file: &std::fs::File,
+    buf: &mut Vec<u8>,
+    offset: u64,
+    want: usize,
+) -> io::Result<usize> {
     let start = buf.len();
-    buf.resize(buf.capacity(), 0);
+    buf.resize(want.max(start), 0);
     let n = std::os::windows::fs::FileExt::seek_read(file, &mut buf[start..], offset);
     buf.truncate(start + *n.as_ref().unwrap_or(&0));
     n
