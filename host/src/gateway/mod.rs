@@ -544,7 +544,7 @@ impl Gateway {
     }
 
     /// Reads through the plugin; what it answers by reference, the host fetches natively
-    /// after the plugin instance is free again (a blob range stays in the buffer it arrived in).
+    /// after the plugin instance is free again, into a buffer of `buffers`.
     async fn read_backend(
         mount: &Mount,
         path: &str,
@@ -577,7 +577,9 @@ impl Gateway {
                     return Err(Error::Io);
                 };
                 let len = len.min(count.into());
-                let (bytes, size) = store.get_range(&key, offset, len).await?;
+                let buf = buffers.take(len as usize);
+                let (bytes, size) = store.get_range(&key, offset, len, buf).await?;
+                let bytes = buffers.share(bytes);
                 let end = offset + bytes.len() as u64 >= size;
                 Ok((bytes, eof || end))
             }

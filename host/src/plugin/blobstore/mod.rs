@@ -80,8 +80,8 @@ impl Host for HostState {
 
     async fn get(&mut self, key: String, offset: u64, len: u32) -> Result<Vec<u8>, Error> {
         self.with_store(|s| async move {
-            let (bytes, _) = s.get_range(&key, offset, len.into()).await?;
-            Ok(bytes.to_vec())
+            let (bytes, _) = s.get_range(&key, offset, len.into(), Vec::new()).await?;
+            Ok(bytes)
         })
         .await
     }

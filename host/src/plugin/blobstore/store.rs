@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path as ObjectPath;
@@ -257,12 +258,19 @@ impl BlobStore {
         Ok(self.meta(m))
     }
 
-    /// Up to `len` bytes from `offset`, and the object's size. A range past the end is empty.
-    pub async fn get_range(&self, key: &str, offset: u64, len: u64) -> Result<(Bytes, u64), Error> {
+    /// Up to `len` bytes from `offset`, appended to `buf` as the body arrives, and the
+    /// object's size. A range past the end is empty.
+    pub async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        mut buf: Vec<u8>,
+    ) -> Result<(Vec<u8>, u64), Error> {
         let path = self.path(key)?;
         if len == 0 {
             let meta = self.head(key).await?;
-            return Ok((Bytes::new(), meta.size));
+            return Ok((buf, meta.size));
         }
         let opts = GetOptions {
             range: Some(GetRange::Bounded(offset..offset.saturating_add(len))),
@@ -271,15 +279,20 @@ impl BlobStore {
         match self.s3.get_opts(&path, opts).await {
             Ok(result) => {
                 let size = result.meta.size;
-                let bytes = result.bytes().await.map_err(|e| map_error("get", key, e))?;
-                Ok((bytes, size))
+                buf.reserve_exact(len.min(size.saturating_sub(offset)) as usize);
+                let mut body = result.into_stream();
+                while let Some(chunk) = body.next().await {
+                    let chunk = chunk.map_err(|e| map_error("get", key, e))?;
+                    buf.extend_from_slice(&chunk);
+                }
+                Ok((buf, size))
             }
             // S3 refuses (416) a range that starts at or after the end: that is an empty read
             // at EOF, which only the object's size can tell from a real failure.
             Err(object_store::Error::Generic { source, .. }) => {
                 let meta = self.head(key).await?;
                 if offset >= meta.size {
-                    Ok((Bytes::new(), meta.size))
+                    Ok((buf, meta.size))
                 } else {
                     tracing::warn!(key, "ranged get failed: {source}");
                     Err(Error::Io)
