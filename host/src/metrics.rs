@@ -3,9 +3,10 @@
 //! the config (mount names) or from fixed lists (procedure names, cache kinds, error kinds), so
 //! a hostile client cannot grow the set of series. The rest of nfsgw records through the
 //! functions here: the NFS front per call (`rpc`, `MountMetrics`), the caches and the plugin
-//! runtime per mount, and the write-back staging through `flush_queue_set`, `upload_failed`
-//! and the streaming uploads' `upload_part_early` and `upload_stream`. Metrics are process-wide (one registry, created on first use), so
-//! recording needs no handle to pass around; a mount's series exist, at zero, from
+//! runtime per mount, the write-back staging through `flush_queue_set`, `upload_failed` and
+//! the streaming uploads' `upload_part_early` and `upload_stream`, and the readahead of
+//! object-store reads (`readahead`). Metrics are process-wide (one registry, created on first
+//! use), so recording needs no handle to pass around; a mount's series exist, at zero, from
 //! `register_mount` on.
 
 use std::sync::OnceLock;
@@ -84,6 +85,7 @@ struct Metrics {
     upload_failures: Family<MountLabel, Counter>,
     upload_parts_early: Family<MountLabel, Counter>,
     upload_streams: Family<StreamLabels, Counter>,
+    readahead_bytes: Family<MountLabel, Counter>,
 }
 
 fn metrics() -> &'static Metrics {
@@ -107,6 +109,7 @@ fn metrics() -> &'static Metrics {
             upload_failures: Family::default(),
             upload_parts_early: Family::default(),
             upload_streams: Family::default(),
+            readahead_bytes: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -193,6 +196,11 @@ fn metrics() -> &'static Metrics {
             "Streaming multipart uploads of files being written, by how they ended (completed, aborted)",
             m.upload_streams.clone(),
         );
+        r.register(
+            "readahead_bytes",
+            "Bytes of READs answered from blocks of an object fetched ahead",
+            m.readahead_bytes.clone(),
+        );
         Metrics { registry, ..m }
     })
 }
@@ -215,6 +223,7 @@ pub fn register_mount(name: &str) {
         &m.written_bytes,
         &m.upload_failures,
         &m.upload_parts_early,
+        &m.readahead_bytes,
     ] {
         family.get_or_create_owned(&label);
     }
@@ -416,6 +425,14 @@ pub fn upload_part_early(mount: &str) {
         .upload_parts_early
         .get_or_create(&self::mount(mount))
         .inc();
+}
+
+/// Counts `bytes` of a READ of `mount` answered from blocks read ahead.
+pub fn readahead(mount: &str, bytes: u64) {
+    metrics()
+        .readahead_bytes
+        .get_or_create(&self::mount(mount))
+        .inc_by(bytes);
 }
 
 /// Counts one streaming upload of `mount` that ended: completed, or aborted.

@@ -7,7 +7,9 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use futures::{StreamExt, TryStreamExt};
-use nfs3_types::nfs3::{nfsstat3, sattr3, set_atime, set_gid3, set_mode3, set_mtime, set_uid3};
+use nfs3_types::nfs3::{
+    nfs_fh3, nfsstat3, sattr3, set_atime, set_gid3, set_mode3, set_mtime, set_uid3,
+};
 use object_store::path::Path as Key;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
@@ -838,4 +840,61 @@ async fn removing_or_renaming_a_file_being_streamed_leaves_no_upload_behind() {
     );
     assert_eq!(metric(admin, STREAMS_COMPLETED), 0.0);
     assert!(open_multipart_uploads(&s3).is_empty());
+}
+
+const READ_AHEAD: &str = "nfsgw_readahead_bytes_total{mount=\"bucket\"}";
+
+/// Reads `len` bytes in READs of `step` bytes, one at a time, checking that each READ's bytes
+/// are all of `old` or all of `new` at its range; the bytes read.
+async fn read_one_by_one(nfs: &mut Client, fh: &nfs_fh3, step: u32, versions: &[&[u8]]) -> Vec<u8> {
+    let mut got = Vec::new();
+    loop {
+        let at = got.len();
+        let (data, eof) = nfs.read(fh, at as u64, step).await.unwrap();
+        assert!(
+            versions
+                .iter()
+                .any(|v| v.get(at..at + data.len()) == Some(&data[..])),
+            "the READ at {at} ({} bytes) matches no version of the file",
+            data.len()
+        );
+        got.extend_from_slice(&data);
+        if eof {
+            return got;
+        }
+        assert!(!data.is_empty(), "an empty READ before eof at {at}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_sequential_reader_is_answered_from_blocks_read_ahead_of_one_version() {
+    let s3 = S3Server::start();
+    let (server, admin) = with_admin(&s3.mount("bucket", "", "attr_ttl_ms = 200"));
+    let mut nfs = server.mount("/bucket").await;
+    // Three blocks of 4 MiB, the last one short; READs of 300,000 bytes cross their boundaries.
+    let old = random_bytes(1, 10 * MIB + 123);
+    put_direct(&s3, "big.bin", &old).await;
+    let fh = nfs.lookup_path("big.bin").await.unwrap();
+    let got = read_one_by_one(&mut nfs, &fh, 300_000, &[&old]).await;
+    assert_eq!(digest(&got), digest(&old));
+    // All but the first two READs (which show the reads are sequential) came from blocks.
+    let ahead = metric(admin, READ_AHEAD);
+    assert!(
+        ahead >= (old.len() - 600_000) as f64,
+        "{ahead} bytes read ahead"
+    );
+
+    // Replaced by another client with as many bytes: no READ mixes the two versions, and
+    // once the attributes expire a whole read is the new one.
+    let new = random_bytes(2, old.len());
+    put_direct(&s3, "big.bin", &new).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while digest(&read_one_by_one(&mut nfs, &fh, 300_000, &[&old, &new]).await) != digest(&new) {
+        assert!(
+            Instant::now() < deadline,
+            "the new version was never read whole"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(metric(admin, READ_AHEAD) > ahead + (9 * MIB) as f64);
 }

@@ -13,6 +13,7 @@ mod inode_log;
 mod inodes;
 pub mod mounts;
 pub mod permissions;
+mod readahead;
 pub mod staging;
 
 use std::collections::HashMap;
@@ -34,6 +35,7 @@ use crate::plugin::runtime::{CallFuture, HostState, MountPlugin};
 use cache::{AttrCache, DirCache, Listed, Listing, Ttl};
 use handles::{file_id, split, Handle, EXPORT_ROOT, MOUNT_ROOT_INO};
 pub use inodes::InodeTable;
+use readahead::Version;
 use staging::{Staged, Staging};
 use wasmtime::Store;
 
@@ -69,6 +71,8 @@ pub struct Mount {
     /// How callers' identities are mapped before any check (the config's squash options).
     pub squash: permissions::Squash,
     pub metrics: crate::metrics::MountMetrics,
+    /// Blob ranges read ahead for sequential readers.
+    readahead: readahead::Readahead,
 }
 
 impl Mount {
@@ -103,6 +107,7 @@ impl Mount {
             dirs: DirCache::new(ttl, crate::metrics::CacheMetrics::new(name, "dir")),
             squash: permissions::Squash::NONE,
             metrics: crate::metrics::MountMetrics::new(name),
+            readahead: readahead::Readahead::default(),
             staging,
             streaming_off: AtomicBool::new(false),
             exclusive: exclusive::ExclusiveCreates::default(),
@@ -533,24 +538,28 @@ impl Gateway {
         buffers: &Arc<BufferPool>,
     ) -> Result<(Bytes, bool), Error> {
         let (_, mount, path) = self.mount_of(id).map_err(|_| Error::IsDir)?;
-        permissions::read(caller, &self.getattr(id).await?)?;
+        let attrs = self.getattr(id).await?;
+        permissions::read(caller, &attrs)?;
         if let Some(staged) = mount.staged(split(id).1) {
             match blocking(move || staged.read(offset, count)).await {
                 Err(Error::Stale) => {} // uploaded meanwhile: the backend has it
                 other => return other.map(|(data, eof)| (Bytes::from(data), eof)),
             }
         }
-        Self::read_backend(mount, &path, offset, count, buffers).await
+        let version = Some(Version::of(&attrs));
+        Self::read_backend(mount, &path, offset, count, buffers, version).await
     }
 
     /// Reads through the plugin; what it answers by reference, the host fetches natively
-    /// after the plugin instance is free again, into a buffer of `buffers`.
+    /// after the plugin instance is free again, into a buffer of `buffers`. With the
+    /// `version` of the file being read, a blob range may come from the mount's readahead.
     async fn read_backend(
         mount: &Mount,
         path: &str,
         offset: u64,
         count: u32,
         buffers: &Arc<BufferPool>,
+        version: Option<Version>,
     ) -> Result<(Bytes, bool), Error> {
         let owned = path.to_string();
         let ReadResult { data, eof } = mount
@@ -571,16 +580,32 @@ impl Gateway {
                 let (bytes, end) = grants.read_into(&path, offset, len, buf)?;
                 Ok((buffers.share(bytes), eof || end))
             }
-            Data::Blob(BlobRange { key, offset, len }) => {
+            Data::Blob(BlobRange {
+                key,
+                offset: at,
+                len,
+            }) => {
                 let Some(store) = mount.plugin.blobs() else {
                     tracing::warn!(mount = %mount.name, "the plugin answered a read with a blob, but its mount grants no object store");
                     return Err(Error::Io);
                 };
                 let len = len.min(count.into());
+                // Read ahead when the object is the file (the same offsets and, checked as
+                // blocks arrive, the same size).
+                let whole = version.filter(|v| at == offset && v.size > 0);
+                if let Some(version) = whole {
+                    let size = version.size;
+                    let ahead = mount.readahead.read(store, &key, version, offset, len);
+                    if let Some(bytes) = ahead.await {
+                        crate::metrics::readahead(&mount.name, bytes.len() as u64);
+                        let end = offset + bytes.len() as u64 >= size;
+                        return Ok((bytes, eof || end));
+                    }
+                }
                 let buf = buffers.take(len as usize);
-                let (bytes, size) = store.get_range(&key, offset, len, buf).await?;
+                let (bytes, meta) = store.get_range(&key, at, len, buf).await?;
                 let bytes = buffers.share(bytes);
-                let end = offset + bytes.len() as u64 >= size;
+                let end = at + bytes.len() as u64 >= meta.size;
                 Ok((bytes, eof || end))
             }
         }
@@ -826,7 +851,8 @@ impl Gateway {
         let buffers = BufferPool::new(CHUNK as usize);
         let mut offset = 0;
         while offset < size {
-            let (bytes, eof) = Self::read_backend(mount, path, offset, CHUNK, &buffers).await?;
+            let (bytes, eof) =
+                Self::read_backend(mount, path, offset, CHUNK, &buffers, None).await?;
             let n = bytes.len() as u64;
             let copy = staged.clone();
             blocking(move || copy.write(offset, &bytes)).await?;

@@ -258,19 +258,18 @@ impl BlobStore {
         Ok(self.meta(m))
     }
 
-    /// Up to `len` bytes from `offset`, appended to `buf` as the body arrives, and the
-    /// object's size. A range past the end is empty.
+    /// Up to `len` bytes from `offset`, appended to `buf` as the body arrives, and what the
+    /// store says of the object. A range past the end is empty.
     pub async fn get_range(
         &self,
         key: &str,
         offset: u64,
         len: u64,
         mut buf: Vec<u8>,
-    ) -> Result<(Vec<u8>, u64), Error> {
+    ) -> Result<(Vec<u8>, Meta), Error> {
         let path = self.path(key)?;
         if len == 0 {
-            let meta = self.head(key).await?;
-            return Ok((buf, meta.size));
+            return Ok((buf, self.head(key).await?));
         }
         let opts = GetOptions {
             range: Some(GetRange::Bounded(offset..offset.saturating_add(len))),
@@ -278,21 +277,21 @@ impl BlobStore {
         };
         match self.s3.get_opts(&path, opts).await {
             Ok(result) => {
-                let size = result.meta.size;
-                buf.reserve_exact(len.min(size.saturating_sub(offset)) as usize);
+                let meta = self.meta(result.meta.clone());
+                buf.reserve_exact(len.min(meta.size.saturating_sub(offset)) as usize);
                 let mut body = result.into_stream();
                 while let Some(chunk) = body.next().await {
                     let chunk = chunk.map_err(|e| map_error("get", key, e))?;
                     buf.extend_from_slice(&chunk);
                 }
-                Ok((buf, size))
+                Ok((buf, meta))
             }
             // S3 refuses (416) a range that starts at or after the end: that is an empty read
             // at EOF, which only the object's size can tell from a real failure.
             Err(object_store::Error::Generic { source, .. }) => {
                 let meta = self.head(key).await?;
                 if offset >= meta.size {
-                    Ok((buf, meta.size))
+                    Ok((buf, meta))
                 } else {
                     tracing::warn!(key, "ranged get failed: {source}");
                     Err(Error::Io)
