@@ -58,6 +58,7 @@ pub enum Prepared {
 }
 
 /// Where the data sits in every export, and how the load is shaped.
+#[derive(Clone)]
 pub struct Shape {
     pub big_file: String,
     pub many_dir: String,

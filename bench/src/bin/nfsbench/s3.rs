@@ -4,7 +4,9 @@
 //!
 //! - **P3:** the 1 GiB object read start to end: through the mount with the same READs and
 //!   calls in flight as P1; directly in two ways, each a row of its own: one streaming GET of
-//!   the whole object, and ranged GETs of the READ size with as many in flight.
+//!   the whole object, and ranged GETs of the READ size with as many in flight. Then once more
+//!   (`ReadOne`) by a reader that keeps one READ in flight, against the streaming GET: what a
+//!   program reading a file start to end gets when its client does little readahead.
 //! - **P4:** 1 GiB written until the bucket has it: through the mount, CREATE, WRITEs (UNSTABLE,
 //!   several in flight), COMMIT, then nfsgw's `/status` polled every `POLL` until it has no
 //!   staged file left (when it has an admin listener), then HEAD polled until the object has
@@ -76,11 +78,13 @@ impl S3Server {
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum S3Case {
     Read,
+    /// P3 by a reader with one READ in flight, against one streaming GET.
+    ReadOne,
     Write,
 }
 
-/// Both S3 cases, in the order they run.
-pub const ALL: [S3Case; 2] = [S3Case::Read, S3Case::Write];
+/// The S3 cases, in the order they run.
+pub const ALL: [S3Case; 3] = [S3Case::Read, S3Case::ReadOne, S3Case::Write];
 
 /// How the direct client reads P3.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -105,6 +109,10 @@ impl S3Case {
                     ),
                 }
             ),
+            S3Case::ReadOne => format!(
+                "P3 S3 sequential read of a 1 GiB object (mount: 1 × {} KiB READ in flight, each sent when the one before is answered; direct: one streaming GET)",
+                shape.rsize >> 10
+            ),
             S3Case::Write => format!(
                 "P4 S3 write of 1 GiB until the bucket has it (mount: {} × {} KiB WRITEs in flight, COMMIT, then nfsgw's /status and HEAD polled; flush_after_ms 200; direct: multipart, {} MiB parts, {PARTS_IN_FLIGHT} in flight)",
                 shape.inflight,
@@ -116,7 +124,7 @@ impl S3Case {
 
     fn goal(&self) -> &'static str {
         match self {
-            S3Case::Read => "≥ 0.9× direct",
+            S3Case::Read | S3Case::ReadOne => "≥ 0.9× direct",
             S3Case::Write => "≥ 0.8× direct",
         }
     }
@@ -182,6 +190,10 @@ pub async fn run(
         inflight: shape.inflight,
         rsize,
     };
+    let one_at_a_time = Shape {
+        inflight: 1,
+        ..shape.clone()
+    };
     let wsize = match sides[0] {
         Side::Mount { wsize, .. } => wsize,
         Side::Direct(_) => 1 << 20,
@@ -203,7 +215,7 @@ pub async fn run(
         let mut prepared = Vec::new();
         for side in &sides {
             let prep = match (case, side) {
-                (S3Case::Read, Side::Mount { nfs, root, .. }) => {
+                (S3Case::Read | S3Case::ReadOne, Side::Mount { nfs, root, .. }) => {
                     Some(Case::SeqRead.prepare(nfs, root, &shape).await?)
                 }
                 _ => None,
@@ -215,7 +227,7 @@ pub async fn run(
         // Run 0 is the untimed warm-up.
         for run in 0..=runs {
             for (i, side) in sides.iter().enumerate() {
-                if case == S3Case::Write && matches!(side, Side::Direct(Get::Ranged)) {
+                if case != S3Case::Read && matches!(side, Side::Direct(Get::Ranged)) {
                     continue;
                 }
                 let name = names.get(i).map_or("object_store", String::as_str);
@@ -232,8 +244,14 @@ pub async fn run(
                         let prep = prepared[i].as_ref().expect("prepared");
                         Case::SeqRead.run(nfs, prep, &shape).await?
                     }
-                    (S3Case::Read, Side::Direct(Get::Stream)) => direct_read(store).await?,
-                    (S3Case::Read, Side::Direct(Get::Ranged)) => {
+                    (S3Case::ReadOne, Side::Mount { nfs, .. }) => {
+                        let prep = prepared[i].as_ref().expect("prepared");
+                        Case::SeqRead.run(nfs, prep, &one_at_a_time).await?
+                    }
+                    (S3Case::Read | S3Case::ReadOne, Side::Direct(Get::Stream)) => {
+                        direct_read(store).await?
+                    }
+                    (S3Case::Read | S3Case::ReadOne, Side::Direct(Get::Ranged)) => {
                         direct_ranged(store, &shape).await?
                     }
                     (
@@ -289,7 +307,7 @@ pub async fn run(
         let mounts = sides.len() - 2;
         let gets: &[Get] = match case {
             S3Case::Read => &[Get::Stream, Get::Ranged],
-            S3Case::Write => &[Get::Stream],
+            S3Case::ReadOne | S3Case::Write => &[Get::Stream],
         };
         for (g, &get) in gets.iter().enumerate() {
             let pick = |v: &[Vec<f64>]| -> Vec<Option<f64>> {
