@@ -13,7 +13,9 @@
 //! first; each holds the blocks of its READs in flight, one behind them and `AHEAD` past them.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use tokio::sync::OnceCell;
@@ -27,6 +29,8 @@ pub const BLOCK: u64 = 4 << 20;
 const AHEAD: u64 = 4;
 /// Objects read ahead at once, per mount.
 const SESSIONS: usize = 4;
+/// A session not read for this long is dropped, with its blocks.
+const IDLE: Duration = Duration::from_secs(10);
 
 /// The version of a file a session reads: its size, mtime and change token as the gateway
 /// knows them.
@@ -65,18 +69,36 @@ struct Reads {
     last_end: Option<u64>,
     /// Blocks fetched or being fetched, by index.
     blocks: BTreeMap<u64, Block>,
-    /// For choosing which session to drop.
-    last_used: u64,
+    /// When a READ last used the session.
+    last_used: Instant,
 }
 
+type Sessions = Arc<Mutex<HashMap<String, Arc<Session>>>>;
+
 /// The readahead sessions of one mount.
-#[derive(Default)]
 pub struct Readahead {
-    sessions: Mutex<HashMap<String, Arc<Session>>>,
-    clock: std::sync::atomic::AtomicU64,
+    sessions: Sessions,
+    /// True while a task drops the sessions that went idle.
+    sweeping: Arc<AtomicBool>,
+    /// How long a session may go unread before it is dropped, with its blocks.
+    idle: Duration,
+}
+
+impl Default for Readahead {
+    fn default() -> Readahead {
+        Readahead::with_idle(IDLE)
+    }
 }
 
 impl Readahead {
+    fn with_idle(idle: Duration) -> Readahead {
+        Readahead {
+            sessions: Arc::default(),
+            sweeping: Arc::default(),
+            idle,
+        }
+    }
+
     /// `len` bytes at `offset` of `key` (less at its end) from blocks read ahead; `None` when
     /// the READ does not continue a sequence (the caller GETs it itself) or the session had to
     /// end because the object changed.
@@ -95,7 +117,7 @@ impl Readahead {
         let session = self.session(key, &version);
         let wanted = {
             let mut reads = session.state.lock().unwrap();
-            reads.last_used = self.tick();
+            reads.last_used = Instant::now();
             let first = offset / BLOCK;
             let last = (end - 1) / BLOCK;
             let held = (first..=last).all(|b| reads.blocks.contains_key(&b));
@@ -166,11 +188,36 @@ impl Readahead {
                 furthest: None,
                 last_end: None,
                 blocks: BTreeMap::new(),
-                last_used: 0,
+                last_used: Instant::now(),
             }),
         });
         sessions.insert(key.to_string(), session.clone());
+        self.sweep_while_any(&sessions);
         session
+    }
+
+    /// Starts a task that drops sessions once they go idle, unless one runs; it ends when
+    /// no session is left. Called with the sessions locked, as the task checks them.
+    fn sweep_while_any(&self, _locked: &HashMap<String, Arc<Session>>) {
+        if self.sweeping.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let sessions = Arc::downgrade(&self.sessions);
+        let (sweeping, idle) = (self.sweeping.clone(), self.idle);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(idle / 2).await;
+                let Some(sessions) = sessions.upgrade() else {
+                    return;
+                };
+                let mut sessions = sessions.lock().unwrap();
+                sessions.retain(|_, s| s.state.lock().unwrap().last_used.elapsed() < idle);
+                if sessions.is_empty() {
+                    sweeping.store(false, Ordering::SeqCst);
+                    return;
+                }
+            }
+        });
     }
 
     fn end(&self, key: &str, session: &Arc<Session>) {
@@ -178,11 +225,6 @@ impl Readahead {
         if sessions.get(key).is_some_and(|s| Arc::ptr_eq(s, session)) {
             sessions.remove(key);
         }
-    }
-
-    fn tick(&self) -> u64 {
-        self.clock
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -237,6 +279,32 @@ fn slice(parts: &[(u64, Bytes)], offset: u64, end: u64) -> Bytes {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn sessions_left_unread_are_dropped() {
+        let readahead = Readahead::with_idle(Duration::from_millis(100));
+        let version = Version {
+            size: 1,
+            mtime: (0, 0),
+            change: None,
+        };
+        let first = readahead.session("a", &version);
+        assert!(Arc::ptr_eq(&first, &readahead.session("a", &version)));
+        assert_eq!(readahead.sessions.lock().unwrap().len(), 1);
+        assert!(readahead.sweeping.load(Ordering::SeqCst));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(readahead.sessions.lock().unwrap().is_empty());
+        assert!(
+            !readahead.sweeping.load(Ordering::SeqCst),
+            "the sweeper ended"
+        );
+
+        readahead.session("b", &version);
+        assert!(
+            readahead.sweeping.load(Ordering::SeqCst),
+            "and starts again"
+        );
+    }
 
     fn block(b: u64) -> (u64, Bytes) {
         let data: Vec<u8> = (0..BLOCK).map(|i| ((b * BLOCK + i) % 251) as u8).collect();
