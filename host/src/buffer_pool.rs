@@ -33,19 +33,22 @@ impl BufferPool {
     }
 
     /// An empty vector with room for at least `capacity` bytes: a kept one when one fits (not
-    /// more than twice as large), else a new one.
+    /// more than twice as large), else a new one. On a miss, the oldest kept buffers make room
+    /// for the new one to be kept in turn, so a pool follows what its owner now asks for.
     pub fn take(&self, capacity: usize) -> Vec<u8> {
         let mut free = self.free.lock().unwrap();
         let fits = free
             .iter()
             .position(|buf| (capacity..=capacity.saturating_mul(2)).contains(&buf.capacity()));
-        match fits {
-            Some(at) => free.swap_remove(at),
-            None => {
-                drop(free);
-                Vec::with_capacity(capacity)
-            }
+        if let Some(at) = fits {
+            return free.swap_remove(at);
         }
+        let mut kept: usize = free.iter().map(Vec::capacity).sum();
+        while kept + capacity > self.budget && !free.is_empty() {
+            kept -= free.remove(0).capacity();
+        }
+        drop(free);
+        Vec::with_capacity(capacity)
     }
 
     /// `buf` as `Bytes` that return it to this pool once the last of them is dropped.
@@ -118,11 +121,33 @@ mod tests {
         let pool = BufferPool::new(64 << 20);
         drop(pool.share(pool.take(1 << 20)));
         assert!(pool.take(2 << 20).capacity() >= 2 << 20);
-        assert_eq!(pool.kept(), 1 << 20, "too small for 2 MiB: still kept");
+        assert_eq!(
+            pool.kept(),
+            1 << 20,
+            "too small for 2 MiB, and within the budget: kept"
+        );
         let small = pool.take(4 << 10);
         assert!(small.capacity() < 1 << 20, "1 MiB is not lent for 4 KiB");
         drop(pool.share(small));
         assert_eq!(pool.kept(), 1 << 20, "a small buffer is not kept");
+    }
+
+    #[test]
+    fn buffers_of_a_size_no_longer_asked_for_make_room_for_the_new_size() {
+        let pool = BufferPool::new(4 << 20);
+        let small: Vec<Bytes> = (0..4).map(|_| pool.share(pool.take(1 << 20))).collect();
+        drop(small);
+        assert_eq!(pool.kept(), 4 << 20);
+        let large: Vec<Bytes> = (0..2).map(|_| pool.share(pool.take(3 << 19))).collect();
+        drop(large);
+        let kept_large = pool
+            .free
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|b| b.capacity() >= 3 << 19);
+        assert!(kept_large, "no 1.5 MiB buffer kept");
+        assert!(pool.kept() <= 4 << 20);
     }
 
     #[test]
