@@ -198,9 +198,10 @@ fn open_direct(_path: &Path) -> Option<File> {
     None
 }
 
-/// Reads into `buf` at `offset` without zeroing it first; how many bytes it now holds.
+/// Reads into `buf` at `offset` without zeroing it first (Unix); how many bytes it now holds.
+/// Also what `host_fs` reads local file ranges with.
 #[cfg(unix)]
-fn read_uninit_at(
+pub(crate) fn read_uninit_at(
     file: &File,
     buf: &mut [std::mem::MaybeUninit<u8>],
     offset: u64,
@@ -209,7 +210,7 @@ fn read_uninit_at(
 }
 
 #[cfg(windows)]
-fn read_uninit_at(
+pub(crate) fn read_uninit_at(
     file: &File,
     buf: &mut [std::mem::MaybeUninit<u8>],
     offset: u64,

@@ -18,6 +18,7 @@ use super::bindings::types::{
     Attrs, Device, DirEntry, DirPage, Error, FileKind, FsStats, SetAttrs, SetTime, Timestamp,
 };
 use super::runtime::HostState;
+use crate::copy_file::read_uninit_at;
 
 /// One host directory granted to a plugin.
 pub struct Grant {
@@ -690,7 +691,6 @@ fn fs_stats(_: &Dir) -> Result<FsStats, Error> {
 /// Reads at `offset` into `buf`'s spare room, extending it, until it holds `want` bytes at
 /// most; how many bytes were read. On Unix the memory is not zeroed first: for a 1 MiB READ
 /// that saved a 1 MiB memset per call (docs/BENCHMARKS.md).
-#[cfg(unix)]
 fn read_more(
     file: &std::fs::File,
     buf: &mut Vec<u8>,
@@ -698,25 +698,10 @@ fn read_more(
     want: usize,
 ) -> io::Result<usize> {
     let room = want.saturating_sub(buf.len());
-    let room = &mut buf.spare_capacity_mut()[..room];
-    let n = rustix::io::pread(file, room, offset)?.0.len();
+    let n = read_uninit_at(file, &mut buf.spare_capacity_mut()[..room], offset)?;
     // SAFETY: the read initialised the `n` bytes after the vector's end.
     unsafe { buf.set_len(buf.len() + n) };
     Ok(n)
-}
-
-#[cfg(windows)]
-fn read_more(
-    file: &std::fs::File,
-    buf: &mut Vec<u8>,
-    offset: u64,
-    want: usize,
-) -> io::Result<usize> {
-    let start = buf.len();
-    buf.resize(want.max(start), 0);
-    let n = std::os::windows::fs::FileExt::seek_read(file, &mut buf[start..], offset);
-    buf.truncate(start + *n.as_ref().unwrap_or(&0));
-    n
 }
 
 #[cfg(unix)]
