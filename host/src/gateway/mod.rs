@@ -546,20 +546,19 @@ impl Gateway {
                 other => return other.map(|(data, eof)| (Bytes::from(data), eof)),
             }
         }
-        let version = Some(Version::of(&attrs));
-        Self::read_backend(mount, &path, offset, count, buffers, version).await
+        Self::read_backend(mount, &path, offset, count, buffers, Some(&attrs)).await
     }
 
     /// Reads through the plugin; what it answers by reference, the host fetches natively
     /// after the plugin instance is free again, into a buffer of `buffers`. With the
-    /// `version` of the file being read, a blob range may come from the mount's readahead.
+    /// attributes of the file being read, a blob range may come from the mount's readahead.
     async fn read_backend(
         mount: &Mount,
         path: &str,
         offset: u64,
         count: u32,
         buffers: &Arc<BufferPool>,
-        version: Option<Version>,
+        attrs: Option<&Attrs>,
     ) -> Result<(Bytes, bool), Error> {
         let owned = path.to_string();
         let ReadResult { data, eof } = mount
@@ -592,8 +591,8 @@ impl Gateway {
                 let len = len.min(count.into());
                 // Read ahead when the object is the file (the same offsets and, checked as
                 // blocks arrive, the same size).
-                let whole = version.filter(|v| at == offset && v.size > 0);
-                if let Some(version) = whole {
+                let whole = attrs.filter(|a| at == offset && a.size > 0);
+                if let Some(version) = whole.map(Version::of) {
                     let size = version.size;
                     let ahead = mount.readahead.read(store, &key, version, offset, len);
                     if let Some(bytes) = ahead.await {
