@@ -844,6 +844,45 @@ async fn removing_or_renaming_a_file_being_streamed_leaves_no_upload_behind() {
 
 const READ_AHEAD: &str = "nfsgw_readahead_bytes_total{mount=\"bucket\"}";
 
+#[tokio::test(flavor = "multi_thread")]
+async fn readers_of_parallel_ranges_are_each_read_ahead() {
+    let s3 = S3Server::start();
+    let (server, admin) = with_admin(&s3.mount("bucket", "", ""));
+    let mut nfs = server.mount("/bucket").await;
+    // Three readers 24 MiB apart, further than one reads ahead, take turns READing their range.
+    const RANGE: usize = 24 * MIB;
+    const STEP: usize = 300_000;
+    let data = random_bytes(3, 3 * RANGE);
+    put_direct(&s3, "ranges.bin", &data).await;
+    let fh = nfs.lookup_path("ranges.bin").await.unwrap();
+    let mut got = vec![Vec::new(); 3];
+    while got.iter().any(|g| g.len() < RANGE) {
+        for (r, got) in got.iter_mut().enumerate() {
+            let (at, count) = (r * RANGE + got.len(), STEP.min(RANGE - got.len()));
+            if count == 0 {
+                continue;
+            }
+            let (bytes, _) = nfs.read(&fh, at as u64, count as u32).await.unwrap();
+            assert_eq!(bytes.len(), count, "a short READ at {at}");
+            got.extend_from_slice(&bytes);
+        }
+    }
+    for (r, got) in got.iter().enumerate() {
+        assert!(
+            got[..] == data[r * RANGE..(r + 1) * RANGE],
+            "reader {r} read other bytes"
+        );
+    }
+    // All but each reader's first two READs (which show it reads sequentially) came from
+    // blocks read ahead.
+    let ahead = metric(admin, READ_AHEAD);
+    assert!(
+        ahead >= (data.len() - 3 * 2 * STEP) as f64,
+        "{ahead} of {} bytes read ahead",
+        data.len()
+    );
+}
+
 /// Reads `len` bytes in READs of `step` bytes, one at a time, checking that each READ's bytes
 /// are all of `old` or all of `new` at its range; the bytes read.
 async fn read_one_by_one(nfs: &mut Client, fh: &nfs_fh3, step: u32, versions: &[&[u8]]) -> Vec<u8> {
