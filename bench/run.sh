@@ -14,7 +14,7 @@
 # second nfsgw serves its bucket with the s3 plugin, and the load client also reads and writes
 # the bucket directly with object_store. NFSGW_BENCH_S3=0 leaves them out; NFSGW_BENCH_CASES
 # (e.g. "none": only the S3 cases) is passed to nfsbench --cases, NFSGW_BENCH_S3_CASES (read,
-# readone, write) to --s3-cases.
+# readone, readranges, write) to --s3-cases.
 # Port 111 must be free or held by rpcbind (Ganesha registers with it; nfsgw's own portmapper
 # is off here).
 set -euo pipefail

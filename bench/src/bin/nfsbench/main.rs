@@ -14,7 +14,7 @@
 //!          [--big big.bin] [--many many] [--idle-exports /a,/b,/c] [--cases seqread,lookup,..]
 //!          --peer NAME,HOST:NFSPORT,MOUNTPORT,EXPORT,PID ...
 //!          [--s3 ENDPOINT,BUCKET,KEY_ID,SECRET,PID --s3-peer NAME,HOST:NFSPORT,MOUNTPORT,EXPORT,PID[,ADMIN] ...
-//!           [--s3-source FILE] [--s3-cases read,readone,write]]
+//!           [--s3-source FILE] [--s3-cases read,readone,readranges,write]]
 //! ```
 //!
 //! With `--s3`, the S3 cases P3 and P4 (see `s3.rs`) also run: each `--s3-peer` (an nfsgw

@@ -6,7 +6,10 @@
 //!   calls in flight as P1; directly in two ways, each a row of its own: one streaming GET of
 //!   the whole object, and ranged GETs of the READ size with as many in flight. Then once more
 //!   (`ReadOne`) by a reader that keeps one READ in flight, against the streaming GET: what a
-//!   program reading a file start to end gets when its client does little readahead.
+//!   program reading a file start to end gets when its client does little readahead. And
+//!   (`ReadRanges`) as `RANGES` parallel ranges, a quarter each, by as many readers with one
+//!   READ in flight each, against as many streaming GETs of those ranges: how a copy tool
+//!   that reads a large file in parallel streams reads it.
 //! - **P4:** 1 GiB written until the bucket has it: through the mount, CREATE, WRITEs (UNSTABLE,
 //!   several in flight), COMMIT, then nfsgw's `/status` polled every `POLL` until it has no
 //!   staged file left (when it has an admin listener), then HEAD polled until the object has
@@ -27,11 +30,12 @@ use futures::StreamExt;
 use nfs3_types::nfs3::nfs_fh3;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
 use object_store::path::Path;
-use object_store::{ObjectStoreExt, WriteMultipart};
+use object_store::{GetOptions, GetRange, ObjectStore, ObjectStoreExt, WriteMultipart};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::task::JoinSet;
 
-use crate::cases::{windowed, Case, Shape};
+use crate::cases::{windowed, Case, Prepared, Shape};
 use crate::nfs::{self, Nfs};
 use crate::{median, procfs, Peer, Row};
 
@@ -43,6 +47,8 @@ const PART: usize = 8 << 20;
 const PARTS_IN_FLIGHT: usize = 8;
 /// How often P4 asks the bucket whether the object has arrived.
 const POLL: Duration = Duration::from_millis(10);
+/// The parallel ranges `ReadRanges` reads the object in.
+const RANGES: u64 = 4;
 /// The data P4 writes: this many random bytes, repeated.
 const PATTERN: usize = 64 << 20;
 
@@ -80,11 +86,19 @@ pub enum S3Case {
     Read,
     /// P3 by a reader with one READ in flight, against one streaming GET.
     ReadOne,
+    /// P3 as `RANGES` parallel ranges, one READ in flight in each, against a streaming GET
+    /// of each.
+    ReadRanges,
     Write,
 }
 
 /// The S3 cases, in the order they run.
-pub const ALL: [S3Case; 3] = [S3Case::Read, S3Case::ReadOne, S3Case::Write];
+pub const ALL: [S3Case; 4] = [
+    S3Case::Read,
+    S3Case::ReadOne,
+    S3Case::ReadRanges,
+    S3Case::Write,
+];
 
 /// How the direct client reads P3.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -113,6 +127,10 @@ impl S3Case {
                 "P3 S3 sequential read of a 1 GiB object (mount: 1 × {} KiB READ in flight, each sent when the one before is answered; direct: one streaming GET)",
                 shape.rsize >> 10
             ),
+            S3Case::ReadRanges => format!(
+                "P3 S3 read of a 1 GiB object in {RANGES} parallel ranges (mount: {RANGES} readers, 1 × {} KiB READ in flight each; direct: {RANGES} streaming GETs)",
+                shape.rsize >> 10
+            ),
             S3Case::Write => format!(
                 "P4 S3 write of 1 GiB until the bucket has it (mount: {} × {} KiB WRITEs in flight, COMMIT, then nfsgw's /status and HEAD polled; flush_after_ms 200; direct: multipart, {} MiB parts, {PARTS_IN_FLIGHT} in flight)",
                 shape.inflight,
@@ -124,7 +142,7 @@ impl S3Case {
 
     fn goal(&self) -> &'static str {
         match self {
-            S3Case::Read | S3Case::ReadOne => "≥ 0.9× direct",
+            S3Case::Read | S3Case::ReadOne | S3Case::ReadRanges => "≥ 0.9× direct",
             S3Case::Write => "≥ 0.8× direct",
         }
     }
@@ -215,9 +233,10 @@ pub async fn run(
         let mut prepared = Vec::new();
         for side in &sides {
             let prep = match (case, side) {
-                (S3Case::Read | S3Case::ReadOne, Side::Mount { nfs, root, .. }) => {
-                    Some(Case::SeqRead.prepare(nfs, root, &shape).await?)
-                }
+                (
+                    S3Case::Read | S3Case::ReadOne | S3Case::ReadRanges,
+                    Side::Mount { nfs, root, .. },
+                ) => Some(Case::SeqRead.prepare(nfs, root, &shape).await?),
                 _ => None,
             };
             prepared.push(prep);
@@ -248,9 +267,14 @@ pub async fn run(
                         let prep = prepared[i].as_ref().expect("prepared");
                         Case::SeqRead.run(nfs, prep, &one_at_a_time).await?
                     }
+                    (S3Case::ReadRanges, Side::Mount { nfs, .. }) => {
+                        let prep = prepared[i].as_ref().expect("prepared");
+                        mount_ranges(nfs, prep, shape.rsize).await?
+                    }
                     (S3Case::Read | S3Case::ReadOne, Side::Direct(Get::Stream)) => {
                         direct_read(store).await?
                     }
+                    (S3Case::ReadRanges, Side::Direct(_)) => direct_ranges(store).await?,
                     (S3Case::Read | S3Case::ReadOne, Side::Direct(Get::Ranged)) => {
                         direct_ranged(store, &shape).await?
                     }
@@ -307,7 +331,7 @@ pub async fn run(
         let mounts = sides.len() - 2;
         let gets: &[Get] = match case {
             S3Case::Read => &[Get::Stream, Get::Ranged],
-            S3Case::ReadOne | S3Case::Write => &[Get::Stream],
+            S3Case::ReadOne | S3Case::ReadRanges | S3Case::Write => &[Get::Stream],
         };
         for (g, &get) in gets.iter().enumerate() {
             let pick = |v: &[Vec<f64>]| -> Vec<Option<f64>> {
@@ -371,6 +395,69 @@ async fn direct_read(store: &AmazonS3) -> Result<f64> {
     }
     ensure!(read == SIZE, "GET gave {read} of {SIZE} bytes");
     Ok(SIZE as f64 / (1 << 20) as f64)
+}
+
+/// `ReadRanges` through a mount: a reader per range, each with one READ of `rsize` in flight.
+async fn mount_ranges(nfs: &Arc<Nfs>, prepared: &Prepared, rsize: u32) -> Result<f64> {
+    let Prepared::File { fh, size } = prepared else {
+        bail!("ReadRanges reads a file");
+    };
+    ensure!(*size == SIZE, "the object has {size} bytes, not {SIZE}");
+    let mut readers = JoinSet::new();
+    for range in ranges() {
+        let (nfs, fh) = (nfs.clone(), fh.clone());
+        readers.spawn(async move {
+            let mut at = range.start;
+            while at < range.end {
+                let want = u64::from(rsize).min(range.end - at);
+                let (n, _) = nfs.read(&fh, at, want as u32).await?;
+                ensure!(u64::from(n) == want, "short READ at {at}: {n}");
+                at += want;
+            }
+            Ok(())
+        });
+    }
+    while let Some(done) = readers.join_next().await {
+        done??;
+    }
+    Ok(SIZE as f64 / (1 << 20) as f64)
+}
+
+/// `ReadRanges` directly: a streaming GET per range, all at once.
+async fn direct_ranges(store: &Arc<AmazonS3>) -> Result<f64> {
+    let mut readers = JoinSet::new();
+    for range in ranges() {
+        let store = store.clone();
+        readers.spawn(async move {
+            let options = GetOptions {
+                range: Some(GetRange::Bounded(range.clone())),
+                ..GetOptions::default()
+            };
+            let mut body = store
+                .get_opts(&Path::from(OBJECT), options)
+                .await?
+                .into_stream();
+            let mut read = 0u64;
+            while let Some(chunk) = body.next().await {
+                read += chunk?.len() as u64;
+            }
+            ensure!(
+                read == range.end - range.start,
+                "GET of {range:?} gave {read} bytes"
+            );
+            Ok(())
+        });
+    }
+    while let Some(done) = readers.join_next().await {
+        done??;
+    }
+    Ok(SIZE as f64 / (1 << 20) as f64)
+}
+
+/// The object cut into `RANGES` equal ranges.
+fn ranges() -> impl Iterator<Item = std::ops::Range<u64>> {
+    let each = SIZE / RANGES;
+    (0..RANGES).map(move |r| r * each..(r + 1) * each)
 }
 
 /// P3 directly, shaped like the mount's reads: ranged GETs of `rsize`, `inflight` at once.
