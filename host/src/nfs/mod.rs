@@ -1,7 +1,8 @@
 //! The NFS front: nfsgw's own ONC RPC dispatcher for NFSv3 and MOUNT v3 on one TCP port.
 //!
 //! Each connection reads records and answers every call in a task of its own, so many calls
-//! can be in flight per client (bounded per connection); replies go back through one writer.
+//! can be in flight per client (bounded per connection); replies go back through one writer,
+//! which sends the replies that are ready together.
 //! `wire` owns the RPC framing, `nfs3` and `mount` the two programs, `convert` the mapping of
 //! types. XDR encoding of arguments and results is `nfs3_types`'.
 
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use nfs3_types::rpc::accept_stat_data;
+use tokio::io::BufReader;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Semaphore};
 
@@ -32,6 +34,11 @@ const MAX_IN_FLIGHT: usize = 32;
 /// Bytes of buffers a connection keeps for its next calls (`buffer_pool`): those of 16 WRITE
 /// records, or READ replies, of 1 MiB.
 const RECORD_BUFFERS_KEPT: usize = 17 << 20;
+/// Bytes of replies a connection sends in one vectored write, unless one reply is longer.
+const BATCH_BYTES: usize = 256 << 10;
+/// Bytes read from a connection at once: small calls that arrive together cost one system
+/// call between them, while the data of a large WRITE mostly bypasses this buffer.
+const READ_BUFFER: usize = 16 << 10;
 
 /// What every call handler can reach.
 pub struct Server {
@@ -140,11 +147,23 @@ impl NfsServer {
 async fn connection(stream: TcpStream, server: Arc<Server>) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
     let client = stream.peer_addr()?.ip();
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, mut writer) = stream.into_split();
+    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let (replies, mut outbox) = mpsc::channel::<Outgoing>(MAX_IN_FLIGHT);
     let send = tokio::spawn(async move {
-        while let Some(reply) = outbox.recv().await {
-            reply.write_to(&mut writer).await?;
+        let mut ready = Vec::with_capacity(MAX_IN_FLIGHT);
+        while let Some(first) = outbox.recv().await {
+            // Replies answered meanwhile go along, up to `BATCH_BYTES`: a READ's data buffer
+            // goes back to the pool once it is written, not once a whole batch is.
+            let mut bytes = first.len();
+            ready.push(first);
+            while bytes < BATCH_BYTES {
+                let Ok(next) = outbox.try_recv() else { break };
+                bytes += next.len();
+                ready.push(next);
+            }
+            reply::write_all(&ready, &mut writer).await?;
+            ready.clear();
         }
         std::io::Result::Ok(())
     });

@@ -14,6 +14,8 @@ use bytes::Bytes;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 
 const LAST_FRAGMENT: u32 = 1 << 31;
+/// Buffers handed to one vectored write at most (Linux takes up to 1024).
+const MAX_SLICES: usize = 64;
 
 /// One reply record: `head` starts with 4 bytes of room for the record mark, `tail` (often
 /// empty) follows it on the wire as the data of an XDR opaque, zero-padded to 4 bytes.
@@ -37,9 +39,14 @@ impl Outgoing {
         self.tail.len().next_multiple_of(4) - self.tail.len()
     }
 
+    /// Bytes on the wire, record mark included.
+    pub fn len(&self) -> usize {
+        self.head.len() + self.tail.len() + self.padding()
+    }
+
     /// Fills in the record mark (one last fragment holding head, tail and padding).
     pub fn seal(mut self) -> Outgoing {
-        let len = (self.head.len() - 4 + self.tail.len() + self.padding()) as u32;
+        let len = (self.len() - 4) as u32;
         self.head[..4].copy_from_slice(&(len | LAST_FRAGMENT).to_be_bytes());
         self
     }
@@ -52,35 +59,40 @@ impl Outgoing {
         out.resize(out.len() + self.padding(), 0);
         out
     }
+}
 
-    /// Writes the whole record.
-    pub async fn write_to<W: AsyncWrite + Unpin>(&self, w: &mut W) -> io::Result<()> {
-        let zeros = [0u8; 3];
-        let parts = [&self.head[..], &self.tail[..], &zeros[..self.padding()]];
-        let total: usize = parts.iter().map(|p| p.len()).sum();
-        let mut written = 0;
-        while written < total {
-            // The parts not yet written, the first one from where the last write ended.
-            let mut slices = [IoSlice::new(&[]); 3];
-            let mut count = 0;
-            let mut skip = written;
-            for part in parts {
-                if skip >= part.len() {
-                    skip -= part.len();
-                    continue;
-                }
-                slices[count] = IoSlice::new(&part[skip..]);
-                skip = 0;
-                count += 1;
-            }
-            let n = w.write_vectored(&slices[..count]).await?;
-            if n == 0 {
-                return Err(io::ErrorKind::WriteZero.into());
-            }
-            written += n;
+/// Writes whole records, as many as are ready at once: their heads, tails and padding go out in
+/// vectored writes, so replies that were answered together cost one system call between them.
+pub async fn write_all<W: AsyncWrite + Unpin>(replies: &[Outgoing], w: &mut W) -> io::Result<()> {
+    const ZEROS: [u8; 3] = [0; 3];
+    let parts: Vec<&[u8]> = replies
+        .iter()
+        .flat_map(|r| [&r.head[..], &r.tail[..], &ZEROS[..r.padding()]])
+        .filter(|part| !part.is_empty())
+        .collect();
+    let (mut next, mut skip) = (0, 0);
+    while next < parts.len() {
+        // The parts not yet written, the first one from where the last write ended.
+        let slices: Vec<IoSlice> = std::iter::once(&parts[next][skip..])
+            .chain(parts[next + 1..].iter().copied())
+            .take(MAX_SLICES)
+            .map(IoSlice::new)
+            .collect();
+        let mut n = w.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
         }
-        Ok(())
+        while n > 0 {
+            let left = parts[next].len() - skip;
+            if n < left {
+                skip += n;
+                break;
+            }
+            n -= left;
+            (next, skip) = (next + 1, 0);
+        }
     }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -95,7 +107,7 @@ mod tests {
         }
         .seal();
         let mut out = Vec::new();
-        reply.write_to(&mut out).await.unwrap();
+        write_all(&[reply], &mut out).await.unwrap();
         assert_eq!(out, [0x80, 0, 0, 6, 1, 2, 3, 4, 5, 0]);
     }
 
@@ -131,25 +143,49 @@ mod tests {
         }
     }
 
-    /// Short writes that end inside the head, the tail or the padding lose and repeat nothing.
+    /// Short writes that end inside a head, a tail or a padding lose and repeat nothing, in
+    /// one record or across several.
     #[tokio::test]
     async fn short_writes_resume_where_they_ended() {
         let tail: Vec<u8> = (0..37).collect();
-        for max in 1..12 {
-            let reply = Outgoing {
-                head: vec![0, 0, 0, 0, 9, 9, 9],
+        let reply = |head: u8| {
+            Outgoing {
+                head: vec![0, 0, 0, 0, head, head, head],
                 tail: Bytes::from(tail.clone()),
             }
-            .seal();
+            .seal()
+        };
+        let mut one = vec![0x80, 0, 0, 43, 9, 9, 9];
+        one.extend_from_slice(&tail);
+        one.extend_from_slice(&[0, 0, 0]);
+        let many: Vec<u8> = (0..100u8)
+            .flat_map(|h| {
+                let mut r = one.clone();
+                r[4..7].fill(h);
+                r
+            })
+            .collect();
+        for max in 1..12 {
             let mut w = Trickle {
                 out: Vec::new(),
                 max,
             };
-            reply.write_to(&mut w).await.unwrap();
-            let mut want = vec![0x80, 0, 0, 43, 9, 9, 9];
-            want.extend_from_slice(&tail);
-            want.extend_from_slice(&[0, 0, 0]);
-            assert_eq!(w.out, want, "at most {max} bytes per write");
+            write_all(&[reply(9)], &mut w).await.unwrap();
+            assert_eq!(w.out, one, "at most {max} bytes per write");
+
+            // More records than one vectored write takes.
+            let replies: Vec<Outgoing> = (0..100).map(reply).collect();
+            let mut w = Trickle {
+                out: Vec::new(),
+                max: max * 1000,
+            };
+            write_all(&replies, &mut w).await.unwrap();
+            assert_eq!(
+                w.out,
+                many,
+                "100 records, at most {} bytes per write",
+                max * 1000
+            );
         }
     }
 }
