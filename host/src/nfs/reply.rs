@@ -73,12 +73,15 @@ pub async fn write_all<W: AsyncWrite + Unpin>(replies: &[Outgoing], w: &mut W) -
     let (mut next, mut skip) = (0, 0);
     while next < parts.len() {
         // The parts not yet written, the first one from where the last write ended.
-        let slices: Vec<IoSlice> = std::iter::once(&parts[next][skip..])
-            .chain(parts[next + 1..].iter().copied())
-            .take(MAX_SLICES)
-            .map(IoSlice::new)
-            .collect();
-        let mut n = w.write_vectored(&slices).await?;
+        let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+        let pending =
+            std::iter::once(&parts[next][skip..]).chain(parts[next + 1..].iter().copied());
+        let mut count = 0;
+        for (slice, part) in slices.iter_mut().zip(pending) {
+            *slice = IoSlice::new(part);
+            count += 1;
+        }
+        let mut n = w.write_vectored(&slices[..count]).await?;
         if n == 0 {
             return Err(io::ErrorKind::WriteZero.into());
         }
