@@ -19,10 +19,10 @@ use anyhow::{anyhow, Context, Result};
 use nfs3_types::portmap::{mapping, IPPROTO_TCP, IPPROTO_UDP};
 use nfs3_types::rpc::accept_stat_data;
 use nfs3_types::xdr_codec::{List, Opaque, Pack, Void};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
-use tokio::sync::Semaphore;
 
+use crate::connections::{self, Admission, Limits, Ticket};
 use crate::nfs::wire::{self, Reader};
 
 pub const PROGRAM: u32 = nfs3_types::portmap::PROGRAM;
@@ -35,10 +35,16 @@ const MOUNT_PROGRAM: u32 = nfs3_types::mount::PROGRAM;
 pub const MAX_CALL: usize = 64 << 10;
 /// The longest netid, address or owner string accepted in an rpcbind argument.
 const MAX_STRING: usize = 1024;
-/// Open TCP connections; more are closed at once.
-const MAX_CONNECTIONS: usize = 64;
+/// Open TCP connections, in total and per client address: over either, the connection idle
+/// longest is closed, or the new one when none is idle.
+const CONNECTIONS: Limits = Limits {
+    total: 64,
+    per_client: 16,
+};
 /// A TCP connection that sends no call for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// A TCP call must arrive whole within this long of its first byte.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// `r_owner` of every entry in an rpcbind DUMP.
 const OWNER: &str = "nfsgw";
 
@@ -174,7 +180,7 @@ impl Table {
     /// `proto` is the transport the call came on and `local` the address it was sent to.
     pub fn answer(&self, record: &[u8], proto: Proto, local: IpAddr) -> Option<Vec<u8>> {
         // The portmapper answers anyone: it tells where services are, nothing more.
-        let call = match wire::parse_call(record, IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED)) {
+        let call = match wire::parse_call(record, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))) {
             wire::Incoming::Call(call) => call,
             wire::Incoming::Reject(reply) => return Some(reply),
             wire::Incoming::Ignore => return None,
@@ -417,45 +423,50 @@ fn route_source(peer: SocketAddr) -> Option<IpAddr> {
 }
 
 async fn serve_tcp(listener: TcpListener, table: Arc<Table>) -> io::Result<()> {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let admission = Admission::new(CONNECTIONS);
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            // Out of file descriptors and the like: wait and go on.
-            Err(e) => {
-                tracing::warn!("portmapper: accepting a connection: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
+        let (stream, peer) = connections::accept(&listener, "portmapper").await;
+        let Some(ticket) = admission.admit(peer.ip()) else {
             tracing::debug!(%peer, "portmapper: too many connections; closing this one");
             continue;
         };
         let table = table.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(stream, &table).await {
+            if let Err(e) = connection(stream, &table, &ticket).await {
                 tracing::debug!(%peer, "portmapper connection closed: {e}");
             }
-            drop(slot);
         });
     }
 }
 
-async fn connection(mut stream: TcpStream, table: &Table) -> io::Result<()> {
+async fn connection(stream: TcpStream, table: &Table, ticket: &Ticket) -> io::Result<()> {
     let local = stream.local_addr()?.ip();
+    let timed_out = |why: &str| io::Error::new(io::ErrorKind::TimedOut, why.to_string());
+    let mut stream = tokio::io::BufReader::new(stream);
     loop {
+        ticket.idle();
+        tokio::select! {
+            biased;
+            _ = ticket.evicted() => return Err(timed_out("closed for a newer connection")),
+            filled = tokio::time::timeout(IDLE_TIMEOUT, stream.fill_buf()) => {
+                filled.map_err(|_| timed_out("idle"))??;
+            }
+        }
+        ticket.busy();
         let record = tokio::time::timeout(
-            IDLE_TIMEOUT,
+            CALL_TIMEOUT,
             wire::read_record_limited(&mut stream, MAX_CALL, None),
         )
         .await
-        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "idle"))??;
+        .map_err(|_| timed_out("a call stalled half-sent"))??;
         let Some(record) = record else {
             return Ok(());
         };
         if let Some(reply) = table.answer(&record, Proto::Tcp, local) {
-            stream.write_all(&wire::seal(reply)).await?;
+            let reply = wire::seal(reply);
+            tokio::time::timeout(CALL_TIMEOUT, stream.get_mut().write_all(&reply))
+                .await
+                .map_err(|_| timed_out("the client takes no replies"))??;
         }
     }
 }

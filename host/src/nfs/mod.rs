@@ -2,7 +2,10 @@
 //!
 //! Each connection reads records and answers every call in a task of its own, so many calls
 //! can be in flight per client (bounded per connection); replies go back through one writer,
-//! which sends the replies that are ready together.
+//! which sends the replies that are ready together. Connections are admitted at accept
+//! (`crate::connections`: only addresses some mount allows, within the connection limits),
+//! and closed when idle, when a record stalls half-sent, or to make room for a newer one.
+//! Calls from unprivileged source ports reach only mounts that are not `secure`.
 //! `wire` owns the RPC framing, `nfs3` and `mount` the two programs, `convert` the mapping of
 //! types. XDR encoding of arguments and results is `nfs3_types`'.
 
@@ -13,21 +16,25 @@ mod nfs3;
 mod reply;
 pub(crate) mod wire;
 
-use std::net::SocketAddr;
+use std::collections::HashSet;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use nfs3_types::rpc::accept_stat_data;
-use tokio::io::BufReader;
+use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 
 use crate::buffer_pool::BufferPool;
+use crate::connections::{self, Admission, Limits, Ticket};
 use crate::gateway::handles::EXPORT_ROOT;
-use crate::gateway::{Caller, FileId, Gateway};
+use crate::gateway::{Caller, FileId, Gateway, Mount};
 use crate::plugin::bindings::types::Error;
 use reply::Outgoing;
+use wire::RecordBudget;
 
 /// Calls answered concurrently per connection; further records wait to be read.
 const MAX_IN_FLIGHT: usize = 32;
@@ -36,18 +43,67 @@ const MAX_IN_FLIGHT: usize = 32;
 const RECORD_BUFFERS_KEPT: usize = 17 << 20;
 /// Bytes of replies a connection sends in one vectored write, unless one reply is longer.
 const BATCH_BYTES: usize = 256 << 10;
+/// Source ports below this one are privileged: only root may bind them on most systems.
+const PRIVILEGED_PORTS: u16 = 1024;
 /// Bytes read from a connection at once: small calls that arrive together cost one system
 /// call between them, while the data of a large WRITE mostly bypasses this buffer.
 const READ_BUFFER: usize = 16 << 10;
+
+/// What the front enforces on its connections and calls, from the config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub connections: Limits,
+    /// A connection with no call for this long is closed.
+    pub idle_timeout: Duration,
+    /// A record must arrive whole within this long of its first byte, and a batch of replies
+    /// be taken by the client within this long; else the connection is closed.
+    pub record_timeout: Duration,
+    /// Bytes of records every connection together may hold while reading and answering them.
+    pub record_memory: usize,
+    /// Mounts that answer calls from unprivileged source ports (exports(5)'s `insecure`).
+    pub insecure_mounts: HashSet<String>,
+}
 
 /// What every call handler can reach.
 pub struct Server {
     gateway: Arc<Gateway>,
     /// Changes every run: a client that sees it change after UNSTABLE writes sends them again.
     write_verifier: [u8; 8],
+    insecure_mounts: HashSet<String>,
 }
 
 impl Server {
+    fn new(
+        gateway: Arc<Gateway>,
+        write_verifier: [u8; 8],
+        insecure_mounts: HashSet<String>,
+    ) -> Server {
+        Server {
+            gateway,
+            write_verifier,
+            insecure_mounts,
+        }
+    }
+
+    /// Whether a call from source port `port` of `client` may use file id `id`. A mount is
+    /// `secure` unless its config says otherwise: then only privileged ports (below 1024),
+    /// which only root can send from on the client, may use it. The export root is open to an
+    /// unprivileged port when some mount the client may use is not secure.
+    fn port_allows(&self, id: FileId, client: IpAddr, port: u16) -> bool {
+        if port < PRIVILEGED_PORTS {
+            return true;
+        }
+        let insecure = |m: &Mount| self.insecure_mounts.contains(&m.name);
+        match self.gateway.mount_of_id(id) {
+            Some(mount) => insecure(mount),
+            None => self
+                .gateway
+                .mounts()
+                .iter()
+                .any(|m| insecure(m) && m.allow.iter().any(|net| net.contains(&client))),
+        }
+    }
+
     /// The file id of an absolute export path (MNT): "/" is the export root. Mounting
     /// checks no permissions, as the NFS calls that follow do.
     async fn resolve_path(&self, path: &str) -> Result<FileId, Error> {
@@ -67,10 +123,10 @@ impl Server {
     async fn dispatch(
         &self,
         record: &Bytes,
-        client: std::net::IpAddr,
+        peer: SocketAddr,
         buffers: &Arc<BufferPool>,
     ) -> Option<Outgoing> {
-        let call = match wire::parse_call(record, client) {
+        let call = match wire::parse_call(record, peer) {
             wire::Incoming::Call(call) => call,
             wire::Incoming::Reject(reply) => return Some(reply.into()),
             wire::Incoming::Ignore => return None,
@@ -100,10 +156,24 @@ impl Server {
 pub struct NfsServer {
     listener: TcpListener,
     server: Arc<Server>,
+    admission: Arc<Admission>,
+    /// Shared by every connection's reader.
+    link: Arc<Link>,
+}
+
+/// What each connection's reader needs besides the server.
+struct Link {
+    idle_timeout: Duration,
+    record_timeout: Duration,
+    budget: RecordBudget,
 }
 
 impl NfsServer {
-    pub async fn bind(addr: SocketAddr, gateway: Arc<Gateway>) -> Result<NfsServer> {
+    pub async fn bind(
+        addr: SocketAddr,
+        gateway: Arc<Gateway>,
+        settings: Settings,
+    ) -> Result<NfsServer> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("server.listen: cannot listen on {addr}"))?;
@@ -113,9 +183,16 @@ impl NfsServer {
         let write_verifier = (boot.as_nanos() as u64).to_be_bytes();
         Ok(NfsServer {
             listener,
-            server: Arc::new(Server {
+            server: Arc::new(Server::new(
                 gateway,
                 write_verifier,
+                settings.insecure_mounts,
+            )),
+            admission: Admission::new(settings.connections),
+            link: Arc::new(Link {
+                idle_timeout: settings.idle_timeout,
+                record_timeout: settings.record_timeout,
+                budget: RecordBudget::new(settings.record_memory),
             }),
         })
     }
@@ -126,17 +203,24 @@ impl NfsServer {
             .expect("a bound listener has an address")
     }
 
+    /// Accepts connections until the process ends. A failed accept (out of descriptors)
+    /// waits and goes on; a connection from an address no mount allows, or over the limits
+    /// with no idle connection to close instead, is closed before a byte is read.
     pub async fn serve(self) -> Result<()> {
         loop {
-            let (stream, peer) = self
-                .listener
-                .accept()
-                .await
-                .context("accepting an NFS connection")?;
+            let (stream, peer) = connections::accept(&self.listener, "NFS").await;
+            if !self.server.gateway.allows(EXPORT_ROOT, peer.ip()) {
+                tracing::debug!(%peer, "NFS connection closed: no mount allows this address");
+                continue;
+            }
+            let Some(ticket) = self.admission.admit(peer.ip()) else {
+                tracing::debug!(%peer, "NFS connection closed: connection limit reached");
+                continue;
+            };
             tracing::debug!(%peer, "NFS connection");
-            let server = self.server.clone();
+            let (server, link) = (self.server.clone(), self.link.clone());
             tokio::spawn(async move {
-                if let Err(e) = connection(stream, server).await {
+                if let Err(e) = connection(stream, peer, server, link, ticket).await {
                     tracing::debug!(%peer, "NFS connection closed: {e}");
                 }
             });
@@ -144,12 +228,28 @@ impl NfsServer {
     }
 }
 
-async fn connection(stream: TcpStream, server: Arc<Server>) -> std::io::Result<()> {
+/// Why a connection's reader stopped waiting for its next record.
+enum Wait {
+    Record,
+    Closed(std::io::Error),
+}
+
+fn closed(why: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, why.to_string())
+}
+
+async fn connection(
+    stream: TcpStream,
+    peer: SocketAddr,
+    server: Arc<Server>,
+    link: Arc<Link>,
+    ticket: Ticket,
+) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
-    let client = stream.peer_addr()?.ip();
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let (replies, mut outbox) = mpsc::channel::<Outgoing>(MAX_IN_FLIGHT);
+    let write_timeout = link.record_timeout;
     let send = tokio::spawn(async move {
         let mut ready = Vec::with_capacity(MAX_IN_FLIGHT);
         while let Some(first) = outbox.recv().await {
@@ -162,18 +262,29 @@ async fn connection(stream: TcpStream, server: Arc<Server>) -> std::io::Result<(
                 bytes += next.len();
                 ready.push(next);
             }
-            reply::write_all(&ready, &mut writer).await?;
+            // A client that takes no replies would hold its calls' permits forever.
+            tokio::time::timeout(write_timeout, reply::write_all(&ready, &mut writer))
+                .await
+                .map_err(|_| closed("the client takes no replies"))??;
             ready.clear();
         }
         std::io::Result::Ok(())
     });
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
+    // Told each time a call is answered, so that the connection knows when it is idle.
+    let answered = Arc::new(Notify::new());
     let buffers = BufferPool::new(RECORD_BUFFERS_KEPT);
     let result = loop {
-        let record = match wire::read_record(&mut reader, &buffers).await {
-            Ok(Some(record)) => record,
-            Ok(None) => break Ok(()),
-            Err(e) => break Err(e),
+        match next_record_starts(&mut reader, &in_flight, &answered, &link, &ticket).await {
+            Wait::Record => {}
+            Wait::Closed(e) => break Err(e),
+        }
+        let read = wire::read_record(&mut reader, &buffers, &link.budget);
+        let record = match tokio::time::timeout(link.record_timeout, read).await {
+            Ok(Ok(Some(record))) => record,
+            Ok(Ok(None)) => break Ok(()),
+            Ok(Err(e)) => break Err(e),
+            Err(_) => break Err(closed("a record stalled half-sent")),
         };
         let permit = in_flight
             .clone()
@@ -181,16 +292,57 @@ async fn connection(stream: TcpStream, server: Arc<Server>) -> std::io::Result<(
             .await
             .expect("the semaphore is never closed");
         let (server, replies, buffers) = (server.clone(), replies.clone(), buffers.clone());
+        let answered = answered.clone();
         tokio::spawn(async move {
-            if let Some(reply) = server.dispatch(&record, client, &buffers).await {
+            if let Some(reply) = server.dispatch(&record.bytes, peer, &buffers).await {
                 let _ = replies.send(reply.seal()).await;
             }
             drop(permit);
+            answered.notify_one();
         });
     };
     drop(replies);
     send.await.ok();
     result
+}
+
+/// Waits until the next record's first byte arrives (or the stream ends). The connection is
+/// idle meanwhile when none of its calls is being answered: then it may be closed to make
+/// room for another, and is closed after `idle_timeout`.
+async fn next_record_starts<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+    in_flight: &Semaphore,
+    answered: &Notify,
+    link: &Link,
+    ticket: &Ticket,
+) -> Wait {
+    loop {
+        let quiet = in_flight.available_permits() == MAX_IN_FLIGHT;
+        if quiet {
+            ticket.idle();
+        }
+        let idle_for = async {
+            if quiet {
+                tokio::time::sleep(link.idle_timeout).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        };
+        tokio::select! {
+            biased;
+            _ = ticket.evicted() => return Wait::Closed(closed("closed for a newer connection")),
+            filled = reader.fill_buf() => {
+                ticket.busy();
+                return match filled {
+                    Ok(_) => Wait::Record,
+                    Err(e) => Wait::Closed(e),
+                };
+            }
+            // A call was answered: look again whether any is left.
+            _ = answered.notified(), if !quiet => {}
+            _ = idle_for => return Wait::Closed(closed("idle")),
+        }
+    }
 }
 
 /// The RPC entry point for the fuzz targets: one record, as read from a connection, answered
@@ -200,14 +352,15 @@ pub fn answer_for_fuzzing(record: &[u8]) -> Option<Vec<u8>> {
     thread_local! {
         static SERVER: (tokio::runtime::Runtime, Server) = (
             tokio::runtime::Builder::new_current_thread().build().expect("a runtime"),
-            Server { gateway: Arc::new(Gateway::new(Vec::new())), write_verifier: [7; 8] },
+            Server::new(Arc::new(Gateway::new(Vec::new())), [7; 8], HashSet::new()),
         );
     }
     SERVER
         .with(|(rt, server)| {
             let record = Bytes::copy_from_slice(record);
             let buffers = BufferPool::new(0);
-            rt.block_on(server.dispatch(&record, std::net::Ipv4Addr::LOCALHOST.into(), &buffers))
+            let peer = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 700));
+            rt.block_on(server.dispatch(&record, peer, &buffers))
         })
         .map(|reply| reply.to_vec())
 }
@@ -220,10 +373,7 @@ mod fuzz {
     use proptest::prelude::*;
 
     fn server() -> Server {
-        Server {
-            gateway: Arc::new(Gateway::new(Vec::new())),
-            write_verifier: [7; 8],
-        }
+        Server::new(Arc::new(Gateway::new(Vec::new())), [7; 8], HashSet::new())
     }
 
     fn header(xid: u32, prog: u32, vers: u32, proc_: u32) -> Vec<u8> {
@@ -242,7 +392,7 @@ mod fuzz {
             .unwrap();
         let record = Bytes::copy_from_slice(record);
         let buffers = BufferPool::new(0);
-        rt.block_on(server().dispatch(&record, "127.0.0.1".parse().unwrap(), &buffers))
+        rt.block_on(server().dispatch(&record, "127.0.0.1:700".parse().unwrap(), &buffers))
             .map(|reply| reply.head)
     }
 

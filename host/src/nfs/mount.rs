@@ -26,7 +26,7 @@ pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
             wire::accepted(xid, accept_stat_data::GARBAGE_ARGS)
         }
         1 => match wire::args::<dirpath<'static>>(args) {
-            Some(path) => wire::success(xid, &mnt(server, call.client, &path.0).await),
+            Some(path) => wire::success(xid, &mnt(server, call, &path.0).await),
             None => wire::accepted(xid, accept_stat_data::GARBAGE_ARGS),
         },
         // DUMP: nfsgw keeps no list of clients.
@@ -55,15 +55,31 @@ pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
     }
 }
 
-async fn mnt(server: &Server, client: std::net::IpAddr, path: &[u8]) -> mountres3<'static> {
+/// MNT: the handle of an export path. The client is checked against the mount the path names
+/// (its first part; the export root for "/") before the rest of the path is looked at, so a
+/// client the mount does not allow learns nothing of what exists inside it.
+async fn mnt(server: &Server, call: &Call, path: &[u8]) -> mountres3<'static> {
     let Ok(path) = std::str::from_utf8(path) else {
         return mountres3::Err(mountstat3::MNT3ERR_INVAL);
     };
-    match server.resolve_path(path).await {
+    let client = call.client;
+    let (top, _) = path
+        .trim_start_matches('/')
+        .split_once('/')
+        .unwrap_or((path.trim_start_matches('/'), ""));
+    let resolved = match server.resolve_path(top).await {
         Ok(id) if !server.gateway.allows(id, client) => {
             tracing::warn!(%client, path, "MNT refused: the client is not in the mount's allow list");
-            mountres3::Err(mountstat3::MNT3ERR_ACCES)
+            return mountres3::Err(mountstat3::MNT3ERR_ACCES);
         }
+        Ok(id) if !server.port_allows(id, client, call.port) => {
+            tracing::warn!(%client, port = call.port, path, "MNT refused: the mount is `secure` and the call came from an unprivileged port");
+            return mountres3::Err(mountstat3::MNT3ERR_ACCES);
+        }
+        Ok(_) => server.resolve_path(path).await,
+        Err(e) => Err(e),
+    };
+    match resolved {
         Ok(id) => mountres3::Ok(mountres3_ok {
             fhandle: fhandle3(Opaque::owned(server.gateway.handle(id))),
             auth_flavors: vec![AUTH_UNIX, AUTH_NULL],

@@ -14,7 +14,7 @@ use super::reply::Outgoing;
 use super::wire::{self, Call};
 use super::Server;
 use crate::buffer_pool::BufferPool;
-use crate::gateway::{permissions, Caller, FileId, Mount};
+use crate::gateway::{permissions, Caller, FileId, Mount, HOST_MAX_FILE_SIZE};
 use crate::plugin::bindings::types::{Attrs, Device, Error, FileKind, SetAttrs};
 
 pub const PROGRAM: u32 = 100003;
@@ -47,9 +47,6 @@ pub const PROCEDURES: [&str; 22] = [
 
 /// Preferred and largest READ/WRITE size: 1 MiB.
 const TRANSFER_SIZE: u32 = 1 << 20;
-/// The largest file size advertised (FSINFO): 16 TiB, what ext4 stores with 4 KiB blocks, so
-/// clients refuse larger offsets at once (EFBIG) rather than fail a later flush.
-const MAX_FILE_SIZE: u64 = (16 << 40) - 1;
 /// Directory entries asked of the gateway per READDIR(PLUS) reply, at most.
 const MAX_DIR_ENTRIES: usize = 4096;
 /// Reply bytes that are not entries (RPC header, status, attributes, verifier, eof).
@@ -132,6 +129,7 @@ pub async fn dispatch(
         server,
         caller: &caller,
         client: call.client,
+        port: call.port,
         xid: call.xid,
         mount,
         buffers,
@@ -189,6 +187,8 @@ struct Handler<'a> {
     server: &'a Server,
     caller: &'a Caller,
     client: std::net::IpAddr,
+    /// The call's source port, for mounts that take calls from privileged ports only.
+    port: u16,
     xid: u32,
     /// The mount the call is for, when its first handle names one.
     mount: Option<&'a Mount>,
@@ -221,6 +221,9 @@ impl Handler<'_> {
         };
         if !self.server.gateway.allows(id, self.client) {
             return Err(nfsstat3::NFS3ERR_ACCES);
+        }
+        if !self.server.port_allows(id, self.client, self.port) {
+            return Err(nfsstat3::NFS3ERR_PERM);
         }
         Ok(id)
     }
@@ -960,7 +963,8 @@ impl Handler<'_> {
                 wtpref: TRANSFER_SIZE,
                 wtmult: 4096,
                 dtpref: 64 * 1024,
-                maxfilesize: MAX_FILE_SIZE,
+                // Each mount's own limit, so clients refuse larger offsets at once (EFBIG).
+                maxfilesize: self.mount.map_or(HOST_MAX_FILE_SIZE, Mount::max_file_size),
                 time_delta: nfstime3 {
                     seconds: 0,
                     nseconds: 1,

@@ -4,7 +4,7 @@
 //! get a proper rejection; procedure arguments and results are XDR through `nfs3_types`.
 
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -12,6 +12,7 @@ use nfs3_types::nfs3::NFS3_FHSIZE;
 use nfs3_types::rpc::{accept_stat_data, auth_stat};
 use nfs3_types::xdr_codec::{Pack, Unpack};
 use tokio::io::{AsyncRead, AsyncReadExt};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::buffer_pool::BufferPool;
 use crate::copy_file::{gap_to_alignment, ALIGN};
@@ -20,6 +21,8 @@ use crate::gateway::Caller;
 /// The largest record accepted: a 1 MiB WRITE plus headers, with room to spare.
 pub const MAX_RECORD: usize = 4 << 20;
 const LAST_FRAGMENT: u32 = 1 << 31;
+/// A record's buffer grows by at most this much ahead of the bytes that arrived.
+const GROWTH_STEP: usize = 64 << 10;
 /// WRITE calls at least this long get their data block-aligned in memory.
 const ALIGNED_WRITE_MIN: usize = 64 << 10;
 /// A WRITE call's data starts within this many bytes: header, credentials and verifier (400
@@ -43,25 +46,85 @@ const MAX_GIDS: u32 = 16;
 /// The user of calls without credentials.
 pub const NOBODY: u32 = 65534;
 
-/// Reads one record (all its fragments), a large one into a buffer of `buffers`. `None` at a
-/// clean end of stream.
+/// The bytes of records that every connection together may hold while they are read and
+/// answered, counted in KiB. A record takes its share before its bytes are read, fragment by
+/// fragment, and gives it back once it is dropped: many connections sending large records
+/// slowly wait for room (and meet their record deadline) rather than pin memory.
+pub struct RecordBudget(Arc<Semaphore>);
+
+impl RecordBudget {
+    pub fn new(bytes: usize) -> RecordBudget {
+        RecordBudget(Arc::new(Semaphore::new(bytes.div_ceil(1024))))
+    }
+
+    /// Waits until `len` more bytes fit, and adds them to `held`.
+    async fn reserve(&self, held: &mut Option<OwnedSemaphorePermit>, len: usize) {
+        let kib = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX);
+        let more = self
+            .0
+            .clone()
+            .acquire_many_owned(kib)
+            .await
+            .expect("the budget is never closed");
+        match held {
+            Some(permit) => permit.merge(more),
+            None => *held = Some(more),
+        }
+    }
+}
+
+/// A record read from a connection, holding its share of the [`RecordBudget`] until dropped.
+pub struct Record {
+    pub bytes: Bytes,
+    _budget: Option<OwnedSemaphorePermit>,
+}
+
+/// Reads one record (all its fragments), a large one into a buffer of `buffers`, once
+/// `budget` has room for each fragment. `None` at a clean end of stream.
 pub async fn read_record<R: AsyncRead + Unpin>(
     r: &mut R,
     buffers: &Arc<BufferPool>,
-) -> io::Result<Option<Bytes>> {
-    read_record_limited(r, MAX_RECORD, Some(buffers)).await
+    budget: &RecordBudget,
+) -> io::Result<Option<Record>> {
+    let mut held = None;
+    let bytes = assemble(
+        r,
+        MAX_RECORD,
+        Some(buffers),
+        Some((budget, &mut held)),
+        &mut 0,
+    )
+    .await?;
+    Ok(bytes.map(|bytes| Record {
+        bytes,
+        _budget: held,
+    }))
 }
 
-/// [`read_record`] with a limit of `max` bytes: a longer record is an `InvalidData` error.
-///
-/// The data of a large NFS WRITE is placed block-aligned in memory (see `write_data_at`), so
-/// that a staged copy writes it to disk without copying it first (`copy_file`). Records of at
-/// least `ALIGNED_WRITE_MIN` bytes are read into buffers taken from `buffers` (when given),
-/// which get them back once the record is dropped.
+/// One record of at most `max` bytes, outside any budget: a longer record is an
+/// `InvalidData` error. `None` at a clean end of stream.
 pub async fn read_record_limited<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
     buffers: Option<&Arc<BufferPool>>,
+) -> io::Result<Option<Bytes>> {
+    assemble(r, max, buffers, None, &mut 0).await
+}
+
+/// Reads a record's fragments into one buffer; `moved` counts the bytes that growing the
+/// buffer had to move (at most about twice the record's length: growth is geometric).
+///
+/// The data of a large NFS WRITE is placed block-aligned in memory (see `write_data_at`), so
+/// that a staged copy writes it to disk without copying it first (`copy_file`). Records of at
+/// least `ALIGNED_WRITE_MIN` bytes are read into buffers taken from `buffers` (when given),
+/// which get them back once the record is dropped. Other records grow as their bytes arrive,
+/// so a record that claims megabytes and stalls holds only what it sent.
+async fn assemble<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+    buffers: Option<&Arc<BufferPool>>,
+    mut budget: Option<(&RecordBudget, &mut Option<OwnedSemaphorePermit>)>,
+    moved: &mut usize,
 ) -> io::Result<Option<Bytes>> {
     let take = |capacity: usize| {
         buffers.map_or_else(|| Vec::with_capacity(capacity), |b| b.take(capacity))
@@ -88,6 +151,9 @@ pub async fn read_record_limited<R: AsyncRead + Unpin>(
                 format!("RPC record over {max} bytes"),
             ));
         }
+        if let Some((budget, held)) = budget.as_mut() {
+            budget.reserve(held, len).await;
+        }
         let mut fragment = (&mut *r).take(len as u64);
         if record.is_empty() && len >= ALIGNED_WRITE_MIN {
             let mut head = Vec::with_capacity(WRITE_HEAD_MAX);
@@ -104,18 +170,25 @@ pub async fn read_record_limited<R: AsyncRead + Unpin>(
             record.extend_from_slice(&head);
         } else if let Some(at) = data_at.filter(|_| record.capacity() - record.len() < len) {
             // Growing in place could move the data off its block boundary: the fragments so
-            // far move to a new buffer where it is aligned again.
-            let mut grown = take(record.len() - shift + len + ALIGN);
+            // far move to a new buffer where it is aligned again, twice as large as needed so
+            // far at least, so that many small fragments move each byte a few times only.
+            let kept = record.len() - shift;
+            let mut grown = take((kept + len).max(2 * kept).min(max) + ALIGN);
             let new_shift = gap_to_alignment(grown.as_ptr().wrapping_add(at));
             grown.resize(new_shift, 0);
             grown.extend_from_slice(&record[shift..]);
+            *moved += kept;
             (record, shift) = (grown, new_shift);
-        } else {
-            record.reserve_exact(len);
         }
         // The rest is read into the record's spare room: a WRITE's megabyte is not zeroed first.
         let target = record.len() + fragment.limit() as usize;
         while record.len() < target {
+            let room = (target - record.len()).min(GROWTH_STEP);
+            if record.capacity() - record.len() < room {
+                // `reserve` at least doubles the buffer, so reading stays linear.
+                *moved += record.len();
+                record.reserve(room);
+            }
             if fragment.read_buf(&mut record).await? == 0 {
                 return Err(io::ErrorKind::UnexpectedEof.into());
             }
@@ -133,7 +206,7 @@ pub async fn read_record_limited<R: AsyncRead + Unpin>(
 /// Where the data of an NFSv3 WRITE call starts in its record, from the record's first bytes;
 /// None for other calls, or when those bytes end before it.
 fn write_data_at(head: &[u8]) -> Option<usize> {
-    let Incoming::Call(call) = parse_call(head, IpAddr::from([0, 0, 0, 0])) else {
+    let Incoming::Call(call) = parse_call(head, SocketAddr::from(([0, 0, 0, 0], 0))) else {
         return None;
     };
     let write = (super::nfs3::PROGRAM, super::nfs3::VERSION, NFSPROC3_WRITE);
@@ -153,6 +226,8 @@ fn write_data_at(head: &[u8]) -> Option<usize> {
 pub struct Call {
     /// The address the call came from.
     pub client: IpAddr,
+    /// The source port it came from: below 1024 only root can send from on most systems.
+    pub port: u16,
     pub xid: u32,
     pub prog: u32,
     pub vers: u32,
@@ -226,7 +301,8 @@ fn caller_from(flavor: u32, body: &[u8]) -> Option<Caller> {
     }
 }
 
-pub fn parse_call(record: &[u8], client: IpAddr) -> Incoming {
+/// Reads a call's header; `peer` is where the record came from.
+pub fn parse_call(record: &[u8], peer: SocketAddr) -> Incoming {
     let mut r = Reader::new(record);
     let Some(xid) = r.u32() else {
         return Incoming::Ignore;
@@ -258,7 +334,8 @@ pub fn parse_call(record: &[u8], client: IpAddr) -> Incoming {
             auth_stat::AUTH_BADCRED.pack(out).expect("writing to a Vec");
         })),
         Some((prog, vers, proc_, Some(caller))) => Incoming::Call(Call {
-            client,
+            client: peer.ip(),
+            port: peer.port(),
             xid,
             prog,
             vers,
@@ -323,7 +400,7 @@ mod tests {
     use super::*;
     use std::net::Ipv4Addr;
 
-    const LOCAL: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    const LOCAL: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 700);
 
     fn call(rpcvers: u32, flavor: u32, cred: &[u8]) -> Vec<u8> {
         let mut out = Vec::new();
@@ -431,6 +508,97 @@ mod tests {
         let reply = seal(accepted(5, accept_stat_data::PROC_UNAVAIL));
         let mark = u32::from_be_bytes(reply[..4].try_into().unwrap());
         assert_eq!(mark, LAST_FRAGMENT | (reply.len() as u32 - 4));
+    }
+
+    /// A record's bytes, read with room for the largest record.
+    async fn read_record<R: AsyncRead + Unpin>(
+        r: &mut R,
+        pool: &Arc<BufferPool>,
+    ) -> io::Result<Option<Bytes>> {
+        let budget = RecordBudget::new(MAX_RECORD);
+        Ok(super::read_record(r, pool, &budget)
+            .await?
+            .map(|record| record.bytes))
+    }
+
+    /// `record` sent in fragments of `size` bytes.
+    fn fragmented(record: &[u8], size: usize) -> Vec<u8> {
+        let mut stream = Vec::new();
+        let mut chunks = record.chunks(size).peekable();
+        while let Some(chunk) = chunks.next() {
+            let last = if chunks.peek().is_none() {
+                LAST_FRAGMENT
+            } else {
+                0
+            };
+            stream.extend_from_slice(&(chunk.len() as u32 | last).to_be_bytes());
+            stream.extend_from_slice(chunk);
+        }
+        stream
+    }
+
+    /// Reads `stream` as one record: its bytes, and how many bytes growing its buffer moved.
+    async fn assembled(stream: &[u8], pool: &Arc<BufferPool>) -> (Bytes, usize) {
+        let mut moved = 0;
+        let bytes = assemble(&mut &stream[..], MAX_RECORD, Some(pool), None, &mut moved)
+            .await
+            .unwrap()
+            .unwrap();
+        (bytes, moved)
+    }
+
+    #[tokio::test]
+    async fn many_small_fragments_are_joined_in_linear_work() {
+        let pool = BufferPool::new(0);
+        // 40,000 fragments of 8 bytes: joined by growing the buffer one fragment at a time,
+        // this would move 6.4 GB; geometric growth moves each byte a few times at most.
+        let record: Vec<u8> = (0..320_000).map(|i| (i % 253) as u8).collect();
+        let (bytes, moved) = assembled(&fragmented(&record, 8), &pool).await;
+        assert_eq!(bytes, record);
+        assert!(moved <= 2 * record.len(), "moved {moved} bytes");
+
+        // A WRITE whose first fragment places its data block-aligned, then tiny fragments.
+        let (write, at) = write_call(7, 1 << 20);
+        let mut stream = (ALIGNED_WRITE_MIN as u32).to_be_bytes().to_vec();
+        stream.extend_from_slice(&write[..ALIGNED_WRITE_MIN]);
+        stream.extend_from_slice(&fragmented(&write[ALIGNED_WRITE_MIN..], 16));
+        let (bytes, moved) = assembled(&stream, &pool).await;
+        assert_eq!(bytes, write);
+        assert_eq!(gap_to_alignment(bytes[at..].as_ptr()), 0);
+        assert!(moved <= 2 * write.len(), "moved {moved} bytes");
+    }
+
+    #[tokio::test]
+    async fn a_record_waits_for_room_in_the_budget_and_gives_it_back() {
+        use futures_util::FutureExt;
+        let pool = BufferPool::new(0);
+        let budget = RecordBudget::new(8 << 10);
+        let record = vec![7u8; 6 << 10];
+        let stream = fragmented(&record, record.len());
+        let first = read_record_budgeted(&stream, &pool, &budget)
+            .now_or_never()
+            .expect("room for one")
+            .unwrap();
+        assert!(
+            read_record_budgeted(&stream, &pool, &budget)
+                .now_or_never()
+                .is_none(),
+            "no room for a second one while the first is held"
+        );
+        drop(first);
+        let second = read_record_budgeted(&stream, &pool, &budget)
+            .now_or_never()
+            .expect("room again");
+        assert_eq!(second.unwrap().bytes, record);
+    }
+
+    async fn read_record_budgeted(
+        stream: &[u8],
+        pool: &Arc<BufferPool>,
+        budget: &RecordBudget,
+    ) -> io::Result<Record> {
+        let record = super::read_record(&mut &stream[..], pool, budget).await?;
+        Ok(record.expect("a record"))
     }
 
     #[tokio::test]
