@@ -6,6 +6,13 @@
 //! else is 404, and any method but GET (or HEAD) 405, except `POST /flush`, which uploads every
 //! staged write now and answers how many files are still staged. `nfsgw status` fetches
 //! `/status` and prints it for people; `nfsgw flush` posts `/flush`.
+//!
+//! Its clients are untrusted until they show the token: with `server.admin_token_env` set, every
+//! request must carry `Authorization: Bearer <token>` or is answered 401 before anything else
+//! (the config refuses a non-loopback address without a token). A connection serves one
+//! request: it must send its headers within [`HEADER_TIMEOUT`] and is answered within
+//! [`REQUEST_DEADLINE`] (a flush within [`FLUSH_DEADLINE`]); at most [`MAX_CONNECTIONS`] are
+//! served at once, and more wait to be accepted.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -16,9 +23,9 @@ use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
 use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HOST};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::{Deserialize, Serialize};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
@@ -26,7 +33,13 @@ use tokio::sync::Semaphore;
 use crate::gateway::Gateway;
 
 /// Admin connections served at once; more wait to be accepted.
-const MAX_CONNECTIONS: usize = 16;
+pub const MAX_CONNECTIONS: usize = 16;
+/// How long a client may take to send a request's headers before its connection is closed.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a request other than a flush may take to be answered.
+pub const REQUEST_DEADLINE: Duration = Duration::from_secs(30);
+/// How long `POST /flush` waits for the uploads; what is left stays staged and is retried.
+pub const FLUSH_DEADLINE: Duration = Duration::from_secs(3600);
 /// How long `nfsgw status` waits for an answer.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -119,16 +132,23 @@ impl Instance {
 pub struct Admin {
     listener: TcpListener,
     instance: Arc<Instance>,
+    /// The bearer token every request must carry, if one is configured.
+    token: Option<Arc<str>>,
 }
 
 impl Admin {
-    pub async fn bind(addr: SocketAddr, instance: Instance) -> Result<Admin> {
+    pub async fn bind(
+        addr: SocketAddr,
+        instance: Instance,
+        token: Option<String>,
+    ) -> Result<Admin> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("server.admin: cannot listen on {addr}"))?;
         Ok(Admin {
             listener,
             instance: Arc::new(instance),
+            token: token.map(Arc::from),
         })
     }
 
@@ -152,30 +172,90 @@ impl Admin {
                 .await
                 .context("accepting an admin connection")?;
             let instance = self.instance.clone();
+            let token = self.token.clone();
             tokio::spawn(async move {
                 let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                    let instance = instance.clone();
-                    async move {
-                        if req.method() == Method::POST && req.uri().path() == "/flush" {
-                            let left = instance.gateway.flush_all(1).await;
-                            let json =
-                                serde_json::to_string(&Flushed { left }).expect("plain data");
-                            return Ok::<_, Infallible>(text(
-                                StatusCode::OK,
-                                "application/json",
-                                json + "\n",
-                            ));
-                        }
-                        Ok::<_, Infallible>(respond(&instance, &req))
-                    }
+                    let (instance, token) = (instance.clone(), token.clone());
+                    async move { Ok::<_, Infallible>(answer(&instance, token.as_deref(), req).await) }
                 });
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let connection = hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .keep_alive(false)
+                    .max_buf_size(64 * 1024)
+                    .serve_connection(TokioIo::new(stream), service);
+                // The response must be taken too: a client that stops reading is dropped.
+                let lifetime = HEADER_TIMEOUT + FLUSH_DEADLINE + REQUEST_DEADLINE;
+                let _ = tokio::time::timeout(lifetime, connection).await;
                 drop(slot);
             });
         }
     }
+}
+
+/// Whether a request with these headers carries the bearer token (compared in constant time),
+/// or none is needed.
+fn authorized(headers: &hyper::HeaderMap, token: Option<&str>) -> bool {
+    let Some(token) = token else {
+        return true;
+    };
+    let given = headers
+        .get(AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    given.len() == token.len()
+        && given
+            .iter()
+            .zip(token.as_bytes())
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
+/// Answers one request: 401 without the token, then `/flush` or the read-only pages, each
+/// within its deadline.
+async fn answer(
+    instance: &Instance,
+    token: Option<&str>,
+    req: Request<Incoming>,
+) -> Response<Full<Bytes>> {
+    if !authorized(req.headers(), token) {
+        let mut response = text(
+            StatusCode::UNAUTHORIZED,
+            "text/plain",
+            "this admin listener needs its token: Authorization: Bearer <token>\n".into(),
+        );
+        response.headers_mut().insert(
+            WWW_AUTHENTICATE,
+            hyper::header::HeaderValue::from_static("Bearer realm=\"nfsgw\""),
+        );
+        return response;
+    }
+    if req.method() == Method::POST && req.uri().path() == "/flush" {
+        return match tokio::time::timeout(FLUSH_DEADLINE, instance.gateway.flush_all(1)).await {
+            Ok(left) => {
+                let json = serde_json::to_string(&Flushed { left }).expect("plain data");
+                text(StatusCode::OK, "application/json", json + "\n")
+            }
+            Err(_) => text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                format!(
+                    "the flush did not finish within {FLUSH_DEADLINE:?}; what is left stays \
+                     staged and is uploaded in the background\n"
+                ),
+            ),
+        };
+    }
+    // The pages are built in place, but a deadline keeps the promise if that ever changes.
+    tokio::time::timeout(REQUEST_DEADLINE, async { respond(instance, &req) })
+        .await
+        .unwrap_or_else(|_| {
+            text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain",
+                "the answer took too long\n".into(),
+            )
+        })
 }
 
 fn text(status: StatusCode, content_type: &str, body: String) -> Response<Full<Bytes>> {
@@ -212,22 +292,30 @@ fn respond(instance: &Instance, req: &Request<Incoming>) -> Response<Full<Bytes>
     }
 }
 
-/// Fetches `/status` from the admin listener at `addr`.
-pub async fn fetch_status(addr: SocketAddr) -> Result<Status> {
-    let body = call(addr, Method::GET, "/status", CLIENT_TIMEOUT).await?;
+/// Fetches `/status` from the admin listener at `addr`, with the token if it is given.
+pub async fn fetch_status(addr: SocketAddr, token: Option<&str>) -> Result<Status> {
+    let body = call(addr, token, Method::GET, "/status", CLIENT_TIMEOUT).await?;
     serde_json::from_slice::<Status>(&body)
         .with_context(|| format!("{addr} answered /status with something nfsgw did not write"))
 }
 
-/// Asks the instance at `addr` to upload every staged write now; waits as long as it takes.
-pub async fn request_flush(addr: SocketAddr) -> Result<Flushed> {
-    let body = call(addr, Method::POST, "/flush", Duration::from_secs(24 * 3600)).await?;
+/// Asks the instance at `addr` to upload every staged write now; waits as long as the listener
+/// does ([`FLUSH_DEADLINE`]).
+pub async fn request_flush(addr: SocketAddr, token: Option<&str>) -> Result<Flushed> {
+    let wait = FLUSH_DEADLINE + REQUEST_DEADLINE;
+    let body = call(addr, token, Method::POST, "/flush", wait).await?;
     serde_json::from_slice::<Flushed>(&body)
         .with_context(|| format!("{addr} answered /flush with something nfsgw did not write"))
 }
 
 /// One request to the admin listener at `addr`: the body of a 200 answer.
-async fn call(addr: SocketAddr, method: Method, path: &str, timeout: Duration) -> Result<Bytes> {
+async fn call(
+    addr: SocketAddr,
+    token: Option<&str>,
+    method: Method,
+    path: &str,
+    timeout: Duration,
+) -> Result<Bytes> {
     let nothing = || {
         format!(
             "no nfsgw admin listener answers on {addr}: is nfsgw running, with `admin = \
@@ -240,14 +328,24 @@ async fn call(addr: SocketAddr, method: Method, path: &str, timeout: Duration) -
             .await
             .with_context(nothing)?;
         tokio::spawn(connection);
-        let request = Request::builder()
+        let mut request = Request::builder()
             .method(method)
             .uri(path)
-            .header(HOST, addr.to_string())
-            .body(Empty::<Bytes>::new())?;
+            .header(HOST, addr.to_string());
+        if let Some(token) = token {
+            request = request.header(AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request.body(Empty::<Bytes>::new())?;
         let response = sender.send_request(request).await.with_context(nothing)?;
         let code = response.status();
         let body = response.into_body().collect().await?.to_bytes();
+        if code == StatusCode::UNAUTHORIZED {
+            bail!(
+                "{addr} refused {path}: it needs the admin token. Set the environment variable \
+                 named by the config's `admin_token_env` (give --config), or name the variable \
+                 with --token-env"
+            );
+        }
         if code != StatusCode::OK {
             bail!("{addr} answered {path} with {code}: is it an nfsgw admin listener?");
         }
@@ -389,6 +487,29 @@ mod tests {
         assert_eq!(serde_json::from_str::<Status>(&json).unwrap(), status);
     }
 
+    #[test]
+    fn only_the_exact_bearer_token_is_authorized() {
+        let with = |value: &str| {
+            let mut headers = hyper::HeaderMap::new();
+            headers.insert(AUTHORIZATION, value.parse().unwrap());
+            headers
+        };
+        let none = hyper::HeaderMap::new();
+        assert!(authorized(&none, None));
+        assert!(authorized(&with("Bearer anything"), None));
+        assert!(authorized(&with("Bearer s3cret"), Some("s3cret")));
+        for wrong in [
+            "Bearer s3cre",
+            "Bearer s3cret2",
+            "bearer s3cret",
+            "s3cret",
+            "Bearer ",
+        ] {
+            assert!(!authorized(&with(wrong), Some("s3cret")), "{wrong}");
+        }
+        assert!(!authorized(&none, Some("s3cret")));
+    }
+
     #[tokio::test]
     async fn status_says_clearly_when_nothing_listens() {
         // A port that was free a moment ago.
@@ -396,7 +517,7 @@ mod tests {
             .unwrap()
             .local_addr()
             .unwrap();
-        let err = format!("{:#}", fetch_status(port).await.unwrap_err());
+        let err = format!("{:#}", fetch_status(port, None).await.unwrap_err());
         assert!(err.contains("no nfsgw admin listener answers"), "{err}");
     }
 }
