@@ -2,16 +2,23 @@
 //!
 //! A grant is a host directory made visible to the plugin under a path of its own
 //! ("/export"). Every call names an absolute plugin-side path; it is resolved to one grant and a
-//! relative path, and the work is done through `cap-std`, which keeps every lookup, symlinks
-//! included, beneath the granted directory. A read-only grant refuses every change. What WASI p2
-//! cannot express (mode, owner, link count, chmod, chown, hard links) is served here.
+//! relative path, and the work is done beneath the granted directory without following any
+//! symlink (`nofollow`): a client's symlink is data, never a way to another file. Only regular
+//! files are opened for data. A read-only grant refuses every change. What WASI p2 cannot
+//! express (mode, owner, link count, chmod, chown, hard links) is served here.
+//!
+//! Every call can block on the disk, so plugins reach it as async imports that run it on the
+//! bounded blocking pool (`crate::blocking`), never on the server's async workers.
 
+mod nofollow;
+
+use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
 
 use cap_fs_ext::{DirExt, SystemTimeSpec};
-use cap_std::fs::{Dir, Metadata, OpenOptions};
+use cap_std::fs::{Dir, Metadata};
 
 use super::bindings::nfsgw::backend::host_fs::Host;
 use super::bindings::types::{
@@ -19,6 +26,7 @@ use super::bindings::types::{
 };
 use super::runtime::HostState;
 use crate::copy_file::read_uninit_at;
+use nofollow::{Access, Parent};
 
 /// One host directory granted to a plugin.
 pub struct Grant {
@@ -52,31 +60,27 @@ struct Resolved<'a> {
 }
 
 impl Resolved<'_> {
-    fn writable(&self) -> Result<&Dir, Error> {
+    fn writable(&self) -> Result<(), Error> {
         if self.grant.read_only {
             Err(Error::ReadOnly)
         } else {
-            Ok(&self.grant.dir)
+            Ok(())
         }
     }
 
-    fn dir(&self) -> &Dir {
-        &self.grant.dir
+    /// The directory holding the object (opened no-follow) and the object's name in it.
+    fn parent(&self) -> Result<(Parent<'_>, &OsStr), Error> {
+        nofollow::parent(&self.grant.dir, &self.rel).map_err(map_io)
     }
 
-    /// The parent directory (opened beneath the grant) and the final name.
-    fn parent_and_name(&self) -> Result<(Dir, String), Error> {
-        let name = self
-            .rel
-            .file_name()
-            .and_then(|n| n.to_str())
-            .ok_or(Error::Invalid)?
-            .to_string();
-        let parent = match self.rel.parent() {
-            Some(p) if !p.as_os_str().is_empty() => self.grant.dir.open_dir(p).map_err(map_io)?,
-            _ => self.grant.dir.try_clone().map_err(map_io)?,
-        };
-        Ok((parent, name))
+    /// The object's own attributes (a symlink's, not its target's).
+    fn attrs(&self) -> Result<Attrs, Error> {
+        let (parent, name) = self.parent()?;
+        Ok(attrs_of(&parent.symlink_metadata(name).map_err(map_io)?))
+    }
+
+    fn regular_file(&self, access: Access) -> Result<std::fs::File, Error> {
+        nofollow::regular_file(&self.grant.dir, &self.rel, access)
     }
 }
 
@@ -113,19 +117,12 @@ impl Grants {
     }
 
     pub fn stat(&self, path: &str) -> Result<Attrs, Error> {
-        let r = self.resolve(path)?;
-        let meta = r.dir().symlink_metadata(&r.rel).map_err(map_io)?;
-        Ok(attrs_of(&meta))
+        self.resolve(path)?.attrs()
     }
 
     pub fn read_dir(&self, path: &str, after: Option<&str>, limit: u32) -> Result<DirPage, Error> {
         let r = self.resolve(path)?;
-        let dir = if r.rel == Path::new(".") {
-            r.dir().try_clone()
-        } else {
-            r.dir().open_dir(&r.rel)
-        }
-        .map_err(map_io)?;
+        let dir = nofollow::dir(&r.grant.dir, &r.rel).map_err(map_io)?;
         let mut names = Vec::new();
         for entry in dir.entries().map_err(map_io)? {
             let entry = entry.map_err(map_io)?;
@@ -169,8 +166,7 @@ impl Grants {
         len: u64,
         mut buf: Vec<u8>,
     ) -> Result<(Vec<u8>, bool), Error> {
-        let r = self.resolve(path)?;
-        let file = r.dir().open(&r.rel).map_err(map_io)?.into_std();
+        let file = self.resolve(path)?.regular_file(Access::Read)?;
         let size = file.metadata().map_err(map_io)?.len();
         let want = len.min(size.saturating_sub(offset)) as usize;
         buf.reserve_exact(want);
@@ -189,11 +185,8 @@ impl Grants {
 
     pub fn write(&self, path: &str, offset: u64, data: &[u8]) -> Result<Attrs, Error> {
         let r = self.resolve(path)?;
-        let file = r
-            .writable()?
-            .open_with(&r.rel, OpenOptions::new().write(true))
-            .map_err(map_io)?
-            .into_std();
+        r.writable()?;
+        let file = r.regular_file(Access::Write)?;
         let mut done = 0;
         while done < data.len() {
             match write_at(&file, &data[done..], offset + done as u64) {
@@ -208,15 +201,13 @@ impl Grants {
 
     pub fn create(&self, path: &str, mode: u32, exclusive: bool) -> Result<Attrs, Error> {
         let r = self.resolve(path)?;
-        let dir = r.writable()?;
-        let mut options = OpenOptions::new();
-        options.write(true).create_new(true);
-        set_create_mode(&mut options, mode);
-        match dir.open_with(&r.rel, &options) {
-            Ok(_) => exact_mode(dir, &r.rel, mode),
+        r.writable()?;
+        let (parent, name) = r.parent()?;
+        match nofollow::create_file(&parent, name, mode) {
+            Ok(file) => Ok(attrs_of(&Metadata::from_file(&file).map_err(map_io)?)),
             // Without `exclusive` an existing file is used as it is.
             Err(e) if !exclusive && e.kind() == io::ErrorKind::AlreadyExists => {
-                let attrs = attrs_of(&dir.symlink_metadata(&r.rel).map_err(map_io)?);
+                let attrs = attrs_of(&parent.symlink_metadata(name).map_err(map_io)?);
                 match attrs.kind {
                     FileKind::Directory => Err(Error::IsDir),
                     _ => Ok(attrs),
@@ -228,16 +219,19 @@ impl Grants {
 
     pub fn mkdir(&self, path: &str, mode: u32) -> Result<Attrs, Error> {
         let r = self.resolve(path)?;
-        let dir = r.writable()?;
+        r.writable()?;
+        let (parent, name) = r.parent()?;
         let mut builder = cap_std::fs::DirBuilder::new();
         set_dir_mode(&mut builder, mode);
-        dir.create_dir_with(&r.rel, &builder).map_err(map_io)?;
-        exact_mode(dir, &r.rel, mode)
+        parent.create_dir_with(name, &builder).map_err(map_io)?;
+        exact_mode(&r, mode)
     }
 
     pub fn remove_file(&self, path: &str) -> Result<(), Error> {
         let r = self.resolve(path)?;
-        r.writable()?.remove_file_or_symlink(&r.rel).map_err(map_io)
+        r.writable()?;
+        let (parent, name) = r.parent()?;
+        parent.remove_file_or_symlink(name).map_err(map_io)
     }
 
     pub fn remove_dir(&self, path: &str) -> Result<(), Error> {
@@ -245,7 +239,9 @@ impl Grants {
         if r.rel == Path::new(".") {
             return Err(Error::Access);
         }
-        r.writable()?.remove_dir(&r.rel).map_err(map_io)
+        r.writable()?;
+        let (parent, name) = r.parent()?;
+        parent.remove_dir(name).map_err(map_io)
     }
 
     pub fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
@@ -256,23 +252,25 @@ impl Grants {
         if from.rel == Path::new(".") || to.rel == Path::new(".") {
             return Err(Error::Access);
         }
-        let dir = from.writable()?;
-        dir.rename(&from.rel, dir, &to.rel).map_err(map_io)
+        from.writable()?;
+        let ((from_dir, from_name), (to_dir, to_name)) = (from.parent()?, to.parent()?);
+        from_dir.rename(from_name, &to_dir, to_name).map_err(map_io)
     }
 
     pub fn symlink(&self, path: &str, target: &str) -> Result<Attrs, Error> {
         let r = self.resolve(path)?;
         r.writable()?;
         // The link's text is stored as given, absolute targets included: the host never
-        // follows a symlink out of the grant, so its text is only data for the client.
-        let (parent, name) = r.parent_and_name()?;
-        symlink_at(target, &parent, &name)?;
-        Ok(attrs_of(&r.dir().symlink_metadata(&r.rel).map_err(map_io)?))
+        // follows a symlink, so its text is only data for the client.
+        let (parent, name) = r.parent()?;
+        symlink_at(target, &parent, name)?;
+        Ok(attrs_of(&parent.symlink_metadata(name).map_err(map_io)?))
     }
 
     pub fn readlink(&self, path: &str) -> Result<String, Error> {
         let r = self.resolve(path)?;
-        let target = r.dir().read_link_contents(&r.rel).map_err(map_io)?;
+        let (parent, name) = r.parent()?;
+        let target = parent.read_link_contents(name).map_err(map_io)?;
         target
             .into_os_string()
             .into_string()
@@ -284,10 +282,13 @@ impl Grants {
         if !std::ptr::eq(existing.grant, new.grant) {
             return Err(Error::CrossDevice);
         }
-        let dir = new.writable()?;
-        dir.hard_link(&existing.rel, dir, &new.rel)
+        new.writable()?;
+        let ((from_dir, from_name), (to_dir, to_name)) = (existing.parent()?, new.parent()?);
+        // A hard link to a symlink links the symlink itself (linkat without FOLLOW).
+        from_dir
+            .hard_link(from_name, &to_dir, to_name)
             .map_err(map_io)?;
-        Ok(attrs_of(&dir.symlink_metadata(&new.rel).map_err(map_io)?))
+        Ok(attrs_of(&to_dir.symlink_metadata(to_name).map_err(map_io)?))
     }
 
     pub fn mknod(
@@ -299,119 +300,145 @@ impl Grants {
     ) -> Result<Attrs, Error> {
         let r = self.resolve(path)?;
         r.writable()?;
-        let (parent, name) = r.parent_and_name()?;
-        mknod_at(&parent, &name, kind, mode, device)?;
-        exact_mode(r.dir(), &r.rel, mode)
+        let (parent, name) = r.parent()?;
+        mknod_at(&parent, name, kind, mode, device)?;
+        exact_mode(&r, mode)
     }
 
     pub fn sync(&self, path: &str) -> Result<(), Error> {
         let r = self.resolve(path)?;
-        let file = r.writable()?.open(&r.rel).map_err(map_io)?;
-        file.sync_all().map_err(map_io)
+        r.writable()?;
+        r.regular_file(Access::Read)?.sync_all().map_err(map_io)
     }
 
     pub fn setattr(&self, path: &str, changes: SetAttrs) -> Result<Attrs, Error> {
         let r = self.resolve(path)?;
-        let dir = r.writable()?;
+        r.writable()?;
         if changes.uid.is_some() || changes.gid.is_some() {
-            let (parent, name) = r.parent_and_name()?;
-            chown_at(&parent, &name, changes.uid, changes.gid)?;
+            let (parent, name) = r.parent()?;
+            chown_at(&parent, name, changes.uid, changes.gid)?;
         }
         if let Some(mode) = changes.mode {
-            set_mode(dir, &r.rel, mode)?;
+            nofollow::set_mode(&r.grant.dir, &r.rel, mode)?;
         }
         if let Some(size) = changes.size {
-            let file = dir
-                .open_with(&r.rel, OpenOptions::new().write(true))
-                .map_err(map_io)?;
+            let file = r.regular_file(Access::Write)?;
             file.set_len(size).map_err(map_io)?;
         }
         if changes.atime.is_some() || changes.mtime.is_some() {
             let atime = changes.atime.map(time_spec);
             let mtime = changes.mtime.map(time_spec);
-            dir.set_symlink_times(&r.rel, atime, mtime)
+            let (parent, name) = r.parent()?;
+            parent
+                .set_symlink_times(name, atime, mtime)
                 .map_err(map_io)?;
         }
-        Ok(attrs_of(&dir.symlink_metadata(&r.rel).map_err(map_io)?))
+        r.attrs()
     }
 
     pub fn statfs(&self, path: &str) -> Result<FsStats, Error> {
         let r = self.resolve(path)?;
-        fs_stats(r.dir())
+        fs_stats(&r.grant.dir)
     }
 }
 
 /// The attributes of a file just made, with exactly the mode asked for: the client already
 /// applied its umask, so nfsgw's own must not narrow the mode again.
-fn exact_mode(dir: &Dir, rel: &Path, mode: u32) -> Result<Attrs, Error> {
-    let attrs = attrs_of(&dir.symlink_metadata(rel).map_err(map_io)?);
+fn exact_mode(r: &Resolved<'_>, mode: u32) -> Result<Attrs, Error> {
+    let attrs = r.attrs()?;
     if attrs.mode == mode & 0o7777 || attrs.kind == FileKind::Symlink {
         return Ok(attrs);
     }
-    set_mode(dir, rel, mode)?;
-    Ok(attrs_of(&dir.symlink_metadata(rel).map_err(map_io)?))
+    nofollow::set_mode(&r.grant.dir, &r.rel, mode)?;
+    r.attrs()
 }
 
-/// The capability as plugins call it: every call works on the store's grants.
+/// The capability as plugins call it: every call works on the store's grants, on the bounded
+/// blocking pool. The time it waits there does not count against the plugin's deadline.
 impl Host for HostState {
-    fn stat(&mut self, path: String) -> Result<Attrs, Error> {
-        self.grants.stat(&path)
+    async fn stat(&mut self, path: String) -> Result<Attrs, Error> {
+        self.on_pool(move |g| g.stat(&path)).await
     }
-    fn read_dir(
+    async fn read_dir(
         &mut self,
         path: String,
         after: Option<String>,
         limit: u32,
     ) -> Result<DirPage, Error> {
-        self.grants.read_dir(&path, after.as_deref(), limit)
+        self.on_pool(move |g| g.read_dir(&path, after.as_deref(), limit))
+            .await
     }
-    fn read(&mut self, path: String, offset: u64, len: u32) -> Result<(Vec<u8>, bool), Error> {
-        self.grants.read(&path, offset, len.into())
+    async fn read(
+        &mut self,
+        path: String,
+        offset: u64,
+        len: u32,
+    ) -> Result<(Vec<u8>, bool), Error> {
+        self.on_pool(move |g| g.read(&path, offset, len.into()))
+            .await
     }
-    fn write(&mut self, path: String, offset: u64, data: Vec<u8>) -> Result<Attrs, Error> {
-        self.grants.write(&path, offset, &data)
+    async fn write(&mut self, path: String, offset: u64, data: Vec<u8>) -> Result<Attrs, Error> {
+        self.on_pool(move |g| g.write(&path, offset, &data)).await
     }
-    fn create(&mut self, path: String, mode: u32, exclusive: bool) -> Result<Attrs, Error> {
-        self.grants.create(&path, mode, exclusive)
+    async fn create(&mut self, path: String, mode: u32, exclusive: bool) -> Result<Attrs, Error> {
+        self.on_pool(move |g| g.create(&path, mode, exclusive))
+            .await
     }
-    fn mkdir(&mut self, path: String, mode: u32) -> Result<Attrs, Error> {
-        self.grants.mkdir(&path, mode)
+    async fn mkdir(&mut self, path: String, mode: u32) -> Result<Attrs, Error> {
+        self.on_pool(move |g| g.mkdir(&path, mode)).await
     }
-    fn remove_file(&mut self, path: String) -> Result<(), Error> {
-        self.grants.remove_file(&path)
+    async fn remove_file(&mut self, path: String) -> Result<(), Error> {
+        self.on_pool(move |g| g.remove_file(&path)).await
     }
-    fn remove_dir(&mut self, path: String) -> Result<(), Error> {
-        self.grants.remove_dir(&path)
+    async fn remove_dir(&mut self, path: String) -> Result<(), Error> {
+        self.on_pool(move |g| g.remove_dir(&path)).await
     }
-    fn rename(&mut self, source: String, destination: String) -> Result<(), Error> {
-        self.grants.rename(&source, &destination)
+    async fn rename(&mut self, source: String, destination: String) -> Result<(), Error> {
+        self.on_pool(move |g| g.rename(&source, &destination)).await
     }
-    fn symlink(&mut self, path: String, target: String) -> Result<Attrs, Error> {
-        self.grants.symlink(&path, &target)
+    async fn symlink(&mut self, path: String, target: String) -> Result<Attrs, Error> {
+        self.on_pool(move |g| g.symlink(&path, &target)).await
     }
-    fn readlink(&mut self, path: String) -> Result<String, Error> {
-        self.grants.readlink(&path)
+    async fn readlink(&mut self, path: String) -> Result<String, Error> {
+        self.on_pool(move |g| g.readlink(&path)).await
     }
-    fn link(&mut self, existing: String, path: String) -> Result<Attrs, Error> {
-        self.grants.link(&existing, &path)
+    async fn link(&mut self, existing: String, path: String) -> Result<Attrs, Error> {
+        self.on_pool(move |g| g.link(&existing, &path)).await
     }
-    fn mknod(
+    async fn mknod(
         &mut self,
         path: String,
         kind: FileKind,
         mode: u32,
         device: Device,
     ) -> Result<Attrs, Error> {
-        self.grants.mknod(&path, kind, mode, device)
+        self.on_pool(move |g| g.mknod(&path, kind, mode, device))
+            .await
     }
-    fn setattr(&mut self, path: String, changes: SetAttrs) -> Result<Attrs, Error> {
-        self.grants.setattr(&path, changes)
+    async fn setattr(&mut self, path: String, changes: SetAttrs) -> Result<Attrs, Error> {
+        self.on_pool(move |g| g.setattr(&path, changes)).await
     }
-    fn sync(&mut self, path: String) -> Result<(), Error> {
-        self.grants.sync(&path)
+    async fn sync(&mut self, path: String) -> Result<(), Error> {
+        self.on_pool(move |g| g.sync(&path)).await
     }
-    fn statfs(&mut self, path: String) -> Result<FsStats, Error> {
-        self.grants.statfs(&path)
+    async fn statfs(&mut self, path: String) -> Result<FsStats, Error> {
+        self.on_pool(move |g| g.statfs(&path)).await
+    }
+}
+
+impl HostState {
+    /// Runs one `host-fs` call on the blocking pool; a call still stuck at the pool's deadline
+    /// fails with `io`, and the plugin goes on.
+    async fn on_pool<R, F>(&mut self, call: F) -> Result<R, Error>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Grants) -> Result<R, Error> + Send + 'static,
+    {
+        let grants = self.grants.clone();
+        let started = std::time::Instant::now();
+        let outcome = crate::blocking::run(crate::blocking::DEADLINE, move || call(&grants)).await;
+        self.host_time += started.elapsed();
+        outcome.map_err(|_| Error::Io)?
     }
 }
 
@@ -577,15 +604,6 @@ fn attrs_of(meta: &Metadata) -> Attrs {
 }
 
 #[cfg(unix)]
-fn set_create_mode(options: &mut OpenOptions, mode: u32) {
-    use cap_std::fs::OpenOptionsExt;
-    options.mode(mode & 0o7777);
-}
-
-#[cfg(not(unix))]
-fn set_create_mode(_: &mut OpenOptions, _: u32) {}
-
-#[cfg(unix)]
 fn set_dir_mode(builder: &mut cap_std::fs::DirBuilder, mode: u32) {
     use cap_std::fs::DirBuilderExt;
     builder.mode(mode & 0o7777);
@@ -595,21 +613,7 @@ fn set_dir_mode(builder: &mut cap_std::fs::DirBuilder, mode: u32) {
 fn set_dir_mode(_: &mut cap_std::fs::DirBuilder, _: u32) {}
 
 #[cfg(unix)]
-fn set_mode(dir: &Dir, rel: &Path, mode: u32) -> Result<(), Error> {
-    use cap_std::fs::PermissionsExt;
-    dir.set_permissions(rel, cap_std::fs::Permissions::from_mode(mode & 0o7777))
-        .map_err(map_io)
-}
-
-#[cfg(not(unix))]
-fn set_mode(dir: &Dir, rel: &Path, mode: u32) -> Result<(), Error> {
-    let mut perms = dir.symlink_metadata(rel).map_err(map_io)?.permissions();
-    perms.set_readonly(mode & 0o222 == 0);
-    dir.set_permissions(rel, perms).map_err(map_io)
-}
-
-#[cfg(unix)]
-fn chown_at(parent: &Dir, name: &str, uid: Option<u32>, gid: Option<u32>) -> Result<(), Error> {
+fn chown_at(parent: &Dir, name: &OsStr, uid: Option<u32>, gid: Option<u32>) -> Result<(), Error> {
     use rustix::fs::{chownat, AtFlags, Gid, Uid};
     chownat(
         parent,
@@ -622,12 +626,12 @@ fn chown_at(parent: &Dir, name: &str, uid: Option<u32>, gid: Option<u32>) -> Res
 }
 
 #[cfg(unix)]
-fn symlink_at(target: &str, parent: &Dir, name: &str) -> Result<(), Error> {
+fn symlink_at(target: &str, parent: &Dir, name: &OsStr) -> Result<(), Error> {
     rustix::fs::symlinkat(target, parent, name).map_err(|e| map_io(e.into()))
 }
 
 #[cfg(not(unix))]
-fn symlink_at(target: &str, parent: &Dir, name: &str) -> Result<(), Error> {
+fn symlink_at(target: &str, parent: &Dir, name: &OsStr) -> Result<(), Error> {
     use cap_fs_ext::DirExt;
     parent.symlink(target, name).map_err(map_io)
 }
@@ -635,7 +639,7 @@ fn symlink_at(target: &str, parent: &Dir, name: &str) -> Result<(), Error> {
 #[cfg(unix)]
 fn mknod_at(
     parent: &Dir,
-    name: &str,
+    name: &OsStr,
     kind: FileKind,
     mode: u32,
     device: Device,
@@ -660,12 +664,12 @@ fn mknod_at(
 }
 
 #[cfg(not(unix))]
-fn mknod_at(_: &Dir, _: &str, _: FileKind, _: u32, _: Device) -> Result<(), Error> {
+fn mknod_at(_: &Dir, _: &OsStr, _: FileKind, _: u32, _: Device) -> Result<(), Error> {
     Err(Error::NotSupported)
 }
 
 #[cfg(not(unix))]
-fn chown_at(_: &Dir, _: &str, _: Option<u32>, _: Option<u32>) -> Result<(), Error> {
+fn chown_at(_: &Dir, _: &OsStr, _: Option<u32>, _: Option<u32>) -> Result<(), Error> {
     Err(Error::NotSupported)
 }
 
@@ -745,6 +749,61 @@ mod tests {
         assert!(g.read("/export/escape/passwd", 0, 10).is_err());
         assert!(g.create("/export/escape/x", 0o644, true).is_err());
         assert_eq!(g.readlink("/export/escape").unwrap(), "/etc");
+    }
+
+    #[test]
+    fn a_symlinks_path_never_reaches_its_target() {
+        use std::os::unix::fs::PermissionsExt;
+        let (tmp, g) = grants(false);
+        let target = tmp.path().join("target");
+        std::fs::write(&target, b"secret").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o600)).unwrap();
+        g.symlink("/export/link", "target").unwrap();
+        assert_eq!(g.read("/export/link", 0, 10).unwrap_err(), Error::Invalid);
+        assert_eq!(
+            g.write("/export/link", 0, b"x").unwrap_err(),
+            Error::Invalid
+        );
+        assert_eq!(g.sync("/export/link").unwrap_err(), Error::Invalid);
+        let truncate = SetAttrs {
+            size: Some(0),
+            ..SetAttrs::none()
+        };
+        assert_eq!(
+            g.setattr("/export/link", truncate).unwrap_err(),
+            Error::Invalid
+        );
+        let chmod = SetAttrs {
+            mode: Some(0o666),
+            ..SetAttrs::none()
+        };
+        assert!(g.setattr("/export/link", chmod).is_err());
+        // A directory reached through a symlink is refused like the file itself.
+        std::fs::create_dir(tmp.path().join("d")).unwrap();
+        std::fs::write(tmp.path().join("d/f"), b"in d").unwrap();
+        g.symlink("/export/dlink", "d").unwrap();
+        assert!(g.stat("/export/dlink/f").is_err());
+        assert!(g.read_dir("/export/dlink", None, 10).is_err());
+        assert!(g.remove_file("/export/dlink/f").is_err());
+        assert_eq!(std::fs::read(&target).unwrap(), b"secret");
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(mode & 0o7777, 0o600);
+        assert!(tmp.path().join("d/f").exists());
+    }
+
+    #[test]
+    fn a_fifo_is_never_opened_for_data() {
+        let (_tmp, g) = grants(false);
+        let none = Device { major: 0, minor: 0 };
+        g.mknod("/export/fifo", FileKind::Fifo, 0o666, none)
+            .unwrap();
+        assert_eq!(g.read("/export/fifo", 0, 10).unwrap_err(), Error::Invalid);
+        assert_eq!(
+            g.write("/export/fifo", 0, b"x").unwrap_err(),
+            Error::Invalid
+        );
+        assert_eq!(g.sync("/export/fifo").unwrap_err(), Error::Invalid);
+        assert_eq!(g.stat("/export/fifo").unwrap().kind, FileKind::Fifo);
     }
 
     #[test]
