@@ -10,8 +10,10 @@ wasmtime::component::bindgen!({
         "nfsgw:backend/secrets.secret": super::secrets::SecretHandle,
     },
     // Calls run as futures on the server's own threads. Capabilities that wait on the network
-    // are async; the rest answer at once (local file operations run in place).
+    // or on a disk are async (host file calls run on the bounded blocking pool); the rest
+    // answer at once.
     imports: {
+        "nfsgw:backend/host-fs": async,
         "nfsgw:backend/blobstore": async,
         "nfsgw:backend/http": async,
     },

@@ -1,5 +1,6 @@
 //! The plugin runtime: WebAssembly components in wasmtime, and the capabilities the host gives
-//! them, one module each (`host_fs`, `blobstore`, `staging`, `http`, `secrets`, `log`).
+//! them, one module each (`host_fs`, `blobstore`, `staging`, `http`, `secrets`, `log`), and the
+//! memory bounds of a mount's plugin (`memory`).
 
 pub mod bindings;
 pub mod blobstore;
@@ -7,6 +8,7 @@ pub mod bundled;
 pub mod host_fs;
 pub mod http;
 mod log;
+pub mod memory;
 pub mod runtime;
 pub mod secrets;
 pub mod staging;

@@ -8,7 +8,9 @@
 //! yields to other requests at every epoch tick, and capabilities that wait on the network
 //! await instead of blocking. A call that traps, panics in the host or runs out of time fails
 //! with `Error::Io` and its instance is thrown away; the next call gets a fresh one, and other
-//! calls and mounts are not disturbed.
+//! calls and mounts are not disturbed. An instance's memories and tables together stay within
+//! the mount's `memory_mb`, the host buffers its calls fill within `host_buffers_mb`, and its
+//! stderr and log lines go through the mount's rate-limited `PluginLog`.
 
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
@@ -21,7 +23,7 @@ use anyhow::{anyhow, bail, Context};
 use futures_util::FutureExt;
 use tokio::sync::Semaphore;
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Config, Engine, Store, StoreLimits, StoreLimitsBuilder, UpdateDeadline};
+use wasmtime::{Config, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::types::{Attrs, Error, MountInfo};
@@ -29,6 +31,8 @@ use super::bindings::{Backend, Plugin, PluginPre, BACKEND_INTERFACE};
 use super::blobstore::BlobStore;
 use super::host_fs::Grants;
 use super::http::Outbound;
+use super::log::{PluginLog, Stderr};
+use super::memory::{HostBuffers, InstanceMemory};
 use super::secrets::Secrets;
 use super::staging::StagedFile;
 use crate::config::Limits;
@@ -47,6 +51,12 @@ pub struct HostState {
     pub outbound: Option<Arc<Outbound>>,
     /// The secrets the mount grants.
     pub secrets: Arc<Secrets>,
+    /// The mount's budget of host buffers for calls in flight.
+    pub buffers: Arc<HostBuffers>,
+    /// The most one call's result may hold: what the instance's memory could take.
+    pub memory_limit: usize,
+    /// Where the plugin's log lines go.
+    pub(super) log: Arc<PluginLog>,
     /// When the current call started, and how much of it was spent waiting in host
     /// capabilities: the deadline counts only the rest, the plugin's own time.
     call_started: Instant,
@@ -54,7 +64,7 @@ pub struct HostState {
     timeout: Duration,
     wasi: WasiCtx,
     pub(super) table: ResourceTable,
-    limits: StoreLimits,
+    memory: InstanceMemory,
 }
 
 impl HostState {
@@ -187,6 +197,21 @@ pub struct Sandbox {
     pub limits: Limits,
 }
 
+/// What every instance of a mount shares: its log and its budget of host buffers.
+struct Shared {
+    log: Arc<PluginLog>,
+    buffers: Arc<HostBuffers>,
+}
+
+impl Shared {
+    fn new(mount: &Arc<str>, limits: &Limits) -> Shared {
+        Shared {
+            log: PluginLog::new(mount.clone()),
+            buffers: HostBuffers::new(limits.host_buffers()),
+        }
+    }
+}
+
 struct Instance {
     store: Store<HostState>,
     plugin: Plugin,
@@ -198,6 +223,7 @@ pub struct MountPlugin {
     engine: Engine,
     pre: PluginPre<HostState>,
     sandbox: Sandbox,
+    shared: Shared,
     config: Vec<(String, String)>,
     idle: Mutex<Vec<Instance>>,
     permits: Arc<Semaphore>,
@@ -217,7 +243,8 @@ impl MountPlugin {
     ) -> anyhow::Result<Arc<MountPlugin>> {
         let mount: Arc<str> = mount.into();
         let engine = runtime.engine.clone();
-        let (first, info) = new_instance(&engine, &pre, &mount, &sandbox, &config).await?;
+        let shared = Shared::new(&mount, &sandbox.limits);
+        let (first, info) = new_instance(&engine, &pre, &mount, &sandbox, &shared, &config).await?;
         // Later instances start with what the first one pinned (a branch's commit, say).
         for (key, value) in &info.pinned_config {
             config.retain(|(k, _)| k != key);
@@ -234,6 +261,7 @@ impl MountPlugin {
             engine,
             pre,
             sandbox,
+            shared,
             config,
             idle: Mutex::new(vec![first]),
             permits,
@@ -342,6 +370,7 @@ impl MountPlugin {
             &self.pre,
             &self.mount,
             &self.sandbox,
+            &self.shared,
             &self.config,
         )
         .await
@@ -360,13 +389,14 @@ async fn new_instance(
     pre: &PluginPre<HostState>,
     mount: &Arc<str>,
     sandbox: &Sandbox,
+    shared: &Shared,
     config: &[(String, String)],
 ) -> anyhow::Result<(Instance, MountInfo)> {
     let (grants, limits) = (&sandbox.grants, &sandbox.limits);
     let mut wasi = WasiCtx::builder();
     // WASI sockets stay off (no TCP, UDP or name lookup): a plugin reaches the network only
-    // through host capabilities that check an allow-list.
-    wasi.inherit_stderr();
+    // through host capabilities that check an allow-list. Stderr goes to the mount's log.
+    wasi.stderr(Stderr::new(shared.log.clone()));
     for grant in grants.iter() {
         let perms = if grant.read_only {
             FsPerms::ReadOnly
@@ -382,17 +412,18 @@ async fn new_instance(
         blobs: sandbox.blobs.clone(),
         outbound: sandbox.outbound.clone(),
         secrets: sandbox.secrets.clone(),
+        buffers: shared.buffers.clone(),
+        memory_limit: limits.memory(),
+        log: shared.log.clone(),
         call_started: Instant::now(),
         host_time: Duration::ZERO,
         timeout: limits.call_timeout(),
         wasi: wasi.build(),
         table: ResourceTable::new(),
-        limits: StoreLimitsBuilder::new()
-            .memory_size((limits.memory_mb as usize) << 20)
-            .build(),
+        memory: InstanceMemory::new(limits.memory()),
     };
     let mut store = Store::new(engine, state);
-    store.limiter(|s| &mut s.limits);
+    store.limiter(|s| &mut s.memory);
     // At every tick the plugin yields to other requests, and its own time so far decides
     // whether it may go on: time spent waiting in host capabilities (an upload, say) is not
     // the plugin running away.

@@ -4,7 +4,9 @@
 //! At startup the host reads each secret from its environment variable or file. A plugin asks
 //! for one by name and gets a `secret` resource with no accessor: the only thing it can do with
 //! the handle is pass it to `http.send`, which adds the value as a bearer token, and only to the
-//! hosts the secret is bound to. The value never enters the sandbox and is never logged.
+//! hosts the secret is bound to: its `hosts`, or, without them, the mount's own endpoint (the
+//! `endpoint` URL of `[mount.config]`, else the first `allow_hosts` entry), never every allowed
+//! host. The value never enters the sandbox and is never logged.
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -15,15 +17,15 @@ use wasmtime::component::Resource;
 
 use super::bindings::nfsgw::backend::secrets::{Host, HostSecret};
 use super::bindings::types::Error;
-use super::http::AllowList;
+use super::http::{AllowList, HostPattern};
 use super::runtime::HostState;
 use crate::config::{SecretGrant, Source};
 
 /// One secret's value and the hosts it may be sent to.
 pub struct Secret {
     value: String,
-    /// None: any host the mount allows.
-    hosts: Option<AllowList>,
+    /// Its `hosts`, or the mount's own endpoint.
+    hosts: AllowList,
 }
 
 impl Secret {
@@ -34,7 +36,7 @@ impl Secret {
 
     /// Whether the secret may be sent to `host:port`.
     pub(super) fn may_go_to(&self, host: &str, port: u16) -> bool {
-        self.hosts.as_ref().is_none_or(|h| h.allows(host, port))
+        self.hosts.allows(host, port)
     }
 }
 
@@ -48,11 +50,29 @@ impl fmt::Debug for Secret {
 #[derive(Debug, Default)]
 pub struct Secrets(HashMap<String, Arc<Secret>>);
 
+/// Where a secret without `hosts` may go: the host and port of the mount's `endpoint` URL (its
+/// `[mount.config]` key, which the `hub` plugin reads), else the first entry of the mount's
+/// `allow_hosts` (for `hub` without them, the public Hub).
+pub fn own_endpoint(config_endpoint: Option<&str>, allow: &AllowList) -> Result<AllowList> {
+    let Some(endpoint) = config_endpoint else {
+        return Ok(allow.first());
+    };
+    let url = reqwest::Url::parse(endpoint)
+        .with_context(|| format!("key `config.endpoint`: {endpoint:?} is not a URL"))?;
+    let host = url
+        .host_str()
+        .with_context(|| format!("key `config.endpoint`: {endpoint:?} has no host"))?;
+    let port = url.port_or_known_default().unwrap_or(443);
+    Ok(AllowList::only(HostPattern::exact(host, port)))
+}
+
 impl Secrets {
     /// Reads every granted secret; `env` looks up environment variables. A secret that cannot
-    /// be read is an error naming its key and line, unless it is `optional`.
+    /// be read is an error naming its key and line, unless it is `optional`. A secret without
+    /// `hosts` is bound to `endpoint` (see `own_endpoint`).
     pub fn resolve(
         grants: &BTreeMap<String, SecretGrant>,
+        endpoint: &AllowList,
         source: &Source,
         env: impl Fn(&str) -> Option<String>,
     ) -> Result<Secrets> {
@@ -91,11 +111,10 @@ impl Secrets {
                 }
                 Err(e) => return Err(e),
             };
-            let hosts = grant
-                .hosts
-                .as_ref()
-                .map(|patterns| AllowList::parse(patterns.iter().map(|p| p.get_ref().as_str())))
-                .transpose()?;
+            let hosts = match &grant.hosts {
+                Some(patterns) => AllowList::parse(patterns.iter().map(|p| p.get_ref().as_str()))?,
+                None => endpoint.clone(),
+            };
             secrets.insert(name.clone(), Arc::new(Secret { value, hosts }));
         }
         Ok(Secrets(secrets))
@@ -107,7 +126,7 @@ impl Secrets {
     }
 
     #[cfg(test)]
-    pub fn for_test(name: &str, value: &str, hosts: Option<AllowList>) -> Secrets {
+    pub fn for_test(name: &str, value: &str, hosts: AllowList) -> Secrets {
         let secret = Secret {
             value: value.into(),
             hosts,
@@ -164,10 +183,19 @@ mod tests {
             text: &full,
         };
         let env = |v: &str| (v == "TOKEN_A").then(|| "from-env".to_string());
-        let secrets = Secrets::resolve(&config.mounts[0].secrets, &source, env).unwrap();
+        let endpoint = own_endpoint(
+            Some("https://Hub.Test"),
+            &AllowList::parse(["cdn.test", "hub.test"]).unwrap(),
+        )
+        .unwrap();
+        let secrets = Secrets::resolve(&config.mounts[0].secrets, &endpoint, &source, env).unwrap();
         assert_eq!(secrets.0["a"].reveal(), "from-env");
         assert_eq!(secrets.0["b"].reveal(), "from-file");
-        assert!(secrets.0["a"].may_go_to("anywhere.test", 443));
+        // Without `hosts`: the mount's endpoint only, not every allowed host.
+        assert!(secrets.0["a"].may_go_to("hub.test", 443));
+        assert!(!secrets.0["a"].may_go_to("hub.test", 80));
+        assert!(!secrets.0["a"].may_go_to("cdn.test", 443));
+        assert!(!secrets.0["a"].may_go_to("anywhere.test", 443));
         assert!(secrets.0["b"].may_go_to("hub.test", 443));
         assert!(!secrets.0["b"].may_go_to("cdn.test", 443));
         assert!(
@@ -181,13 +209,33 @@ mod tests {
             file: "mounts.toml",
             text: &full,
         };
-        let err = Secrets::resolve(&config.mounts[0].secrets, &source, |_| None)
-            .unwrap_err()
-            .to_string();
+        let err = Secrets::resolve(
+            &config.mounts[0].secrets,
+            &AllowList::default(),
+            &source,
+            |_| None,
+        )
+        .unwrap_err()
+        .to_string();
         assert!(
             err.contains("mounts.toml:7: key `secrets.token.env`") && err.contains("NOPE"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_own_endpoint_is_the_endpoint_url_else_the_first_allowed_host() {
+        let allow = AllowList::parse(["127.0.0.1:8080", "127.0.0.1:9090"]).unwrap();
+        let first = own_endpoint(None, &allow).unwrap();
+        assert!(first.allows("127.0.0.1", 8080));
+        assert!(!first.allows("127.0.0.1", 9090));
+        let url = own_endpoint(Some("http://127.0.0.1:9090/api"), &allow).unwrap();
+        assert!(url.allows("127.0.0.1", 9090));
+        assert!(!url.allows("127.0.0.1", 8080));
+        assert!(own_endpoint(Some("not a url"), &allow).is_err());
+        assert!(own_endpoint(None, &AllowList::default())
+            .unwrap()
+            .is_empty());
     }
 
     #[test]
