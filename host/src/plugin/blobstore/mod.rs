@@ -1,9 +1,11 @@
 //! The `blobstore` capability: the object store a mount grants, offered to its plugin.
 //!
 //! The plugin names keys; the host, holding the endpoint and credentials, does the requests
-//! (`store`), signs them, and confines them to the grant's prefix. Calls come from plugin code
-//! running on a blocking thread, so each one blocks on the async request; the time spent waiting
-//! is booked as host time, which the plugin's call deadline does not count.
+//! (`store`), signs them, and confines them to the grant's prefix. The time spent waiting is
+//! booked as host time, which the plugin's call deadline does not count. What the host holds
+//! for a call's answer (a blob read, a listing page) is held in the mount's budget of host
+//! buffers as it arrives, and may be no larger than the plugin's memory: a call asking for more
+//! fails with `too-big`.
 
 mod credentials;
 mod markers;
@@ -22,6 +24,7 @@ pub use stream::{Stream, STREAM_PART};
 
 use super::bindings::nfsgw::backend::blobstore::{Host, ListPage, ObjectMeta};
 use super::bindings::types::Error;
+use super::memory::Reservation;
 use super::runtime::HostState;
 use super::staging::StagedFile;
 
@@ -37,6 +40,12 @@ impl From<Meta> for ObjectMeta {
 }
 
 impl HostState {
+    /// An admission check for the bytes a call's answer holds: within the plugin's memory and
+    /// the mount's budget, which the returned reservation holds until it is dropped.
+    fn answer_budget(&self) -> (Reservation, usize) {
+        (self.buffers.reservation(), self.memory_limit)
+    }
+
     /// Runs a request against the mount's store and books the wait as host time.
     async fn with_store<R, F, Fut>(&mut self, request: F) -> Result<R, Error>
     where
@@ -62,8 +71,10 @@ impl Host for HostState {
         cursor: Option<String>,
         limit: u32,
     ) -> Result<ListPage, Error> {
+        let (mut held, most) = self.answer_budget();
         self.with_store(|s| async move {
-            let page = s.list(&prefix, recursive, cursor, limit).await?;
+            let admit = |n: usize| n <= most && held.cover(n);
+            let page = s.list(&prefix, recursive, cursor, limit, admit).await?;
             Ok(ListPage {
                 objects: page.objects.into_iter().map(Into::into).collect(),
                 prefixes: page.prefixes,
@@ -79,8 +90,12 @@ impl Host for HostState {
     }
 
     async fn get(&mut self, key: String, offset: u64, len: u32) -> Result<Vec<u8>, Error> {
+        let (mut held, most) = self.answer_budget();
         self.with_store(|s| async move {
-            let (bytes, _) = s.get_range(&key, offset, len.into(), Vec::new()).await?;
+            let admit = |n: usize| n <= most && held.cover(n);
+            let (bytes, _) = s
+                .get_admitted(&key, offset, len.into(), Vec::new(), admit)
+                .await?;
             Ok(bytes)
         })
         .await

@@ -4,7 +4,10 @@
 //! grant's prefix, retries transient failures (object_store's retry policy, bounded so an outage
 //! answers within seconds rather than minutes), and maps failures onto the plugin interface's
 //! errors. Keys ending in "/" (directory markers) cannot be named by `object_store` paths; they
-//! go through `markers`, which signs its requests with the same credentials.
+//! go through `markers`, which signs its requests with the same credentials, and so do
+//! listings. Every key, the plugin's and the bucket's alike, must be a key a file system can
+//! show (`valid_key`): a listed key that is not ("a/../b/", "a//b", a segment over 255 bytes)
+//! is left out of the page, so it can neither escape the mount nor fail its directory.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +15,6 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path as ObjectPath;
 use object_store::{
     BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode,
@@ -32,8 +34,62 @@ const SINGLE_PUT_MAX: u64 = 8 << 20;
 /// The smallest part of a multipart upload, and S3's part-count limit.
 const MIN_PART: u64 = 8 << 20;
 pub(super) const MAX_PARTS: u64 = 10_000;
-/// Parts uploaded at once.
+/// Parts uploaded at once, at most.
 pub(super) const UPLOAD_CONCURRENCY: usize = 8;
+/// The longest segment of a key: the longest name NFS clients take.
+const MAX_SEGMENT: usize = 255;
+/// The longest key S3 stores.
+const MAX_KEY: usize = 1024;
+
+/// Whether `key` (a directory's ending in "/") is a path of names: not empty, no empty, "."
+/// or ".." segment, no NUL, no segment over `MAX_SEGMENT` bytes, at most `MAX_KEY` bytes.
+pub(super) fn valid_key(key: &str) -> bool {
+    let body = key.strip_suffix('/').unwrap_or(key);
+    !body.is_empty()
+        && key.len() <= MAX_KEY
+        && body.split('/').all(|segment| {
+            !segment.is_empty()
+                && segment != "."
+                && segment != ".."
+                && !segment.contains('\0')
+                && segment.len() <= MAX_SEGMENT
+        })
+}
+
+/// The key `key` has under `prefix`: NAMETOOLONG when S3 could not store it (the client's
+/// path is longer than S3 keys go), INVAL when it is no path of names.
+fn full_key(prefix: &str, key: &str) -> Result<String, Error> {
+    let full = format!("{prefix}{key}");
+    if full.len() > MAX_KEY {
+        return Err(Error::NameTooLong);
+    }
+    if !valid_key(key) {
+        return Err(Error::Invalid);
+    }
+    Ok(full)
+}
+
+/// S3's largest part.
+const MAX_PART: u64 = 5 << 30;
+/// Bytes of parts one upload holds in memory at once, unless one part is larger.
+const IN_FLIGHT_BYTES: u64 = 256 << 20;
+
+/// The part size of a multipart upload of `size` bytes: the smallest that stays within S3's
+/// part count. `TooBig` when even S3's largest parts cannot hold the file.
+pub(super) fn part_size(size: u64) -> Result<u64, Error> {
+    let part = MIN_PART
+        .max(size.div_ceil(MAX_PARTS))
+        .next_multiple_of(ALIGN as u64);
+    if part > MAX_PART {
+        return Err(Error::TooBig);
+    }
+    Ok(part)
+}
+
+/// Parts of this size sent at once: as many as `IN_FLIGHT_BYTES` holds, at least one.
+pub(super) fn concurrency(part: u64) -> usize {
+    (IN_FLIGHT_BYTES / part.max(1)).clamp(1, UPLOAD_CONCURRENCY as u64) as usize
+}
 
 /// What the store says of one object; keys are relative to the grant's prefix.
 #[derive(Clone, Debug)]
@@ -152,24 +208,19 @@ impl BlobStore {
             }
             Err(e) => anyhow::bail!("{} cannot be reached: {e}", self.describe),
         }
-        let opts = PaginatedListOptions {
-            delimiter: Some("/".into()),
-            max_keys: Some(1),
-            ..Default::default()
-        };
-        match self.s3.list_paginated(Some(&self.prefix), opts).await {
+        match self
+            .markers
+            .list(&self.prefix, false, None, 1, |_| true)
+            .await
+        {
             Ok(_) => Ok(()),
-            Err(e) => anyhow::bail!("{} cannot be listed: {e}", self.describe),
+            Err(e) => anyhow::bail!("{} cannot be listed: {e:?}", self.describe),
         }
     }
 
     /// The full key of a plugin's key; refuses keys that are no keys.
     fn full(&self, key: &str) -> Result<String, Error> {
-        let body = key.strip_suffix('/').unwrap_or(key);
-        if key.is_empty() || key.starts_with('/') || body.split('/').any(str::is_empty) {
-            return Err(Error::Invalid);
-        }
-        Ok(format!("{}{key}", self.prefix))
+        full_key(&self.prefix, key)
     }
 
     fn path(&self, key: &str) -> Result<ObjectPath, Error> {
@@ -190,51 +241,63 @@ impl BlobStore {
         }
     }
 
+    /// One page of the keys under `prefix`, with each piece of the page's body admitted by
+    /// `admit` first (see `Markers::list`). Keys that are not `valid_key`s are left out.
     pub async fn list(
         &self,
         prefix: &str,
         recursive: bool,
         cursor: Option<String>,
         limit: u32,
+        admit: impl FnMut(usize) -> bool,
     ) -> Result<Page, Error> {
         let full_prefix = format!("{}{prefix}", self.prefix);
-        let opts = PaginatedListOptions {
-            delimiter: (!recursive).then(|| "/".into()),
-            max_keys: Some(limit.clamp(1, 1000) as usize),
-            page_token: cursor,
-            ..Default::default()
-        };
         let page = self
-            .s3
-            .list_paginated(Some(&full_prefix), opts)
-            .await
-            .map_err(|e| map_error("list", prefix, e))?;
-        // object_store drops a key's trailing "/": the object that comes back as the listed
-        // prefix itself is that prefix's directory marker.
-        let marker = full_prefix.strip_suffix('/');
+            .markers
+            .list(
+                &full_prefix,
+                recursive,
+                cursor.as_deref(),
+                limit.clamp(1, 1000),
+                admit,
+            )
+            .await?;
+        let mut skipped = Vec::new();
+        let mut keep = |full: String| {
+            let key = full.strip_prefix(&self.prefix).map(str::to_string);
+            match key {
+                Some(key) if valid_key(&key) => Some(key),
+                _ => {
+                    skipped.push(full);
+                    None
+                }
+            }
+        };
         let objects = page
-            .result
             .objects
             .into_iter()
-            .map(|m| {
-                let is_marker = Some(m.location.as_ref()) == marker;
-                let mut meta = self.meta(m);
-                if is_marker {
-                    meta.key.push('/');
-                }
-                meta
+            .filter_map(|o| {
+                Some(Meta {
+                    key: keep(o.key)?,
+                    size: o.size,
+                    modified: timestamp(o.modified),
+                    etag: o.etag,
+                })
             })
             .collect();
-        let prefixes = page
-            .result
-            .common_prefixes
-            .into_iter()
-            .map(|p| format!("{}/", self.relative(p.as_ref())))
-            .collect();
+        let prefixes = page.prefixes.into_iter().filter_map(&mut keep).collect();
+        if !skipped.is_empty() {
+            tracing::warn!(
+                bucket = %self.describe,
+                count = skipped.len(),
+                first = ?skipped[0],
+                "keys that are no file names were left out of a listing"
+            );
+        }
         Ok(Page {
             objects,
             prefixes,
-            next: page.page_token,
+            next: page.next,
         })
     }
 
@@ -243,7 +306,7 @@ impl BlobStore {
             // A marker sorts first among the keys under its prefix, so a one-key listing finds
             // it (some servers cannot HEAD a key ending in "/").
             self.full(key)?;
-            let page = self.list(key, false, None, 1).await?;
+            let page = self.list(key, false, None, 1, |_| true).await?;
             return page
                 .objects
                 .into_iter()
@@ -265,7 +328,20 @@ impl BlobStore {
         key: &str,
         offset: u64,
         len: u64,
+        buf: Vec<u8>,
+    ) -> Result<(Vec<u8>, Meta), Error> {
+        self.get_admitted(key, offset, len, buf, |_| true).await
+    }
+
+    /// `get_range`, with the bytes to hold admitted by `admit` (given the total) before they
+    /// are allocated: `TooBig` when it refuses.
+    pub async fn get_admitted(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
         mut buf: Vec<u8>,
+        mut admit: impl FnMut(usize) -> bool,
     ) -> Result<(Vec<u8>, Meta), Error> {
         let path = self.path(key)?;
         if len == 0 {
@@ -278,10 +354,18 @@ impl BlobStore {
         match self.s3.get_opts(&path, opts).await {
             Ok(result) => {
                 let meta = self.meta(result.meta.clone());
-                buf.reserve_exact(len.min(meta.size.saturating_sub(offset)) as usize);
+                let expected = len.min(meta.size.saturating_sub(offset));
+                let expected = usize::try_from(expected).unwrap_or(usize::MAX);
+                if !admit(buf.len().saturating_add(expected)) {
+                    return Err(Error::TooBig);
+                }
+                buf.reserve_exact(expected);
                 let mut body = result.into_stream();
                 while let Some(chunk) = body.next().await {
                     let chunk = chunk.map_err(|e| map_error("get", key, e))?;
+                    if !admit(buf.len() + chunk.len()) {
+                        return Err(Error::TooBig);
+                    }
                     buf.extend_from_slice(&chunk);
                 }
                 Ok((buf, meta))
@@ -367,7 +451,7 @@ impl BlobStore {
                 .map_err(|e| map_error("upload", key, e))?;
             return self.head(key).await;
         }
-        let part = MIN_PART.max(size.div_ceil(MAX_PARTS));
+        let part = part_size(size)?;
         let upload = self
             .s3
             .put_multipart(&path)
@@ -375,17 +459,20 @@ impl BlobStore {
             .map_err(|e| map_error("upload", key, e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, part as usize);
         let buffers = part_buffers(part);
+        // Parts in holes of a sparse file are sent from these zeros (calloc'd: pages the
+        // kernel maps as zero until written), not read.
+        let zeros = Bytes::from(vec![0; part as usize]);
         let mut offset = 0;
         while offset < size {
             let n = part.min(size - offset);
-            let chunk = match read_range(file.clone(), offset, n, &buffers).await {
+            let chunk = match read_part(file.clone(), offset, n, &buffers, &zeros).await {
                 Ok(chunk) => chunk,
                 Err(e) => {
                     let _ = writer.abort().await;
                     return Err(e);
                 }
             };
-            if let Err(e) = writer.wait_for_capacity(UPLOAD_CONCURRENCY).await {
+            if let Err(e) = writer.wait_for_capacity(concurrency(part)).await {
                 return Err(map_error("upload", key, e));
             }
             writer.put(chunk);
@@ -452,7 +539,43 @@ impl BlobStore {
 
 /// A pool for the parts of one upload: it keeps as many as are sent at once, and one more.
 pub(super) fn part_buffers(part: u64) -> Arc<BufferPool> {
-    BufferPool::new((UPLOAD_CONCURRENCY + 1) * (part as usize + 2 * ALIGN))
+    BufferPool::new((concurrency(part) + 1) * (part as usize + 2 * ALIGN))
+}
+
+/// Reads a part of a staged file on a blocking thread, into a buffer of `buffers`; a part
+/// that lies in a hole of the file is a slice of `zeros` instead, and is not read.
+async fn read_part(
+    file: Arc<CopyFile>,
+    offset: u64,
+    len: u64,
+    buffers: &Arc<BufferPool>,
+    zeros: &Bytes,
+) -> Result<Bytes, Error> {
+    let in_hole = {
+        let file = file.clone();
+        tokio::task::spawn_blocking(move || is_hole(file.file(), offset, len))
+            .await
+            .map_err(|_| Error::Io)?
+    };
+    if in_hole && len <= zeros.len() as u64 {
+        return Ok(zeros.slice(..len as usize));
+    }
+    read_range(file, offset, len, buffers).await
+}
+
+/// Whether the `len` bytes at `offset` are a hole: the file stores no data there.
+#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+fn is_hole(file: &std::fs::File, offset: u64, len: u64) -> bool {
+    match rustix::fs::seek(file, rustix::fs::SeekFrom::Data(offset)) {
+        Ok(data) => data >= offset.saturating_add(len),
+        // No data at or after `offset`.
+        Err(e) => e == rustix::io::Errno::NXIO,
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+fn is_hole(_file: &std::fs::File, _offset: u64, _len: u64) -> bool {
+    false
 }
 
 /// Reads a range of a staged file on a blocking thread, into a buffer of `buffers`.
@@ -493,4 +616,91 @@ pub(super) fn client_options(allow_http: bool) -> ClientOptions {
         .with_allow_http(allow_http)
         .with_connect_timeout(Duration::from_secs(5))
         .with_timeout(Duration::from_secs(60))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_must_be_paths_of_names() {
+        for good in [
+            "a",
+            "a/b.txt",
+            "a/b/",
+            "dir/",
+            "a/.hidden",
+            "a/...",
+            &"n".repeat(255),
+        ] {
+            assert!(valid_key(good), "{good:?} refused");
+        }
+        let long_segment = format!("a/{}", "n".repeat(256));
+        let long_key = "abcdefgh/".repeat(114);
+        for bad in [
+            "",
+            "/",
+            "/a",
+            "a//b",
+            "a//b/",
+            "a/../b/",
+            "../",
+            "a/./",
+            ".",
+            "a/..",
+            "a\0b",
+            &long_segment,
+            &long_key,
+        ] {
+            assert!(!valid_key(bad), "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn a_path_longer_than_s3_keys_is_a_name_too_long() {
+        let fits = "abcdefgh/".repeat(113) + "x";
+        assert_eq!(full_key("p/", &fits), Ok(format!("p/{fits}")));
+        let over = "abcdefgh/".repeat(114);
+        assert_eq!(full_key("", &over), Err(Error::NameTooLong));
+        assert_eq!(
+            full_key(&"p".repeat(1020), "abcde"),
+            Err(Error::NameTooLong)
+        );
+        assert_eq!(full_key("p/", "a//b"), Err(Error::Invalid));
+    }
+
+    #[test]
+    fn parts_stay_within_s3s_limits_and_memory_stays_bounded() {
+        assert_eq!(part_size(100 << 20).unwrap(), MIN_PART);
+        for size in [5u64 << 40, 1 << 44, (MAX_PART - ALIGN as u64) * MAX_PARTS] {
+            let part = part_size(size).unwrap();
+            assert!(size.div_ceil(part) <= MAX_PARTS, "{size}: {part}");
+            assert!(
+                part <= MAX_PART && part.is_multiple_of(ALIGN as u64),
+                "{size}: {part}"
+            );
+            assert_eq!(concurrency(part), 1, "one huge part in memory at a time");
+        }
+        assert_eq!(part_size(u64::MAX), Err(Error::TooBig));
+        assert_eq!(part_size(MAX_PART * MAX_PARTS + 1), Err(Error::TooBig));
+        assert_eq!(concurrency(MIN_PART), UPLOAD_CONCURRENCY);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn holes_are_told_from_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sparse");
+        let copy = CopyFile::open(&path, true).unwrap();
+        copy.file().set_len(64 << 20).unwrap();
+        copy.write_all_at(&[7; 4096], 32 << 20).unwrap();
+        copy.file().sync_all().unwrap();
+        assert!(is_hole(copy.file(), 0, 16 << 20));
+        assert!(!is_hole(copy.file(), 16 << 20, (16 << 20) + 1));
+        assert!(!is_hole(copy.file(), 32 << 20, 4096));
+        assert!(
+            is_hole(copy.file(), 48 << 20, 16 << 20),
+            "the hole at the end"
+        );
+    }
 }
