@@ -4,7 +4,9 @@
 //! path and follow it through renames (a renamed directory carries its whole subtree), so a
 //! handle stays valid while its file moves. With a journal (`inode_log`) the table and its
 //! generation outlive the process, so clients keep their handles across a restart; without
-//! one, `generation` tells this run's numbers from an earlier run's.
+//! one, `generation` tells this run's numbers from an earlier run's. Changes are journaled in
+//! memory as they happen; a caller awaits [`InodeTable::durable`] before it replies with a
+//! number or a change, and a journal that cannot be written fails that call with `io`.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -13,10 +15,12 @@ use std::sync::{Arc, Mutex};
 
 use super::handles::MOUNT_ROOT_INO;
 use super::inode_log::{InodeLog, Record, RESERVE};
+use crate::plugin::bindings::types::Error;
 
 pub struct InodeTable {
     pub generation: u32,
     inner: Mutex<Inner>,
+    log: Option<InodeLog>,
 }
 
 struct Inner {
@@ -27,7 +31,6 @@ struct Inner {
     next: u64,
     /// Numbers below this may have been handed out in an earlier run (journal only).
     reserved: u64,
-    log: Option<InodeLog>,
 }
 
 impl InodeTable {
@@ -36,6 +39,7 @@ impl InodeTable {
         InodeTable {
             generation,
             inner: Mutex::new(Inner::new()),
+            log: None,
         }
     }
 
@@ -44,6 +48,14 @@ impl InodeTable {
         let mut inner = Inner::new();
         let generation = match InodeLog::replay(journal)? {
             Some(replayed) => {
+                for skipped in &replayed.skipped {
+                    tracing::warn!(
+                        journal = %journal.display(),
+                        offset = skipped.offset,
+                        bytes = skipped.bytes,
+                        "skipped a damaged stretch of the inode journal; the records after it are kept"
+                    );
+                }
                 for record in replayed.records {
                     inner.apply(record);
                 }
@@ -65,11 +77,27 @@ impl InodeTable {
                 });
             }
         }
-        inner.log = Some(InodeLog::create(journal, generation, &snapshot)?);
+        let log = InodeLog::create(journal, generation, &snapshot)?;
         Ok(InodeTable {
             generation,
             inner: Mutex::new(inner),
+            log: Some(log),
         })
+    }
+
+    /// Makes every change recorded so far durable (one sync shared with concurrent callers);
+    /// `io` if the journal cannot be written.
+    pub async fn durable(&self) -> Result<(), Error> {
+        match &self.log {
+            Some(log) => log.durable().await.map_err(|_| Error::Io),
+            None => Ok(()),
+        }
+    }
+
+    fn record(&self, record: Record) {
+        if let Some(log) = &self.log {
+            log.append(&record);
+        }
     }
 
     /// A path of an inode (its first name still in use), if it is known.
@@ -103,21 +131,18 @@ impl InodeTable {
         }
         let ino = inner.next;
         inner.next += 1;
-        if inner.log.is_some() && inner.next > inner.reserved {
+        // The watermark goes first: it is durable before any reply carries the number.
+        if self.log.is_some() && inner.next > inner.reserved {
             inner.reserved += RESERVE;
-            let reserve = Record::Reserve {
+            self.record(Record::Reserve {
                 next: inner.reserved,
-            };
-            inner.record(reserve, true);
+            });
         }
         inner.add(ino, path.into());
-        inner.record(
-            Record::Name {
-                ino,
-                path: path.to_string(),
-            },
-            false,
-        );
+        self.record(Record::Name {
+            ino,
+            path: path.to_string(),
+        });
         ino
     }
 
@@ -127,39 +152,41 @@ impl InodeTable {
         let mut inner = self.inner.lock().unwrap();
         inner.forget_subtree(new);
         inner.add(ino, new.into());
-        inner.record(
-            Record::Name {
-                ino,
-                path: new.to_string(),
-            },
-            false,
-        );
+        self.record(Record::Name {
+            ino,
+            path: new.to_string(),
+        });
     }
 
     /// Forgets a path that no longer exists (and everything under it). An inode stays known
     /// while it has another name.
     pub fn forget(&self, path: &str) {
         let mut inner = self.inner.lock().unwrap();
-        inner.forget_subtree(path);
-        inner.record(
-            Record::Forget {
-                path: path.to_string(),
-            },
-            false,
-        );
+        let gone = inner.take_subtree(path);
+        let alone = gone.len() == 1;
+        inner.unname(gone);
+        // A name just given by a lookup that found nothing is simply taken back.
+        if alone
+            && self
+                .log
+                .as_ref()
+                .is_some_and(|log| log.take_back_name(path))
+        {
+            return;
+        }
+        self.record(Record::Forget {
+            path: path.to_string(),
+        });
     }
 
     /// Moves a path and its subtree to a new name; whatever was at `to` is forgotten.
     pub fn rename(&self, from: &str, to: &str) {
         let mut inner = self.inner.lock().unwrap();
         inner.rename_subtree(from, to);
-        inner.record(
-            Record::Rename {
-                from: from.to_string(),
-                to: to.to_string(),
-            },
-            false,
-        );
+        self.record(Record::Rename {
+            from: from.to_string(),
+            to: to.to_string(),
+        });
     }
 }
 
@@ -171,7 +198,6 @@ impl Inner {
             inos: BTreeMap::from([(root, MOUNT_ROOT_INO)]),
             next: MOUNT_ROOT_INO + 1,
             reserved: 0,
-            log: None,
         }
     }
 
@@ -186,13 +212,6 @@ impl Inner {
             Record::Forget { path } => self.forget_subtree(&path),
             Record::Rename { from, to } => self.rename_subtree(&from, &to),
             Record::Reserve { next } => self.reserved = self.reserved.max(next),
-        }
-    }
-
-    fn record(&mut self, record: Record, sync: bool) {
-        if let Some(log) = self.log.as_mut() {
-            log.append(&record);
-            log.flush(sync);
         }
     }
 
@@ -304,8 +323,8 @@ mod tests {
         assert_eq!(t.path(a), None);
     }
 
-    #[test]
-    fn a_journaled_table_survives_reopening_and_never_reuses_a_number() {
+    #[tokio::test]
+    async fn a_journaled_table_survives_reopening_and_never_reuses_a_number() {
         let dir = tempfile::tempdir().unwrap();
         let journal = dir.path().join("m.inodes");
         let t = InodeTable::open(&journal, 42).unwrap();
@@ -313,18 +332,24 @@ mod tests {
         t.link("a", "hard");
         t.rename("d", "e");
         let gone = t.ino("gone");
+        t.durable().await.unwrap();
         t.forget("gone");
+        let missing = t.ino("looked up, not there");
+        t.forget("looked up, not there");
+        t.durable().await.unwrap();
         drop(t);
         let t = InodeTable::open(&journal, 99).unwrap();
         assert_eq!(t.generation, 42, "the generation is the journal's");
         assert_eq!(t.path(f).as_deref(), Some("e/f"));
         assert_eq!(t.ino("hard"), a);
         assert_eq!(t.path(gone), None);
+        assert_eq!(t.path(missing), None);
         let fresh = t.ino("new");
         assert!(
             fresh > gone && fresh > f,
             "numbers handed out before are not reused"
         );
+        t.durable().await.unwrap();
         drop(t);
         // Reopening again (from the compacted journal) keeps everything.
         let t = InodeTable::open(&journal, 1).unwrap();

@@ -46,6 +46,11 @@ const DEFAULT_TTL: Duration = Duration::from_secs(1);
 /// A part of a file being written sequentially is uploaded early once the writes are this far
 /// past its end (writes in flight arrive out of order; a rewrite of recent data stays cheap).
 const STREAM_LAG: u64 = 8 << 20;
+/// The largest file of a mount whose writes are staged, unless configured: S3's object limit.
+const STAGED_MAX_FILE_SIZE: u64 = 5 << 40;
+/// The largest file of other mounts, unless configured: 16 TiB, what ext4 stores with 4 KiB
+/// blocks, so clients refuse larger offsets at once (EFBIG) rather than fail a later flush.
+pub const HOST_MAX_FILE_SIZE: u64 = (16 << 40) - 1;
 
 pub type FileId = u64;
 
@@ -73,6 +78,23 @@ pub struct Mount {
     pub metrics: crate::metrics::MountMetrics,
     /// Blob ranges read ahead for sequential readers.
     readahead: readahead::Readahead,
+    /// Whether MKNOD may make devices (for root after squashing).
+    allow_devices: bool,
+    /// Configured largest file size; None: the default for the mount's kind.
+    max_file_size: Option<u64>,
+}
+
+/// Limits a mount's config sets on what clients may do through the gateway.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct MountLimits {
+    /// MKNOD may make block and character devices.
+    pub allow_devices: bool,
+    /// The largest file size (None: the mount kind's default).
+    pub max_file_size: Option<u64>,
+    /// Bytes staged writes leave free on the state directory's disk (None: the default).
+    pub staging_reserve: Option<u64>,
+    /// Staged files open at once (None: the default).
+    pub max_staged_files: Option<usize>,
 }
 
 impl Mount {
@@ -111,7 +133,33 @@ impl Mount {
             staging,
             streaming_off: AtomicBool::new(false),
             exclusive: exclusive::ExclusiveCreates::default(),
+            allow_devices: false,
+            max_file_size: None,
         }
+    }
+
+    /// Applies the config's limits (the staging ones went to `Staging::open`).
+    pub fn with_limits(mut self, limits: MountLimits) -> Mount {
+        self.allow_devices = limits.allow_devices;
+        self.max_file_size = limits.max_file_size;
+        self
+    }
+
+    /// The largest size a file of this mount may reach (FSINFO's maxfilesize).
+    pub fn max_file_size(&self) -> u64 {
+        self.max_file_size.unwrap_or(if self.staging.is_some() {
+            STAGED_MAX_FILE_SIZE
+        } else {
+            HOST_MAX_FILE_SIZE
+        })
+    }
+
+    /// Refuses a size past the mount's largest file.
+    fn check_size(&self, end: u64) -> Result<(), Error> {
+        if end > self.max_file_size() {
+            return Err(Error::TooBig);
+        }
+        Ok(())
     }
 
     /// The store that uploads parts of this mount's staged files while they are written, if
@@ -261,13 +309,14 @@ fn parent_of(path: &str) -> &str {
     path.rsplit_once('/').map_or("", |(parent, _)| parent)
 }
 
-/// Runs blocking file work (a staged copy, a granted host file) off the async threads.
+/// Runs blocking file work (a staged copy, a granted host file) on the bounded blocking pool;
+/// a call stuck past the pool's deadline fails with an I/O error.
 async fn blocking<R, F>(f: F) -> Result<R, Error>
 where
     R: Send + 'static,
     F: FnOnce() -> Result<R, Error> + Send + 'static,
 {
-    tokio::task::spawn_blocking(f)
+    crate::blocking::run(crate::blocking::DEADLINE, f)
         .await
         .map_err(|_| Error::Io)?
 }
@@ -279,6 +328,17 @@ fn is_silly_rename(name: &str) -> bool {
     name.strip_prefix(".nfs").is_some_and(|rest| {
         rest.len() == 24 && rest.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
     })
+}
+
+/// READ, WRITE and COMMIT act only on regular files: a handle naming a directory answers
+/// `IsDir`, any other kind (a symlink, whose target is not what the handle names) `Invalid`,
+/// as knfsd answers.
+fn regular_file(attrs: &Attrs) -> Result<(), Error> {
+    match attrs.kind {
+        FileKind::Regular => Ok(()),
+        FileKind::Directory => Err(Error::IsDir),
+        _ => Err(Error::Invalid),
+    }
 }
 
 /// A name a plugin may receive: one non-empty component.
@@ -504,9 +564,6 @@ impl Gateway {
             check_name(name)?;
         }
         let dir_attrs = self.getattr(dir).await?;
-        if dir_attrs.kind != FileKind::Directory {
-            return Err(Error::NotDir);
-        }
         permissions::lookup(caller, &dir_attrs)?;
         match name {
             "." => return Ok(dir),
@@ -524,6 +581,7 @@ impl Gateway {
                 return Err(e);
             }
         }
+        mount.inodes.durable().await?;
         Ok(file_id(slot, ino))
     }
 
@@ -539,6 +597,7 @@ impl Gateway {
     ) -> Result<(Bytes, bool), Error> {
         let (_, mount, path) = self.mount_of(id).map_err(|_| Error::IsDir)?;
         let attrs = self.getattr(id).await?;
+        regular_file(&attrs)?;
         permissions::read(caller, &attrs)?;
         if let Some(staged) = mount.staged(split(id).1) {
             match blocking(move || staged.read(offset, count)).await {
@@ -576,7 +635,8 @@ impl Gateway {
                 let len = len.min(count.into());
                 let grants = mount.plugin.grants().clone();
                 let buf = buffers.take(len as usize);
-                let (bytes, end) = grants.read_into(&path, offset, len, buf)?;
+                let (bytes, end) =
+                    blocking(move || grants.read_into(&path, offset, len, buf)).await?;
                 Ok((buffers.share(bytes), eof || end))
             }
             Data::Blob(BlobRange {
@@ -742,6 +802,7 @@ impl Gateway {
                 None => break,
             }
         }
+        mount.inodes.durable().await?;
         let listing = Arc::new(Listing::new(entries));
         mount.dirs.put(ino, listing.clone());
         Ok(listing)
@@ -765,7 +826,9 @@ impl Gateway {
         let (_, mount, path) = self.mount_of(id)?;
         mount.allow(Capabilities::WRITE)?;
         let current = self.getattr(id).await?;
+        regular_file(&current)?;
         permissions::write(caller, &current)?;
+        mount.check_size(offset.checked_add(data.len() as u64).ok_or(Error::TooBig)?)?;
         let ino = split(id).1;
         if mount.staging.is_some() {
             // The key and mount name are only needed (and copied) when parts may stream.
@@ -991,7 +1054,9 @@ impl Gateway {
         self.pending_uploads().0
     }
 
-    /// Creates a regular file and returns its id and attributes.
+    /// Creates a regular file and returns its id and attributes. Unless `exclusive`, an
+    /// existing regular file is answered as it is (RFC 1813's UNCHECKED): it keeps its owner
+    /// and mode, and the caller's attributes go through SETATTR's checks (`setattr`).
     pub async fn create(
         &self,
         caller: &Caller,
@@ -1000,15 +1065,30 @@ impl Gateway {
         mode: u32,
         exclusive: bool,
     ) -> Result<(FileId, Attrs), Error> {
-        self.make(
-            caller,
-            dir,
-            name,
-            Capabilities::CREATE,
-            "create",
-            move |b, s, p| Box::pin(async move { b.call_create(s, &p, mode, exclusive).await }),
-        )
-        .await
+        // The plugin is always asked for a new file, so that only a file made by this call is
+        // given to the caller (`make`); an existing one is looked up instead.
+        let made = self
+            .make(
+                caller,
+                dir,
+                name,
+                Capabilities::CREATE,
+                "create",
+                move |b, s, p| Box::pin(async move { b.call_create(s, &p, mode, true).await }),
+            )
+            .await;
+        match made {
+            Err(Error::Exists) if !exclusive => {
+                let id = self.lookup(caller, dir, name).await?;
+                let attrs = self.getattr(id).await?;
+                match attrs.kind {
+                    FileKind::Regular => Ok((id, attrs)),
+                    FileKind::Directory => Err(Error::IsDir),
+                    _ => Err(Error::Exists),
+                }
+            }
+            other => other,
+        }
     }
 
     /// An EXCLUSIVE create: makes the file, or finds the one an earlier try of this create made
@@ -1051,6 +1131,11 @@ impl Gateway {
                 } else {
                     mount.exclusive.made_with(split(id).1, tag)
                 };
+                // Times anyone can read are no proof: the file must also be the caller's,
+                // where the backend keeps owners.
+                let ours = ours
+                    && (attrs.uid == caller.uid
+                        || !mount.capabilities.contains(Capabilities::SET_OWNER));
                 if attrs.kind == FileKind::Regular && ours {
                     Ok((id, attrs))
                 } else {
@@ -1108,6 +1193,8 @@ impl Gateway {
         mode: u32,
         device: Device,
     ) -> Result<(FileId, Attrs), Error> {
+        let (_, mount, _) = self.mount_of(dir)?;
+        permissions::make_node(caller, kind, mount.allow_devices)?;
         let needed = Capabilities::SPECIAL_FILES;
         self.make(caller, dir, name, needed, "mknod", move |b, s, p| {
             Box::pin(async move { b.call_mknod(s, &p, kind, mode, device).await })
@@ -1143,6 +1230,7 @@ impl Gateway {
         Self::dir_changed(mount, split(dir).1);
         let mut attrs = result?;
         let ino = mount.inodes.ino(&child);
+        mount.inodes.durable().await?;
         let gid = if dir_attrs.mode & 0o2000 != 0 {
             dir_attrs.gid
         } else {
@@ -1184,6 +1272,7 @@ impl Gateway {
         check_name(name)?;
         mount.allow(Capabilities::HARD_LINK)?;
         permissions::change_entries(caller, &self.getattr(dir).await?)?;
+        permissions::link_source(caller, &self.getattr(file).await?)?;
         let (existing, new) = (file_path.to_string(), join(&dir_path, name));
         let (e_owned, n_owned) = (existing.clone(), new.clone());
         let result = mount
@@ -1195,6 +1284,7 @@ impl Gateway {
         Self::dir_changed(mount, split(dir).1);
         let attrs = result?;
         mount.inodes.link(&existing, &new);
+        mount.inodes.durable().await?;
         let attrs = mount.presented(split(file).1, &new, attrs);
         mount.attrs.put(split(file).1, attrs.clone());
         Ok(attrs)
@@ -1204,6 +1294,7 @@ impl Gateway {
     pub async fn sync(&self, id: FileId) -> Result<(), Error> {
         let (_, mount, path) = self.mount_of(id)?;
         mount.allow(Capabilities::WRITE)?;
+        regular_file(&self.getattr(id).await?)?;
         if mount.staging.is_some() {
             // Staged data is durable once on the local disk; the upload follows.
             return match mount.staged(split(id).1) {
@@ -1290,7 +1381,7 @@ impl Gateway {
             }
         }
         mount.inodes.forget(&child);
-        Ok(())
+        mount.inodes.durable().await
     }
 
     pub async fn rename(
@@ -1334,12 +1425,25 @@ impl Gateway {
                 Err(e) => return Err(e),
             }
         }
-        // No upload may be under way while names change beneath it.
-        let staged = mount
+        // No upload of a file whose name changes (moved, or replaced) may be under way; others
+        // go on.
+        let moved = format!("{source}/");
+        let renamed = |ino: u64| {
+            mount
+                .inodes
+                .path(ino)
+                .is_some_and(|p| *p == *source || *p == *destination || p.starts_with(&moved))
+        };
+        let mut staged: Vec<_> = mount
             .staging
             .as_ref()
             .map(Staging::snapshot_all)
-            .unwrap_or_default();
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|s| renamed(s.ino))
+            .collect();
+        // One order for every caller, so two renames never wait on each other's locks.
+        staged.sort_by_key(|s| s.ino);
         let mut _uploading = Vec::with_capacity(staged.len());
         for s in &staged {
             _uploading.push(s.upload.lock().await);
@@ -1355,7 +1459,6 @@ impl Gateway {
         Self::dir_changed(mount, split(to_dir).1);
         result?;
         // Streams started for the moved names would complete under them: they go.
-        let moved = format!("{source}/");
         for s in &staged {
             if mount
                 .inodes
@@ -1376,7 +1479,7 @@ impl Gateway {
         mount.inodes.rename(&source, &destination);
         // ctime of the moved entry changed.
         mount.attrs.invalidate(mount.inodes.ino(&destination));
-        Ok(())
+        mount.inodes.durable().await
     }
 
     pub async fn setattr(
@@ -1386,6 +1489,9 @@ impl Gateway {
         changes: SetAttrs,
     ) -> Result<Attrs, Error> {
         let (_, mount, path) = self.mount_of(id)?;
+        if let Some(size) = changes.size {
+            mount.check_size(size)?;
+        }
         let mut changes = changes;
         // The SETATTR that completes an exclusive create brings the mode CREATE could not:
         // a backend without modes ignores it, as it ignores CREATE's.
@@ -1441,6 +1547,9 @@ impl Gateway {
         }
         mount.allow(needed)?;
         let current = self.getattr(id).await?;
+        if changes.size.is_some() {
+            regular_file(&current)?;
+        }
         let mut changes = permissions::setattr(caller, &current, changes)?;
         let ino = split(id).1;
         if let (Some(size), Some(_)) = (changes.size, &mount.staging) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 
-use super::staging::Staging;
+use super::staging::{Budget, Staging};
 use super::{Gateway, InodeTable, Mount};
 use crate::config::{Config, MountConfig, Source};
 use crate::plugin::blobstore::{BlobStore, Credentials};
@@ -15,7 +15,7 @@ use crate::plugin::bundled::{self, EXPORT_GUEST_PATH};
 use crate::plugin::host_fs::{Grant, Grants};
 use crate::plugin::http::{AllowList, Outbound};
 use crate::plugin::runtime::{MountPlugin, Runtime, Sandbox};
-use crate::plugin::secrets::Secrets;
+use crate::plugin::secrets::{self, Secrets};
 
 /// Starts every mount of the config; `source` is the config text, for line numbers. With a
 /// state directory, file handles outlive the process; without one, they last one run.
@@ -140,12 +140,15 @@ async fn start_mount(
         Some(hosts) => AllowList::parse(hosts.iter().map(|h| h.get_ref().as_str()))?,
         None => AllowList::parse(default_hosts.iter().copied())?,
     };
+    let config_endpoint = mc.config.get("endpoint").and_then(|v| v.get_ref().as_str());
+    let endpoint = secrets::own_endpoint(config_endpoint, &allow)
+        .with_context(|| format!("mount {:?}", mc.name()))?;
     let outbound = if allow.is_empty() {
         None
     } else {
         Some(Arc::new(Outbound::new(allow)?))
     };
-    let secrets = Secrets::resolve(&mc.secrets, source, |v| std::env::var(v).ok())?;
+    let secrets = Secrets::resolve(&mc.secrets, &endpoint, source, |v| std::env::var(v).ok())?;
     let sandbox = Sandbox {
         grants: Arc::new(Grants::new(grants)),
         blobs,
@@ -165,7 +168,9 @@ async fn start_mount(
             )),
         };
         let flush_after = std::time::Duration::from_millis(mc.flush_after_ms);
-        let (staging, left) = Staging::open(&dir, flush_after)
+        let limits = mc.gateway_limits();
+        let budget = Budget::new(limits.staging_reserve, limits.max_staged_files);
+        let (staging, left) = Staging::open(&dir, flush_after, budget)
             .with_context(|| format!("cannot open the staging directory {}", dir.display()))?;
         if !left.is_empty() {
             tracing::info!(
@@ -187,5 +192,6 @@ async fn start_mount(
         mc.allowed_clients(),
         staging,
     )
-    .with_squash(mc.squash()))
+    .with_squash(mc.squash())
+    .with_limits(mc.gateway_limits()))
 }

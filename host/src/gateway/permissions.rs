@@ -4,7 +4,8 @@
 //! The backend behind a plugin cannot check them itself: nfsgw runs as one user and plugins see
 //! no caller. The rules are Linux's: write and search permission on a directory to change its
 //! entries, the sticky bit limiting removal to owners, only the owner (or root) changing mode
-//! and times, only root giving a file away.
+//! and times, only root giving a file away, hard links only to files the caller owns or may
+//! read and write (`protected_hardlinks`), device nodes only by root.
 //!
 //! Before any check, a mount's squash options (`Squash`) map the caller's identity, as Linux's
 //! exports(5) `root_squash`, `all_squash`, `anonuid` and `anongid` do.
@@ -96,18 +97,23 @@ fn has(c: &Caller, a: &Attrs, wanted: u32) -> bool {
     bits(c, a) & wanted == wanted
 }
 
-/// Looking a name up needs search permission on the directory.
+/// Looking a name up needs a directory, and search permission on it.
 pub fn lookup(c: &Caller, dir: &Attrs) -> Result<(), Error> {
-    if has(c, dir, SEARCH) {
+    if dir.kind != FileKind::Directory {
+        Err(Error::NotDir)
+    } else if has(c, dir, SEARCH) {
         Ok(())
     } else {
         Err(Error::Access)
     }
 }
 
-/// Adding or removing entries needs write and search permission on the directory.
+/// Adding or removing entries needs a directory (a symlink's handle never stands for its
+/// target), and write and search permission on it.
 pub fn change_entries(c: &Caller, dir: &Attrs) -> Result<(), Error> {
-    if has(c, dir, WRITE | SEARCH) {
+    if dir.kind != FileKind::Directory {
+        Err(Error::NotDir)
+    } else if has(c, dir, WRITE | SEARCH) {
         Ok(())
     } else {
         Err(Error::Access)
@@ -136,6 +142,31 @@ pub fn move_dir(c: &Caller, moved: &Attrs) -> Result<(), Error> {
     } else {
         Err(Error::Access)
     }
+}
+
+/// Linux's `protected_hardlinks`: a caller other than root may link only a file it owns, or a
+/// regular file it may read and write that is neither set-user-id nor set-group-id executable.
+pub fn link_source(c: &Caller, file: &Attrs) -> Result<(), Error> {
+    if is_root(c) || c.uid == file.uid {
+        return Ok(());
+    }
+    let setuid = file.mode & 0o4000 != 0;
+    let setgid_exec = file.mode & 0o2010 == 0o2010;
+    if file.kind == FileKind::Regular && !setuid && !setgid_exec && has(c, file, READ | WRITE) {
+        Ok(())
+    } else {
+        Err(Error::NotOwner)
+    }
+}
+
+/// Making a block or character device needs root, and a mount that allows devices; fifos and
+/// sockets anyone may make.
+pub fn make_node(c: &Caller, kind: FileKind, devices_allowed: bool) -> Result<(), Error> {
+    let device = matches!(kind, FileKind::BlockDevice | FileKind::CharDevice);
+    if device && !(is_root(c) && devices_allowed) {
+        return Err(Error::NotOwner);
+    }
+    Ok(())
 }
 
 /// Checks a SETATTR and returns the changes to apply (a set-group-id bit the caller may not
@@ -272,6 +303,19 @@ mod tests {
     }
 
     #[test]
+    fn only_directories_have_entries() {
+        let owner = user(1000, 1000);
+        for kind in [FileKind::Symlink, FileKind::Regular, FileKind::Fifo] {
+            let not_dir = Attrs::for_test(kind, 0o777, 1000, 1000);
+            assert_eq!(change_entries(&owner, &not_dir), Err(Error::NotDir));
+            assert_eq!(lookup(&owner, &not_dir), Err(Error::NotDir));
+        }
+        let dir = Attrs::for_test(FileKind::Directory, 0o777, 0, 0);
+        assert_eq!(change_entries(&owner, &dir), Ok(()));
+        assert_eq!(lookup(&owner, &dir), Ok(()));
+    }
+
+    #[test]
     fn sticky_directories_protect_other_users_entries() {
         let dir = Attrs::for_test(FileKind::Directory, 0o1777, 0, 0);
         let theirs = Attrs::for_test(FileKind::Regular, 0o644, 3000, 3000);
@@ -332,6 +376,49 @@ mod tests {
             )
             .unwrap_err(),
             Error::NotOwner
+        );
+    }
+
+    #[test]
+    fn hard_links_need_ownership_or_read_and_write() {
+        let secret = Attrs::for_test(FileKind::Regular, 0o600, 0, 0);
+        assert_eq!(
+            link_source(&user(1000, 1000), &secret),
+            Err(Error::NotOwner)
+        );
+        assert_eq!(link_source(&ROOT, &secret), Ok(()));
+        let readable = Attrs::for_test(FileKind::Regular, 0o644, 0, 0);
+        assert_eq!(
+            link_source(&user(1000, 1000), &readable),
+            Err(Error::NotOwner),
+            "read alone is not enough"
+        );
+        let shared = Attrs::for_test(FileKind::Regular, 0o666, 0, 0);
+        assert_eq!(link_source(&user(1000, 1000), &shared), Ok(()));
+        let setuid = Attrs::for_test(FileKind::Regular, 0o4666, 0, 0);
+        assert_eq!(
+            link_source(&user(1000, 1000), &setuid),
+            Err(Error::NotOwner)
+        );
+        let fifo = Attrs::for_test(FileKind::Fifo, 0o666, 0, 0);
+        assert_eq!(link_source(&user(1000, 1000), &fifo), Err(Error::NotOwner));
+        let own_fifo = Attrs::for_test(FileKind::Fifo, 0o600, 1000, 1000);
+        assert_eq!(link_source(&user(1000, 1000), &own_fifo), Ok(()));
+    }
+
+    #[test]
+    fn devices_are_for_root_on_mounts_that_allow_them() {
+        let block = FileKind::BlockDevice;
+        assert_eq!(
+            make_node(&user(1000, 1000), block, true),
+            Err(Error::NotOwner)
+        );
+        assert_eq!(make_node(&ROOT, block, false), Err(Error::NotOwner));
+        assert_eq!(make_node(&ROOT, FileKind::CharDevice, true), Ok(()));
+        assert_eq!(make_node(&user(1000, 1000), FileKind::Fifo, false), Ok(()));
+        assert_eq!(
+            make_node(&user(1000, 1000), FileKind::Socket, false),
+            Ok(())
         );
     }
 

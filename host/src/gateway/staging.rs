@@ -13,6 +13,10 @@
 //! multipart upload of the blob store). Claims and the writes checked against them take the
 //! copy's lock, so a write into a claimed part (or a truncation below one) cancels the stream
 //! before any upload could complete it with other bytes.
+//!
+//! Staging is bounded (`Budget`): a mount keeps at most so many copies (each an open file) at
+//! once, and a new one waits (`Busy`, NFS3ERR_JUKEBOX) until uploads let some go; no write or
+//! fill takes the state directory's disk below a reserve of free space (`NoSpace`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
@@ -29,12 +33,90 @@ use crate::plugin::staging::read_exact_at;
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// Out-of-order written ranges a copy keeps track of before it stops streaming.
 const MAX_AHEAD: usize = 64;
+/// Free bytes left on the state directory's disk unless configured.
+const DEFAULT_RESERVE: u64 = 256 << 20;
+/// Staged copies a mount keeps at once unless configured.
+const DEFAULT_MAX_FILES: usize = 256;
+
+/// What a mount's staging may take of the host.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Budget {
+    /// Free bytes writes leave on the state directory's file system.
+    pub reserve: u64,
+    /// Staged copies (each an open file) at once.
+    pub max_files: usize,
+}
+
+impl Budget {
+    /// The configured values, or the defaults.
+    pub fn new(reserve: Option<u64>, max_files: Option<usize>) -> Budget {
+        Budget {
+            reserve: reserve.unwrap_or(DEFAULT_RESERVE),
+            max_files: max_files.unwrap_or(DEFAULT_MAX_FILES),
+        }
+    }
+}
 
 /// The staged copies of one mount.
 pub struct Staging {
     dir: PathBuf,
     flush_after: Duration,
+    max_files: usize,
+    room: Arc<Room>,
     files: Mutex<HashMap<u64, Arc<Staged>>>,
+}
+
+/// Bytes staged between two measures of the free space (a `statvfs` costs microseconds; a
+/// disk filled by others meanwhile costs at most this much of the reserve).
+const MEASURE_EVERY: u64 = 64 << 20;
+
+/// The free space staged data may use: the state directory's disk, less a reserve.
+struct Room {
+    dir: PathBuf,
+    reserve: u64,
+    /// Bytes that may still be staged before the free space is measured again.
+    credit: Mutex<u64>,
+}
+
+impl Room {
+    fn new(dir: &Path, reserve: u64) -> Room {
+        Room {
+            dir: dir.to_path_buf(),
+            reserve,
+            credit: Mutex::new(0),
+        }
+    }
+
+    /// Refuses `bytes` more when they would leave less than the reserve free.
+    fn check(&self, bytes: u64) -> Result<(), Error> {
+        let mut credit = self.credit.lock().unwrap();
+        // No credit left: measure, even for nothing (a new, empty copy).
+        if *credit > 0 && *credit >= bytes {
+            *credit -= bytes;
+            return Ok(());
+        }
+        let available = free_bytes(&self.dir).map_err(|e| io_error("measuring free space", e))?;
+        let usable = available.saturating_sub(self.reserve);
+        if usable == 0 || usable < bytes {
+            *credit = 0;
+            tracing::warn!(dir = %self.dir.display(), available, bytes, reserve = self.reserve, "staging refused: the state directory's disk is nearly full");
+            return Err(Error::NoSpace);
+        }
+        *credit = (usable - bytes).min(MEASURE_EVERY);
+        Ok(())
+    }
+}
+
+/// Bytes an unprivileged process may still write on the file system holding `dir`.
+#[cfg(unix)]
+fn free_bytes(dir: &Path) -> io::Result<u64> {
+    let st = rustix::fs::statvfs(dir)?;
+    Ok(st.f_bavail.saturating_mul(st.f_frsize))
+}
+
+#[cfg(not(unix))]
+fn free_bytes(_dir: &Path) -> io::Result<u64> {
+    Ok(u64::MAX)
 }
 
 /// One file's staged copy.
@@ -42,6 +124,7 @@ pub struct Staged {
     pub ino: u64,
     pub file: Arc<CopyFile>,
     disk_path: PathBuf,
+    room: Arc<Room>,
     state: RwLock<State>,
     /// Held while the copy is being uploaded, and by namespace changes that must not race one.
     pub upload: tokio::sync::Mutex<()>,
@@ -153,11 +236,17 @@ fn timestamp(t: SystemTime) -> Timestamp {
 impl Staging {
     /// Opens a mount's staging directory. Copies an earlier run left behind are registered as
     /// due at once; their inode numbers are returned.
-    pub fn open(dir: &Path, flush_after: Duration) -> io::Result<(Staging, Vec<u64>)> {
+    pub fn open(
+        dir: &Path,
+        flush_after: Duration,
+        budget: Budget,
+    ) -> io::Result<(Staging, Vec<u64>)> {
         std::fs::create_dir_all(dir)?;
         let staging = Staging {
             dir: dir.to_path_buf(),
             flush_after,
+            max_files: budget.max_files,
+            room: Arc::new(Room::new(dir, budget.reserve)),
             files: Mutex::new(HashMap::new()),
         };
         let mut left = Vec::new();
@@ -168,7 +257,8 @@ impl Staging {
             };
             let file = CopyFile::open(&entry.path(), false)?;
             let meta = file.file().metadata()?;
-            let staged = Staged::new(ino, file, entry.path(), meta.len(), meta.modified()?, 0);
+            let (room, path) = (staging.room.clone(), entry.path());
+            let staged = Staged::new(ino, file, path, room, meta.len(), meta.modified()?, 0);
             {
                 let mut st = staged.state.write().unwrap();
                 st.last_write = None;
@@ -187,12 +277,19 @@ impl Staging {
     }
 
     /// The staged copy of `ino`, made empty if there was none; the backend holds `backend_len`
-    /// bytes of it, which the first writer copies in (`filled`) before anyone writes.
+    /// bytes of it, which the first writer copies in (`filled`) before anyone writes. `Busy`
+    /// when the mount keeps as many copies as its budget allows, `NoSpace` when the disk is
+    /// down to the reserve or the backend's content would not fit above it.
     pub fn begin(&self, ino: u64, backend_len: u64) -> Result<Arc<Staged>, Error> {
         let mut files = self.files.lock().unwrap();
         if let Some(staged) = files.get(&ino) {
             return Ok(staged.clone());
         }
+        if files.len() >= self.max_files {
+            tracing::warn!(dir = %self.dir.display(), files = files.len(), "staging refused: the mount has as many staged files as it may keep; the client retries once uploads let some go");
+            return Err(Error::Busy);
+        }
+        self.room.check(backend_len)?;
         let disk_path = self.dir.join(ino.to_string());
         let file =
             CopyFile::open(&disk_path, true).map_err(|e| io_error("creating a staged copy", e))?;
@@ -201,7 +298,16 @@ impl Staging {
         std::fs::File::open(&self.dir)
             .and_then(|d| d.sync_all())
             .map_err(|e| io_error("syncing the staging directory", e))?;
-        let staged = Staged::new(ino, file, disk_path, 0, SystemTime::now(), backend_len);
+        let room = self.room.clone();
+        let staged = Staged::new(
+            ino,
+            file,
+            disk_path,
+            room,
+            0,
+            SystemTime::now(),
+            backend_len,
+        );
         let staged = Arc::new(staged);
         files.insert(ino, staged.clone());
         Ok(staged)
@@ -322,6 +428,7 @@ impl Staged {
         ino: u64,
         file: CopyFile,
         disk_path: PathBuf,
+        room: Arc<Room>,
         len: u64,
         modified: SystemTime,
         backend_len: u64,
@@ -334,6 +441,7 @@ impl Staged {
             ino,
             file: Arc::new(file),
             disk_path,
+            room,
             state: RwLock::new(State {
                 len,
                 generation: 0,
@@ -378,13 +486,15 @@ impl Staged {
         (st.len, st.generation)
     }
 
-    /// Writes at `offset`. `Stale` when the copy was let go meanwhile: stage afresh.
+    /// Writes at `offset`. `Stale` when the copy was let go meanwhile: stage afresh;
+    /// `NoSpace` when the data would take the disk below the reserve.
     pub fn write(&self, offset: u64, data: &[u8]) -> Result<(), Error> {
         let mut st = self.state.write().unwrap();
         if st.retired {
             return Err(Error::Stale);
         }
-        let end = offset + data.len() as u64;
+        self.room.check(data.len() as u64)?;
+        let end = offset.checked_add(data.len() as u64).ok_or(Error::TooBig)?;
         if offset < st.seq.claimed {
             // A rewrite of what a stream already took: it must not complete.
             st.drop_stream();
@@ -505,10 +615,66 @@ impl Staged {
 mod tests {
     use super::*;
 
+    const UNBOUNDED: Budget = Budget {
+        reserve: 0,
+        max_files: usize::MAX,
+    };
+
+    #[test]
+    fn a_full_budget_refuses_new_copies_until_one_is_let_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let budget = Budget {
+            max_files: 2,
+            ..UNBOUNDED
+        };
+        let (staging, _) = Staging::open(dir.path(), Duration::ZERO, budget).unwrap();
+        staging.begin(1, 0).unwrap();
+        staging.begin(2, 0).unwrap();
+        assert!(staging.begin(1, 0).is_ok(), "a file already staged");
+        assert_eq!(staging.begin(3, 0).err(), Some(Error::Busy));
+        staging.discard(1);
+        assert!(staging.begin(3, 0).is_ok());
+    }
+
+    #[test]
+    fn the_reserve_is_never_written_into() {
+        let dir = tempfile::tempdir().unwrap();
+        // More than the disk has free (other processes change the free space meanwhile, so
+        // the margin is a GiB): nothing may be staged, nor written to a copy.
+        let huge = free_bytes(dir.path()).unwrap().saturating_add(1 << 30);
+        let budget = Budget {
+            reserve: huge,
+            ..UNBOUNDED
+        };
+        let (staging, _) = Staging::open(dir.path(), Duration::ZERO, budget).unwrap();
+        assert_eq!(staging.begin(1, 0).err(), Some(Error::NoSpace));
+        assert_eq!(staging.begin(1, 1 << 20).err(), Some(Error::NoSpace));
+        assert_eq!(staging.pending(), (0, 0), "no copy was kept");
+        let room = Arc::new(Room::new(dir.path(), huge));
+        let path = dir.path().join("2");
+        let file = CopyFile::open(&path, true).unwrap();
+        let staged = Staged::new(2, file, path, room, 0, SystemTime::now(), 0);
+        assert_eq!(staged.write(0, b"data"), Err(Error::NoSpace));
+        assert_eq!(staged.snapshot().0, 0, "nothing was written");
+    }
+
+    #[test]
+    fn free_space_is_measured_again_once_the_credit_is_spent() {
+        let dir = tempfile::tempdir().unwrap();
+        let room = Room::new(dir.path(), 0);
+        room.check(1).unwrap();
+        let credit = *room.credit.lock().unwrap();
+        assert!(credit > 0 && credit <= MEASURE_EVERY, "{credit}");
+        room.check(credit).unwrap();
+        assert_eq!(*room.credit.lock().unwrap(), 0, "spent without measuring");
+        assert_eq!(room.check(u64::MAX), Err(Error::NoSpace));
+    }
+
     #[test]
     fn copies_survive_a_restart_and_are_due_at_once() {
         let dir = tempfile::tempdir().unwrap();
-        let (staging, left) = Staging::open(dir.path(), Duration::from_secs(3600)).unwrap();
+        let (staging, left) =
+            Staging::open(dir.path(), Duration::from_secs(3600), UNBOUNDED).unwrap();
         assert!(left.is_empty());
         let staged = staging.begin(42, 0).unwrap();
         staged.write(3, b"abc").unwrap();
@@ -516,7 +682,8 @@ mod tests {
         assert!(staging.due().is_empty(), "written just now: not due");
         drop((staging, staged));
 
-        let (staging, left) = Staging::open(dir.path(), Duration::from_secs(3600)).unwrap();
+        let (staging, left) =
+            Staging::open(dir.path(), Duration::from_secs(3600), UNBOUNDED).unwrap();
         assert_eq!(left, vec![42]);
         let due = staging.due();
         assert_eq!(due.len(), 1);
@@ -531,7 +698,7 @@ mod tests {
     fn the_next_copy_is_due_its_flush_delay_after_its_last_write() {
         let dir = tempfile::tempdir().unwrap();
         let delay = Duration::from_secs(3600);
-        let (staging, _) = Staging::open(dir.path(), delay).unwrap();
+        let (staging, _) = Staging::open(dir.path(), delay, UNBOUNDED).unwrap();
         assert_eq!(staging.next_due(), None);
         let first = staging.begin(1, 0).unwrap();
         first.write(0, b"a").unwrap();
@@ -560,7 +727,7 @@ mod tests {
     #[test]
     fn a_copy_written_during_its_upload_stays() {
         let dir = tempfile::tempdir().unwrap();
-        let (staging, _) = Staging::open(dir.path(), Duration::ZERO).unwrap();
+        let (staging, _) = Staging::open(dir.path(), Duration::ZERO, UNBOUNDED).unwrap();
         let staged = staging.begin(7, 0).unwrap();
         staged.write(0, b"one").unwrap();
         let (_, generation) = staged.snapshot();
@@ -583,7 +750,7 @@ mod tests {
     #[test]
     fn failures_back_off() {
         let dir = tempfile::tempdir().unwrap();
-        let (staging, _) = Staging::open(dir.path(), Duration::ZERO).unwrap();
+        let (staging, _) = Staging::open(dir.path(), Duration::ZERO, UNBOUNDED).unwrap();
         let staged = staging.begin(1, 0).unwrap();
         assert_eq!(staging.due().len(), 1);
         assert_eq!(staging.failed(&staged), 1);
@@ -613,7 +780,7 @@ mod tests {
     #[test]
     fn a_copy_without_a_store_does_not_stream_and_writes_still_land() {
         let dir = tempfile::tempdir().unwrap();
-        let (staging, _) = Staging::open(dir.path(), Duration::ZERO).unwrap();
+        let (staging, _) = Staging::open(dir.path(), Duration::ZERO, UNBOUNDED).unwrap();
         let staged = staging.begin(3, 0).unwrap();
         staged.write(0, &[1; 64]).unwrap();
         let mut asked = 0;
