@@ -8,6 +8,7 @@ fn main() {
     let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").unwrap());
     let repo = manifest.parent().unwrap().to_path_buf();
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap());
+    describe_build(&repo);
     // The fuzz targets (fuzz/) need no plugins, and build with a toolchain that may lack the
     // wasm target: NFSGW_NO_PLUGINS=1 embeds none.
     println!("cargo:rerun-if-env-changed=NFSGW_NO_PLUGINS");
@@ -47,4 +48,38 @@ fn main() {
     }
     table.push_str("];\n");
     std::fs::write(out.join("bundled_plugins.rs"), table).unwrap();
+}
+
+/// Sets `NFSGW_GIT_COMMIT` (the commit built, "unknown" outside a git checkout) and
+/// `NFSGW_WIT_PACKAGE` (the plugin interface's package line) for `nfsgw --version`.
+fn describe_build(repo: &std::path::Path) {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(repo)
+            .args(args)
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+    };
+    let commit = git(&["rev-parse", "--short=12", "HEAD"]).unwrap_or_else(|| "unknown".into());
+    println!("cargo:rustc-env=NFSGW_GIT_COMMIT={commit}");
+    // A new commit moves HEAD or the branch it names; only existing files are watched (cargo
+    // would rerun this script on every build for a missing one).
+    let branch = git(&["symbolic-ref", "-q", "HEAD"]);
+    for name in std::iter::once("HEAD").chain(branch.as_deref()) {
+        let path = git(&["rev-parse", "--git-path", name]).map(|p| repo.join(p));
+        if let Some(path) = path.filter(|p| p.exists()) {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
+    let wit = repo.join("wit/backend.wit");
+    let text = std::fs::read_to_string(&wit).unwrap();
+    let package = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("package "))
+        .and_then(|p| p.strip_suffix(';'))
+        .expect("wit/backend.wit names its package");
+    println!("cargo:rustc-env=NFSGW_WIT_PACKAGE={package}");
 }

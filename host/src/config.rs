@@ -38,25 +38,55 @@ pub struct ServerConfig {
     #[serde(default = "default_portmap", deserialize_with = "portmap_setting")]
     pub portmap: Option<SocketAddr>,
     /// Where the admin HTTP listener serves `/metrics` and `/status`, or `None` (the default,
-    /// or `"off"`).
+    /// or `"off"`), with where it was written.
     #[serde(default, deserialize_with = "admin_setting")]
-    pub admin: Option<SocketAddr>,
+    pub admin: Option<Spanned<SocketAddr>>,
+    /// The environment variable holding the admin listener's bearer token. Without it the
+    /// listener asks for none, and may only listen on a loopback address.
+    #[serde(default)]
+    pub admin_token_env: Option<Spanned<String>>,
+    /// NFS connections open at once (default 1024); over it, the connection idle longest is
+    /// closed, or the new one when none is idle.
+    pub max_connections: Option<Spanned<u64>>,
+    /// NFS connections open at once from one client address (default 64).
+    pub max_connections_per_client: Option<Spanned<u64>>,
+    /// An NFS connection with no call for this long is closed (default 6 minutes).
+    pub idle_timeout_ms: Option<Spanned<u64>>,
+    /// An RPC record must arrive whole within this long of its first byte (default 60 s).
+    pub record_timeout_ms: Option<Spanned<u64>>,
+    /// MiB of RPC records all NFS connections together may hold while reading and answering
+    /// them (default 512; at least 4, the largest record).
+    pub record_memory_mb: Option<Spanned<u64>>,
 }
+
+/// The `[server]` connection keys: (key, default, least value).
+const CONNECTION_KEYS: [(&str, u64, u64); 5] = [
+    ("max_connections", 1024, 1),
+    ("max_connections_per_client", 64, 1),
+    ("idle_timeout_ms", 360_000, 1),
+    ("record_timeout_ms", 60_000, 1),
+    ("record_memory_mb", 512, 4),
+];
 
 /// The admin listener's address in examples and `nfsgw status`'s default.
 pub const DEFAULT_ADMIN: &str = "127.0.0.1:9464";
 
 /// `admin = "ip:port"` or `admin = "off"`.
-fn admin_setting<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
-    let text = String::deserialize(d)?;
+fn admin_setting<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Spanned<SocketAddr>>, D::Error> {
+    let spanned = Spanned::<String>::deserialize(d)?;
+    let (span, text) = (spanned.span(), spanned.into_inner());
     if text == "off" {
         return Ok(None);
     }
-    text.parse().map(Some).map_err(|_| {
-        serde::de::Error::custom(format!(
-            "expected \"ip:port\" (e.g. {DEFAULT_ADMIN:?}) or \"off\", got {text:?}"
-        ))
-    })
+    text.parse()
+        .map(|a| Some(Spanned::new(span, a)))
+        .map_err(|_| {
+            serde::de::Error::custom(format!(
+                "expected \"ip:port\" (e.g. {DEFAULT_ADMIN:?}) or \"off\", got {text:?}"
+            ))
+        })
 }
 
 /// The portmapper's default address: the port every NFS client asks.
@@ -120,10 +150,26 @@ pub struct MountConfig {
     /// Every caller becomes `anon_uid`/`anon_gid`, without supplementary groups.
     #[serde(default)]
     pub all_squash: bool,
+    /// Calls only from privileged source ports (below 1024), which only root can open on the
+    /// client, as exports(5)'s `secure`; `false` for clients that cannot (libnfs as a user).
+    #[serde(default = "yes")]
+    pub secure: bool,
     #[serde(default)]
     pub anon_uid: Option<Spanned<i64>>,
     #[serde(default)]
     pub anon_gid: Option<Spanned<i64>>,
+    /// MKNOD may make block and character devices (for a caller that is root after squashing).
+    #[serde(default)]
+    pub allow_devices: bool,
+    /// The largest file size, in bytes (absent: 5 TiB for staged mounts, the host's for others).
+    #[serde(default)]
+    pub max_file_size: Option<Spanned<i64>>,
+    /// Bytes staged writes leave free on the state directory's file system.
+    #[serde(default)]
+    pub staging_reserve: Option<Spanned<i64>>,
+    /// Staged files (each an open file) a mount keeps at once.
+    #[serde(default)]
+    pub max_staged_files: Option<Spanned<i64>>,
 }
 
 fn yes() -> bool {
@@ -215,10 +261,13 @@ pub struct DirGrant {
 pub struct Limits {
     /// A plugin call that runs longer fails with an I/O error and its instance is replaced.
     pub call_timeout_ms: u64,
-    /// Linear memory one instance may grow to.
+    /// Memory one instance may hold: all its linear memories and tables together.
     pub memory_mb: u64,
     /// Instances serving calls concurrently.
     pub instances: usize,
+    /// Host memory the buffers of the mount's plugin calls in flight (HTTP response bodies,
+    /// blob reads, listings) may hold together.
+    pub host_buffers_mb: u64,
 }
 
 impl Default for Limits {
@@ -227,6 +276,7 @@ impl Default for Limits {
             call_timeout_ms: 10_000,
             memory_mb: 256,
             instances: 4,
+            host_buffers_mb: 256,
         }
     }
 }
@@ -234,6 +284,16 @@ impl Default for Limits {
 impl Limits {
     pub fn call_timeout(&self) -> Duration {
         Duration::from_millis(self.call_timeout_ms)
+    }
+
+    /// `memory_mb` in bytes.
+    pub fn memory(&self) -> usize {
+        usize::try_from(self.memory_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
+    }
+
+    /// `host_buffers_mb` in bytes.
+    pub fn host_buffers(&self) -> usize {
+        usize::try_from(self.host_buffers_mb.saturating_mul(1 << 20)).unwrap_or(usize::MAX)
     }
 }
 
@@ -269,8 +329,19 @@ impl Config {
     }
 
     fn validate(&self, src: &Source) -> Result<()> {
+        self.server.validate_admin(src)?;
         if self.mounts.is_empty() {
             bail!("{}: no [[mount]] tables: nothing to serve", src.file);
+        }
+        for (key, value) in self.server.connection_keys() {
+            let (_, _, least) = CONNECTION_KEYS.iter().find(|(k, ..)| *k == key).unwrap();
+            if let Some(value) = value.filter(|v| *v.get_ref() < *least) {
+                bail!(
+                    "{}: key `server.{key}`: {} is less than {least}",
+                    src.at(value),
+                    value.get_ref()
+                );
+            }
         }
         let mut seen: BTreeMap<&str, String> = BTreeMap::new();
         for mount in &self.mounts {
@@ -348,11 +419,34 @@ impl Config {
                     }
                 }
             }
+            let sizes = [
+                ("max_file_size", &mount.max_file_size, 1),
+                ("staging_reserve", &mount.staging_reserve, 0),
+                ("max_staged_files", &mount.max_staged_files, 1),
+            ];
+            for (key, value, least) in sizes {
+                if let Some(value) = value {
+                    if *value.get_ref() < least {
+                        bail!(
+                            "{}: key `{key}` of mount {name:?}: {} is less than {least}",
+                            src.at(value),
+                            value.get_ref()
+                        );
+                    }
+                }
+            }
             let limits = &mount.limits;
             if limits.instances == 0 || limits.call_timeout_ms == 0 || limits.memory_mb == 0 {
                 bail!(
                     "{at}: mount {name:?}: `limits.instances`, `limits.call_timeout_ms` and \
                      `limits.memory_mb` must be greater than zero"
+                );
+            }
+            if limits.host_buffers_mb == 0 || limits.host_buffers_mb > 1 << 20 {
+                bail!(
+                    "{at}: mount {name:?}: key `limits.host_buffers_mb`: {} is not between 1 and \
+                     1048576 (MiB)",
+                    limits.host_buffers_mb
                 );
             }
         }
@@ -361,6 +455,77 @@ impl Config {
 }
 
 impl ServerConfig {
+    /// The admin listener's address, if it is on.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| *a.get_ref())
+    }
+
+    /// Anyone who reaches a non-loopback admin listener could read the metrics and start
+    /// uploads: such an address needs a token.
+    fn validate_admin(&self, src: &Source) -> Result<()> {
+        if let Some(env) = &self.admin_token_env {
+            if env.get_ref().trim().is_empty() {
+                bail!(
+                    "{}: key `admin_token_env`: name the environment variable that holds the \
+                     admin token",
+                    src.at(env)
+                );
+            }
+        }
+        if let (Some(admin), None) = (&self.admin, &self.admin_token_env) {
+            let addr = admin.get_ref();
+            if !addr.ip().is_loopback() {
+                bail!(
+                    "{}: key `admin`: {addr} is not a loopback address, and the admin listener \
+                     has no token: set `admin_token_env` to the name of an environment variable \
+                     holding one, or listen on 127.0.0.1",
+                    src.at(admin)
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The admin listener's bearer token, read from `admin_token_env` (`None` without the key).
+    /// An unset or empty variable is an error naming the key and its line.
+    pub fn admin_token(&self, src: &Source) -> Result<Option<String>> {
+        let Some(env) = &self.admin_token_env else {
+            return Ok(None);
+        };
+        let name = env.get_ref();
+        match std::env::var(name) {
+            Ok(token) if !token.trim().is_empty() => Ok(Some(token.trim().to_string())),
+            _ => bail!(
+                "{}: key `admin_token_env`: the environment variable {name} is not set or empty",
+                src.at(env)
+            ),
+        }
+    }
+
+    fn connection_keys(&self) -> [(&'static str, Option<&Spanned<u64>>); 5] {
+        [
+            ("max_connections", self.max_connections.as_ref()),
+            (
+                "max_connections_per_client",
+                self.max_connections_per_client.as_ref(),
+            ),
+            ("idle_timeout_ms", self.idle_timeout_ms.as_ref()),
+            ("record_timeout_ms", self.record_timeout_ms.as_ref()),
+            ("record_memory_mb", self.record_memory_mb.as_ref()),
+        ]
+    }
+
+    /// A connection key's value, or its default.
+    fn connection_value(&self, key: &str) -> u64 {
+        let set = self.connection_keys().into_iter().find(|(k, _)| *k == key);
+        let default = CONNECTION_KEYS
+            .iter()
+            .find(|(k, ..)| *k == key)
+            .map(|d| d.1);
+        set.and_then(|(_, v)| v.map(|v| *v.get_ref()))
+            .or(default)
+            .expect("a connection key")
+    }
     /// The state directory: `state_dir`, or `<state home>/nfsgw/<tag of the config's path>`,
     /// so two configs never share journals. `config_id` names the config (its file's path).
     pub fn state_dir_for(&self, config_id: &str) -> std::path::PathBuf {
@@ -395,6 +560,31 @@ fn parse_net(text: &str) -> Result<ipnet::IpNet> {
     Ok(ipnet::IpNet::from(ip))
 }
 
+impl Config {
+    /// What the NFS front enforces: the `[server]` connection keys and the mounts that are
+    /// not `secure`.
+    pub fn nfs_settings(&self) -> crate::nfs::Settings {
+        let server = &self.server;
+        let size = |key| usize::try_from(server.connection_value(key)).unwrap_or(usize::MAX);
+        let millis = |key| Duration::from_millis(server.connection_value(key));
+        crate::nfs::Settings {
+            connections: crate::connections::Limits {
+                total: size("max_connections"),
+                per_client: size("max_connections_per_client"),
+            },
+            idle_timeout: millis("idle_timeout_ms"),
+            record_timeout: millis("record_timeout_ms"),
+            record_memory: size("record_memory_mb").saturating_mul(1 << 20),
+            insecure_mounts: self
+                .mounts
+                .iter()
+                .filter(|m| !m.secure)
+                .map(|m| m.name().to_string())
+                .collect(),
+        }
+    }
+}
+
 impl MountConfig {
     /// The client networks that may use this mount.
     pub fn allowed_clients(&self) -> Vec<ipnet::IpNet> {
@@ -426,6 +616,17 @@ impl MountConfig {
             all: self.all_squash,
             anon_uid: id(&self.anon_uid),
             anon_gid: id(&self.anon_gid),
+        }
+    }
+
+    /// The gateway's limits for this mount (validated: sizes are not negative).
+    pub fn gateway_limits(&self) -> crate::gateway::MountLimits {
+        let size = |v: &Option<Spanned<i64>>| v.as_ref().map(|v| *v.get_ref() as u64);
+        crate::gateway::MountLimits {
+            allow_devices: self.allow_devices,
+            max_file_size: size(&self.max_file_size),
+            staging_reserve: size(&self.staging_reserve),
+            max_staged_files: size(&self.max_staged_files).map(|n| n as usize),
         }
     }
 
@@ -631,6 +832,18 @@ instances = 2
     }
 
     #[test]
+    fn host_buffers_are_bounded_and_named_when_wrong() {
+        let text = GOOD.replace("instances = 2", "instances = 2\nhost_buffers_mb = 64");
+        let config = parse(&text).unwrap();
+        let limits = config.mounts.iter().map(|m| m.limits.host_buffers());
+        assert!(limits.clone().any(|b| b == 64 << 20));
+        assert!(limits.into_iter().any(|b| b == 256 << 20), "the default");
+        let text = GOOD.replace("instances = 2", "instances = 2\nhost_buffers_mb = 0");
+        let err = format!("{:#}", parse(&text).unwrap_err());
+        assert!(err.contains("limits.host_buffers_mb"), "{err}");
+    }
+
+    #[test]
     fn portmap_defaults_to_port_111_and_can_be_moved_or_turned_off() {
         let default = parse(GOOD).unwrap();
         assert_eq!(
@@ -735,16 +948,110 @@ instances = 2
 
     #[test]
     fn admin_is_off_unless_given() {
-        assert_eq!(parse(GOOD).unwrap().server.admin, None);
+        assert_eq!(parse(GOOD).unwrap().server.admin_addr(), None);
         let listen = "listen = \"127.0.0.1:20490\"";
         let with = |value: &str| GOOD.replace(listen, &format!("{listen}\nadmin = {value}"));
         assert_eq!(
-            parse(&with("\"127.0.0.1:9464\"")).unwrap().server.admin,
+            parse(&with("\"127.0.0.1:9464\""))
+                .unwrap()
+                .server
+                .admin_addr(),
             Some("127.0.0.1:9464".parse().unwrap())
         );
-        assert_eq!(parse(&with("\"off\"")).unwrap().server.admin, None);
+        assert_eq!(parse(&with("\"off\"")).unwrap().server.admin_addr(), None);
         let err = format!("{:#}", parse(&with("\"localhost:9464\"")).unwrap_err());
         assert!(err.contains("line 4") && err.contains("admin"), "{err}");
+    }
+
+    #[test]
+    fn a_public_admin_address_needs_a_token() {
+        let listen = "listen = \"127.0.0.1:20490\"";
+        let with = |keys: &str| GOOD.replace(listen, &format!("{listen}\n{keys}"));
+        let err = format!(
+            "{:#}",
+            parse(&with("admin = \"0.0.0.0:9464\"")).unwrap_err()
+        );
+        assert!(
+            err.contains("mounts.toml:4: key `admin`") && err.contains("admin_token_env"),
+            "{err}"
+        );
+        let config = parse(&with(
+            "admin = \"0.0.0.0:9464\"\nadmin_token_env = \"NFSGW_ADMIN_TOKEN\"",
+        ))
+        .unwrap();
+        assert_eq!(
+            config.server.admin_addr(),
+            Some("0.0.0.0:9464".parse().unwrap())
+        );
+        assert!(parse(&with("admin = \"[::1]:9464\"")).is_ok());
+        let err = format!(
+            "{:#}",
+            parse(&with("admin = \"127.0.0.1:9464\"\nadmin_token_env = \" \"")).unwrap_err()
+        );
+        assert!(
+            err.contains("mounts.toml:5: key `admin_token_env`"),
+            "{err}"
+        );
+        let text = with("admin_token_env = \"NFSGW_TEST_SURELY_UNSET_VARIABLE\"");
+        let config = parse(&text).unwrap();
+        let src = Source {
+            file: "mounts.toml",
+            text: &text,
+        };
+        let err = format!("{:#}", config.server.admin_token(&src).unwrap_err());
+        assert!(
+            err.contains("mounts.toml:4: key `admin_token_env`")
+                && err.contains("NFSGW_TEST_SURELY_UNSET_VARIABLE"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_refuse_zero_with_their_line() {
+        let settings = parse(GOOD).unwrap().nfs_settings();
+        assert_eq!(
+            (settings.connections.total, settings.connections.per_client),
+            (1024, 64)
+        );
+        assert_eq!(settings.idle_timeout, Duration::from_secs(360));
+        assert_eq!(settings.record_timeout, Duration::from_secs(60));
+        assert_eq!(settings.record_memory, 512 << 20);
+        let text = GOOD.replace(
+            "listen = \"127.0.0.1:20490\"",
+            "listen = \"127.0.0.1:20490\"\nmax_connections = 10\nmax_connections_per_client = 2\n\
+             idle_timeout_ms = 500\nrecord_timeout_ms = 700\nrecord_memory_mb = 8",
+        );
+        let settings = parse(&text).unwrap().nfs_settings();
+        assert_eq!(
+            (settings.connections.total, settings.connections.per_client),
+            (10, 2)
+        );
+        assert_eq!(settings.idle_timeout, Duration::from_millis(500));
+        assert_eq!(settings.record_timeout, Duration::from_millis(700));
+        assert_eq!(settings.record_memory, 8 << 20);
+        for (key, bad) in [("max_connections", "0"), ("record_memory_mb", "3")] {
+            let text = GOOD.replace(
+                "listen = \"127.0.0.1:20490\"",
+                &format!("listen = \"127.0.0.1:20490\"\n{key} = {bad}"),
+            );
+            let err = format!("{:#}", parse(&text).unwrap_err());
+            assert!(
+                err.contains(&format!("mounts.toml:4: key `server.{key}`: {bad} is less")),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn mounts_are_secure_unless_they_say_otherwise() {
+        assert!(parse(GOOD)
+            .unwrap()
+            .nfs_settings()
+            .insecure_mounts
+            .is_empty());
+        let text = GOOD.replace("read_only = true", "read_only = true\nsecure = false");
+        let insecure = parse(&text).unwrap().nfs_settings().insecure_mounts;
+        assert_eq!(insecure.into_iter().collect::<Vec<_>>(), ["models"]);
     }
 
     #[test]
@@ -780,6 +1087,33 @@ instances = 2
             err.contains("line 16") && err.contains("root_squash"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn gateway_limits_are_read_and_checked() {
+        let limits = parse(GOOD).unwrap().mounts[1].gateway_limits();
+        assert_eq!(limits, crate::gateway::MountLimits::default());
+        let text = GOOD.replace(
+            "read_only = true",
+            "read_only = true\nallow_devices = true\nmax_file_size = 1048576\n\
+             staging_reserve = 0\nmax_staged_files = 3",
+        );
+        let limits = parse(&text).unwrap().mounts[1].gateway_limits();
+        assert!(limits.allow_devices);
+        assert_eq!(limits.max_file_size, Some(1 << 20));
+        assert_eq!(limits.staging_reserve, Some(0));
+        assert_eq!(limits.max_staged_files, Some(3));
+        for (key, bad) in [("max_file_size", "0"), ("max_staged_files", "-1")] {
+            let text = GOOD.replace(
+                "read_only = true",
+                &format!("read_only = true\n{key} = {bad}"),
+            );
+            let err = format!("{:#}", parse(&text).unwrap_err());
+            assert!(
+                err.contains(&format!("mounts.toml:16: key `{key}` of mount \"models\"")),
+                "{err}"
+            );
+        }
     }
 
     #[test]

@@ -3,9 +3,11 @@
 //! stable API. See `docs/DESIGN.md` for what each module owns.
 
 pub mod admin;
+pub mod blocking;
 pub mod buffer_pool;
 pub mod config;
 pub mod conformance;
+pub mod connections;
 pub mod copy_file;
 pub mod demo;
 pub mod gateway;

@@ -4,7 +4,9 @@
 //! This file is the command line: it parses arguments, sets up logging, and wires the config,
 //! the plugin runtime, the gateway core, the NFS front and the portmapper together.
 
-use nfsgw::{admin, config, conformance, demo, gateway, mount_cmd, nfs, plugin, portmap};
+use nfsgw::{
+    admin, config, conformance, connections, demo, gateway, mount_cmd, nfs, plugin, portmap,
+};
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,8 +17,19 @@ use clap::{Parser, Subcommand};
 use config::{Config, Source};
 use plugin::runtime::Runtime;
 
+/// What `nfsgw --version` prints: the release, the commit built and the plugin interface, so
+/// that a bug report names exactly what ran.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("NFSGW_GIT_COMMIT"),
+    ", plugin interface ",
+    env!("NFSGW_WIT_PACKAGE"),
+    ")"
+);
+
 #[derive(Parser)]
-#[command(name = "nfsgw", version, about = "A WASM-pluggable NFSv3 gateway")]
+#[command(name = "nfsgw", version = VERSION, about = "A WASM-pluggable NFSv3 gateway")]
 struct Cli {
     /// The mounts config (TOML) to serve.
     #[arg(long, short)]
@@ -35,6 +48,12 @@ enum Command {
         /// The directory to serve (created with a few sample files if missing).
         #[arg(long)]
         dir: Option<PathBuf>,
+        /// Where to serve NFS and MOUNT (port 0 picks a free port).
+        #[arg(long, default_value = demo::DEFAULT_LISTEN)]
+        listen: std::net::SocketAddr,
+        /// Where to answer as the portmapper, or "off".
+        #[arg(long, default_value = config::DEFAULT_PORTMAP)]
+        portmap: String,
     },
     /// Work with plugins.
     Plugin {
@@ -71,6 +90,10 @@ enum Command {
         /// The admin listener's HOST:PORT [default: 127.0.0.1:9464].
         #[arg(long)]
         admin: Option<std::net::SocketAddr>,
+        /// The environment variable holding the admin token [default: the config's
+        /// `admin_token_env`, else NFSGW_ADMIN_TOKEN when it is set].
+        #[arg(long, value_name = "VARIABLE")]
+        token_env: Option<String>,
     },
     /// Ask a running nfsgw to upload every staged write now (S3 mounts), through its admin
     /// listener; waits until it is done. Exits 1 if some files could not be uploaded.
@@ -81,6 +104,10 @@ enum Command {
         /// The admin listener's HOST:PORT [default: 127.0.0.1:9464].
         #[arg(long)]
         admin: Option<std::net::SocketAddr>,
+        /// The environment variable holding the admin token [default: the config's
+        /// `admin_token_env`, else NFSGW_ADMIN_TOKEN when it is set].
+        #[arg(long, value_name = "VARIABLE")]
+        token_env: Option<String>,
     },
     /// Unmount an nfsgw mount: prints the unmount command, then runs it.
     Umount {
@@ -145,9 +172,17 @@ fn main() {
 
 async fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Some(Command::Demo { dir }) => {
-            let (text, dir) = demo::prepare(dir)?;
+        Some(Command::Demo {
+            dir,
+            listen,
+            portmap,
+        }) => {
+            let (text, dir) = demo::prepare(dir, &demo::Addresses { listen, portmap })?;
             println!("nfsgw demo: serving {} as /demo", dir.display());
+            println!(
+                "nfsgw demo: every client acts as the directory's owner, so writes work: once \
+                 mounted, try `echo hello > /mnt/demo/hello.txt`"
+            );
             serve(&text, "demo config", false).await
         }
         Some(Command::Plugin {
@@ -204,14 +239,23 @@ async fn run(cli: Cli) -> Result<()> {
             };
             run.mount(&target, &name, &mountpoint)
         }
-        Some(Command::Status { config, admin }) => {
-            let addr = admin_address(admin, config)?;
-            print!("{}", admin::render(&admin::fetch_status(addr).await?));
+        Some(Command::Status {
+            config,
+            admin,
+            token_env,
+        }) => {
+            let (addr, token) = admin_target(admin, config, token_env)?;
+            let status = admin::fetch_status(addr, token.as_deref()).await?;
+            print!("{}", admin::render(&status));
             Ok(())
         }
-        Some(Command::Flush { config, admin }) => {
-            let addr = admin_address(admin, config)?;
-            match admin::request_flush(addr).await?.left {
+        Some(Command::Flush {
+            config,
+            admin,
+            token_env,
+        }) => {
+            let (addr, token) = admin_target(admin, config, token_env)?;
+            match admin::request_flush(addr, token.as_deref()).await?.left {
                 0 => {
                     println!("nfsgw: every staged file is uploaded");
                     Ok(())
@@ -293,7 +337,8 @@ async fn serve(text: &str, file: &str, portmap_required: bool) -> Result<()> {
     let gateway = Arc::new(
         gateway::mounts::start(&runtime, &config, &Source { file, text }, Some(&state_dir)).await?,
     );
-    let server = nfs::NfsServer::bind(config.server.listen, gateway.clone()).await?;
+    let server =
+        nfs::NfsServer::bind(config.server.listen, gateway.clone(), nfs_settings(&config)).await?;
     let addr = server.local_addr();
     let portmapper = match config.server.portmap {
         Some(at) => match portmap::Portmapper::bind(at, addr).await {
@@ -309,15 +354,16 @@ async fn serve(text: &str, file: &str, portmap_required: bool) -> Result<()> {
         },
         None => None,
     };
-    let admin = match config.server.admin {
+    let admin = match config.server.admin_addr() {
         Some(at) => {
+            let token = config.server.admin_token(&Source { file, text })?;
             let instance = admin::Instance {
                 gateway: gateway.clone(),
                 listen: addr,
                 portmap: portmapper.as_ref().map(|p| p.local_addr()),
                 started: std::time::Instant::now(),
             };
-            let admin = admin::Admin::bind(at, instance).await?;
+            let admin = admin::Admin::bind(at, instance, token).await?;
             println!(
                 "nfsgw: admin listener on http://{} (/metrics, /status)",
                 admin.local_addr()
@@ -372,27 +418,67 @@ async fn serve(text: &str, file: &str, portmap_required: bool) -> Result<()> {
     outcome
 }
 
-/// The admin listener to ask: `--admin`, else the config's `server.admin`, else the default.
-fn admin_address(
+/// The NFS front's settings, with the connection limit kept to half the open file limit
+/// (raised to its hard limit first), so that plugins and files have descriptors left.
+fn nfs_settings(config: &Config) -> nfs::Settings {
+    let mut settings = config.nfs_settings();
+    if let Some(files) = connections::raise_descriptor_limit() {
+        let room = usize::try_from(files / 2).unwrap_or(usize::MAX).max(1);
+        if settings.connections.total > room {
+            println!(
+                "nfsgw: server.max_connections lowered to {room}: the open file limit is {files}"
+            );
+            settings.connections.total = room;
+        }
+    }
+    settings
+}
+
+/// The variable `nfsgw status` and `nfsgw flush` take the admin token from when neither
+/// `--token-env` nor a config names one.
+const DEFAULT_ADMIN_TOKEN_ENV: &str = "NFSGW_ADMIN_TOKEN";
+
+/// The admin listener to ask and the token to show it: the address from `--admin`, else the
+/// config's `server.admin`, else the default; the token from the variable `--token-env`
+/// names, else the config's `admin_token_env`, else `NFSGW_ADMIN_TOKEN` if it is set.
+fn admin_target(
     admin: Option<std::net::SocketAddr>,
     config: Option<PathBuf>,
-) -> Result<std::net::SocketAddr> {
-    Ok(match (admin, config) {
-        (Some(addr), _) => addr,
-        (None, Some(path)) => {
+    token_env: Option<String>,
+) -> Result<(std::net::SocketAddr, Option<String>)> {
+    let parsed = match &config {
+        Some(path) => {
             let file = path.display().to_string();
-            Config::parse(&read(&path)?, &file)?
-                .server
-                .admin
-                .with_context(|| {
-                    format!(
-                        "{file} has no admin listener: set `admin = \"{}\"` in its [server] table",
-                        config::DEFAULT_ADMIN
-                    )
-                })?
+            Some((Config::parse(&read(path)?, &file)?, file))
         }
+        None => None,
+    };
+    let addr = match (admin, &parsed) {
+        (Some(addr), _) => addr,
+        (None, Some((parsed, file))) => parsed.server.admin_addr().with_context(|| {
+            format!(
+                "{file} has no admin listener: set `admin = \"{}\"` in its [server] table",
+                config::DEFAULT_ADMIN
+            )
+        })?,
         (None, None) => config::DEFAULT_ADMIN.parse().expect("a valid address"),
-    })
+    };
+    let configured = parsed
+        .as_ref()
+        .and_then(|(p, _)| p.server.admin_token_env.as_ref())
+        .map(|e| e.get_ref().clone());
+    let token = match token_env.or(configured) {
+        Some(name) => {
+            let token = std::env::var(&name).with_context(|| {
+                format!("the admin token's environment variable {name} is not set")
+            })?;
+            Some(token.trim().to_string())
+        }
+        None => std::env::var(DEFAULT_ADMIN_TOKEN_ENV)
+            .ok()
+            .map(|t| t.trim().to_string()),
+    };
+    Ok((addr, token))
 }
 
 /// Uploads staged writes before the process ends, saying how far it got; a second signal
