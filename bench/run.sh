@@ -16,7 +16,7 @@
 # (e.g. "none": only the S3 cases) is passed to nfsbench --cases, NFSGW_BENCH_S3_CASES (read,
 # readone, readranges, write) to --s3-cases.
 # Port 111 must be free or held by rpcbind (Ganesha registers with it; nfsgw's own portmapper
-# is off here).
+# is off here). NFSGW_BENCH_FLOOD=N also runs the connection flood (nfsflood) with N connections.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/common.sh"
 runs=${1:-5}
@@ -76,18 +76,21 @@ state_dir = "$run/state"
 name = "data"
 plugin = "local"
 read_only = true
+secure = false
 [mount.config]
 root = "$data"
 [[mount]]
 name = "many"
 plugin = "local"
 read_only = true
+secure = false
 [mount.config]
 root = "$data/many"
 [[mount]]
 name = "third"
 plugin = "local"
 read_only = true
+secure = false
 [mount.config]
 root = "$data/third"
 EOF
@@ -160,6 +163,7 @@ state_dir = "$run/state-s3"
 name = "s3"
 plugin = "s3"
 root_squash = false
+secure = false
 flush_after_ms = 200
 [mount.s3]
 bucket = "bench"
@@ -196,6 +200,16 @@ only=(); [ -n "${NFSGW_BENCH_CASES:-}" ] && only=(--cases "$NFSGW_BENCH_CASES")
   --peer "nfsgw,127.0.0.1:$nfsgw_port,$nfsgw_port,/data,$nfsgw_pid" "${before[@]}" \
   --peer "baseline,127.0.0.1:$base_port,$base_port,/,$base_pid" \
   --peer "ganesha,127.0.0.1:$ganesha_port,$ganesha_mnt,$data,$ganesha_pid" "${s3[@]}"
+
+# ---- the connection flood (issue #28): NFSGW_BENCH_FLOOD=N holds N idle connections against
+# nfsgw, then NFS-Ganesha, timing NULL on new connections before, during and after
+# (bench/src/bin/nfsflood.rs); its table goes to $run/flood.md, not into the docs.
+if [ "${NFSGW_BENCH_FLOOD:-0}" -gt 0 ]; then
+  say "flooding each server with $NFSGW_BENCH_FLOOD connections"
+  "$bench_bin/nfsflood" --connections "$NFSGW_BENCH_FLOOD" \
+    --peer "nfsgw,127.0.0.1:$nfsgw_port,$nfsgw_pid" \
+    --peer "ganesha,127.0.0.1:$ganesha_port,$ganesha_pid" | tee "$run/flood.md"
+fi
 
 if [ ${#before[@]} -gt 0 ]; then
   say "compared with $NFSGW_BENCH_BEFORE; docs/BENCHMARKS.md left alone (table in $run/table.md)"

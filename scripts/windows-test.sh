@@ -106,8 +106,9 @@ state_dir = 'C:\\nfsgw\\state'
 [[mount]]
 name = "data"
 plugin = "local"
-# libnfs runs as root here.
+# libnfs runs as root here, from an unprivileged port.
 root_squash = false
+secure = false
 [mount.config]
 root = 'C:\\nfsgw-data'
 attr_ttl_ms = "0"

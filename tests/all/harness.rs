@@ -19,11 +19,11 @@ use std::time::{Duration, Instant};
 use nfs3_client::tokio::{TokioConnector, TokioIo};
 use nfs3_client::{ConnectError, Nfs3Connection, Nfs3ConnectionBuilder, RpcError};
 use nfs3_types::nfs3::{
-    cookieverf3, createhow3, createverf3, diropargs3, fattr3, filename3, ftype3, mknoddata3,
-    nfs_fh3, nfspath3, nfsstat3, nfstime3, sattr3, set_mtime, stable_how, symlinkdata3,
-    COMMIT3args, CREATE3args, GETATTR3args, LINK3args, LOOKUP3args, MKDIR3args, MKNOD3args,
-    Nfs3Option, Nfs3Result, READ3args, READDIR3args, READDIRPLUS3args, READLINK3args, REMOVE3args,
-    RENAME3args, RMDIR3args, SETATTR3args, SYMLINK3args, WRITE3args,
+    cookieverf3, createhow3, createverf3, devicedata3, diropargs3, fattr3, filename3, ftype3,
+    mknoddata3, nfs_fh3, nfspath3, nfsstat3, nfstime3, sattr3, set_mtime, specdata3, stable_how,
+    symlinkdata3, COMMIT3args, CREATE3args, FSINFO3args, GETATTR3args, LINK3args, LOOKUP3args,
+    MKDIR3args, MKNOD3args, Nfs3Option, Nfs3Result, READ3args, READDIR3args, READDIRPLUS3args,
+    READLINK3args, REMOVE3args, RENAME3args, RMDIR3args, SETATTR3args, SYMLINK3args, WRITE3args,
 };
 use nfs3_types::rpc::{auth_unix, opaque_auth};
 use nfs3_types::xdr_codec::Opaque;
@@ -39,6 +39,10 @@ const EXIT_TIMEOUT: Duration = Duration::from_secs(60);
 const READY_PREFIX: &str = "nfsgw: serving NFSv3 + MOUNT on ";
 /// The line `nfsgw` prints, before the ready line, when it serves a portmapper.
 const PORTMAP_PREFIX: &str = "nfsgw: portmapper on ";
+/// The environment variable every server started here has, holding [`ADMIN_TOKEN`], for
+/// configs with `admin_token_env`.
+pub const ADMIN_TOKEN_ENV: &str = "NFSGW_TESTS_ADMIN_TOKEN";
+pub const ADMIN_TOKEN: &str = "admin-token-of-the-tests-8e1f";
 
 // ---------------------------------------------------------------------------------------------
 // Locating and running the binary
@@ -112,9 +116,26 @@ pub fn local_mount(name: &str, root: &Path, read_only: bool, extra_config: &str)
     )
 }
 
-/// The mount key that keeps root's powers: the tests' clients mount as root (AUTH_UNIX uid 0),
-/// as a root-run kernel client does, while mounts squash root by default.
-pub const NO_ROOT_SQUASH: &str = "root_squash = false\n";
+/// A `[[mount]]` table serving `root` with the bundled `local` plugin as nfsgw's defaults
+/// serve a stranger: root squashed, devices refused; but calls from unprivileged ports are
+/// served (`secure = false`), as the tests' clients send them. `mount_keys` lines go into the
+/// mount's table (e.g. `allow_devices = true`). The hostile-client tests use it.
+pub fn squashed_local_mount(name: &str, root: &Path, mount_keys: &str) -> String {
+    format!(
+        "[[mount]]\nname = {}\nplugin = \"local\"\n{INSECURE}{mount_keys}\n[mount.config]\nroot = {}\n",
+        toml_str(name),
+        toml_str(root.to_str().expect("UTF-8 temp path")),
+    )
+}
+
+/// The mount keys that keep root's powers: the tests' clients mount as root (AUTH_UNIX uid 0),
+/// as a root-run kernel client does, while mounts squash root by default; and they call from
+/// unprivileged ports ([`INSECURE`]).
+pub const NO_ROOT_SQUASH: &str = "root_squash = false\nsecure = false\n";
+
+/// The mount key that serves calls from unprivileged source ports (mounts are `secure` by
+/// default, as exports(5)'s are): `nfs3_client` and libnfs run as a user call from them.
+pub const INSECURE: &str = "secure = false\n";
 
 /// A free TCP port on 127.0.0.1 (free when this returns; nobody is expected to take it).
 pub fn free_port() -> u16 {
@@ -184,6 +205,11 @@ impl Server {
             .and_then(|rest| rest.split_whitespace().next())
             .and_then(|addr| addr.rsplit(':').next())
             .and_then(|port| port.parse().ok())
+    }
+
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// What the server has written to stderr so far.
@@ -298,21 +324,65 @@ pub fn spawn(config: &str) -> Result<Server, Exited> {
     spawn_in(dir)
 }
 
+/// Like [`spawn`], but no file nfsgw writes may grow past `bytes` (RLIMIT_FSIZE, with
+/// SIGXFSZ ignored, so a write past it fails with EFBIG): a disk that fills up under nfsgw.
+pub fn spawn_with_file_size_limit(config: &str, bytes: u64) -> Result<Server, Exited> {
+    let dir = tempfile::Builder::new()
+        .prefix("nfsgw-server-")
+        .tempdir()
+        .expect("tempdir");
+    std::fs::write(dir.path().join("config.toml"), config).expect("write config");
+    let mut command = Command::new("sh");
+    command
+        .arg("-c")
+        .arg("trap '' XFSZ; exec prlimit --fsize=\"$1\" -- \"$0\" \"$2\" \"$3\"")
+        .arg(nfsgw_binary())
+        .arg(bytes.to_string())
+        .arg("--config")
+        .arg(dir.path().join("config.toml"));
+    start_in(dir, command)
+}
+
 /// Starts nfsgw on the config.toml in `dir`. Its default state directory (inode journals) is
 /// under `dir` too, so a restart in the same `dir` finds it and nothing is left behind.
 fn spawn_in(dir: TempDir) -> Result<Server, Exited> {
-    let config_path = dir.path().join("config.toml");
+    let mut command = Command::new(nfsgw_binary());
+    command.arg("--config").arg(dir.path().join("config.toml"));
+    start_in(dir, command)
+}
+
+/// Runs `nfsgw demo` serving `demo_dir` on a free port: `Ok` once it prints its ready line.
+pub fn spawn_demo(demo_dir: &Path) -> Result<Server, Exited> {
+    let dir = tempfile::Builder::new()
+        .prefix("nfsgw-server-")
+        .tempdir()
+        .expect("tempdir");
+    let mut command = Command::new(nfsgw_binary());
+    command
+        .args([
+            "demo",
+            "--listen",
+            "127.0.0.1:0",
+            "--portmap",
+            "off",
+            "--dir",
+        ])
+        .arg(demo_dir);
+    start_in(dir, command)
+}
+
+/// Runs `command` (nfsgw on the config in `dir`) as [`spawn_in`] describes.
+fn start_in(dir: TempDir, mut command: Command) -> Result<Server, Exited> {
     let stderr = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.path().join("stderr.log"))
         .expect("stderr.log");
-    let mut child = Command::new(nfsgw_binary())
+    let mut child = command
         .env("XDG_STATE_HOME", dir.path().join("state"))
         .env(s3_server::KEY_ID_ENV, s3_server::KEY_ID)
         .env(s3_server::SECRET_ENV, s3_server::SECRET)
-        .arg("--config")
-        .arg(&config_path)
+        .env(ADMIN_TOKEN_ENV, ADMIN_TOKEN)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)
@@ -682,6 +752,11 @@ pub fn is_dir(a: &fattr3) -> bool {
 }
 
 impl Client {
+    /// The NFS NULL procedure: whether the server answered at all.
+    pub async fn null(&mut self) -> Result<(), RpcError> {
+        self.conn.null().await
+    }
+
     pub async fn getattr(&mut self, fh: &nfs_fh3) -> NfsResult<fattr3> {
         let res = rpc(
             "GETATTR",
@@ -946,6 +1021,48 @@ impl Client {
             Nfs3Option::Some(fh) => Ok(fh),
             Nfs3Option::None => self.lookup(dir, name).await,
         }
+    }
+
+    /// MKNOD of a block (`block`) or character device `(major, minor)` with `mode`.
+    pub async fn mknod_device(
+        &mut self,
+        dir: &nfs_fh3,
+        name: &str,
+        block: bool,
+        mode: u32,
+        (major, minor): (u32, u32),
+    ) -> NfsResult<nfs_fh3> {
+        let device = devicedata3 {
+            dev_attributes: sattr3 {
+                mode: Nfs3Option::Some(mode),
+                ..sattr3::default()
+            },
+            spec: specdata3 {
+                specdata1: major,
+                specdata2: minor,
+            },
+        };
+        let what = if block {
+            mknoddata3::NF3BLK(device)
+        } else {
+            mknoddata3::NF3CHR(device)
+        };
+        let args = MKNOD3args {
+            where_: dirop(dir, name),
+            what,
+        };
+        let res = rpc("MKNOD", self.conn.mknod(&args).await);
+        match status(res, |ok| ok.obj)? {
+            Nfs3Option::Some(fh) => Ok(fh),
+            Nfs3Option::None => self.lookup(dir, name).await,
+        }
+    }
+
+    /// FSINFO's `maxfilesize` for the file system of `fh`.
+    pub async fn max_file_size(&mut self, fh: &nfs_fh3) -> NfsResult<u64> {
+        let args = FSINFO3args { fsroot: fh.clone() };
+        let res = rpc("FSINFO", self.conn.fsinfo(&args).await);
+        status(res, |ok| ok.maxfilesize)
     }
 
     /// One UNSTABLE WRITE: the count, how it was committed, and the write verifier.

@@ -7,8 +7,10 @@
 //! by `scripts/build-plugins.sh`.
 
 mod conformance;
+mod demo;
 mod faults;
 mod harness;
+mod hostile;
 mod hub;
 mod libnfs;
 mod local;

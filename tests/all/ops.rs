@@ -183,8 +183,8 @@ async fn status_reports_the_instance_and_its_mounts() {
         "{}{}",
         local_mount("data", data.path(), false, ""),
         local_mount("archive", archive.path(), true, "").replace(
-            "root_squash = false\n",
-            "all_squash = true\n[mount.limits]\ninstances = 2\n"
+            NO_ROOT_SQUASH,
+            "all_squash = true\nsecure = false\n[mount.limits]\ninstances = 2\n"
         )
     ));
     let mut nfs = server.mount("/data").await;
@@ -471,5 +471,37 @@ fn the_launchd_plist_parses() {
             "/usr/local/bin/nfsgw --config /usr/local/etc/nfsgw/mounts.toml",
             "False"
         ]
+    );
+}
+
+/// `nfsgw --version` names the release, the commit built and the plugin interface, so that a
+/// bug report says exactly what ran.
+#[test]
+fn version_names_the_commit_and_the_plugin_interface() {
+    let out = run_with_timeout(
+        Command::new(nfsgw_binary()).arg("--version"),
+        Duration::from_secs(30),
+    );
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let wit = std::fs::read_to_string(repo_root().join("wit/backend.wit")).unwrap();
+    let package = wit
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("package "))
+        .and_then(|p| p.strip_suffix(';'))
+        .unwrap();
+    assert!(
+        text.contains(&format!("plugin interface {package}")),
+        "{text}"
+    );
+    let commit = text
+        .split("(commit ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .unwrap_or_else(|| panic!("no commit in {text:?}"));
+    assert!(
+        commit == "unknown"
+            || (commit.len() == 12 && commit.bytes().all(|b| b.is_ascii_hexdigit())),
+        "{text}"
     );
 }

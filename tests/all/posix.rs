@@ -287,7 +287,7 @@ async fn a_user_plugin_gets_exactly_its_granted_directories() {
     std::fs::write(frozen.path().join("kept"), b"kept").unwrap();
     let mount = |name: &str, guest: &str, read_only: bool| {
         format!(
-            "[[mount]]\nname = \"{name}\"\nplugin = {wasm:?}\nroot_squash = false\n[mount.config]\nroot = \"{guest}\"\n\
+            "[[mount]]\nname = \"{name}\"\nplugin = {wasm:?}\nroot_squash = false\nsecure = false\n[mount.config]\nroot = \"{guest}\"\n\
              [[mount.dirs]]\nhost = {:?}\nguest = \"{guest}\"\nread_only = {read_only}\n\n",
             if read_only { frozen.path() } else { writable.path() },
         )
@@ -359,7 +359,7 @@ async fn clients_outside_the_allow_list_are_refused() {
     std::fs::write(closed.path().join("secret"), b"secret").unwrap();
     let server = Server::start(&format!(
         "{}[[mount]]\nname = \"closed\"\nplugin = \"local\"\nallow = [\"127.0.0.2\", \"10.0.0.0/8\"]\n\
-         [mount.config]\nroot = {:?}\n",
+         secure = false\n[mount.config]\nroot = {:?}\n",
         local_mount("open", open.path(), false, ""),
         closed.path(),
     ));

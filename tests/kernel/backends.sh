@@ -114,6 +114,8 @@ state_dir = "$T/state"
 name = "s3"
 plugin = "s3"
 root_squash = false
+# QEMU's user networking connects from an unprivileged host port.
+secure = false
 flush_after_ms = 200
 [mount.s3]
 bucket = "kbkt"
@@ -127,6 +129,7 @@ secret_access_key_env = "NFSGW_KERNEL_S3_SECRET"
 name = "bucket"
 plugin = "hub"
 root_squash = false
+secure = false
 flush_after_ms = 200
 allow_hosts = ["127.0.0.1:$HUBPORT", "127.0.0.1:$CDNPORT"]
 [mount.secrets]
@@ -138,6 +141,7 @@ bucket = "tester/kernel"
 [[mount]]
 name = "model"
 plugin = "hub"
+secure = false
 allow_hosts = ["127.0.0.1:$HUBPORT", "127.0.0.1:$CDNPORT"]
 [mount.secrets]
 token = { file = "$T/token", hosts = ["127.0.0.1:$HUBPORT"] }

@@ -60,6 +60,10 @@ name = "data"
 plugin = "local"
 # pjdfstest and the workloads run as root in the guest and need root's powers.
 root_squash = false
+# QEMU's user networking connects to nfsgw from an ephemeral (unprivileged) host port,
+# whatever port the guest's client used.
+secure = false
+allow_devices = true
 [mount.config]
 root = "$S"
 EOF

@@ -1,13 +1,16 @@
 //! A read-only test plugin that misbehaves on demand, to show a bad plugin fails only its own
 //! call. The root holds `hello.txt`; looking up `trap` panics (a wasm trap), `hang` loops
-//! forever, and `hog` allocates until the memory limit stops it. `net` tries to connect to
+//! forever, `hog` allocates until the memory limit stops it, `grow-<MiB>` grows its linear
+//! memory by that much without trapping (answering `no-space` when the host refuses), and
+//! `spam` writes megabytes to the log capability and to stderr. `net` tries to connect to
 //! 127.0.0.1 on the `probe_port` of its config and `escape` tries to read host files: both
 //! must be refused by the sandbox, and answer `access` when they are. `http-<port>` sends an HTTP
 //! GET to 127.0.0.1:<port> through the host's `http` capability with the secret `token` as bearer
-//! (answering `access` when the host refuses), and `http-anon-<port>` sends one without it. With
-//! `lie = "true"` in its
-//! config it declares that it can create and write files but keeps nothing, which the
-//! conformance suite must catch.
+//! (answering `access` when the host refuses), `http-anon-<port>` sends one without it,
+//! `http-hdr-<header>-<port>` one that sets `<header>` itself (with the secret when the mount
+//! grants it), and `http-big-<port>` one without it that answers `too-big` when the host refuses
+//! the response body as too large. With `lie = "true"` in its config it declares that it can
+//! create and write files but keeps nothing, which the conformance suite must catch.
 
 wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
 
@@ -46,15 +49,17 @@ fn attrs(kind: FileKind, size: u64) -> Attrs {
 /// The port `net` probes, from the config.
 static PROBE_PORT: std::sync::OnceLock<u16> = std::sync::OnceLock::new();
 
-/// Tries what the sandbox must refuse; `Ok` means the sandbox let it through.
-fn break_out(path: &str) -> Option<Result<(), String>> {
+/// Tries what the sandbox must refuse; `Ok` means the sandbox let it through, and the error is
+/// what to answer.
+fn break_out(path: &str) -> Option<Result<(), (Error, String)>> {
+    let refused = |why: String| (Error::Access, why);
     match path {
         "net" => {
             let port = *PROBE_PORT.get().unwrap_or(&9);
             Some(
                 std::net::TcpStream::connect(("127.0.0.1", port))
                     .map(drop)
-                    .map_err(|e| e.to_string()),
+                    .map_err(|e| refused(e.to_string())),
             )
         }
         _ if path.starts_with("http-") => Some(http_get(path)),
@@ -63,40 +68,84 @@ fn break_out(path: &str) -> Option<Result<(), String>> {
                 .iter()
                 .find_map(|p| std::fs::read(p).ok())
                 .map(drop)
-                .ok_or_else(|| "no host file readable".to_string()),
+                .ok_or_else(|| refused("no host file readable".to_string())),
         ),
         _ => None,
     }
 }
 
-/// `http-<port>` or `http-anon-<port>`: a GET to 127.0.0.1:<port> through the host.
-fn http_get(path: &str) -> Result<(), String> {
+/// The HTTP probes (see the module's doc): a GET to 127.0.0.1:<port> through the host.
+fn http_get(path: &str) -> Result<(), (Error, String)> {
     use nfsgw::backend::{http, secrets};
-    let (anonymous, port) = match path.strip_prefix("http-anon-") {
-        Some(port) => (true, port),
-        None => (false, &path["http-".len()..]),
-    };
-    let token = if anonymous {
-        None
+    let refused = |why: String| (Error::Access, why);
+    let probe = &path["http-".len()..];
+    let (with_token, header, port) = if let Some(port) = probe.strip_prefix("anon-") {
+        (false, None, port)
+    } else if let Some(port) = probe.strip_prefix("big-") {
+        (false, None, port)
+    } else if let Some(rest) = probe.strip_prefix("hdr-") {
+        let (name, port) = rest.rsplit_once('-').ok_or_else(|| refused(path.into()))?;
+        (secrets::get("token").is_ok(), Some(name), port)
     } else {
-        Some(secrets::get("token").map_err(|e| format!("no secret: {e:?}"))?)
+        (true, None, probe)
     };
+    let token = if with_token {
+        Some(secrets::get("token").map_err(|e| refused(format!("no secret: {e:?}")))?)
+    } else {
+        None
+    };
+    let headers = header
+        .map(|name| vec![(name.to_string(), "nfsgw-probe".to_string())])
+        .unwrap_or_default();
     let request = http::Request {
         method: "GET".into(),
         url: format!("http://127.0.0.1:{port}/probe"),
-        headers: vec![],
+        headers,
         body: vec![],
         timeout_ms: Some(5_000),
     };
-    let response = http::send(&request, token.as_ref()).map_err(|e| format!("{e:?}"))?;
+    let response = match http::send(&request, token.as_ref()) {
+        Ok(response) => response,
+        Err(http::HttpError::TooLarge) => return Err((Error::TooBig, "too large".into())),
+        Err(e) => return Err(refused(format!("{e:?}"))),
+    };
     match response.status {
         200 => Ok(()),
-        other => Err(format!("status {other}")),
+        other => Err(refused(format!("status {other}"))),
     }
+}
+
+/// `grow-<MiB>`: grows the linear memory without trapping; `Err` when the host refuses.
+fn grow(path: &str) -> Option<Result<(), Error>> {
+    let mib: usize = path.strip_prefix("grow-")?.parse().ok()?;
+    const PAGES_PER_MIB: usize = (1 << 20) / 65536;
+    let grown = core::arch::wasm32::memory_grow(0, mib * PAGES_PER_MIB);
+    Some(if grown == usize::MAX {
+        Err(Error::NoSpace)
+    } else {
+        Ok(())
+    })
+}
+
+/// `spam`: 8 MiB through the log capability and 8 MiB to stderr, in 4 KiB lines, then one
+/// line of a megabyte on each.
+fn spam() {
+    use nfsgw::backend::log::{log, Level};
+    use std::io::Write;
+    let line = "x".repeat(4096);
+    let mut stderr = std::io::stderr();
+    for i in 0..2048 {
+        log(Level::Error, &format!("spam {i} {line}"));
+        let _ = writeln!(stderr, "spam {i} {line}");
+    }
+    let huge = "y".repeat(1 << 20);
+    log(Level::Error, &huge);
+    let _ = writeln!(stderr, "{huge}");
 }
 
 fn misbehave(path: &str) {
     match path {
+        "spam" => spam(),
         "trap" => panic!("asked to trap"),
         "hang" => {
             let mut n: u64 = 0;
@@ -143,16 +192,19 @@ impl Guest for Faulty {
 
     fn stat(path: String) -> Result<Attrs, Error> {
         misbehave(&path);
+        if let Some(outcome) = grow(&path) {
+            return outcome.map(|()| attrs(FileKind::Regular, 0));
+        }
         if let Some(outcome) = break_out(&path) {
             return match outcome {
                 // The sandbox let it through: answer as if it were a file, for the test to see.
                 Ok(()) => Ok(attrs(FileKind::Regular, 0)),
-                Err(why) => {
+                Err((error, why)) => {
                     nfsgw::backend::log::log(
                         nfsgw::backend::log::Level::Info,
                         &format!("{path}: refused: {why}"),
                     );
-                    Err(Error::Access)
+                    Err(error)
                 }
             };
         }
