@@ -13,11 +13,11 @@ use std::collections::BTreeSet;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 
+use crate::backend::types::{Capabilities, Error, FileKind, SetAttrs, SetTime, Timestamp};
 use crate::buffer_pool::BufferPool;
 use crate::config::{Config, Source};
 use crate::gateway::handles::EXPORT_ROOT;
 use crate::gateway::{mounts, Caller, FileId, Gateway};
-use crate::plugin::bindings::types::{Capabilities, Error, FileKind, SetAttrs, SetTime, Timestamp};
 use crate::plugin::runtime::Runtime;
 
 /// Enough entries that a plugin's listing takes more than one `list-dir` page.

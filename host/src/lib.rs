@@ -3,6 +3,7 @@
 //! stable API. See `docs/DESIGN.md` for what each module owns.
 
 pub mod admin;
+pub mod backend;
 pub mod blocking;
 pub mod buffer_pool;
 pub mod config;

@@ -12,8 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::handles::split;
+use crate::backend::types::Attrs;
 use crate::metrics::CacheMetrics;
-use crate::plugin::bindings::types::Attrs;
 
 /// How long cached data stays valid.
 #[derive(Clone, Copy, Debug)]
@@ -206,8 +206,8 @@ impl DirCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::backend::types::{Device, FileKind, Timestamp};
     use crate::gateway::handles::file_id;
-    use crate::plugin::bindings::types::{Device, FileKind, Timestamp};
 
     fn attrs(size: u64) -> Attrs {
         let t = Timestamp {

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use super::handles::MOUNT_ROOT_INO;
 use super::inode_log::{InodeLog, Record, RESERVE};
-use crate::plugin::bindings::types::Error;
+use crate::backend::types::Error;
 
 pub struct InodeTable {
     pub generation: u32,

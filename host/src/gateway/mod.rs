@@ -2,9 +2,9 @@
 //!
 //! The NFS front calls this API with file ids; the core turns them into (mount, path) through
 //! each mount's inode table, answers from its caches where it can, checks the mount's
-//! read-only flag and the plugin's declared capabilities, and otherwise calls the plugin. It
-//! knows nothing of the wire protocol: errors are the plugin interface's, whose cases map one
-//! to one to NFS statuses.
+//! read-only flag and the backend's declared capabilities, and otherwise calls the mount's
+//! backend (`crate::backend`), whichever serves it. It knows nothing of the wire protocol:
+//! errors are the plugin interface's, whose cases map one to one to NFS statuses.
 
 mod cache;
 mod exclusive;
@@ -25,19 +25,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::buffer_pool::BufferPool;
-use crate::plugin::bindings::types::{
+use crate::backend::types::{
     Attrs, BlobRange, Capabilities, Data, Device, Error, FileKind, FileRange, FsStats, ReadResult,
     SetAttrs, SetTime, Timestamp,
 };
-use crate::plugin::bindings::Backend;
-use crate::plugin::runtime::{CallFuture, HostState, MountPlugin};
+use crate::backend::Backend;
+use crate::buffer_pool::BufferPool;
 use cache::{AttrCache, DirCache, Listed, Listing, Ttl};
 use handles::{file_id, split, Handle, EXPORT_ROOT, MOUNT_ROOT_INO};
 pub use inodes::InodeTable;
 use readahead::Version;
 use staging::{Staged, Staging};
-use wasmtime::Store;
 
 /// Entries asked of a plugin per `list-dir` page.
 const LIST_PAGE: u32 = 4096;
@@ -54,7 +52,7 @@ pub const HOST_MAX_FILE_SIZE: u64 = (16 << 40) - 1;
 
 pub type FileId = u64;
 
-/// One mount: its plugin, its inode table and its caches.
+/// One mount: its backend, its inode table and its caches.
 pub struct Mount {
     pub name: String,
     /// Client addresses that may use this mount.
@@ -62,7 +60,7 @@ pub struct Mount {
     pub plugin_name: String,
     pub read_only: bool,
     tag: u64,
-    plugin: Arc<MountPlugin>,
+    backend: Arc<dyn Backend>,
     capabilities: Capabilities,
     inodes: InodeTable,
     attrs: AttrCache,
@@ -102,12 +100,12 @@ impl Mount {
         name: &str,
         plugin_name: &str,
         read_only: bool,
-        plugin: Arc<MountPlugin>,
+        backend: Arc<dyn Backend>,
         inodes: InodeTable,
         allow: Vec<IpNet>,
         staging: Option<Staging>,
     ) -> Mount {
-        let info = plugin.info();
+        let info = backend.info();
         let ttl = if info.immutable {
             Ttl::Forever
         } else {
@@ -123,7 +121,7 @@ impl Mount {
             read_only,
             tag: handles::mount_tag(name),
             capabilities: info.capabilities,
-            plugin,
+            backend,
             inodes,
             attrs: AttrCache::new(ttl, crate::metrics::CacheMetrics::new(name, "attr")),
             dirs: DirCache::new(ttl, crate::metrics::CacheMetrics::new(name, "dir")),
@@ -170,7 +168,7 @@ impl Mount {
         if self.staging.is_none() || self.streaming_off.load(Ordering::Relaxed) {
             return None;
         }
-        self.plugin.blobs().cloned()
+        self.backend.blobs().cloned()
     }
 
     fn staged(&self, ino: u64) -> Option<Arc<Staged>> {
@@ -203,9 +201,9 @@ impl Mount {
         self
     }
 
-    /// The plugin's instance pool: (largest size, instances alive now).
+    /// The backend's pool of instances: (largest size, instances alive now).
     pub fn pool(&self) -> (usize, usize) {
-        self.plugin.pool()
+        self.backend.pool()
     }
 
     /// Files written but not yet uploaded, and their bytes (whole-object mounts).
@@ -284,6 +282,37 @@ impl DirPage {
                 };
                 (e.id, e.name.as_str(), attrs)
             })
+    }
+}
+
+/// What `make` makes in a directory.
+enum NewEntry<'a> {
+    File {
+        mode: u32,
+    },
+    Directory {
+        mode: u32,
+    },
+    Symlink {
+        target: &'a str,
+    },
+    /// A fifo, socket or device node.
+    Node {
+        kind: FileKind,
+        mode: u32,
+        device: Device,
+    },
+}
+
+impl NewEntry<'_> {
+    /// The capability the backend must have declared.
+    fn needs(&self) -> Capabilities {
+        match self {
+            NewEntry::File { .. } => Capabilities::CREATE,
+            NewEntry::Directory { .. } => Capabilities::MKDIR,
+            NewEntry::Symlink { .. } => Capabilities::SYMLINK,
+            NewEntry::Node { .. } => Capabilities::SPECIAL_FILES,
+        }
     }
 }
 
@@ -472,14 +501,7 @@ impl Gateway {
 
     /// Stats a path through the plugin and caches the answer.
     async fn stat_path(&self, mount: &Mount, ino: u64, path: &str) -> Result<Attrs, Error> {
-        let owned = path.to_string();
-        let attrs = mount
-            .plugin
-            .call("stat", move |b, s| {
-                Box::pin(async move { b.call_stat(s, &owned).await })
-            })
-            .await;
-        match attrs {
+        match mount.backend.stat(path).await {
             Ok(attrs) => {
                 let attrs = mount.presented(ino, path, attrs);
                 mount.attrs.put(ino, attrs.clone());
@@ -520,15 +542,7 @@ impl Gateway {
                 Some(attrs) => Ok(attrs),
                 None => self.stat_path(mount, ino, path).await,
             },
-            None => {
-                let owned = path.to_string();
-                mount
-                    .plugin
-                    .call("stat", move |b, s| {
-                        Box::pin(async move { b.call_stat(s, &owned).await })
-                    })
-                    .await
-            }
+            None => mount.backend.stat(path).await,
         }
     }
 
@@ -619,13 +633,7 @@ impl Gateway {
         buffers: &Arc<BufferPool>,
         attrs: Option<&Attrs>,
     ) -> Result<(Bytes, bool), Error> {
-        let owned = path.to_string();
-        let ReadResult { data, eof } = mount
-            .plugin
-            .call("read", move |b, s| {
-                Box::pin(async move { b.call_read(s, &owned, offset, count).await })
-            })
-            .await?;
+        let ReadResult { data, eof } = mount.backend.read(path, offset, count).await?;
         match data {
             Data::Bytes(mut bytes) => {
                 bytes.truncate(count as usize);
@@ -633,7 +641,7 @@ impl Gateway {
             }
             Data::HostFile(FileRange { path, offset, len }) => {
                 let len = len.min(count.into());
-                let grants = mount.plugin.grants().clone();
+                let grants = mount.backend.host_files().clone();
                 let buf = buffers.take(len as usize);
                 let (bytes, end) =
                     blocking(move || grants.read_into(&path, offset, len, buf)).await?;
@@ -644,7 +652,7 @@ impl Gateway {
                 offset: at,
                 len,
             }) => {
-                let Some(store) = mount.plugin.blobs() else {
+                let Some(store) = mount.backend.blobs() else {
                     tracing::warn!(mount = %mount.name, "the plugin answered a read with a blob, but its mount grants no object store");
                     return Err(Error::Io);
                 };
@@ -672,13 +680,7 @@ impl Gateway {
 
     pub async fn readlink(&self, id: FileId) -> Result<String, Error> {
         let (_, mount, path) = self.mount_of(id).map_err(|_| Error::Invalid)?;
-        let owned = path.to_string();
-        mount
-            .plugin
-            .call("readlink", move |b, s| {
-                Box::pin(async move { b.call_readlink(s, &owned).await })
-            })
-            .await
+        mount.backend.readlink(&path).await
     }
 
     /// Up to `max` entries after the entry whose file id is `cookie` (0: from the start).
@@ -765,14 +767,9 @@ impl Gateway {
         let mut entries = Vec::new();
         let mut cursor = None;
         loop {
-            let (owned, cur) = (path.to_string(), cursor.take());
             let page = mount
-                .plugin
-                .call("list-dir", move |b, s| {
-                    Box::pin(
-                        async move { b.call_list_dir(s, &owned, cur.as_deref(), LIST_PAGE).await },
-                    )
-                })
+                .backend
+                .list_dir(path, cursor.as_deref(), LIST_PAGE)
                 .await?;
             for entry in page.entries {
                 if check_name(&entry.name).is_err() {
@@ -848,13 +845,7 @@ impl Gateway {
                 })
                 .await;
         }
-        let owned = path.to_string();
-        let attrs = mount
-            .plugin
-            .call("write", move |b, s| {
-                Box::pin(async move { b.call_write(s, &owned, offset, &data).await })
-            })
-            .await?;
+        let attrs = mount.backend.write(&path, offset, data).await?;
         mount.attrs.put(ino, attrs.clone());
         Ok(attrs)
     }
@@ -950,10 +941,7 @@ impl Gateway {
         }
         let started = std::time::Instant::now();
         let streamed = staged.stream();
-        let committed = mount
-            .plugin
-            .commit(path.to_string(), staged.file.clone(), size)
-            .await;
+        let committed = mount.backend.commit(&path, staged.file.clone(), size).await;
         // The stream ends with the flush; later writes may start another.
         if let Some(stream) = staged.take_stream() {
             let unused = streamed.is_some_and(|s| Arc::ptr_eq(&s, &stream)) && !stream.adopted();
@@ -1067,16 +1055,7 @@ impl Gateway {
     ) -> Result<(FileId, Attrs), Error> {
         // The plugin is always asked for a new file, so that only a file made by this call is
         // given to the caller (`make`); an existing one is looked up instead.
-        let made = self
-            .make(
-                caller,
-                dir,
-                name,
-                Capabilities::CREATE,
-                "create",
-                move |b, s, p| Box::pin(async move { b.call_create(s, &p, mode, true).await }),
-            )
-            .await;
+        let made = self.make(caller, dir, name, NewEntry::File { mode }).await;
         match made {
             Err(Error::Exists) if !exclusive => {
                 let id = self.lookup(caller, dir, name).await?;
@@ -1153,15 +1132,8 @@ impl Gateway {
         name: &str,
         mode: u32,
     ) -> Result<(FileId, Attrs), Error> {
-        self.make(
-            caller,
-            dir,
-            name,
-            Capabilities::MKDIR,
-            "mkdir",
-            move |b, s, p| Box::pin(async move { b.call_mkdir(s, &p, mode).await }),
-        )
-        .await
+        self.make(caller, dir, name, NewEntry::Directory { mode })
+            .await
     }
 
     pub async fn symlink(
@@ -1171,16 +1143,8 @@ impl Gateway {
         name: &str,
         target: &str,
     ) -> Result<(FileId, Attrs), Error> {
-        let target = target.to_string();
-        self.make(
-            caller,
-            dir,
-            name,
-            Capabilities::SYMLINK,
-            "symlink",
-            move |b, s, p| Box::pin(async move { b.call_symlink(s, &p, &target).await }),
-        )
-        .await
+        self.make(caller, dir, name, NewEntry::Symlink { target })
+            .await
     }
 
     /// Makes a fifo, socket or device node.
@@ -1195,38 +1159,35 @@ impl Gateway {
     ) -> Result<(FileId, Attrs), Error> {
         let (_, mount, _) = self.mount_of(dir)?;
         permissions::make_node(caller, kind, mount.allow_devices)?;
-        let needed = Capabilities::SPECIAL_FILES;
-        self.make(caller, dir, name, needed, "mknod", move |b, s, p| {
-            Box::pin(async move { b.call_mknod(s, &p, kind, mode, device).await })
-        })
-        .await
+        let node = NewEntry::Node { kind, mode, device };
+        self.make(caller, dir, name, node).await
     }
 
     /// Shared path of every call that makes a new entry in `dir`: the new entry belongs to
     /// the caller (its group is the directory's when the directory is set-group-id), where
     /// the plugin can set owners.
-    async fn make<F>(
+    async fn make(
         &self,
         caller: &Caller,
         dir: FileId,
         name: &str,
-        needed: Capabilities,
-        op: &'static str,
-        call: F,
-    ) -> Result<(FileId, Attrs), Error>
-    where
-        F: for<'a> FnOnce(&'a Backend, &'a mut Store<HostState>, String) -> CallFuture<'a, Attrs>
-            + Send
-            + 'static,
-    {
+        entry: NewEntry<'_>,
+    ) -> Result<(FileId, Attrs), Error> {
         let (slot, mount, path) = self.mount_of(dir)?;
         check_name(name)?;
-        mount.allow(needed)?;
+        mount.allow(entry.needs())?;
         let dir_attrs = self.getattr(dir).await?;
         permissions::change_entries(caller, &dir_attrs)?;
         let child = join(&path, name);
-        let owned = child.clone();
-        let result = mount.plugin.call(op, move |b, s| call(b, s, owned)).await;
+        let backend = &mount.backend;
+        let result = match entry {
+            NewEntry::File { mode } => backend.create(&child, mode, true).await,
+            NewEntry::Directory { mode } => backend.mkdir(&child, mode).await,
+            NewEntry::Symlink { target } => backend.symlink(&child, target).await,
+            NewEntry::Node { kind, mode, device } => {
+                backend.mknod(&child, kind, mode, device).await
+            }
+        };
         Self::dir_changed(mount, split(dir).1);
         let mut attrs = result?;
         let ino = mount.inodes.ino(&child);
@@ -1244,13 +1205,7 @@ impl Gateway {
                 gid: Some(gid),
                 ..SetAttrs::none()
             };
-            let owned = child.clone();
-            attrs = mount
-                .plugin
-                .call("setattr", move |b, s| {
-                    Box::pin(async move { b.call_setattr(s, &owned, changes).await })
-                })
-                .await?;
+            attrs = mount.backend.setattr(&child, changes).await?;
         }
         mount.attrs.put(ino, attrs.clone());
         Ok((file_id(slot, ino), attrs))
@@ -1274,13 +1229,7 @@ impl Gateway {
         permissions::change_entries(caller, &self.getattr(dir).await?)?;
         permissions::link_source(caller, &self.getattr(file).await?)?;
         let (existing, new) = (file_path.to_string(), join(&dir_path, name));
-        let (e_owned, n_owned) = (existing.clone(), new.clone());
-        let result = mount
-            .plugin
-            .call("link", move |b, s| {
-                Box::pin(async move { b.call_link(s, &e_owned, &n_owned).await })
-            })
-            .await;
+        let result = mount.backend.link(&existing, &new).await;
         Self::dir_changed(mount, split(dir).1);
         let attrs = result?;
         mount.inodes.link(&existing, &new);
@@ -1302,25 +1251,12 @@ impl Gateway {
                 None => Ok(()),
             };
         }
-        let owned = path.to_string();
-        mount
-            .plugin
-            .call("sync", move |b, s| {
-                Box::pin(async move { b.call_sync(s, &owned).await })
-            })
-            .await
+        mount.backend.sync(&path).await
     }
 
     pub async fn statfs(&self, id: FileId) -> Result<FsStats, Error> {
         match self.locate(id)? {
-            Some((_, mount, _)) => {
-                mount
-                    .plugin
-                    .call("statfs", move |b, s| {
-                        Box::pin(async move { b.call_statfs(s).await })
-                    })
-                    .await
-            }
+            Some((_, mount, _)) => mount.backend.statfs().await,
             None => Ok(FsStats {
                 total_bytes: 0,
                 free_bytes: 0,
@@ -1355,21 +1291,10 @@ impl Gateway {
             Some(staged) => Some(staged.upload.lock().await),
             None => None,
         };
-        let owned = child.clone();
         let result = if directory {
-            mount
-                .plugin
-                .call("rmdir", move |b, s| {
-                    Box::pin(async move { b.call_rmdir(s, &owned).await })
-                })
-                .await
+            mount.backend.rmdir(&child).await
         } else {
-            mount
-                .plugin
-                .call("remove", move |b, s| {
-                    Box::pin(async move { b.call_remove(s, &owned).await })
-                })
-                .await
+            mount.backend.remove(&child).await
         };
         Self::dir_changed(mount, split(dir).1);
         result?;
@@ -1448,13 +1373,7 @@ impl Gateway {
         for s in &staged {
             _uploading.push(s.upload.lock().await);
         }
-        let (s_owned, d_owned) = (source.clone(), destination.clone());
-        let result = mount
-            .plugin
-            .call("rename", move |b, s| {
-                Box::pin(async move { b.call_rename(s, &s_owned, &d_owned).await })
-            })
-            .await;
+        let result = mount.backend.rename(&source, &destination).await;
         Self::dir_changed(mount, split(from_dir).1);
         Self::dir_changed(mount, split(to_dir).1);
         result?;
@@ -1561,13 +1480,7 @@ impl Gateway {
                 return Ok(attrs);
             }
         }
-        let owned = path.to_string();
-        let attrs = mount
-            .plugin
-            .call("setattr", move |b, s| {
-                Box::pin(async move { b.call_setattr(s, &owned, changes).await })
-            })
-            .await?;
+        let attrs = mount.backend.setattr(&path, changes).await?;
         let attrs = mount.presented(ino, &path, attrs);
         mount.attrs.put(ino, attrs.clone());
         Ok(attrs)

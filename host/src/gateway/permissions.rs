@@ -11,7 +11,7 @@
 //! exports(5) `root_squash`, `all_squash`, `anonuid` and `anongid` do.
 
 use super::Caller;
-use crate::plugin::bindings::types::{Attrs, Error, FileKind, SetAttrs, SetTime};
+use crate::backend::types::{Attrs, Error, FileKind, SetAttrs, SetTime};
 
 const READ: u32 = 4;
 const WRITE: u32 = 2;
@@ -232,7 +232,7 @@ pub fn write(c: &Caller, a: &Attrs) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::bindings::types::Timestamp;
+    use crate::backend::types::Timestamp;
 
     fn user(uid: u32, gid: u32) -> Caller {
         Caller {

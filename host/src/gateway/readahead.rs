@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use tokio::sync::OnceCell;
 
-use crate::plugin::bindings::types::{Attrs, Error};
+use crate::backend::types::{Attrs, Error};
 use crate::plugin::blobstore::BlobStore;
 
 /// The size of a block fetched ahead.

@@ -24,8 +24,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
+use crate::backend::types::{Attrs, Error, FileKind, Timestamp};
 use crate::copy_file::CopyFile;
-use crate::plugin::bindings::types::{Attrs, Error, FileKind, Timestamp};
 use crate::plugin::blobstore::Stream;
 use crate::plugin::staging::read_exact_at;
 

@@ -5,8 +5,8 @@ use nfs3_types::nfs3::{
     wcc_attr, Nfs3Option,
 };
 
+use crate::backend::types::{Attrs, Error, FileKind, SetAttrs, SetTime, Timestamp};
 use crate::gateway::FileId;
-use crate::plugin::bindings::types::{Attrs, Error, FileKind, SetAttrs, SetTime, Timestamp};
 
 /// One file-system id for the whole export: mounts are directories, not separate file systems.
 const FSID: u64 = 0x6e66_7367_7700;

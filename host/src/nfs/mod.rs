@@ -28,11 +28,11 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, Notify, Semaphore};
 
+use crate::backend::types::Error;
 use crate::buffer_pool::BufferPool;
 use crate::connections::{self, Admission, Limits, Ticket};
 use crate::gateway::handles::EXPORT_ROOT;
 use crate::gateway::{Caller, FileId, Gateway, Mount};
-use crate::plugin::bindings::types::Error;
 use reply::Outgoing;
 use wire::RecordBudget;
 

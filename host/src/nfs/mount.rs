@@ -9,7 +9,7 @@ use nfs3_types::xdr_codec::{List, Opaque, Void};
 
 use super::wire::{self, Call};
 use super::Server;
-use crate::plugin::bindings::types::Error;
+use crate::backend::types::Error;
 
 pub const PROGRAM: u32 = 100005;
 pub const VERSION: u32 = 3;

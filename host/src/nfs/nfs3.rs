@@ -13,9 +13,9 @@ use super::convert::{changes, fattr, is_empty, post_op, status, wcc};
 use super::reply::Outgoing;
 use super::wire::{self, Call};
 use super::Server;
+use crate::backend::types::{Attrs, Device, Error, FileKind, SetAttrs};
 use crate::buffer_pool::BufferPool;
 use crate::gateway::{permissions, Caller, FileId, Mount, HOST_MAX_FILE_SIZE};
-use crate::plugin::bindings::types::{Attrs, Device, Error, FileKind, SetAttrs};
 
 pub const PROGRAM: u32 = 100003;
 pub const VERSION: u32 = 3;
