@@ -40,6 +40,15 @@ fn the_bundled_local_plugin_passes_every_check() {
 }
 
 #[test]
+fn the_native_memory_backend_passes_every_check() {
+    let (ok, out, err) = plugin_check(&["memory"]);
+    assert!(ok, "{out}\n{err}");
+    let (passed, failed, skipped) = summary(&out);
+    assert_eq!((failed, skipped), (0, 0), "{out}");
+    assert!(passed >= 17, "{out}");
+}
+
+#[test]
 fn a_read_only_plugin_passes_what_applies_and_skips_the_rest() {
     let dir = tempdir("nfsgw-conformance-");
     let wasm = dir.path().join("faulty.wasm");

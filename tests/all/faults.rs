@@ -210,7 +210,7 @@ fn config_unknown_plugin_lists_the_bundled_ones() {
     let message = refused(&config, port);
     assert!(message.contains("\"nosuch\""), "{message}");
     assert!(
-        message.contains("bundled: hub, local, s3;"),
+        message.contains("bundled: hub, local, memory, s3;"),
         "lists the bundled plugins: {message}"
     );
     assert!(message.contains("config.toml:6"), "{message}");

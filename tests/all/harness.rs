@@ -116,6 +116,15 @@ pub fn local_mount(name: &str, root: &Path, read_only: bool, extra_config: &str)
     )
 }
 
+/// A `[[mount]]` table served by the native `memory` backend, with `extra_config` lines in
+/// `[mount.config]` (e.g. `fail_every = 2`). Root is not squashed ([`NO_ROOT_SQUASH`]).
+pub fn memory_mount(name: &str, extra_config: &str) -> String {
+    format!(
+        "[[mount]]\nname = {}\nplugin = \"memory\"\n{NO_ROOT_SQUASH}[mount.config]\n{extra_config}\n",
+        toml_str(name),
+    )
+}
+
 /// A `[[mount]]` table serving `root` with the bundled `local` plugin as nfsgw's defaults
 /// serve a stranger: root squashed, devices refused; but calls from unprivileged ports are
 /// served (`secure = false`), as the tests' clients send them. `mount_keys` lines go into the

@@ -6,6 +6,7 @@
 //! `cargo test --release -p nfsgw-tests`. The faulty test plugin is built once per test process
 //! by `scripts/build-plugins.sh`.
 
+mod backends;
 mod conformance;
 mod demo;
 mod faults;

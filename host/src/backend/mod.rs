@@ -9,6 +9,7 @@
 //! `crate::plugin` keeps its instances, deadlines and traps); `memory` is a native tree in
 //! memory for tests and demos. Paths are relative to the mount's root, as in the interface.
 
+pub mod memory;
 pub mod wasm;
 
 use std::sync::Arc;

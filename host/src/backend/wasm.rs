@@ -81,7 +81,8 @@ impl WasmBackend {
             })?;
             runtime.load(&format!("plugin {plugin}"), &wasm)?
         } else {
-            let known: Vec<_> = bundled::names().collect();
+            let mut known: Vec<_> = bundled::names().chain([super::memory::NAME]).collect();
+            known.sort_unstable();
             bail!(
                 "{}: key `plugin`: no bundled plugin is called {plugin:?} (bundled: {}; or give the path of a .wasm component)",
                 source.at(&mc.plugin),

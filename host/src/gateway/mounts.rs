@@ -1,15 +1,16 @@
-//! Starting the configured mounts: starting each mount's backend (a plugin, found and granted
-//! what its mount allows by `backend::wasm`), opening each mount's inode journal in the state
-//! directory and its staging directory. Every error names the mount and, where it can, the
-//! config line.
+//! Starting the configured mounts: starting each mount's backend (the native `memory` one, or
+//! a plugin, found and granted what its mount allows by `backend::wasm`), and opening each
+//! mount's inode journal in the state directory and its staging directory. Every error names
+//! the mount and, where it can, the config line.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
 use super::staging::{Budget, Staging};
 use super::{Gateway, InodeTable, Mount};
+use crate::backend::memory::{self, MemoryBackend};
 use crate::backend::wasm::{Runtime, WasmBackend};
 use crate::backend::Backend;
 use crate::config::{Config, MountConfig, Source};
@@ -59,7 +60,17 @@ async fn start_mount(
     staging_dir: Option<&Path>,
 ) -> Result<Mount> {
     let plugin = mc.plugin.get_ref();
-    let backend: Arc<dyn Backend> = Arc::new(WasmBackend::start(runtime, mc, source).await?);
+    let backend: Arc<dyn Backend> = if plugin == memory::NAME {
+        if !mc.dirs.is_empty() || mc.s3.is_some() {
+            bail!(
+                "{}: the {plugin} plugin keeps its files in memory: it takes no `[[mount.dirs]]` or `[mount.s3]`",
+                source.at(&mc.plugin)
+            );
+        }
+        Arc::new(MemoryBackend::new(mc.name(), &mc.plugin_config())?)
+    } else {
+        Arc::new(WasmBackend::start(runtime, mc, source).await?)
+    };
     let staging = if backend.info().staged_writes {
         let dir = match staging_dir {
             Some(dir) => dir.to_path_buf(),

@@ -1,0 +1,766 @@
+//! The in-memory backend (`plugin = "memory"`): a POSIX file tree that lives as long as the
+//! process, served natively with no WebAssembly, for tests, demos and measuring the gateway
+//! without a plugin's cost. It keeps regular files with their contents, directories,
+//! symlinks, fifos, sockets and device nodes, hard links, modes, owners, times and link counts,
+//! and declares every capability. Its mount config can slow it down and make it fail on
+//! purpose: `latency_us` delays every call, and with `fail_ops` (a comma list of operation
+//! names) and `fail_every = N`, every Nth call of those operations, counted together, fails
+//! with `Error::Io`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use anyhow::{bail, Context};
+use bytes::Bytes;
+
+use super::types::{
+    Attrs, Capabilities, Data, Device, DirEntry, DirPage, Error, FileKind, FsStats, MountInfo,
+    ReadResult, SetAttrs, SetTime, Timestamp,
+};
+use super::{Backend, Reply};
+use crate::copy_file::CopyFile;
+use crate::metrics;
+use crate::plugin::blobstore::BlobStore;
+use crate::plugin::host_fs::Grants;
+
+/// The name that selects this backend in a mount's `plugin` key.
+pub const NAME: &str = "memory";
+
+/// The operations `fail_ops` may name, as the plugin interface names them.
+const OPERATIONS: [&str; 17] = [
+    "stat", "list-dir", "read", "readlink", "write", "create", "mkdir", "symlink", "mknod", "link",
+    "setattr", "remove", "rmdir", "rename", "sync", "statfs", "commit",
+];
+
+/// The size the tree reports in `statfs`.
+const CAPACITY_BYTES: u64 = 1 << 40;
+const CAPACITY_FILES: u64 = 1 << 24;
+
+/// A mount's tree in memory, with its injected latency and failures.
+pub struct MemoryBackend {
+    mount: Arc<str>,
+    info: MountInfo,
+    no_host_files: Arc<Grants>,
+    faults: Faults,
+    tree: Mutex<Tree>,
+}
+
+impl MemoryBackend {
+    /// An empty tree (a root directory, mode 0755, owned by root) for the mount `mount`, with
+    /// the mount's `[mount.config]` settings.
+    pub fn new(mount: &str, config: &[(String, String)]) -> anyhow::Result<MemoryBackend> {
+        Ok(MemoryBackend {
+            mount: mount.into(),
+            info: MountInfo {
+                capabilities: Capabilities::all(),
+                immutable: false,
+                attr_ttl_ms: None,
+                max_instances: Some(1),
+                staged_writes: false,
+                pinned_config: Vec::new(),
+            },
+            no_host_files: Arc::new(Grants::new(Vec::new())),
+            faults: Faults::from_config(config)?,
+            tree: Mutex::new(Tree::new()),
+        })
+    }
+
+    /// Runs `op` on the tree after the configured latency, unless it is a call chosen to fail.
+    /// Calls are counted in the metrics as plugin calls are.
+    fn call<'a, T: Send + 'a>(
+        &'a self,
+        op: &'static str,
+        work: impl FnOnce(&mut Tree) -> Result<T, Error> + Send + 'a,
+    ) -> Reply<'a, T> {
+        Box::pin(async move {
+            if !self.faults.latency.is_zero() {
+                tokio::time::sleep(self.faults.latency).await;
+            }
+            metrics::plugin_call(&self.mount, op);
+            let result = if self.faults.fails(op) {
+                Err(Error::Io)
+            } else {
+                work(&mut self.tree.lock().unwrap())
+            };
+            if let Err(e) = &result {
+                metrics::plugin_call_error(&self.mount, e.name());
+            }
+            result
+        })
+    }
+}
+
+/// The failures and latency a mount's config asks for.
+struct Faults {
+    latency: Duration,
+    ops: Vec<&'static str>,
+    every: u64,
+    calls: AtomicU64,
+}
+
+impl Faults {
+    fn from_config(config: &[(String, String)]) -> anyhow::Result<Faults> {
+        let mut faults = Faults {
+            latency: Duration::ZERO,
+            ops: Vec::new(),
+            every: 0,
+            calls: AtomicU64::new(0),
+        };
+        let number = |key: &str, value: &str| {
+            value
+                .trim()
+                .parse::<u64>()
+                .with_context(|| format!("`config.{key}` must be a whole number, not {value:?}"))
+        };
+        for (key, value) in config {
+            match key.as_str() {
+                "latency_us" => faults.latency = Duration::from_micros(number(key, value)?),
+                "fail_every" => faults.every = number(key, value)?,
+                "fail_ops" => {
+                    for op in value.split(',').map(str::trim).filter(|op| !op.is_empty()) {
+                        let Some(known) = OPERATIONS.iter().copied().find(|known| *known == op) else {
+                            bail!(
+                                "`config.fail_ops`: no operation is called {op:?} (operations: {})",
+                                OPERATIONS.join(", ")
+                            );
+                        };
+                        faults.ops.push(known);
+                    }
+                }
+                _ => bail!(
+                    "the {NAME} plugin has no setting `config.{key}` (it takes latency_us, fail_ops and fail_every)"
+                ),
+            }
+        }
+        Ok(faults)
+    }
+
+    /// Whether this call of `op` is one chosen to fail.
+    fn fails(&self, op: &'static str) -> bool {
+        if self.every == 0 || !self.ops.contains(&op) {
+            return false;
+        }
+        let call = self.calls.fetch_add(1, Ordering::Relaxed) + 1;
+        call.is_multiple_of(self.every)
+    }
+}
+
+const ROOT: u64 = 1;
+
+enum Content {
+    File(Vec<u8>),
+    Directory(BTreeMap<String, u64>),
+    Symlink(String),
+    /// Fifos, sockets and device nodes: nothing but attributes.
+    Node,
+}
+
+struct Node {
+    kind: FileKind,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    /// Names of a non-directory; 2 plus subdirectories for a directory.
+    nlink: u32,
+    atime: Timestamp,
+    mtime: Timestamp,
+    ctime: Timestamp,
+    rdev: Device,
+    /// Changes whenever the content does (the attributes' change token).
+    version: u64,
+    content: Content,
+}
+
+/// The file tree: nodes by number, directories naming their entries' numbers.
+struct Tree {
+    nodes: HashMap<u64, Node>,
+    next_ino: u64,
+    next_version: u64,
+}
+
+fn now() -> Timestamp {
+    let since = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default();
+    Timestamp {
+        seconds: since.as_secs() as i64,
+        nanoseconds: since.subsec_nanos(),
+    }
+}
+
+impl Tree {
+    fn new() -> Tree {
+        let mut tree = Tree {
+            nodes: HashMap::new(),
+            next_ino: ROOT,
+            next_version: 1,
+        };
+        tree.add(
+            FileKind::Directory,
+            0o755,
+            Device { major: 0, minor: 0 },
+            Content::Directory(BTreeMap::new()),
+        );
+        tree
+    }
+
+    /// A new node, linked nowhere yet.
+    fn add(&mut self, kind: FileKind, mode: u32, rdev: Device, content: Content) -> u64 {
+        let (ino, t) = (self.next_ino, now());
+        self.next_ino += 1;
+        let nlink = if kind == FileKind::Directory { 2 } else { 0 };
+        let node = Node {
+            kind,
+            mode: mode & 0o7777,
+            uid: 0,
+            gid: 0,
+            nlink,
+            atime: t,
+            mtime: t,
+            ctime: t,
+            rdev,
+            version: 0,
+            content,
+        };
+        self.nodes.insert(ino, node);
+        ino
+    }
+
+    fn node(&self, ino: u64) -> &Node {
+        &self.nodes[&ino]
+    }
+
+    fn node_mut(&mut self, ino: u64) -> &mut Node {
+        self.nodes.get_mut(&ino).unwrap()
+    }
+
+    fn entries(&self, dir: u64) -> Result<&BTreeMap<String, u64>, Error> {
+        match &self.node(dir).content {
+            Content::Directory(entries) => Ok(entries),
+            _ => Err(Error::NotDir),
+        }
+    }
+
+    fn entries_mut(&mut self, dir: u64) -> &mut BTreeMap<String, u64> {
+        match &mut self.node_mut(dir).content {
+            Content::Directory(entries) => entries,
+            _ => unreachable!("entries of a directory checked before"),
+        }
+    }
+
+    /// The node a mount-relative path names.
+    fn find(&self, path: &str) -> Result<u64, Error> {
+        if path.is_empty() {
+            return Ok(ROOT);
+        }
+        path.split('/').try_fold(ROOT, |dir, name| {
+            self.entries(dir)?.get(name).copied().ok_or(Error::NotFound)
+        })
+    }
+
+    /// The directory a new or existing entry's path is in, and its name there.
+    fn parent<'p>(&self, path: &'p str) -> Result<(u64, &'p str), Error> {
+        let (dir, name) = path.rsplit_once('/').unwrap_or(("", path));
+        if name.is_empty() {
+            return Err(Error::Invalid);
+        }
+        let dir = self.find(dir)?;
+        self.entries(dir)?;
+        Ok((dir, name))
+    }
+
+    fn entry(&self, dir: u64, name: &str) -> Result<u64, Error> {
+        self.entries(dir)?.get(name).copied().ok_or(Error::NotFound)
+    }
+
+    fn is_dir(&self, ino: u64) -> bool {
+        self.node(ino).kind == FileKind::Directory
+    }
+
+    /// Names `ino` `name` in `dir`, counting the link.
+    fn attach(&mut self, dir: u64, name: &str, ino: u64) {
+        self.entries_mut(dir).insert(name.to_string(), ino);
+        if self.is_dir(ino) {
+            self.node_mut(dir).nlink += 1;
+        } else {
+            self.node_mut(ino).nlink += 1;
+        }
+        self.touched(dir);
+    }
+
+    /// Takes `name` out of `dir`, uncounting the link; the node stays until `release`.
+    fn detach(&mut self, dir: u64, name: &str) -> u64 {
+        let ino = self.entries_mut(dir).remove(name).unwrap();
+        if self.is_dir(ino) {
+            self.node_mut(dir).nlink -= 1;
+        } else {
+            self.node_mut(ino).nlink -= 1;
+        }
+        self.touched(dir);
+        self.node_mut(ino).ctime = now();
+        ino
+    }
+
+    /// Drops a detached node that no name holds any more.
+    fn release(&mut self, ino: u64) {
+        if self.is_dir(ino) || self.node(ino).nlink == 0 {
+            self.nodes.remove(&ino);
+        }
+    }
+
+    /// Records a change of `ino`'s content now.
+    fn touched(&mut self, ino: u64) {
+        let (t, version) = (now(), self.next_version);
+        self.next_version += 1;
+        let node = self.node_mut(ino);
+        node.mtime = t;
+        node.ctime = t;
+        node.version = version;
+    }
+
+    fn attrs(&self, ino: u64) -> Attrs {
+        let node = self.node(ino);
+        let size = match &node.content {
+            Content::File(data) => data.len() as u64,
+            Content::Directory(_) => 4096,
+            Content::Symlink(target) => target.len() as u64,
+            Content::Node => 0,
+        };
+        Attrs {
+            kind: node.kind,
+            size,
+            mode: node.mode,
+            uid: node.uid,
+            gid: node.gid,
+            nlink: node.nlink,
+            atime: node.atime,
+            mtime: node.mtime,
+            ctime: node.ctime,
+            rdev: node.rdev,
+            change: Some(node.version.to_string()),
+        }
+    }
+
+    /// Makes a new entry at `path`.
+    fn make(
+        &mut self,
+        path: &str,
+        kind: FileKind,
+        mode: u32,
+        rdev: Device,
+        content: Content,
+    ) -> Result<Attrs, Error> {
+        let (dir, name) = self.parent(path)?;
+        if self.entries(dir)?.contains_key(name) {
+            return Err(Error::Exists);
+        }
+        let ino = self.add(kind, mode, rdev, content);
+        self.attach(dir, name, ino);
+        Ok(self.attrs(ino))
+    }
+
+    /// The contents of the regular file at `path`.
+    fn file_mut(&mut self, path: &str) -> Result<(u64, &mut Vec<u8>), Error> {
+        let ino = self.find(path)?;
+        match &mut self.node_mut(ino).content {
+            Content::File(data) => Ok((ino, data)),
+            Content::Directory(_) => Err(Error::IsDir),
+            _ => Err(Error::Invalid),
+        }
+    }
+
+    fn read(&self, path: &str, offset: u64, len: u32) -> Result<ReadResult, Error> {
+        let data = match &self.node(self.find(path)?).content {
+            Content::File(data) => data,
+            Content::Directory(_) => return Err(Error::IsDir),
+            _ => return Err(Error::Invalid),
+        };
+        let size = data.len() as u64;
+        let start = offset.min(size);
+        let end = offset.saturating_add(len.into()).min(size);
+        Ok(ReadResult {
+            data: Data::Bytes(data[start as usize..end as usize].to_vec()),
+            eof: end >= size,
+        })
+    }
+
+    fn write(&mut self, path: &str, offset: u64, data: &[u8]) -> Result<Attrs, Error> {
+        let end = offset
+            .checked_add(data.len() as u64)
+            .and_then(|end| usize::try_from(end).ok())
+            .ok_or(Error::TooBig)?;
+        let (ino, content) = self.file_mut(path)?;
+        if content.len() < end {
+            content.resize(end, 0);
+        }
+        content[offset as usize..end].copy_from_slice(data);
+        self.touched(ino);
+        Ok(self.attrs(ino))
+    }
+
+    fn list(&self, path: &str, cursor: Option<&str>, limit: u32) -> Result<DirPage, Error> {
+        let entries = self.entries(self.find(path)?)?;
+        let after = cursor.map_or(Bound::Unbounded, Bound::Excluded);
+        let mut rest = entries.range::<str, _>((after, Bound::Unbounded));
+        let page: Vec<DirEntry> = rest
+            .by_ref()
+            .take(limit.max(1) as usize)
+            .map(|(name, &ino)| DirEntry {
+                name: name.clone(),
+                attrs: Some(self.attrs(ino)),
+            })
+            .collect();
+        let next = match rest.next() {
+            Some(_) => page.last().map(|e| e.name.clone()),
+            None => None,
+        };
+        Ok(DirPage {
+            entries: page,
+            next,
+        })
+    }
+
+    fn setattr(&mut self, path: &str, changes: SetAttrs) -> Result<Attrs, Error> {
+        let ino = self.find(path)?;
+        if let Some(size) = changes.size {
+            let size = usize::try_from(size).map_err(|_| Error::TooBig)?;
+            self.file_mut(path)?.1.resize(size, 0);
+            self.touched(ino);
+        }
+        let t = now();
+        let time = |change: SetTime| match change {
+            SetTime::Now => t,
+            SetTime::At(at) => at,
+        };
+        let node = self.node_mut(ino);
+        if let Some(mode) = changes.mode {
+            node.mode = mode & 0o7777;
+        }
+        node.uid = changes.uid.unwrap_or(node.uid);
+        node.gid = changes.gid.unwrap_or(node.gid);
+        if let Some(atime) = changes.atime {
+            node.atime = time(atime);
+        }
+        if let Some(mtime) = changes.mtime {
+            node.mtime = time(mtime);
+        }
+        node.ctime = t;
+        Ok(self.attrs(ino))
+    }
+
+    fn link(&mut self, existing: &str, path: &str) -> Result<Attrs, Error> {
+        let ino = self.find(existing)?;
+        if self.is_dir(ino) {
+            return Err(Error::NotOwner);
+        }
+        let (dir, name) = self.parent(path)?;
+        if self.entries(dir)?.contains_key(name) {
+            return Err(Error::Exists);
+        }
+        self.attach(dir, name, ino);
+        self.node_mut(ino).ctime = now();
+        Ok(self.attrs(ino))
+    }
+
+    fn remove(&mut self, path: &str) -> Result<(), Error> {
+        let (dir, name) = self.parent(path)?;
+        if self.is_dir(self.entry(dir, name)?) {
+            return Err(Error::IsDir);
+        }
+        let ino = self.detach(dir, name);
+        self.release(ino);
+        Ok(())
+    }
+
+    fn rmdir(&mut self, path: &str) -> Result<(), Error> {
+        let (dir, name) = self.parent(path)?;
+        let ino = self.entry(dir, name)?;
+        if !self.entries(ino)?.is_empty() {
+            return Err(Error::NotEmpty);
+        }
+        self.detach(dir, name);
+        self.release(ino);
+        Ok(())
+    }
+
+    /// POSIX rename: an existing destination of a compatible kind is replaced (a directory
+    /// only when empty); two names of one file stay as they are.
+    fn rename(&mut self, source: &str, destination: &str) -> Result<(), Error> {
+        let (from_dir, from) = self.parent(source)?;
+        let ino = self.entry(from_dir, from)?;
+        let (to_dir, to) = self.parent(destination)?;
+        if source == destination {
+            return Ok(());
+        }
+        if self.is_dir(ino) && destination.starts_with(&format!("{source}/")) {
+            return Err(Error::Invalid);
+        }
+        if let Some(&replaced) = self.entries(to_dir)?.get(to) {
+            if replaced == ino {
+                return Ok(());
+            }
+            match (self.is_dir(ino), self.is_dir(replaced)) {
+                (true, false) => return Err(Error::NotDir),
+                (false, true) => return Err(Error::IsDir),
+                (true, true) if !self.entries(replaced)?.is_empty() => return Err(Error::NotEmpty),
+                _ => {}
+            }
+            self.detach(to_dir, to);
+            self.release(replaced);
+        }
+        self.detach(from_dir, from);
+        self.attach(to_dir, to, ino);
+        Ok(())
+    }
+
+    fn statfs(&self) -> FsStats {
+        let used: u64 = self
+            .nodes
+            .values()
+            .map(|node| match &node.content {
+                Content::File(data) => data.len() as u64,
+                _ => 0,
+            })
+            .sum();
+        let free_bytes = CAPACITY_BYTES.saturating_sub(used);
+        let free_files = CAPACITY_FILES.saturating_sub(self.nodes.len() as u64);
+        FsStats {
+            total_bytes: CAPACITY_BYTES,
+            free_bytes,
+            available_bytes: free_bytes,
+            total_files: CAPACITY_FILES,
+            free_files,
+            available_files: free_files,
+        }
+    }
+}
+
+const NO_DEVICE: Device = Device { major: 0, minor: 0 };
+
+impl Backend for MemoryBackend {
+    fn info(&self) -> &MountInfo {
+        &self.info
+    }
+
+    fn blobs(&self) -> Option<&Arc<BlobStore>> {
+        None
+    }
+
+    fn host_files(&self) -> &Arc<Grants> {
+        &self.no_host_files
+    }
+
+    fn pool(&self) -> (usize, usize) {
+        (1, 1)
+    }
+
+    fn stat<'a>(&'a self, path: &'a str) -> Reply<'a, Attrs> {
+        self.call("stat", move |tree| Ok(tree.attrs(tree.find(path)?)))
+    }
+
+    fn list_dir<'a>(
+        &'a self,
+        path: &'a str,
+        cursor: Option<&'a str>,
+        limit: u32,
+    ) -> Reply<'a, DirPage> {
+        self.call("list-dir", move |tree| tree.list(path, cursor, limit))
+    }
+
+    fn read<'a>(&'a self, path: &'a str, offset: u64, len: u32) -> Reply<'a, ReadResult> {
+        self.call("read", move |tree| tree.read(path, offset, len))
+    }
+
+    fn readlink<'a>(&'a self, path: &'a str) -> Reply<'a, String> {
+        self.call("readlink", move |tree| {
+            match &tree.node(tree.find(path)?).content {
+                Content::Symlink(target) => Ok(target.clone()),
+                _ => Err(Error::Invalid),
+            }
+        })
+    }
+
+    fn write<'a>(&'a self, path: &'a str, offset: u64, data: Bytes) -> Reply<'a, Attrs> {
+        self.call("write", move |tree| tree.write(path, offset, &data))
+    }
+
+    fn create<'a>(&'a self, path: &'a str, mode: u32, exclusive: bool) -> Reply<'a, Attrs> {
+        self.call("create", move |tree| {
+            let file = Content::File(Vec::new());
+            match tree.make(path, FileKind::Regular, mode, NO_DEVICE, file) {
+                Err(Error::Exists) if !exclusive => {
+                    let (ino, _) = tree.file_mut(path)?;
+                    Ok(tree.attrs(ino))
+                }
+                other => other,
+            }
+        })
+    }
+
+    fn mkdir<'a>(&'a self, path: &'a str, mode: u32) -> Reply<'a, Attrs> {
+        self.call("mkdir", move |tree| {
+            let dir = Content::Directory(BTreeMap::new());
+            tree.make(path, FileKind::Directory, mode, NO_DEVICE, dir)
+        })
+    }
+
+    fn symlink<'a>(&'a self, path: &'a str, target: &'a str) -> Reply<'a, Attrs> {
+        self.call("symlink", move |tree| {
+            let link = Content::Symlink(target.to_string());
+            tree.make(path, FileKind::Symlink, 0o777, NO_DEVICE, link)
+        })
+    }
+
+    fn mknod<'a>(
+        &'a self,
+        path: &'a str,
+        kind: FileKind,
+        mode: u32,
+        device: Device,
+    ) -> Reply<'a, Attrs> {
+        self.call("mknod", move |tree| {
+            let rdev = match kind {
+                FileKind::BlockDevice | FileKind::CharDevice => device,
+                FileKind::Fifo | FileKind::Socket => NO_DEVICE,
+                _ => return Err(Error::Invalid),
+            };
+            tree.make(path, kind, mode, rdev, Content::Node)
+        })
+    }
+
+    fn link<'a>(&'a self, existing: &'a str, path: &'a str) -> Reply<'a, Attrs> {
+        self.call("link", move |tree| tree.link(existing, path))
+    }
+
+    fn setattr<'a>(&'a self, path: &'a str, changes: SetAttrs) -> Reply<'a, Attrs> {
+        self.call("setattr", move |tree| tree.setattr(path, changes))
+    }
+
+    fn remove<'a>(&'a self, path: &'a str) -> Reply<'a, ()> {
+        self.call("remove", move |tree| tree.remove(path))
+    }
+
+    fn rmdir<'a>(&'a self, path: &'a str) -> Reply<'a, ()> {
+        self.call("rmdir", move |tree| tree.rmdir(path))
+    }
+
+    fn rename<'a>(&'a self, source: &'a str, destination: &'a str) -> Reply<'a, ()> {
+        self.call("rename", move |tree| tree.rename(source, destination))
+    }
+
+    fn sync<'a>(&'a self, path: &'a str) -> Reply<'a, ()> {
+        self.call("sync", move |tree| tree.find(path).map(|_| ()))
+    }
+
+    fn statfs(&self) -> Reply<'_, FsStats> {
+        self.call("statfs", |tree| Ok(tree.statfs()))
+    }
+
+    fn commit<'a>(&'a self, _path: &'a str, _file: Arc<CopyFile>, _size: u64) -> Reply<'a, Attrs> {
+        // Writes reach the tree directly: nothing is ever staged.
+        self.call("commit", |_| Err(Error::NotSupported))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn backend(config: &[(&str, &str)]) -> MemoryBackend {
+        let config: Vec<_> = config
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        MemoryBackend::new("test", &config).unwrap()
+    }
+
+    #[tokio::test]
+    async fn files_keep_their_bytes_and_links() {
+        let m = backend(&[]);
+        m.mkdir("d", 0o755).await.unwrap();
+        m.create("d/f", 0o644, true).await.unwrap();
+        m.write("d/f", 3, Bytes::from_static(b"abc")).await.unwrap();
+        let read = m.read("d/f", 0, 100).await.unwrap();
+        assert!(matches!(read.data, Data::Bytes(ref b) if b == b"\0\0\0abc"));
+        assert!(read.eof);
+        assert_eq!(m.link("d/f", "g").await.unwrap().nlink, 2);
+        assert_eq!(m.stat("d").await.unwrap().nlink, 2);
+        assert_eq!(m.stat("").await.unwrap().nlink, 3);
+        m.remove("d/f").await.unwrap();
+        assert_eq!(m.stat("g").await.unwrap().nlink, 1);
+        assert_eq!(m.stat("d/f").await.err(), Some(Error::NotFound));
+        assert_eq!(m.stat("g/x").await.err(), Some(Error::NotDir));
+        assert_eq!(m.create("g", 0o644, true).await.err(), Some(Error::Exists));
+    }
+
+    #[tokio::test]
+    async fn rename_replaces_as_posix_does() {
+        let m = backend(&[]);
+        for dir in ["a", "b", "full"] {
+            m.mkdir(dir, 0o755).await.unwrap();
+        }
+        m.create("full/x", 0o644, true).await.unwrap();
+        m.create("f", 0o644, true).await.unwrap();
+        assert_eq!(m.rename("a", "full").await, Err(Error::NotEmpty));
+        assert_eq!(m.rename("a", "f").await, Err(Error::NotDir));
+        assert_eq!(m.rename("f", "a").await, Err(Error::IsDir));
+        assert_eq!(m.rename("a", "a/inside").await, Err(Error::Invalid));
+        m.rename("a", "b").await.unwrap();
+        assert_eq!(m.stat("a").await.err(), Some(Error::NotFound));
+        assert_eq!(m.stat("").await.unwrap().nlink, 4, "b and full are left");
+        m.rename("f", "full/x").await.unwrap();
+        assert_eq!(m.stat("full/x").await.unwrap().nlink, 1);
+        assert_eq!(m.rmdir("full").await, Err(Error::NotEmpty));
+        m.remove("full/x").await.unwrap();
+        m.rmdir("full").await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn listings_page_with_cursors() {
+        let m = backend(&[]);
+        for i in 0..5 {
+            m.create(&format!("f{i}"), 0o644, true).await.unwrap();
+        }
+        let (mut names, mut cursor) = (Vec::new(), None);
+        loop {
+            let page = m.list_dir("", cursor.as_deref(), 2).await.unwrap();
+            assert!(page.entries.len() <= 2);
+            names.extend(page.entries.into_iter().map(|e| e.name));
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(names, ["f0", "f1", "f2", "f3", "f4"]);
+    }
+
+    #[tokio::test]
+    async fn every_nth_call_of_the_chosen_ops_fails() {
+        let m = backend(&[("fail_ops", "write, create"), ("fail_every", "2")]);
+        assert!(m.create("f", 0o644, true).await.is_ok());
+        let data = || Bytes::from_static(b"x");
+        assert_eq!(m.write("f", 0, data()).await.err(), Some(Error::Io));
+        assert!(m.write("f", 0, data()).await.is_ok());
+        assert_eq!(m.create("g", 0o644, true).await.err(), Some(Error::Io));
+        assert!(m.stat("f").await.is_ok(), "other operations never fail");
+        assert!(m.stat("f").await.is_ok());
+    }
+
+    #[test]
+    fn unknown_settings_and_operations_are_refused() {
+        let config = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let refused = |c: Vec<(String, String)>| MemoryBackend::new("t", &c).err().unwrap();
+        assert!(refused(config("root", "/x"))
+            .to_string()
+            .contains("config.root"));
+        assert!(refused(config("fail_ops", "write,frob"))
+            .to_string()
+            .contains("\"frob\""));
+        assert!(refused(config("fail_every", "often"))
+            .to_string()
+            .contains("whole number"));
+    }
+}
