@@ -16,3 +16,4 @@ pub mod mount_cmd;
 pub mod nfs;
 pub mod plugin;
 pub mod portmap;
+pub mod stable_hash;

@@ -168,7 +168,7 @@ async fn start_mount(
             )),
         };
         let flush_after = std::time::Duration::from_millis(mc.flush_after_ms);
-        let limits = mc.gateway_limits();
+        let limits = mc.limits_on_clients();
         let budget = Budget::new(limits.staging_reserve, limits.max_staged_files);
         let (staging, left) = Staging::open(&dir, flush_after, budget)
             .with_context(|| format!("cannot open the staging directory {}", dir.display()))?;
@@ -193,5 +193,5 @@ async fn start_mount(
         staging,
     )
     .with_squash(mc.squash())
-    .with_limits(mc.gateway_limits()))
+    .with_limits(mc.limits_on_clients()))
 }

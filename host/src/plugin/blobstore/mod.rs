@@ -26,7 +26,7 @@ use super::bindings::nfsgw::backend::blobstore::{Host, ListPage, ObjectMeta};
 use super::bindings::types::Error;
 use super::memory::Reservation;
 use super::runtime::HostState;
-use super::staging::StagedFile;
+use super::staged_file::StagedFile;
 
 impl From<Meta> for ObjectMeta {
     fn from(m: Meta) -> ObjectMeta {
