@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use super::staging::{Budget, Staging};
 use super::{Gateway, InodeTable, Mount};
 use crate::config::{Config, MountConfig, Source};
-use crate::plugin::blobstore::{BlobStore, Credentials};
+use crate::plugin::blobstore::{BlobStore, Credentials, UploadLog};
 use crate::plugin::bundled::{self, EXPORT_GUEST_PATH};
 use crate::plugin::host_fs::{Grant, Grants};
 use crate::plugin::http::{AllowList, Outbound};
@@ -46,7 +46,12 @@ pub async fn start(
             None => InodeTable::in_memory(generation),
         };
         let staging_dir = state_dir.map(|dir| dir.join("staged").join(mc.name()));
-        let mount = start_mount(runtime, mc, source, inodes, staging_dir.as_deref())
+        let uploads_dir = state_dir.map(|dir| dir.join("uploads").join(mc.name()));
+        let dirs = MountDirs {
+            staging: staging_dir.as_deref(),
+            uploads: uploads_dir.as_deref(),
+        };
+        let mount = start_mount(runtime, mc, source, inodes, dirs)
             .await
             .with_context(|| format!("{}: mount {:?}", source.at(&mc.name), mc.name()))?;
         mounts.push(mount);
@@ -54,12 +59,19 @@ pub async fn start(
     Ok(Gateway::new(mounts))
 }
 
+/// Where a mount keeps its state: staged copies, and the multipart uploads it has open.
+/// `None` without a state directory.
+struct MountDirs<'a> {
+    staging: Option<&'a Path>,
+    uploads: Option<&'a Path>,
+}
+
 async fn start_mount(
     runtime: &Runtime,
     mc: &MountConfig,
     source: &Source<'_>,
     inodes: InodeTable,
-    staging_dir: Option<&Path>,
+    dirs: MountDirs<'_>,
 ) -> Result<Mount> {
     let plugin = mc.plugin.get_ref();
     let mut config = mc.plugin_config();
@@ -129,9 +141,13 @@ async fn start_mount(
         Some(grant) => {
             let credentials = Credentials::resolve(grant, source, |v| std::env::var(v).ok())?;
             let at = source.at(&grant.bucket);
-            let store = BlobStore::new(grant, credentials)
+            let uploads = UploadLog::open(dirs.uploads).context(
+                "cannot open the record of open multipart uploads in the state directory",
+            )?;
+            let store = BlobStore::new(grant, credentials, uploads)
                 .with_context(|| format!("{at}: mount's `s3` table"))?;
             store.verify().await.with_context(|| at.clone())?;
+            store.abort_leftover_uploads().await;
             Some(Arc::new(store))
         }
         None => None,
@@ -158,7 +174,7 @@ async fn start_mount(
     };
     let plugin_rt = MountPlugin::start(runtime, mc.name(), pre, sandbox, config).await?;
     let staging = if plugin_rt.info().staged_writes {
-        let dir = match staging_dir {
+        let dir = match dirs.staging {
             Some(dir) => dir.to_path_buf(),
             // Without a state directory (checks, tests) copies live as long as the process.
             None => std::env::temp_dir().join(format!(
