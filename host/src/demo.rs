@@ -21,7 +21,7 @@ pub struct Addresses {
     pub portmap: String,
 }
 /// The owner of a demo directory created by root with no `sudo` user to give it to.
-const NOBODY: (u32, u32) = (65534, 65534);
+const NOBODY: (u32, u32) = (crate::config::NOBODY, crate::config::NOBODY);
 
 /// The demo config text for serving at `at`, and the directory it serves.
 pub fn prepare(dir: Option<PathBuf>, at: &Addresses) -> Result<(String, PathBuf)> {

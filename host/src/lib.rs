@@ -17,3 +17,4 @@ pub mod mount_cmd;
 pub mod nfs;
 pub mod plugin;
 pub mod portmap;
+pub mod stable_hash;

@@ -421,7 +421,7 @@ async fn serve(text: &str, file: &str, portmap_required: bool) -> Result<()> {
 /// The NFS front's settings, with the connection limit kept to half the open file limit
 /// (raised to its hard limit first), so that plugins and files have descriptors left.
 fn nfs_settings(config: &Config) -> nfs::Settings {
-    let mut settings = config.nfs_settings();
+    let mut settings = nfs::Settings::from_config(config);
     if let Some(files) = connections::raise_descriptor_limit() {
         let room = usize::try_from(files / 2).unwrap_or(usize::MAX).max(1);
         if settings.connections.total > room {

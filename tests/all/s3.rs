@@ -805,6 +805,46 @@ async fn a_truncation_below_uploaded_parts_falls_back_to_the_whole_file() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_multipart_upload_left_open_by_a_killed_nfsgw_is_aborted_at_its_next_start() {
+    const SIZE: usize = 40 * MIB;
+    let (s3, server, admin, mut nfs) = streaming_bucket().await;
+    let root = nfs.root.clone();
+    let fh = nfs.create(&root, "orphan.bin", 0o644).await.unwrap();
+    let data = random_bytes(31, SIZE);
+    nfs.write_all(&fh, 0, &data).await.unwrap();
+    early_parts(admin, 2.0).await;
+    let open = open_multipart_uploads(&s3);
+    assert!(!open.is_empty(), "the streamed upload is open");
+    assert_eq!(
+        object(&s3, "orphan.bin").await.unwrap(),
+        b"",
+        "no part of an open upload is visible"
+    );
+    drop(nfs);
+    // SIGKILL, then a new process on the same state: the staged file is uploaded again, and
+    // the upload the killed process left open is aborted.
+    let server = server.restart();
+    no_open_multipart_uploads(&s3).await;
+    let uploaded = eventually(
+        "the upload after the restart",
+        Duration::from_secs(60),
+        || async { object(&s3, "orphan.bin").await.filter(|d| !d.is_empty()) },
+    )
+    .await;
+    assert!(
+        digest(&uploaded) == digest(&data),
+        "the uploaded object differs from what was written"
+    );
+    assert!(
+        server
+            .stderr()
+            .contains("aborted multipart uploads left open by an earlier run"),
+        "{}",
+        server.stderr()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn removing_or_renaming_a_file_being_streamed_leaves_no_upload_behind() {
     let (s3, _server, admin, mut nfs) = streaming_bucket().await;
     let root = nfs.root.clone();

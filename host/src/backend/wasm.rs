@@ -14,7 +14,7 @@ use super::types::{Attrs, Device, DirPage, FileKind, FsStats, MountInfo, ReadRes
 use super::{Backend, Reply};
 use crate::config::{MountConfig, Source};
 use crate::copy_file::CopyFile;
-use crate::plugin::blobstore::{BlobStore, Credentials};
+use crate::plugin::blobstore::{BlobStore, Credentials, UploadLog};
 use crate::plugin::bundled::{self, EXPORT_GUEST_PATH};
 use crate::plugin::host_fs::{Grant, Grants};
 use crate::plugin::http::{AllowList, Outbound};
@@ -35,6 +35,7 @@ impl WasmBackend {
         runtime: &Runtime,
         mc: &MountConfig,
         source: &Source<'_>,
+        uploads_dir: Option<&Path>,
     ) -> Result<WasmBackend> {
         let plugin = mc.plugin.get_ref();
         let mut config = mc.plugin_config();
@@ -108,9 +109,13 @@ impl WasmBackend {
             Some(grant) => {
                 let credentials = Credentials::resolve(grant, source, |v| std::env::var(v).ok())?;
                 let at = source.at(&grant.bucket);
-                let store = BlobStore::new(grant, credentials)
+                let uploads = UploadLog::open(uploads_dir).context(
+                    "cannot open the record of open multipart uploads in the state directory",
+                )?;
+                let store = BlobStore::new(grant, credentials, uploads)
                     .with_context(|| format!("{at}: mount's `s3` table"))?;
                 store.verify().await.with_context(|| at.clone())?;
+                store.abort_leftover_uploads().await;
                 Some(Arc::new(store))
             }
             None => None,

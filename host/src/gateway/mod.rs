@@ -34,6 +34,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::backend::types::{Attrs, Capabilities, Error, FileKind, Timestamp};
 use crate::backend::Backend;
+pub use crate::config::MountLimits;
 use cache::{AttrCache, DirCache, Listing, Ttl};
 use handles::split;
 pub use inodes::InodeTable;
@@ -74,7 +75,7 @@ pub struct Mount {
     /// Files made by EXCLUSIVE creates, until the client's SETATTR completes them.
     exclusive: exclusive::ExclusiveCreates,
     /// How callers' identities are mapped before any check (the config's squash options).
-    pub squash: permissions::Squash,
+    pub squash: crate::config::Squash,
     pub metrics: crate::metrics::MountMetrics,
     /// Blob ranges read ahead for sequential readers.
     readahead: readahead::Readahead,
@@ -82,19 +83,6 @@ pub struct Mount {
     allow_devices: bool,
     /// Configured largest file size; None: the default for the mount's kind.
     max_file_size: Option<u64>,
-}
-
-/// Limits a mount's config sets on what clients may do through the gateway.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MountLimits {
-    /// MKNOD may make block and character devices.
-    pub allow_devices: bool,
-    /// The largest file size (None: the mount kind's default).
-    pub max_file_size: Option<u64>,
-    /// Bytes staged writes leave free on the state directory's disk (None: the default).
-    pub staging_reserve: Option<u64>,
-    /// Staged files open at once (None: the default).
-    pub max_staged_files: Option<usize>,
 }
 
 impl Mount {
@@ -127,7 +115,7 @@ impl Mount {
             inodes,
             attrs: AttrCache::new(ttl, crate::metrics::CacheMetrics::new(name, "attr")),
             dirs: DirCache::new(ttl, crate::metrics::CacheMetrics::new(name, "dir")),
-            squash: permissions::Squash::NONE,
+            squash: crate::config::Squash::NONE,
             metrics: crate::metrics::MountMetrics::new(name),
             readahead: readahead::Readahead::default(),
             staging,
@@ -198,7 +186,7 @@ impl Mount {
     }
 
     /// Sets how callers' identities are mapped.
-    pub fn with_squash(mut self, squash: permissions::Squash) -> Mount {
+    pub fn with_squash(mut self, squash: crate::config::Squash) -> Mount {
         self.squash = squash;
         self
     }

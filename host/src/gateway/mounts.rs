@@ -44,7 +44,12 @@ pub async fn start(
             None => InodeTable::in_memory(generation),
         };
         let staging_dir = state_dir.map(|dir| dir.join("staged").join(mc.name()));
-        let mount = start_mount(runtime, mc, source, inodes, staging_dir.as_deref())
+        let uploads_dir = state_dir.map(|dir| dir.join("uploads").join(mc.name()));
+        let dirs = MountDirs {
+            staging: staging_dir.as_deref(),
+            uploads: uploads_dir.as_deref(),
+        };
+        let mount = start_mount(runtime, mc, source, inodes, dirs)
             .await
             .with_context(|| format!("{}: mount {:?}", source.at(&mc.name), mc.name()))?;
         mounts.push(mount);
@@ -52,12 +57,19 @@ pub async fn start(
     Ok(Gateway::new(mounts))
 }
 
+/// Where a mount keeps its state: staged copies, and the multipart uploads it has open.
+/// `None` without a state directory.
+struct MountDirs<'a> {
+    staging: Option<&'a Path>,
+    uploads: Option<&'a Path>,
+}
+
 async fn start_mount(
     runtime: &Runtime,
     mc: &MountConfig,
     source: &Source<'_>,
     inodes: InodeTable,
-    staging_dir: Option<&Path>,
+    dirs: MountDirs<'_>,
 ) -> Result<Mount> {
     let plugin = mc.plugin.get_ref();
     let backend: Arc<dyn Backend> = if plugin == memory::NAME {
@@ -69,10 +81,10 @@ async fn start_mount(
         }
         Arc::new(MemoryBackend::new(mc.name(), &mc.plugin_config())?)
     } else {
-        Arc::new(WasmBackend::start(runtime, mc, source).await?)
+        Arc::new(WasmBackend::start(runtime, mc, source, dirs.uploads).await?)
     };
     let staging = if backend.info().staged_writes {
-        let dir = match staging_dir {
+        let dir = match dirs.staging {
             Some(dir) => dir.to_path_buf(),
             // Without a state directory (checks, tests) copies live as long as the process.
             None => std::env::temp_dir().join(format!(
@@ -82,7 +94,7 @@ async fn start_mount(
             )),
         };
         let flush_after = std::time::Duration::from_millis(mc.flush_after_ms);
-        let limits = mc.gateway_limits();
+        let limits = mc.limits_on_clients();
         let budget = Budget::new(limits.staging_reserve, limits.max_staged_files);
         let (staging, left) = Staging::open(&dir, flush_after, budget)
             .with_context(|| format!("cannot open the staging directory {}", dir.display()))?;
@@ -107,5 +119,5 @@ async fn start_mount(
         staging,
     )
     .with_squash(mc.squash())
-    .with_limits(mc.gateway_limits()))
+    .with_limits(mc.limits_on_clients()))
 }

@@ -12,31 +12,13 @@
 
 use super::Caller;
 use crate::backend::types::{Attrs, Error, FileKind, SetAttrs, SetTime};
+use crate::config::Squash;
 
 const READ: u32 = 4;
 const WRITE: u32 = 2;
 const SEARCH: u32 = 1;
 
-/// How a mount maps AUTH_UNIX identities before any check or ownership decision.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Squash {
-    /// uid 0 becomes `anon_uid`, and gid 0 (primary or supplementary) `anon_gid`.
-    pub root: bool,
-    /// Every uid becomes `anon_uid` and the gid `anon_gid`, with no supplementary groups.
-    pub all: bool,
-    pub anon_uid: u32,
-    pub anon_gid: u32,
-}
-
 impl Squash {
-    /// No mapping: callers are who they say they are.
-    pub const NONE: Squash = Squash {
-        root: false,
-        all: false,
-        anon_uid: 65534,
-        anon_gid: 65534,
-    };
-
     /// The identity the checks and new files use for this caller.
     pub fn apply(&self, c: &Caller) -> Caller {
         if self.all {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 use crate::backend::types::{Attrs, Error, FileKind, Timestamp};
 use crate::copy_file::CopyFile;
 use crate::plugin::blobstore::Stream;
-use crate::plugin::staging::read_exact_at;
+use crate::plugin::staged_file::read_exact_at;
 
 /// Longest pause between attempts to upload a file whose uploads fail.
 const MAX_BACKOFF: Duration = Duration::from_secs(60);

@@ -6,14 +6,16 @@
 //! (`crate::connections`: only addresses some mount allows, within the connection limits),
 //! and closed when idle, when a record stalls half-sent, or to make room for a newer one.
 //! Calls from unprivileged source ports reach only mounts that are not `secure`.
-//! `wire` owns the RPC framing, `nfs3` and `mount` the two programs, `convert` the mapping of
-//! types. XDR encoding of arguments and results is `nfs3_types`'.
+//! `wire` owns the RPC framing, `nfs3` and `mountd` the two programs, `convert` the mapping of
+//! types, and `settings` what the config asks of the front. XDR encoding of arguments and
+//! results is `nfs3_types`'.
 
 mod bounds;
 mod convert;
-mod mount;
+mod mountd;
 mod nfs3;
 mod reply;
+mod settings;
 pub(crate) mod wire;
 
 use std::collections::HashSet;
@@ -30,10 +32,11 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 
 use crate::backend::types::Error;
 use crate::buffer_pool::BufferPool;
-use crate::connections::{self, Admission, Limits, Ticket};
+use crate::connections::{self, Admission, Ticket};
 use crate::gateway::handles::EXPORT_ROOT;
 use crate::gateway::{Caller, FileId, Gateway, Mount};
 use reply::Outgoing;
+pub use settings::Settings;
 use wire::RecordBudget;
 
 /// Calls answered concurrently per connection; further records wait to be read.
@@ -48,21 +51,6 @@ const PRIVILEGED_PORTS: u16 = 1024;
 /// Bytes read from a connection at once: small calls that arrive together cost one system
 /// call between them, while the data of a large WRITE mostly bypasses this buffer.
 const READ_BUFFER: usize = 16 << 10;
-
-/// What the front enforces on its connections and calls, from the config.
-#[derive(Debug, Clone)]
-pub struct Settings {
-    pub connections: Limits,
-    /// A connection with no call for this long is closed.
-    pub idle_timeout: Duration,
-    /// A record must arrive whole within this long of its first byte, and a batch of replies
-    /// be taken by the client within this long; else the connection is closed.
-    pub record_timeout: Duration,
-    /// Bytes of records every connection together may hold while reading and answering them.
-    pub record_memory: usize,
-    /// Mounts that answer calls from unprivileged source ports (exports(5)'s `insecure`).
-    pub insecure_mounts: HashSet<String>,
-}
 
 /// What every call handler can reach.
 pub struct Server {
@@ -137,13 +125,13 @@ impl Server {
         let reply = match (call.prog, call.vers) {
             (nfs3::PROGRAM, nfs3::VERSION) => nfs3::dispatch(self, &call, &args, buffers).await,
             (nfs3::PROGRAM, _) => wire::accepted(call.xid, mismatch(nfs3::VERSION)).into(),
-            (mount::PROGRAM, mount::VERSION) => mount::dispatch(self, &call, &args).await.into(),
-            (mount::PROGRAM, _) => wire::accepted(call.xid, mismatch(mount::VERSION)).into(),
+            (mountd::PROGRAM, mountd::VERSION) => mountd::dispatch(self, &call, &args).await.into(),
+            (mountd::PROGRAM, _) => wire::accepted(call.xid, mismatch(mountd::VERSION)).into(),
             _ => wire::accepted(call.xid, accept_stat_data::PROG_UNAVAIL).into(),
         };
         let (program, names): (_, &[&'static str]) = match call.prog {
             nfs3::PROGRAM => ("nfs3", &nfs3::PROCEDURES),
-            mount::PROGRAM => ("mount", &mount::PROCEDURES),
+            mountd::PROGRAM => ("mount", &mountd::PROCEDURES),
             _ => ("other", &[]),
         };
         let procedure = names.get(call.proc_ as usize).copied().unwrap_or("unknown");
@@ -410,7 +398,7 @@ mod fuzz {
         #[test]
         fn every_procedure_survives_arbitrary_arguments(
             xid in any::<u32>(),
-            program in prop_oneof![Just(nfs3::PROGRAM), Just(mount::PROGRAM), any::<u32>()],
+            program in prop_oneof![Just(nfs3::PROGRAM), Just(mountd::PROGRAM), any::<u32>()],
             version in prop_oneof![Just(3u32), 0u32..5],
             procedure in 0u32..25,
             args in proptest::collection::vec(any::<u8>(), 0..2048),

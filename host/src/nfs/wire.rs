@@ -15,6 +15,7 @@ use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::buffer_pool::BufferPool;
+use crate::config::NOBODY;
 use crate::copy_file::{gap_to_alignment, ALIGN};
 use crate::gateway::Caller;
 
@@ -43,8 +44,6 @@ const MAX_AUTH: usize = 400;
 /// AUTH_UNIX machine names and group lists are at most this long (RFC 5531).
 const MAX_MACHINE_NAME: usize = 255;
 const MAX_GIDS: u32 = 16;
-/// The user of calls without credentials.
-pub const NOBODY: u32 = 65534;
 
 /// The bytes of records that every connection together may hold while they are read and
 /// answered, counted in KiB. A record takes its share before its bytes are read, fragment by

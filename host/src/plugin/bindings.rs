@@ -6,7 +6,7 @@ wasmtime::component::bindgen!({
     world: "plugin",
     path: "../wit",
     with: {
-        "nfsgw:backend/staging.staged-file": super::staging::StagedFile,
+        "nfsgw:backend/staging.staged-file": super::staged_file::StagedFile,
         "nfsgw:backend/secrets.secret": super::secrets::SecretHandle,
     },
     // Calls run as futures on the server's own threads. Capabilities that wait on the network

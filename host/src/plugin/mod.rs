@@ -1,5 +1,5 @@
 //! The plugin runtime: WebAssembly components in wasmtime, and the capabilities the host gives
-//! them, one module each (`host_fs`, `blobstore`, `staging`, `http`, `secrets`, `log`), and the
+//! them, one module each (`host_fs`, `blobstore`, `staged_file` for the `staging` interface, `http`, `secrets`, `log`), and the
 //! memory bounds of a mount's plugin (`memory`).
 
 pub mod bindings;
@@ -11,4 +11,4 @@ mod log;
 pub mod memory;
 pub mod runtime;
 pub mod secrets;
-pub mod staging;
+pub mod staged_file;

@@ -34,7 +34,7 @@ use super::http::Outbound;
 use super::log::{PluginLog, Stderr};
 use super::memory::{HostBuffers, InstanceMemory};
 use super::secrets::Secrets;
-use super::staging::StagedFile;
+use super::staged_file::StagedFile;
 use crate::config::Limits;
 use crate::metrics;
 

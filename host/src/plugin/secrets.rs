@@ -17,9 +17,9 @@ use wasmtime::component::Resource;
 
 use super::bindings::nfsgw::backend::secrets::{Host, HostSecret};
 use super::bindings::types::Error;
-use super::http::{AllowList, HostPattern};
+use super::http::AllowList;
 use super::runtime::HostState;
-use crate::config::{SecretGrant, Source};
+use crate::config::{HostPattern, SecretGrant, Source};
 
 /// One secret's value and the hosts it may be sent to.
 pub struct Secret {

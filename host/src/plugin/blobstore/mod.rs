@@ -11,6 +11,7 @@ mod credentials;
 mod markers;
 mod store;
 mod stream;
+mod upload_log;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -21,12 +22,13 @@ use wasmtime::component::Resource;
 pub use credentials::Credentials;
 pub use store::{BlobStore, Meta};
 pub use stream::{Stream, STREAM_PART};
+pub use upload_log::UploadLog;
 
 use super::bindings::nfsgw::backend::blobstore::{Host, ListPage, ObjectMeta};
 use super::bindings::types::Error;
 use super::memory::Reservation;
 use super::runtime::HostState;
-use super::staging::StagedFile;
+use super::staged_file::StagedFile;
 
 impl From<Meta> for ObjectMeta {
     fn from(m: Meta) -> ObjectMeta {

@@ -15,15 +15,18 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::StreamExt;
 use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::multipart::{MultipartStore, PartId};
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode,
-    PutOptions, PutPayload, RetryConfig, WriteMultipart,
+    BackoffConfig, ClientOptions, GetOptions, GetRange, MultipartId, ObjectStore, ObjectStoreExt,
+    PutMode, PutOptions, PutPayload, RetryConfig,
 };
+use tokio::task::JoinSet;
 
 use super::credentials::Credentials;
 use super::markers::Markers;
 use super::stream::{Registry, Stream};
+use super::upload_log::UploadLog;
 use crate::buffer_pool::BufferPool;
 use crate::config::S3Grant;
 use crate::copy_file::{CopyFile, ALIGN};
@@ -117,6 +120,8 @@ pub struct BlobStore {
     pub describe: String,
     /// Streaming uploads of files still being written, by the key they are meant for.
     streams: Registry,
+    /// The multipart uploads started and not yet completed or aborted.
+    uploads: Arc<UploadLog>,
 }
 
 fn timestamp(t: chrono::DateTime<chrono::Utc>) -> Timestamp {
@@ -146,8 +151,12 @@ pub fn map_error(op: &str, key: &str, e: object_store::Error) -> Error {
 
 impl BlobStore {
     /// Builds the client for a grant; `credentials` were resolved by the host from the grant's
-    /// references.
-    pub fn new(grant: &S3Grant, credentials: Credentials) -> anyhow::Result<BlobStore> {
+    /// references, and `uploads` records the multipart uploads it starts.
+    pub fn new(
+        grant: &S3Grant,
+        credentials: Credentials,
+        uploads: UploadLog,
+    ) -> anyhow::Result<BlobStore> {
         let bucket = grant.bucket.get_ref();
         let mut builder = AmazonS3Builder::new()
             .with_bucket_name(bucket)
@@ -192,7 +201,31 @@ impl BlobStore {
             markers,
             prefix,
             streams: Registry::default(),
+            uploads: Arc::new(uploads),
         })
+    }
+
+    /// Aborts the multipart uploads that earlier runs left open (a crash, a kill): their parts
+    /// would otherwise stay in the bucket, unseen and billed. One that cannot be aborted now
+    /// stays recorded for the next start. Answers how many were aborted.
+    pub async fn abort_leftover_uploads(&self) -> usize {
+        let mut aborted = 0;
+        for left in self.uploads.leftovers().await {
+            match self.s3.abort_multipart(&left.path, &left.id).await {
+                // An upload the store no longer knows was completed or aborted already.
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {
+                    left.record.clear().await;
+                    aborted += 1;
+                }
+                Err(e) => {
+                    tracing::warn!(path = %left.path, "cannot abort a multipart upload left open by an earlier run; trying again at the next start: {e}");
+                }
+            }
+        }
+        if aborted > 0 {
+            tracing::info!(store = %self.describe, aborted, "aborted multipart uploads left open by an earlier run");
+        }
+        aborted
     }
 
     /// Checks at startup that the bucket answers and takes the credentials, with a message that
@@ -452,37 +485,84 @@ impl BlobStore {
             return self.head(key).await;
         }
         let part = part_size(size)?;
-        let upload = self
+        let id = self
             .s3
-            .put_multipart(&path)
+            .create_multipart(&path)
             .await
             .map_err(|e| map_error("upload", key, e))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, part as usize);
+        let record = self.uploads.record(&path, &id).await;
+        match self.upload_parts(key, &path, &id, file, size, part).await {
+            Ok(()) => record.clear().await,
+            Err(e) => {
+                match self.s3.abort_multipart(&path, &id).await {
+                    Ok(()) => record.clear().await,
+                    // Left recorded: the next start aborts it.
+                    Err(abort) => {
+                        tracing::warn!(key, "aborting a failed multipart upload failed: {abort}")
+                    }
+                }
+                return Err(e);
+            }
+        }
+        self.head(key).await
+    }
+
+    /// Sends `file`'s first `size` bytes as the parts of upload `id`, a few at a time, and
+    /// completes it; the object appears whole at completion or not at all.
+    async fn upload_parts(
+        &self,
+        key: &str,
+        path: &ObjectPath,
+        id: &MultipartId,
+        file: Arc<CopyFile>,
+        size: u64,
+        part: u64,
+    ) -> Result<(), Error> {
         let buffers = part_buffers(part);
         // Parts in holes of a sparse file are sent from these zeros (calloc'd: pages the
         // kernel maps as zero until written), not read.
         let zeros = Bytes::from(vec![0; part as usize]);
-        let mut offset = 0;
-        while offset < size {
-            let n = part.min(size - offset);
-            let chunk = match read_part(file.clone(), offset, n, &buffers, &zeros).await {
-                Ok(chunk) => chunk,
-                Err(e) => {
-                    let _ = writer.abort().await;
-                    return Err(e);
+        let count = size.div_ceil(part) as usize;
+        let mut parts: Vec<Option<PartId>> = vec![None; count];
+        let mut in_flight = JoinSet::new();
+        let sent = |joined: Option<Result<Result<(usize, PartId), object_store::Error>, _>>,
+                    parts: &mut Vec<Option<PartId>>| {
+            match joined {
+                Some(Ok(Ok((index, part)))) => {
+                    parts[index] = Some(part);
+                    Ok(())
                 }
-            };
-            if let Err(e) = writer.wait_for_capacity(concurrency(part)).await {
-                return Err(map_error("upload", key, e));
+                Some(Ok(Err(e))) => Err(map_error("upload", key, e)),
+                Some(Err(_)) | None => Err(Error::Io),
             }
-            writer.put(chunk);
-            offset += n;
+        };
+        for index in 0..count {
+            while in_flight.len() >= concurrency(part) {
+                sent(in_flight.join_next().await, &mut parts)?;
+            }
+            let offset = index as u64 * part;
+            let n = part.min(size - offset);
+            let chunk = read_part(file.clone(), offset, n, &buffers, &zeros).await?;
+            let (s3, path, id) = (self.s3.clone(), path.clone(), id.clone());
+            in_flight.spawn(async move {
+                let payload = PutPayload::from_bytes(chunk);
+                s3.put_part(&path, &id, index, payload)
+                    .await
+                    .map(|part| (index, part))
+            });
         }
-        writer
-            .finish()
+        while !in_flight.is_empty() {
+            sent(in_flight.join_next().await, &mut parts)?;
+        }
+        let parts = parts
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .ok_or(Error::Io)?;
+        self.s3
+            .complete_multipart(path, id, parts)
             .await
             .map_err(|e| map_error("upload", key, e))?;
-        self.head(key).await
+        Ok(())
     }
 
     /// Starts a streaming multipart upload of `file`, which is being written, for `key`
@@ -493,6 +573,7 @@ impl BlobStore {
         let runtime = tokio::runtime::Handle::try_current().ok()?;
         let stream = Arc::new(Stream::new(
             self.s3.clone(),
+            self.uploads.clone(),
             key,
             path,
             file,

@@ -26,6 +26,7 @@ use object_store::{MultipartId, PutPayload};
 use tokio::task::JoinSet;
 
 use super::store::{map_error, part_buffers, read_range, MAX_PARTS, UPLOAD_CONCURRENCY};
+use super::upload_log::{Record, UploadLog};
 use crate::buffer_pool::BufferPool;
 use crate::copy_file::CopyFile;
 use crate::plugin::bindings::types::Error;
@@ -63,6 +64,9 @@ pub struct Stream {
     registry: Weak<Mutex<HashMap<String, Arc<Stream>>>>,
     /// The multipart upload, created by the first part.
     id: tokio::sync::OnceCell<MultipartId>,
+    /// Where the upload is recorded while it is open, and its record.
+    uploads: Arc<UploadLog>,
+    record: Mutex<Option<Record>>,
     permits: Arc<tokio::sync::Semaphore>,
     /// The buffers parts are read into.
     buffers: Arc<BufferPool>,
@@ -75,6 +79,7 @@ impl Stream {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
         s3: AmazonS3,
+        uploads: Arc<UploadLog>,
         key: &str,
         path: ObjectPath,
         file: Arc<CopyFile>,
@@ -84,6 +89,8 @@ impl Stream {
     ) -> Stream {
         Stream {
             s3,
+            uploads,
+            record: Mutex::new(None),
             key: key.to_string(),
             path,
             file,
@@ -147,10 +154,14 @@ impl Stream {
         let id = self
             .id
             .get_or_try_init(|| async {
-                self.s3
+                let id = self
+                    .s3
                     .create_multipart(&self.path)
                     .await
-                    .map_err(|e| map_error("upload", &self.key, e))
+                    .map_err(|e| map_error("upload", &self.key, e))?;
+                let record = self.uploads.record(&self.path, &id).await;
+                *self.record.lock().unwrap() = Some(record);
+                Ok::<_, Error>(id)
             })
             .await?;
         let data = read_range(self.file.clone(), offset, len, &self.buffers).await?;
@@ -195,9 +206,21 @@ impl Stream {
         while parts.join_next().await.is_some() {}
         crate::metrics::upload_stream(&self.mount, false);
         if let Some(id) = self.id.get() {
-            if let Err(e) = self.s3.abort_multipart(&self.path, id).await {
-                tracing::warn!(key = %self.key, "aborting a streamed multipart upload failed: {e}");
+            match self.s3.abort_multipart(&self.path, id).await {
+                Ok(()) => self.clear_record().await,
+                // Left recorded: the next start aborts it.
+                Err(e) => {
+                    tracing::warn!(key = %self.key, "aborting a streamed multipart upload failed: {e}")
+                }
             }
+        }
+    }
+
+    /// Forgets the upload's record: it was completed or aborted.
+    async fn clear_record(&self) {
+        let record = self.record.lock().unwrap().take();
+        if let Some(record) = record {
+            record.clear().await;
         }
     }
 
@@ -247,7 +270,10 @@ impl Stream {
             (false, Some(ids)) => {
                 let id = self.id.get().expect("a part created the upload");
                 match self.s3.complete_multipart(&self.path, id, ids).await {
-                    Ok(_) => true,
+                    Ok(_) => {
+                        self.clear_record().await;
+                        true
+                    }
                     Err(e) => {
                         map_error("upload", &self.key, e);
                         false
