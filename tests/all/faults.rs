@@ -8,8 +8,8 @@ use nfs3_types::nfs3::nfsstat3;
 use tempfile::TempDir;
 
 use crate::harness::{
-    faulty_wasm, free_port, listening, local_mount, spawn, tempdir, toml_str, Client, Exited,
-    Server,
+    faulty_wasm, free_port, listening, local_mount, read_http_head, spawn, tempdir, toml_str,
+    Client, Exited, Server,
 };
 
 /// What the faulty plugin's hello.txt holds.
@@ -330,7 +330,7 @@ struct Probe {
 
 impl Probe {
     fn start() -> Probe {
-        use std::io::{Read, Write};
+        use std::io::Write;
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let heads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -338,17 +338,7 @@ impl Probe {
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(mut conn) = conn else { return };
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf) {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                seen.lock()
-                    .unwrap()
-                    .push(String::from_utf8_lossy(&head).to_lowercase());
+                seen.lock().unwrap().push(read_http_head(&mut conn));
                 let _ = conn.write_all(
                     b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                 );

@@ -1316,3 +1316,17 @@ impl Client {
         Ok(Listing { entries, pages })
     }
 }
+
+/// The head of an HTTP request (up to its blank line, or all that came before the connection
+/// ended), lower-cased: what the tests' small HTTP servers check that a plugin sent.
+pub fn read_http_head(conn: &mut impl Read) -> String {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+        }
+    }
+    String::from_utf8_lossy(&head).to_lowercase()
+}

@@ -13,7 +13,9 @@ use std::sync::{Arc, Mutex};
 use nfs3_types::nfs3::nfsstat3;
 use tempfile::TempDir;
 
-use crate::harness::{faulty_wasm, spawn, tempdir, toml_str, Client, Server, INSECURE};
+use crate::harness::{
+    faulty_wasm, read_http_head, spawn, tempdir, toml_str, Client, Server, INSECURE,
+};
 use crate::s3_server::{MotoServer, BUCKET, KEY_ID_ENV, SECRET_ENV};
 
 /// What the faulty plugin's hello.txt holds.
@@ -77,17 +79,7 @@ impl Listener {
                 let Ok(mut conn) = conn else { return };
                 let seen = seen.clone();
                 std::thread::spawn(move || {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                        match conn.read(&mut buf) {
-                            Ok(0) | Err(_) => break,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
-                    }
-                    seen.lock()
-                        .unwrap()
-                        .push(String::from_utf8_lossy(&head).to_lowercase());
+                    seen.lock().unwrap().push(read_http_head(&mut conn));
                     let length = if announce_length {
                         format!("Content-Length: {body_len}\r\n")
                     } else {
