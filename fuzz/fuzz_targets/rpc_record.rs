@@ -1,5 +1,5 @@
 //! One ONC RPC record, as nfsgw reads it from a TCP connection, through the whole dispatcher:
-//! the call header and credentials (`nfs::wire`), then NFSv3 or MOUNT argument decoding and the
+//! the call header and credentials (`rpc`), then NFSv3 or MOUNT argument decoding and the
 //! procedure itself, against a server with no mounts. Any record must be answered with its own
 //! xid, or dropped.
 #![no_main]

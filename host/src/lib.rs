@@ -17,4 +17,5 @@ pub mod mount_cmd;
 pub mod nfs;
 pub mod plugin;
 pub mod portmap;
+pub mod rpc;
 pub mod stable_hash;

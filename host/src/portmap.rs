@@ -7,7 +7,7 @@
 //! port, and the portmapper itself over TCP and UDP. It answers lookups and dumps from that
 //! table and nothing else. Registrations (SET, UNSET) are refused with `false`, and CALLIT and
 //! the other procedures answer `PROC_UNAVAIL`. TCP calls use record marking and UDP calls are
-//! one datagram each. RPC framing and call headers are `nfs::wire`'s. A malformed call gets
+//! one datagram each. RPC framing and call headers are `crate::rpc`'s. A malformed call gets
 //! `GARBAGE_ARGS` or no answer, and never ends the server.
 
 use std::io;
@@ -23,7 +23,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 
 use crate::connections::{self, Admission, Limits, Ticket};
-use crate::nfs::wire::{self, Reader};
+use crate::rpc::{self, Reader};
 
 pub const PROGRAM: u32 = nfs3_types::portmap::PROGRAM;
 const LOWEST_VERSION: u32 = 2;
@@ -180,31 +180,31 @@ impl Table {
     /// `proto` is the transport the call came on and `local` the address it was sent to.
     pub fn answer(&self, record: &[u8], proto: Proto, local: IpAddr) -> Option<Vec<u8>> {
         // The portmapper answers anyone: it tells where services are, nothing more.
-        let call = match wire::parse_call(record, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))) {
-            wire::Incoming::Call(call) => call,
-            wire::Incoming::Reject(reply) => return Some(reply),
-            wire::Incoming::Ignore => return None,
+        let call = match rpc::parse_call(record, SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0))) {
+            rpc::Incoming::Call(call) => call,
+            rpc::Incoming::Reject(reply) => return Some(reply),
+            rpc::Incoming::Ignore => return None,
         };
         let xid = call.xid;
         if call.prog != PROGRAM {
-            return Some(wire::accepted(xid, accept_stat_data::PROG_UNAVAIL));
+            return Some(rpc::accepted(xid, accept_stat_data::PROG_UNAVAIL));
         }
         let mut args = Reader::new(&record[call.args..]);
-        let garbage = || wire::accepted(xid, accept_stat_data::GARBAGE_ARGS);
+        let garbage = || rpc::accepted(xid, accept_stat_data::GARBAGE_ARGS);
         let reply = match (call.vers, call.proc_) {
-            (2, PMAPPROC_NULL) => wire::success(xid, &Void),
+            (2, PMAPPROC_NULL) => rpc::success(xid, &Void),
             (2, PMAPPROC_SET | PMAPPROC_UNSET) => match read_mapping(&mut args) {
-                Some(_) => wire::success(xid, &false),
+                Some(_) => rpc::success(xid, &false),
                 None => garbage(),
             },
             (2, PMAPPROC_GETPORT) => match read_mapping(&mut args) {
-                Some(m) => wire::success(xid, &self.port(m.prog, m.vers, m.prot)),
+                Some(m) => rpc::success(xid, &self.port(m.prog, m.vers, m.prot)),
                 None => garbage(),
             },
-            (2, PMAPPROC_DUMP) => wire::success(xid, &self.mappings()),
-            (3 | 4, RPCBPROC_NULL) => wire::success(xid, &Void),
+            (2, PMAPPROC_DUMP) => rpc::success(xid, &self.mappings()),
+            (3 | 4, RPCBPROC_NULL) => rpc::success(xid, &Void),
             (3 | 4, RPCBPROC_SET | RPCBPROC_UNSET) => match read_rpcb(&mut args) {
-                Some(_) => wire::success(xid, &false),
+                Some(_) => rpc::success(xid, &false),
                 None => garbage(),
             },
             (3 | 4, RPCBPROC_GETADDR) => match read_rpcb(&mut args) {
@@ -215,21 +215,21 @@ impl Table {
                         netid => netid,
                     };
                     let uaddr = self.uaddr(r.prog, r.vers, netid, local);
-                    wire::success(xid, &Opaque::borrowed(uaddr.as_bytes()))
+                    rpc::success(xid, &Opaque::borrowed(uaddr.as_bytes()))
                 }
                 None => garbage(),
             },
-            (3 | 4, RPCBPROC_DUMP) => wire::success(xid, &self.rpcbs(local)),
+            (3 | 4, RPCBPROC_DUMP) => rpc::success(xid, &self.rpcbs(local)),
             (3 | 4, RPCBPROC_GETTIME) => {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .unwrap_or_default();
-                wire::success(xid, &(now.as_secs() as u32))
+                rpc::success(xid, &(now.as_secs() as u32))
             }
             (LOWEST_VERSION..=HIGHEST_VERSION, _) => {
-                wire::accepted(xid, accept_stat_data::PROC_UNAVAIL)
+                rpc::accepted(xid, accept_stat_data::PROC_UNAVAIL)
             }
-            _ => wire::accepted(
+            _ => rpc::accepted(
                 xid,
                 accept_stat_data::PROG_MISMATCH {
                     low: LOWEST_VERSION,
@@ -455,7 +455,7 @@ async fn connection(stream: TcpStream, table: &Table, ticket: &Ticket) -> io::Re
         ticket.busy();
         let record = tokio::time::timeout(
             CALL_TIMEOUT,
-            wire::read_record_limited(&mut stream, MAX_CALL, None),
+            rpc::read_record_limited(&mut stream, MAX_CALL),
         )
         .await
         .map_err(|_| timed_out("a call stalled half-sent"))??;
@@ -463,7 +463,7 @@ async fn connection(stream: TcpStream, table: &Table, ticket: &Ticket) -> io::Re
             return Ok(());
         };
         if let Some(reply) = table.answer(&record, Proto::Tcp, local) {
-            let reply = wire::seal(reply);
+            let reply = rpc::seal(reply);
             tokio::time::timeout(CALL_TIMEOUT, stream.get_mut().write_all(&reply))
                 .await
                 .map_err(|_| timed_out("the client takes no replies"))??;
@@ -745,8 +745,8 @@ mod tests {
         let mut tcp = TcpStream::connect(addr).await.unwrap();
         let mut sealed = vec![0; 4];
         sealed.extend_from_slice(&record);
-        tcp.write_all(&wire::seal(sealed)).await.unwrap();
-        let reply = wire::read_record_limited(&mut tcp, wire::MAX_RECORD, None)
+        tcp.write_all(&rpc::seal(sealed)).await.unwrap();
+        let reply = rpc::read_record_limited(&mut tcp, rpc::MAX_RECORD)
             .await
             .unwrap()
             .unwrap();

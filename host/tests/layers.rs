@@ -13,6 +13,8 @@ const LAYERS: &[&[&str]] = &[
     &["stable_hash", "blocking", "buffer_pool", "metrics"],
     &["copy_file", "config"],
     &["connections"],
+    // ONC RPC framing, call and reply headers, for every program served
+    &["rpc"],
     // the plugin runtime and the capabilities it gives plugins
     &["plugin"],
     // the typed seam between the core and what serves a mount: the WebAssembly adapter and

@@ -2,14 +2,14 @@
 //! opaque's claimed length before reading its bytes, so a short hostile record that claims a
 //! 4 GiB file name would cost a 4 GiB allocation (and, on a host that does not overcommit
 //! memory, the process). Here each procedure's arguments are walked field by field, in the
-//! order the decoder reads them, with `wire::Reader`, which allocates nothing and refuses any
+//! order the decoder reads them, with `rpc::Reader`, which allocates nothing and refuses any
 //! length longer than what the record has left. A call whose walk fails is GARBAGE_ARGS, as
 //! its decoding would have been; after a walk succeeds, every length the decoder meets fits in
-//! the record (at most `wire::MAX_RECORD` bytes).
+//! the record (at most `rpc::MAX_RECORD` bytes).
 
 use nfs3_types::nfs3::NFS3_FHSIZE;
 
-use super::wire::Reader;
+use crate::rpc::Reader;
 
 type Walk = Option<()>;
 

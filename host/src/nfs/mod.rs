@@ -6,7 +6,8 @@
 //! (`crate::connections`: only addresses some mount allows, within the connection limits),
 //! and closed when idle, when a record stalls half-sent, or to make room for a newer one.
 //! Calls from unprivileged source ports reach only mounts that are not `secure`.
-//! `wire` owns the RPC framing, `nfs3` and `mountd` the two programs, `convert` the mapping of
+//! RPC framing is `crate::rpc`'s; `nfs3` and `mountd` are the two programs, `write_data` where
+//! a WRITE's data starts (so that the record reader aligns it), `convert` the mapping of
 //! types, and `settings` what the config asks of the front. XDR encoding of arguments and
 //! results is `nfs3_types`'.
 
@@ -16,7 +17,7 @@ mod mountd;
 mod nfs3;
 mod reply;
 mod settings;
-pub(crate) mod wire;
+mod write_data;
 
 use std::collections::HashSet;
 use std::net::{IpAddr, SocketAddr};
@@ -35,9 +36,9 @@ use crate::buffer_pool::BufferPool;
 use crate::connections::{self, Admission, Ticket};
 use crate::gateway::handles::EXPORT_ROOT;
 use crate::gateway::{Caller, FileId, Gateway, Mount};
+use crate::rpc::{self, RecordBudget};
 use reply::Outgoing;
 pub use settings::Settings;
-use wire::RecordBudget;
 
 /// Calls answered concurrently per connection; further records wait to be read.
 const MAX_IN_FLIGHT: usize = 32;
@@ -114,20 +115,20 @@ impl Server {
         peer: SocketAddr,
         buffers: &Arc<BufferPool>,
     ) -> Option<Outgoing> {
-        let call = match wire::parse_call(record, peer) {
-            wire::Incoming::Call(call) => call,
-            wire::Incoming::Reject(reply) => return Some(reply.into()),
-            wire::Incoming::Ignore => return None,
+        let call = match rpc::parse_call(record, peer) {
+            rpc::Incoming::Call(call) => call,
+            rpc::Incoming::Reject(reply) => return Some(reply.into()),
+            rpc::Incoming::Ignore => return None,
         };
         let args = record.slice(call.args..);
         let started = std::time::Instant::now();
         let mismatch = |v: u32| accept_stat_data::PROG_MISMATCH { low: v, high: v };
         let reply = match (call.prog, call.vers) {
             (nfs3::PROGRAM, nfs3::VERSION) => nfs3::dispatch(self, &call, &args, buffers).await,
-            (nfs3::PROGRAM, _) => wire::accepted(call.xid, mismatch(nfs3::VERSION)).into(),
+            (nfs3::PROGRAM, _) => rpc::accepted(call.xid, mismatch(nfs3::VERSION)).into(),
             (mountd::PROGRAM, mountd::VERSION) => mountd::dispatch(self, &call, &args).await.into(),
-            (mountd::PROGRAM, _) => wire::accepted(call.xid, mismatch(mountd::VERSION)).into(),
-            _ => wire::accepted(call.xid, accept_stat_data::PROG_UNAVAIL).into(),
+            (mountd::PROGRAM, _) => rpc::accepted(call.xid, mismatch(mountd::VERSION)).into(),
+            _ => rpc::accepted(call.xid, accept_stat_data::PROG_UNAVAIL).into(),
         };
         let (program, names): (_, &[&'static str]) = match call.prog {
             nfs3::PROGRAM => ("nfs3", &nfs3::PROCEDURES),
@@ -267,7 +268,7 @@ async fn connection(
             Wait::Record => {}
             Wait::Closed(e) => break Err(e),
         }
-        let read = wire::read_record(&mut reader, &buffers, &link.budget);
+        let read = rpc::read_record(&mut reader, &buffers, &link.budget, &write_data::WRITE_DATA);
         let record = match tokio::time::timeout(link.record_timeout, read).await {
             Ok(Ok(Some(record))) => record,
             Ok(Ok(None)) => break Ok(()),

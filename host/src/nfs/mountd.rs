@@ -7,9 +7,9 @@ use nfs3_types::mount::{
 use nfs3_types::rpc::accept_stat_data;
 use nfs3_types::xdr_codec::{List, Opaque, Void};
 
-use super::wire::{self, Call};
 use super::Server;
 use crate::backend::types::Error;
+use crate::rpc::{self, Call};
 
 pub const PROGRAM: u32 = 100005;
 pub const VERSION: u32 = 3;
@@ -21,18 +21,18 @@ pub const PROCEDURES: [&str; 6] = ["NULL", "MNT", "DUMP", "UMNT", "UMNTALL", "EX
 pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
     let xid = call.xid;
     match call.proc_ {
-        0 => wire::success(xid, &Void),
+        0 => rpc::success(xid, &Void),
         1 if !super::bounds::mount(call.proc_, args) => {
-            wire::accepted(xid, accept_stat_data::GARBAGE_ARGS)
+            rpc::accepted(xid, accept_stat_data::GARBAGE_ARGS)
         }
-        1 => match wire::args::<dirpath<'static>>(args) {
-            Some(path) => wire::success(xid, &mnt(server, call, &path.0).await),
-            None => wire::accepted(xid, accept_stat_data::GARBAGE_ARGS),
+        1 => match rpc::args::<dirpath<'static>>(args) {
+            Some(path) => rpc::success(xid, &mnt(server, call, &path.0).await),
+            None => rpc::accepted(xid, accept_stat_data::GARBAGE_ARGS),
         },
         // DUMP: nfsgw keeps no list of clients.
-        2 => wire::success(xid, &List::<nfs3_types::mount::mountbody>::default()),
+        2 => rpc::success(xid, &List::<nfs3_types::mount::mountbody>::default()),
         // UMNT, UMNTALL: nothing to forget; the reply is void.
-        3 | 4 => wire::success(xid, &Void),
+        3 | 4 => rpc::success(xid, &Void),
         5 => {
             let mut dirs = vec!["/".to_string()];
             dirs.extend(
@@ -49,9 +49,9 @@ pub async fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
                     ex_groups: List::<name>::default(),
                 })
                 .collect();
-            wire::success(xid, &List(nodes))
+            rpc::success(xid, &List(nodes))
         }
-        _ => wire::accepted(xid, accept_stat_data::PROC_UNAVAIL),
+        _ => rpc::accepted(xid, accept_stat_data::PROC_UNAVAIL),
     }
 }
 

@@ -20,11 +20,12 @@ use nfs3_types::xdr_codec::{Opaque, Pack, Void};
 
 use super::convert::{post_op, status};
 use super::reply::Outgoing;
-use super::wire::{self, Call};
 use super::Server;
 use crate::backend::types::Attrs;
 use crate::buffer_pool::BufferPool;
+use crate::config::NOBODY;
 use crate::gateway::{Caller, FileId, Mount};
+use crate::rpc::{self, Auth, Call};
 
 pub const PROGRAM: u32 = 100003;
 pub const VERSION: u32 = 3;
@@ -68,11 +69,11 @@ type Reply = Result<Outgoing, Garbage>;
 struct Garbage;
 
 fn decode<T: nfs3_types::xdr_codec::Unpack>(args: &[u8]) -> Result<T, Garbage> {
-    wire::args(args).ok_or(Garbage)
+    rpc::args(args).ok_or(Garbage)
 }
 
 /// WRITE's arguments, with the data as a slice of its record. `nfs3_types` would decode the
-/// data into a new, zeroed vector; a slice keeps it where `wire::read_record` put it,
+/// data into a new, zeroed vector; a slice keeps it where `rpc::read_record` put it,
 /// block-aligned, so a staged copy writes it to disk without a copy.
 struct WriteArgs {
     file: nfs_fh3,
@@ -95,8 +96,8 @@ fn decode_write(args: &Bytes) -> Result<WriteArgs, Garbage> {
     };
     let (file, offset, count, stable) = field().map_err(|_| Garbage)?;
     let at = head.position() as usize;
-    let data = wire::Reader::new(&args[at..])
-        .opaque(wire::MAX_RECORD)
+    let data = rpc::Reader::new(&args[at..])
+        .opaque(rpc::MAX_RECORD)
         .ok_or(Garbage)?;
     Ok(WriteArgs {
         file,
@@ -114,7 +115,7 @@ fn addressed_mount<'a>(server: &'a Server, call: &Call, args: &[u8]) -> Option<&
     if call.proc_ == 0 {
         return None;
     }
-    let handle = wire::Reader::new(args).opaque(NFS3_FHSIZE)?;
+    let handle = rpc::Reader::new(args).opaque(NFS3_FHSIZE)?;
     let id = server.gateway.resolve_handle(handle)?.ok()?;
     server.gateway.mount_of_id(id)
 }
@@ -125,6 +126,22 @@ fn failed(reply: &[u8]) -> bool {
     reply.get(24..28) != Some(&[0; 4]) || reply.get(28..32).is_some_and(|s| s != [0; 4])
 }
 
+/// Who a call's credentials say it comes from, before any squashing: AUTH_NULL is nobody.
+fn claimed_caller(auth: &Auth) -> Caller {
+    match auth {
+        Auth::Null => Caller {
+            uid: NOBODY,
+            gid: NOBODY,
+            gids: Vec::new(),
+        },
+        Auth::Unix { uid, gid, gids } => Caller {
+            uid: *uid,
+            gid: *gid,
+            gids: gids.clone(),
+        },
+    }
+}
+
 pub async fn dispatch(
     server: &Server,
     call: &Call,
@@ -133,7 +150,11 @@ pub async fn dispatch(
 ) -> Outgoing {
     let mount = addressed_mount(server, call, args);
     // The mount's squash options decide who the caller is, for every check and new file.
-    let caller = mount.map_or_else(|| call.caller.clone(), |m| m.squash.apply(&call.caller));
+    let claimed = claimed_caller(&call.auth);
+    let caller = match mount {
+        Some(m) => m.squash.apply(&claimed),
+        None => claimed,
+    };
     let handler = Handler {
         server,
         caller: &caller,
@@ -146,7 +167,7 @@ pub async fn dispatch(
     let reply = match call.proc_ {
         // Lengths that overrun the record are refused before the decoder allocates them.
         _ if !super::bounds::nfs3(call.proc_, args) => Err(Garbage),
-        0 => Ok(wire::success(call.xid, &Void).into()),
+        0 => Ok(rpc::success(call.xid, &Void).into()),
         1 => handler.getattr(args).await,
         2 => handler.setattr(args).await,
         3 => handler.lookup(args).await,
@@ -168,10 +189,10 @@ pub async fn dispatch(
         19 => handler.fsinfo(args).await,
         20 => handler.pathconf(args).await,
         21 => handler.commit(args).await,
-        _ => return wire::accepted(call.xid, accept_stat_data::PROC_UNAVAIL).into(),
+        _ => return rpc::accepted(call.xid, accept_stat_data::PROC_UNAVAIL).into(),
     };
     let reply = reply
-        .unwrap_or_else(|Garbage| wire::accepted(call.xid, accept_stat_data::GARBAGE_ARGS).into());
+        .unwrap_or_else(|Garbage| rpc::accepted(call.xid, accept_stat_data::GARBAGE_ARGS).into());
     if let Some(mount) = mount {
         mount.metrics.request(failed(&reply.head));
     }
@@ -219,7 +240,7 @@ fn name_of(raw: &[u8]) -> Result<&str, nfsstat3> {
 
 impl Handler<'_> {
     fn reply<T: Pack>(&self, body: &T) -> Reply {
-        Ok(wire::success(self.xid, body).into())
+        Ok(rpc::success(self.xid, body).into())
     }
 
     /// The file id of a handle, for a client the handle's mount allows.
