@@ -15,6 +15,8 @@ pub mod gateway;
 pub mod metrics;
 pub mod mount_cmd;
 pub mod nfs;
+pub mod objstore;
 pub mod plugin;
 pub mod portmap;
 pub mod stable_hash;
+pub mod wit_types;

@@ -14,7 +14,7 @@ use super::types::{Attrs, Device, DirPage, FileKind, FsStats, MountInfo, ReadRes
 use super::{Backend, Reply};
 use crate::config::{MountConfig, Source};
 use crate::copy_file::CopyFile;
-use crate::plugin::blobstore::{BlobStore, Credentials, UploadLog};
+use crate::objstore::{BlobStore, Credentials, UploadLog};
 use crate::plugin::bundled::{self, EXPORT_GUEST_PATH};
 use crate::plugin::host_fs::{Grant, Grants};
 use crate::plugin::http::{AllowList, Outbound};

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use crate::backend::types::{Attrs, Error, FileKind, Timestamp};
 use crate::copy_file::CopyFile;
-use crate::plugin::blobstore::Stream;
+use crate::objstore::Stream;
 use crate::plugin::staged_file::read_exact_at;
 
 /// Longest pause between attempts to upload a file whose uploads fail.

@@ -25,11 +25,12 @@ use object_store::path::Path as ObjectPath;
 use object_store::{MultipartId, PutPayload};
 use tokio::task::JoinSet;
 
-use super::store::{map_error, part_buffers, read_range, MAX_PARTS, UPLOAD_CONCURRENCY};
+use super::store::map_error;
+use super::upload::{part_buffers, read_range, MAX_PARTS, UPLOAD_CONCURRENCY};
 use super::upload_log::{Record, UploadLog};
 use crate::buffer_pool::BufferPool;
 use crate::copy_file::CopyFile;
-use crate::plugin::bindings::types::Error;
+use crate::wit_types::Error;
 
 /// The part size of streamed uploads (the smallest part `upload` uses).
 pub const STREAM_PART: u64 = 8 << 20;
