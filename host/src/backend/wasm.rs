@@ -112,10 +112,11 @@ impl WasmBackend {
                 let uploads = UploadLog::open(uploads_dir).context(
                     "cannot open the record of open multipart uploads in the state directory",
                 )?;
-                let store = BlobStore::new(grant, credentials, uploads)
+                let mut store = BlobStore::new(grant, credentials, uploads)
                     .with_context(|| format!("{at}: mount's `s3` table"))?;
                 store.verify().await.with_context(|| at.clone())?;
                 store.abort_leftover_uploads().await;
+                store.inject_faults(grant);
                 Some(Arc::new(store))
             }
             None => None,

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
+use object_store::aws::AmazonS3Builder;
 use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjectPath;
 use object_store::{
@@ -24,6 +24,7 @@ use object_store::{
 };
 
 use super::credentials::Credentials;
+use super::faults::FaultyStore;
 use super::keys::{full_key, valid_key};
 use super::markers::Markers;
 use super::stream::Registry;
@@ -48,8 +49,14 @@ pub struct Page {
     pub next: Option<String>,
 }
 
+/// The requests the host makes of a bucket, as `object_store` has them: its S3 client, or the
+/// failure-injecting one around it (`faults`).
+pub(super) trait Client: ObjectStore + MultipartStore {}
+
+impl<T: ObjectStore + MultipartStore> Client for T {}
+
 pub struct BlobStore {
-    pub(super) s3: AmazonS3,
+    pub(super) s3: Arc<dyn Client>,
     markers: Markers,
     /// "" or a prefix ending in "/".
     prefix: String,
@@ -101,7 +108,7 @@ impl BlobStore {
             .with_allow_http(grant.allow_http)
             .with_virtual_hosted_style_request(!grant.path_style)
             .with_retry(retry_policy())
-            .with_client_options(client_options(grant.allow_http));
+            .with_client_options(client_options(grant));
         if let Some(endpoint) = &grant.endpoint {
             builder = builder.with_endpoint(endpoint.get_ref());
         }
@@ -126,15 +133,10 @@ impl BlobStore {
             prefix.push('/');
         }
         let endpoint = grant.endpoint.as_ref().map(|e| e.get_ref().as_str());
-        let markers = Markers::new(
-            grant,
-            endpoint,
-            credentials,
-            client_options(grant.allow_http),
-        )?;
+        let markers = Markers::new(grant, endpoint, credentials, client_options(grant))?;
         Ok(BlobStore {
             describe: format!("s3://{bucket}/{prefix} at {}", endpoint.unwrap_or("AWS")),
-            s3,
+            s3: Arc::new(s3),
             markers,
             prefix,
             streams: Registry::default(),
@@ -163,6 +165,17 @@ impl BlobStore {
             tracing::info!(store = %self.describe, aborted, "aborted multipart uploads left open by an earlier run");
         }
         aborted
+    }
+
+    /// From now on, the requests of the grant's fault plan (`s3.faults`, a testing knob) fail,
+    /// wait or hang as it says; called once the startup checks have passed, so that the plan
+    /// is about serving.
+    pub fn inject_faults(&mut self, grant: &S3Grant) {
+        if let Some(plan) = &grant.faults {
+            tracing::warn!(store = %self.describe, ?plan, "object-store requests will fail on purpose (`s3.faults`)");
+            let timeout = Duration::from_millis(grant.request_timeout_ms);
+            self.s3 = Arc::new(FaultyStore::new(self.s3.clone(), plan.clone(), timeout));
+        }
     }
 
     /// Checks at startup that the bucket answers and takes the credentials, with a message that
@@ -426,9 +439,9 @@ fn retry_policy() -> RetryConfig {
     }
 }
 
-pub(super) fn client_options(allow_http: bool) -> ClientOptions {
+pub(super) fn client_options(grant: &S3Grant) -> ClientOptions {
     ClientOptions::new()
-        .with_allow_http(allow_http)
+        .with_allow_http(grant.allow_http)
         .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(60))
+        .with_timeout(Duration::from_millis(grant.request_timeout_ms))
 }

@@ -8,7 +8,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use object_store::multipart::{MultipartStore, PartId};
+use object_store::multipart::PartId;
 use object_store::path::Path as ObjectPath;
 use object_store::{MultipartId, ObjectStoreExt, PutPayload};
 use tokio::task::JoinSet;
