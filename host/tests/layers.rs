@@ -1,7 +1,7 @@
 //! The crate's layering, checked from its source: each top-level module of `host/src` may
 //! import (`crate::<module>`) only modules of lower layers, so imports point down, from the
-//! NFS front to the gateway core to the backend seam to the plugin runtime to the capabilities
-//! and plain data, and
+//! NFS front to the gateway core to the backend seam to the plugin runtime to the native
+//! object-store client to the capabilities and plain data, and
 //! no two modules import each other. A new module must be given a layer here.
 
 use std::collections::BTreeMap;
@@ -10,9 +10,18 @@ use std::path::Path;
 /// The layers, lowest first. A module may import only modules of an earlier line.
 const LAYERS: &[&[&str]] = &[
     // plain data and leaf utilities
-    &["stable_hash", "blocking", "buffer_pool", "metrics"],
+    &[
+        "stable_hash",
+        "blocking",
+        "buffer_pool",
+        "metrics",
+        "wit_types",
+    ],
     &["copy_file", "config"],
     &["connections"],
+    // the native object-store client, which the core uses directly and plugins through a
+    // capability
+    &["objstore"],
     // ONC RPC framing, call and reply headers, for every program served
     &["rpc"],
     // the plugin runtime and the capabilities it gives plugins

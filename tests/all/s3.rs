@@ -23,7 +23,7 @@ use crate::s3_server::{MotoServer, S3Server, KEY_ID_ENV, SECRET_ENV};
 const MIB: usize = 1 << 20;
 
 /// Polls `probe` until it gives a value, or panics after `limit` saying what was awaited.
-async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(what: &str, limit: Duration, mut probe: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Option<T>>,
@@ -39,12 +39,12 @@ where
 }
 
 /// The content of `key` in the bucket, if it is there.
-async fn object(s3: &S3Server, key: &str) -> Option<Vec<u8>> {
+pub(crate) async fn object(s3: &S3Server, key: &str) -> Option<Vec<u8>> {
     let got = s3.direct().get(&Key::from(key)).await.ok()?;
     Some(got.bytes().await.ok()?.to_vec())
 }
 
-async fn put_direct(s3: &S3Server, key: &str, data: &[u8]) {
+pub(crate) async fn put_direct(s3: &S3Server, key: &str, data: &[u8]) {
     s3.direct()
         .put(&Key::from(key), PutPayload::from(data.to_vec()))
         .await
@@ -688,7 +688,7 @@ fn flush(admin: u16) {
 }
 
 /// Multipart uploads s3s-fs holds (it keeps each as files named `.upload…` in its root).
-fn open_multipart_uploads(s3: &S3Server) -> Vec<String> {
+pub(crate) fn open_multipart_uploads(s3: &S3Server) -> Vec<String> {
     std::fs::read_dir(s3.root.path())
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -705,7 +705,7 @@ async fn no_open_multipart_uploads(s3: &S3Server) {
     .await;
 }
 
-fn digest(data: &[u8]) -> Vec<u8> {
+pub(crate) fn digest(data: &[u8]) -> Vec<u8> {
     Sha256::digest(data).to_vec()
 }
 

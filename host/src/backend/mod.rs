@@ -20,7 +20,7 @@ use futures_util::future::BoxFuture;
 pub use crate::plugin::bindings::types;
 
 use crate::copy_file::CopyFile;
-use crate::plugin::blobstore::BlobStore;
+use crate::objstore::BlobStore;
 use crate::plugin::host_fs::Grants;
 use types::{Attrs, Device, DirPage, Error, FileKind, FsStats, MountInfo, ReadResult, SetAttrs};
 

@@ -14,7 +14,7 @@ use super::types::{Attrs, Device, DirPage, FileKind, FsStats, MountInfo, ReadRes
 use super::{Backend, Reply};
 use crate::config::{MountConfig, Source};
 use crate::copy_file::CopyFile;
-use crate::plugin::blobstore::{BlobStore, Credentials, UploadLog};
+use crate::objstore::{BlobStore, Credentials, UploadLog};
 use crate::plugin::bundled::{self, EXPORT_GUEST_PATH};
 use crate::plugin::host_fs::{Grant, Grants};
 use crate::plugin::http::{AllowList, Outbound};
@@ -112,10 +112,11 @@ impl WasmBackend {
                 let uploads = UploadLog::open(uploads_dir).context(
                     "cannot open the record of open multipart uploads in the state directory",
                 )?;
-                let store = BlobStore::new(grant, credentials, uploads)
+                let mut store = BlobStore::new(grant, credentials, uploads)
                     .with_context(|| format!("{at}: mount's `s3` table"))?;
                 store.verify().await.with_context(|| at.clone())?;
                 store.abort_leftover_uploads().await;
+                store.inject_faults(grant);
                 Some(Arc::new(store))
             }
             None => None,

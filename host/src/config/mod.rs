@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
@@ -226,6 +227,63 @@ pub struct S3Grant {
     /// Sign no request (a public bucket).
     #[serde(default)]
     pub anonymous: bool,
+    /// How long one request may take before the client gives up on it.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// Testing knobs: requests to fail, delay or hang on purpose.
+    pub faults: Option<S3Faults>,
+}
+
+fn default_request_timeout_ms() -> u64 {
+    60_000
+}
+
+/// A plan of faults for the object-store client of a mount (a testing knob): the calls of
+/// `ops`, counted together, after the first `after` of them and for `times` of them (all when
+/// absent), meet `action`, while the file `while_exists` exists (always when absent).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Faults {
+    pub ops: Vec<S3Op>,
+    #[serde(default)]
+    pub after: u64,
+    pub times: Option<u64>,
+    #[serde(default)]
+    pub action: FaultAction,
+    /// How long `delay` waits before making the request.
+    #[serde(default)]
+    pub delay_ms: u64,
+    pub while_exists: Option<PathBuf>,
+}
+
+/// An object-store request, as a fault plan names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum S3Op {
+    Get,
+    Head,
+    Put,
+    CreateMultipart,
+    PutPart,
+    CompleteMultipart,
+    AbortMultipart,
+    Copy,
+    Delete,
+}
+
+/// What a faulty request meets.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FaultAction {
+    /// Fails as S3 answering 503 Service Unavailable after the client's retries.
+    #[default]
+    Unavailable,
+    /// Fails as a connection the server reset.
+    Reset,
+    /// Waits `delay_ms`, then makes the request.
+    Delay,
+    /// Gets no answer: fails when the request timeout has passed, as the client's timeout does.
+    Hang,
 }
 
 fn default_region() -> String {

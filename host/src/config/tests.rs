@@ -371,3 +371,34 @@ fn connection_keys_refuse_too_small_values_with_their_line() {
         );
     }
 }
+
+#[test]
+fn an_s3_fault_plan_parses_and_an_unknown_operation_names_its_key_and_line() {
+    let grant = "[mount.s3]\nbucket = \"b\"\nrequest_timeout_ms = 1000\n[mount.s3.faults]\n";
+    let server = "[server]\nlisten = \"127.0.0.1:2049\"\n";
+    let base = format!("{server}[[mount]]\nname = \"b\"\nplugin = \"s3\"\n{grant}");
+    let config = parse(&format!(
+        "{base}ops = [\"put_part\", \"complete_multipart\"]\nafter = 2\ntimes = 1\naction = \"hang\"\n"
+    ))
+    .unwrap();
+    let s3 = config.mounts[0].s3.as_ref().unwrap();
+    assert_eq!(s3.request_timeout_ms, 1000);
+    let faults = s3.faults.as_ref().unwrap();
+    assert_eq!(faults.ops, [S3Op::PutPart, S3Op::CompleteMultipart]);
+    assert_eq!((faults.after, faults.times), (2, Some(1)));
+    assert_eq!(faults.action, FaultAction::Hang);
+    let e = parse(&format!("{base}ops = [\"put\", \"frob\"]\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("line 10") && e.contains("ops") && e.contains("frob"),
+        "{e}"
+    );
+    let e = parse(&format!("{base}ops = []\naction = \"explode\"\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("line 11") && e.contains("action") && e.contains("explode"),
+        "{e}"
+    );
+}

@@ -154,7 +154,7 @@ impl Mount {
     /// any. The gateway cannot know which key a plugin's `commit` uploads a file to; it starts
     /// streams for the file's path (what the bundled `s3` plugin uses), and `upload` adopts a
     /// stream only for its key and staged file.
-    fn streaming(&self) -> Option<Arc<crate::plugin::blobstore::BlobStore>> {
+    fn streaming(&self) -> Option<Arc<crate::objstore::BlobStore>> {
         if self.staging.is_none() || self.streaming_off.load(Ordering::Relaxed) {
             return None;
         }

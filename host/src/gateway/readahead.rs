@@ -24,7 +24,7 @@ use bytes::{Bytes, BytesMut};
 use tokio::sync::OnceCell;
 
 use crate::backend::types::{Attrs, Error};
-use crate::plugin::blobstore::BlobStore;
+use crate::objstore::BlobStore;
 
 /// The size of a block fetched ahead.
 pub const BLOCK: u64 = 4 << 20;

@@ -41,7 +41,7 @@ impl Gateway {
                 .staged_change(mount, ino, &path, current, move |staged| {
                     staged.write(offset, &data)?;
                     if let Some((store, key, name)) = &streaming {
-                        let part = crate::plugin::blobstore::STREAM_PART;
+                        let part = crate::objstore::STREAM_PART;
                         staged.stream_step(part, STREAM_LAG, || {
                             store.start_stream(key, staged.file.clone(), name)
                         });

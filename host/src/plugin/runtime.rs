@@ -28,7 +28,6 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::types::{Attrs, Error, MountInfo};
 use super::bindings::{Backend, Plugin, PluginPre, BACKEND_INTERFACE};
-use super::blobstore::BlobStore;
 use super::host_fs::Grants;
 use super::http::Outbound;
 use super::log::{PluginLog, Stderr};
@@ -37,6 +36,7 @@ use super::secrets::Secrets;
 use super::staged_file::StagedFile;
 use crate::config::Limits;
 use crate::metrics;
+use crate::objstore::BlobStore;
 
 /// How often the engine's epoch advances: the granularity of call deadlines.
 const EPOCH_TICK: Duration = Duration::from_millis(10);

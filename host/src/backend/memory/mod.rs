@@ -23,7 +23,7 @@ use crate::backend::types::{
 };
 use crate::copy_file::CopyFile;
 use crate::metrics;
-use crate::plugin::blobstore::BlobStore;
+use crate::objstore::BlobStore;
 use crate::plugin::host_fs::Grants;
 use tree::{Content, Tree, NO_DEVICE};
 

@@ -10,7 +10,7 @@ use super::io_error;
 use super::room::Room;
 use crate::backend::types::{Attrs, Error, FileKind, Timestamp};
 use crate::copy_file::CopyFile;
-use crate::plugin::blobstore::Stream;
+use crate::objstore::Stream;
 use crate::plugin::staged_file::read_exact_at;
 
 /// Out-of-order written ranges a copy keeps track of before it stops streaming.

@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use super::credentials::Credentials;
 use crate::config::S3Grant;
-use crate::plugin::bindings::types::Error;
+use crate::wit_types::Error;
 
 /// What S3 leaves unencoded in a key's path: the unreserved characters and "/".
 const KEY_SET: &AsciiSet = &NON_ALPHANUMERIC

@@ -19,17 +19,17 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
-use object_store::aws::AmazonS3;
-use object_store::multipart::{MultipartStore, PartId};
+use object_store::multipart::PartId;
 use object_store::path::Path as ObjectPath;
 use object_store::{MultipartId, PutPayload};
 use tokio::task::JoinSet;
 
-use super::store::{map_error, part_buffers, read_range, MAX_PARTS, UPLOAD_CONCURRENCY};
+use super::store::{map_error, Client};
+use super::upload::{part_buffers, read_range, MAX_PARTS, UPLOAD_CONCURRENCY};
 use super::upload_log::{Record, UploadLog};
 use crate::buffer_pool::BufferPool;
 use crate::copy_file::CopyFile;
-use crate::plugin::bindings::types::Error;
+use crate::wit_types::Error;
 
 /// The part size of streamed uploads (the smallest part `upload` uses).
 pub const STREAM_PART: u64 = 8 << 20;
@@ -55,7 +55,7 @@ struct Inner {
 }
 
 pub struct Stream {
-    s3: AmazonS3,
+    s3: Arc<dyn Client>,
     key: String,
     path: ObjectPath,
     file: Arc<CopyFile>,
@@ -78,7 +78,7 @@ pub struct Stream {
 impl Stream {
     #[allow(clippy::too_many_arguments)]
     pub(super) fn new(
-        s3: AmazonS3,
+        s3: Arc<dyn Client>,
         uploads: Arc<UploadLog>,
         key: &str,
         path: ObjectPath,

@@ -1,17 +1,11 @@
 //! The `blobstore` capability: the object store a mount grants, offered to its plugin.
 //!
 //! The plugin names keys; the host, holding the endpoint and credentials, does the requests
-//! (`store`), signs them, and confines them to the grant's prefix. The time spent waiting is
+//! (with the native client of `crate::objstore`), signs them, and confines them to the grant's prefix. The time spent waiting is
 //! booked as host time, which the plugin's call deadline does not count. What the host holds
 //! for a call's answer (a blob read, a listing page) is held in the mount's budget of host
 //! buffers as it arrives, and may be no larger than the plugin's memory: a call asking for more
 //! fails with `too-big`.
-
-mod credentials;
-mod markers;
-mod store;
-mod stream;
-mod upload_log;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -19,10 +13,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use wasmtime::component::Resource;
 
-pub use credentials::Credentials;
-pub use store::{BlobStore, Meta};
-pub use stream::{Stream, STREAM_PART};
-pub use upload_log::UploadLog;
+use crate::objstore::{BlobStore, Meta};
 
 use super::bindings::nfsgw::backend::blobstore::{Host, ListPage, ObjectMeta};
 use super::bindings::types::Error;

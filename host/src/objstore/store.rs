@@ -6,93 +6,31 @@
 //! errors. Keys ending in "/" (directory markers) cannot be named by `object_store` paths; they
 //! go through `markers`, which signs its requests with the same credentials, and so do
 //! listings. Every key, the plugin's and the bucket's alike, must be a key a file system can
-//! show (`valid_key`): a listed key that is not ("a/../b/", "a//b", a segment over 255 bytes)
-//! is left out of the page, so it can neither escape the mount nor fail its directory.
+//! show (`keys::valid_key`): a listed key that is not ("a/../b/", "a//b", a segment over 255
+//! bytes) is left out of the page, so it can neither escape the mount nor fail its directory.
+//! Uploads of staged files are in `upload`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::StreamExt;
-use object_store::aws::{AmazonS3, AmazonS3Builder};
-use object_store::multipart::{MultipartStore, PartId};
+use object_store::aws::AmazonS3Builder;
+use object_store::multipart::MultipartStore;
 use object_store::path::Path as ObjectPath;
 use object_store::{
-    BackoffConfig, ClientOptions, GetOptions, GetRange, MultipartId, ObjectStore, ObjectStoreExt,
-    PutMode, PutOptions, PutPayload, RetryConfig,
+    BackoffConfig, ClientOptions, GetOptions, GetRange, ObjectStore, ObjectStoreExt, PutMode,
+    PutOptions, PutPayload, RetryConfig,
 };
-use tokio::task::JoinSet;
 
 use super::credentials::Credentials;
+use super::faults::FaultyStore;
+use super::keys::{full_key, valid_key};
 use super::markers::Markers;
-use super::stream::{Registry, Stream};
+use super::stream::Registry;
 use super::upload_log::UploadLog;
-use crate::buffer_pool::BufferPool;
 use crate::config::S3Grant;
-use crate::copy_file::{CopyFile, ALIGN};
-use crate::plugin::bindings::types::{Error, Timestamp};
-
-/// Objects at most this large are uploaded with one PUT; larger ones in parts.
-const SINGLE_PUT_MAX: u64 = 8 << 20;
-/// The smallest part of a multipart upload, and S3's part-count limit.
-const MIN_PART: u64 = 8 << 20;
-pub(super) const MAX_PARTS: u64 = 10_000;
-/// Parts uploaded at once, at most.
-pub(super) const UPLOAD_CONCURRENCY: usize = 8;
-/// The longest segment of a key: the longest name NFS clients take.
-const MAX_SEGMENT: usize = 255;
-/// The longest key S3 stores.
-const MAX_KEY: usize = 1024;
-
-/// Whether `key` (a directory's ending in "/") is a path of names: not empty, no empty, "."
-/// or ".." segment, no NUL, no segment over `MAX_SEGMENT` bytes, at most `MAX_KEY` bytes.
-pub(super) fn valid_key(key: &str) -> bool {
-    let body = key.strip_suffix('/').unwrap_or(key);
-    !body.is_empty()
-        && key.len() <= MAX_KEY
-        && body.split('/').all(|segment| {
-            !segment.is_empty()
-                && segment != "."
-                && segment != ".."
-                && !segment.contains('\0')
-                && segment.len() <= MAX_SEGMENT
-        })
-}
-
-/// The key `key` has under `prefix`: NAMETOOLONG when S3 could not store it (the client's
-/// path is longer than S3 keys go), INVAL when it is no path of names.
-fn full_key(prefix: &str, key: &str) -> Result<String, Error> {
-    let full = format!("{prefix}{key}");
-    if full.len() > MAX_KEY {
-        return Err(Error::NameTooLong);
-    }
-    if !valid_key(key) {
-        return Err(Error::Invalid);
-    }
-    Ok(full)
-}
-
-/// S3's largest part.
-const MAX_PART: u64 = 5 << 30;
-/// Bytes of parts one upload holds in memory at once, unless one part is larger.
-const IN_FLIGHT_BYTES: u64 = 256 << 20;
-
-/// The part size of a multipart upload of `size` bytes: the smallest that stays within S3's
-/// part count. `TooBig` when even S3's largest parts cannot hold the file.
-pub(super) fn part_size(size: u64) -> Result<u64, Error> {
-    let part = MIN_PART
-        .max(size.div_ceil(MAX_PARTS))
-        .next_multiple_of(ALIGN as u64);
-    if part > MAX_PART {
-        return Err(Error::TooBig);
-    }
-    Ok(part)
-}
-
-/// Parts of this size sent at once: as many as `IN_FLIGHT_BYTES` holds, at least one.
-pub(super) fn concurrency(part: u64) -> usize {
-    (IN_FLIGHT_BYTES / part.max(1)).clamp(1, UPLOAD_CONCURRENCY as u64) as usize
-}
+use crate::wit_types::{Error, Timestamp};
 
 /// What the store says of one object; keys are relative to the grant's prefix.
 #[derive(Clone, Debug)]
@@ -111,17 +49,23 @@ pub struct Page {
     pub next: Option<String>,
 }
 
+/// The requests the host makes of a bucket, as `object_store` has them: its S3 client, or the
+/// failure-injecting one around it (`faults`).
+pub(super) trait Client: ObjectStore + MultipartStore {}
+
+impl<T: ObjectStore + MultipartStore> Client for T {}
+
 pub struct BlobStore {
-    s3: AmazonS3,
+    pub(super) s3: Arc<dyn Client>,
     markers: Markers,
     /// "" or a prefix ending in "/".
     prefix: String,
     /// Where the bucket is, for messages.
     pub describe: String,
     /// Streaming uploads of files still being written, by the key they are meant for.
-    streams: Registry,
+    pub(super) streams: Registry,
     /// The multipart uploads started and not yet completed or aborted.
-    uploads: Arc<UploadLog>,
+    pub(super) uploads: Arc<UploadLog>,
 }
 
 fn timestamp(t: chrono::DateTime<chrono::Utc>) -> Timestamp {
@@ -164,7 +108,7 @@ impl BlobStore {
             .with_allow_http(grant.allow_http)
             .with_virtual_hosted_style_request(!grant.path_style)
             .with_retry(retry_policy())
-            .with_client_options(client_options(grant.allow_http));
+            .with_client_options(client_options(grant));
         if let Some(endpoint) = &grant.endpoint {
             builder = builder.with_endpoint(endpoint.get_ref());
         }
@@ -189,15 +133,10 @@ impl BlobStore {
             prefix.push('/');
         }
         let endpoint = grant.endpoint.as_ref().map(|e| e.get_ref().as_str());
-        let markers = Markers::new(
-            grant,
-            endpoint,
-            credentials,
-            client_options(grant.allow_http),
-        )?;
+        let markers = Markers::new(grant, endpoint, credentials, client_options(grant))?;
         Ok(BlobStore {
             describe: format!("s3://{bucket}/{prefix} at {}", endpoint.unwrap_or("AWS")),
-            s3,
+            s3: Arc::new(s3),
             markers,
             prefix,
             streams: Registry::default(),
@@ -228,6 +167,17 @@ impl BlobStore {
         aborted
     }
 
+    /// From now on, the requests of the grant's fault plan (`s3.faults`, a testing knob) fail,
+    /// wait or hang as it says; called once the startup checks have passed, so that the plan
+    /// is about serving.
+    pub fn inject_faults(&mut self, grant: &S3Grant) {
+        if let Some(plan) = &grant.faults {
+            tracing::warn!(store = %self.describe, ?plan, "object-store requests will fail on purpose (`s3.faults`)");
+            let timeout = Duration::from_millis(grant.request_timeout_ms);
+            self.s3 = Arc::new(FaultyStore::new(self.s3.clone(), plan.clone(), timeout));
+        }
+    }
+
     /// Checks at startup that the bucket answers and takes the credentials, with a message that
     /// says what is wrong.
     pub async fn verify(&self) -> anyhow::Result<()> {
@@ -256,7 +206,7 @@ impl BlobStore {
         full_key(&self.prefix, key)
     }
 
-    fn path(&self, key: &str) -> Result<ObjectPath, Error> {
+    pub(super) fn path(&self, key: &str) -> Result<ObjectPath, Error> {
         ObjectPath::parse(self.full(key)?).map_err(|_| Error::Invalid)
     }
 
@@ -449,149 +399,6 @@ impl BlobStore {
         self.head(key).await
     }
 
-    /// Uploads `size` bytes of `file` under `key`: one PUT when small, else a multipart upload
-    /// with parts read from the file as they are sent.
-    ///
-    /// A stream started for this key and this staged file (`start_stream`) is adopted: only
-    /// its unclaimed parts are uploaded then. When it cannot be, the whole file is uploaded.
-    pub async fn upload(&self, key: &str, file: Arc<CopyFile>, size: u64) -> Result<Meta, Error> {
-        let path = self.path(key)?;
-        let stream = {
-            let mut streams = self.streams.lock().unwrap();
-            let ours = streams
-                .get(key)
-                .is_some_and(|s| Arc::ptr_eq(s.file(), &file));
-            if ours {
-                streams.remove(key)
-            } else {
-                None
-            }
-        };
-        if let Some(stream) = stream {
-            if stream.finish(size).await {
-                return self.head(key).await;
-            }
-            tracing::info!(
-                key,
-                "a streamed upload could not be used; uploading the whole file"
-            );
-        }
-        if size <= SINGLE_PUT_MAX {
-            let data = read_range(file, 0, size, &BufferPool::new(0)).await?;
-            self.s3
-                .put(&path, PutPayload::from_bytes(data))
-                .await
-                .map_err(|e| map_error("upload", key, e))?;
-            return self.head(key).await;
-        }
-        let part = part_size(size)?;
-        let id = self
-            .s3
-            .create_multipart(&path)
-            .await
-            .map_err(|e| map_error("upload", key, e))?;
-        let record = self.uploads.record(&path, &id).await;
-        match self.upload_parts(key, &path, &id, file, size, part).await {
-            Ok(()) => record.clear().await,
-            Err(e) => {
-                match self.s3.abort_multipart(&path, &id).await {
-                    Ok(()) => record.clear().await,
-                    // Left recorded: the next start aborts it.
-                    Err(abort) => {
-                        tracing::warn!(key, "aborting a failed multipart upload failed: {abort}")
-                    }
-                }
-                return Err(e);
-            }
-        }
-        self.head(key).await
-    }
-
-    /// Sends `file`'s first `size` bytes as the parts of upload `id`, a few at a time, and
-    /// completes it; the object appears whole at completion or not at all.
-    async fn upload_parts(
-        &self,
-        key: &str,
-        path: &ObjectPath,
-        id: &MultipartId,
-        file: Arc<CopyFile>,
-        size: u64,
-        part: u64,
-    ) -> Result<(), Error> {
-        let buffers = part_buffers(part);
-        // Parts in holes of a sparse file are sent from these zeros (calloc'd: pages the
-        // kernel maps as zero until written), not read.
-        let zeros = Bytes::from(vec![0; part as usize]);
-        let count = size.div_ceil(part) as usize;
-        let mut parts: Vec<Option<PartId>> = vec![None; count];
-        let mut in_flight = JoinSet::new();
-        let sent = |joined: Option<Result<Result<(usize, PartId), object_store::Error>, _>>,
-                    parts: &mut Vec<Option<PartId>>| {
-            match joined {
-                Some(Ok(Ok((index, part)))) => {
-                    parts[index] = Some(part);
-                    Ok(())
-                }
-                Some(Ok(Err(e))) => Err(map_error("upload", key, e)),
-                Some(Err(_)) | None => Err(Error::Io),
-            }
-        };
-        for index in 0..count {
-            while in_flight.len() >= concurrency(part) {
-                sent(in_flight.join_next().await, &mut parts)?;
-            }
-            let offset = index as u64 * part;
-            let n = part.min(size - offset);
-            let chunk = read_part(file.clone(), offset, n, &buffers, &zeros).await?;
-            let (s3, path, id) = (self.s3.clone(), path.clone(), id.clone());
-            in_flight.spawn(async move {
-                let payload = PutPayload::from_bytes(chunk);
-                s3.put_part(&path, &id, index, payload)
-                    .await
-                    .map(|part| (index, part))
-            });
-        }
-        while !in_flight.is_empty() {
-            sent(in_flight.join_next().await, &mut parts)?;
-        }
-        let parts = parts
-            .into_iter()
-            .collect::<Option<Vec<_>>>()
-            .ok_or(Error::Io)?;
-        self.s3
-            .complete_multipart(path, id, parts)
-            .await
-            .map_err(|e| map_error("upload", key, e))?;
-        Ok(())
-    }
-
-    /// Starts a streaming multipart upload of `file`, which is being written, for `key`
-    /// (see `stream`); `mount` names it in metrics. None when the key is no key or no runtime
-    /// runs. A stream already started for the key is cancelled.
-    pub fn start_stream(&self, key: &str, file: Arc<CopyFile>, mount: &str) -> Option<Arc<Stream>> {
-        let path = self.path(key).ok()?;
-        let runtime = tokio::runtime::Handle::try_current().ok()?;
-        let stream = Arc::new(Stream::new(
-            self.s3.clone(),
-            self.uploads.clone(),
-            key,
-            path,
-            file,
-            mount,
-            runtime,
-            &self.streams,
-        ));
-        let old = self
-            .streams
-            .lock()
-            .unwrap()
-            .insert(key.to_string(), stream.clone());
-        if let Some(old) = old {
-            old.cancel();
-        }
-        Some(stream)
-    }
-
     pub async fn copy(&self, source: &str, destination: &str) -> Result<(), Error> {
         if source.ends_with('/') || destination.ends_with('/') {
             if !(source.ends_with('/') && destination.ends_with('/')) {
@@ -618,66 +425,6 @@ impl BlobStore {
     }
 }
 
-/// A pool for the parts of one upload: it keeps as many as are sent at once, and one more.
-pub(super) fn part_buffers(part: u64) -> Arc<BufferPool> {
-    BufferPool::new((concurrency(part) + 1) * (part as usize + 2 * ALIGN))
-}
-
-/// Reads a part of a staged file on a blocking thread, into a buffer of `buffers`; a part
-/// that lies in a hole of the file is a slice of `zeros` instead, and is not read.
-async fn read_part(
-    file: Arc<CopyFile>,
-    offset: u64,
-    len: u64,
-    buffers: &Arc<BufferPool>,
-    zeros: &Bytes,
-) -> Result<Bytes, Error> {
-    let in_hole = {
-        let file = file.clone();
-        tokio::task::spawn_blocking(move || is_hole(file.file(), offset, len))
-            .await
-            .map_err(|_| Error::Io)?
-    };
-    if in_hole && len <= zeros.len() as u64 {
-        return Ok(zeros.slice(..len as usize));
-    }
-    read_range(file, offset, len, buffers).await
-}
-
-/// Whether the `len` bytes at `offset` are a hole: the file stores no data there.
-#[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
-fn is_hole(file: &std::fs::File, offset: u64, len: u64) -> bool {
-    match rustix::fs::seek(file, rustix::fs::SeekFrom::Data(offset)) {
-        Ok(data) => data >= offset.saturating_add(len),
-        // No data at or after `offset`.
-        Err(e) => e == rustix::io::Errno::NXIO,
-    }
-}
-
-#[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-fn is_hole(_file: &std::fs::File, _offset: u64, _len: u64) -> bool {
-    false
-}
-
-/// Reads a range of a staged file on a blocking thread, into a buffer of `buffers`.
-pub(super) async fn read_range(
-    file: Arc<CopyFile>,
-    offset: u64,
-    len: u64,
-    buffers: &Arc<BufferPool>,
-) -> Result<Bytes, Error> {
-    let buffers = buffers.clone();
-    tokio::task::spawn_blocking(move || {
-        file.read_range(offset, len as usize, &buffers)
-            .map_err(|e| {
-                tracing::error!("reading a staged file failed: {e}");
-                Error::Io
-            })
-    })
-    .await
-    .map_err(|_| Error::Io)?
-}
-
 /// Transient failures are retried for a few seconds: long enough to ride out a blip, short
 /// enough that a client hears of an outage (staged data stays staged and is retried later).
 fn retry_policy() -> RetryConfig {
@@ -692,96 +439,9 @@ fn retry_policy() -> RetryConfig {
     }
 }
 
-pub(super) fn client_options(allow_http: bool) -> ClientOptions {
+pub(super) fn client_options(grant: &S3Grant) -> ClientOptions {
     ClientOptions::new()
-        .with_allow_http(allow_http)
+        .with_allow_http(grant.allow_http)
         .with_connect_timeout(Duration::from_secs(5))
-        .with_timeout(Duration::from_secs(60))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn keys_must_be_paths_of_names() {
-        for good in [
-            "a",
-            "a/b.txt",
-            "a/b/",
-            "dir/",
-            "a/.hidden",
-            "a/...",
-            &"n".repeat(255),
-        ] {
-            assert!(valid_key(good), "{good:?} refused");
-        }
-        let long_segment = format!("a/{}", "n".repeat(256));
-        let long_key = "abcdefgh/".repeat(114);
-        for bad in [
-            "",
-            "/",
-            "/a",
-            "a//b",
-            "a//b/",
-            "a/../b/",
-            "../",
-            "a/./",
-            ".",
-            "a/..",
-            "a\0b",
-            &long_segment,
-            &long_key,
-        ] {
-            assert!(!valid_key(bad), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
-    fn a_path_longer_than_s3_keys_is_a_name_too_long() {
-        let fits = "abcdefgh/".repeat(113) + "x";
-        assert_eq!(full_key("p/", &fits), Ok(format!("p/{fits}")));
-        let over = "abcdefgh/".repeat(114);
-        assert_eq!(full_key("", &over), Err(Error::NameTooLong));
-        assert_eq!(
-            full_key(&"p".repeat(1020), "abcde"),
-            Err(Error::NameTooLong)
-        );
-        assert_eq!(full_key("p/", "a//b"), Err(Error::Invalid));
-    }
-
-    #[test]
-    fn parts_stay_within_s3s_limits_and_memory_stays_bounded() {
-        assert_eq!(part_size(100 << 20).unwrap(), MIN_PART);
-        for size in [5u64 << 40, 1 << 44, (MAX_PART - ALIGN as u64) * MAX_PARTS] {
-            let part = part_size(size).unwrap();
-            assert!(size.div_ceil(part) <= MAX_PARTS, "{size}: {part}");
-            assert!(
-                part <= MAX_PART && part.is_multiple_of(ALIGN as u64),
-                "{size}: {part}"
-            );
-            assert_eq!(concurrency(part), 1, "one huge part in memory at a time");
-        }
-        assert_eq!(part_size(u64::MAX), Err(Error::TooBig));
-        assert_eq!(part_size(MAX_PART * MAX_PARTS + 1), Err(Error::TooBig));
-        assert_eq!(concurrency(MIN_PART), UPLOAD_CONCURRENCY);
-    }
-
-    #[cfg(target_os = "linux")]
-    #[test]
-    fn holes_are_told_from_data() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("sparse");
-        let copy = CopyFile::open(&path, true).unwrap();
-        copy.file().set_len(64 << 20).unwrap();
-        copy.write_all_at(&[7; 4096], 32 << 20).unwrap();
-        copy.file().sync_all().unwrap();
-        assert!(is_hole(copy.file(), 0, 16 << 20));
-        assert!(!is_hole(copy.file(), 16 << 20, (16 << 20) + 1));
-        assert!(!is_hole(copy.file(), 32 << 20, 4096));
-        assert!(
-            is_hole(copy.file(), 48 << 20, 16 << 20),
-            "the hole at the end"
-        );
-    }
+        .with_timeout(Duration::from_millis(grant.request_timeout_ms))
 }
