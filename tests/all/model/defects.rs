@@ -39,3 +39,49 @@ async fn renaming_a_missing_name_onto_itself_is_noent() {
     ])
     .await;
 }
+
+/// A refused LINK of a directory (PERM) into itself made the next READDIRPLUS of its parent
+/// show the directory's link count from before its subdirectory was made: the refusal dropped
+/// its cached attributes, and the parent's cached listing answered with its stale copy.
+#[tokio::test]
+async fn a_refused_link_leaves_no_stale_link_count_in_listings() {
+    let (d, d_a) = (spot(0, 2), spot(1, 0));
+    on_every_setup(&[
+        Op::Mkdir {
+            user: 1,
+            at: d,
+            mode: 0,
+        },
+        Op::Mkdir {
+            user: 0,
+            at: d_a,
+            mode: 0,
+        },
+        Op::Link {
+            user: 0,
+            from: d,
+            to: d_a,
+        },
+    ])
+    .await;
+}
+
+/// RENAME of a file to a name under itself ("d" to "d/a") answered INVAL, which POSIX keeps
+/// for a directory moved under itself; a file is no directory to hold "a": NOTDIR.
+#[tokio::test]
+async fn renaming_a_file_under_itself_is_notdir() {
+    let d = spot(0, 2);
+    on_every_setup(&[
+        Op::Create {
+            user: 0,
+            at: d,
+            mode: 0,
+        },
+        Op::Rename {
+            user: 0,
+            from: d,
+            to: spot(1, 0),
+        },
+    ])
+    .await;
+}

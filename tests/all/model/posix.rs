@@ -395,9 +395,12 @@ impl Model {
         let mut errors = Vec::new();
         for dir in [from_parent, to_parent] {
             match self.entry_errors(c, dir) {
-                Err(e) => return Some(Expected::err(vec![e])),
+                Err(e) => errors.push(e),
                 Ok(e) => errors.extend(e),
             }
+        }
+        if errors.contains(&NFS3ERR_NOTDIR) {
+            return Some(Expected::err(errors));
         }
         let Some(source) = source else {
             errors.push(NFS3ERR_NOENT);
@@ -424,8 +427,12 @@ impl Model {
             match (moving_dir, self.entries(t)) {
                 (true, None) => errors.push(NFS3ERR_NOTDIR),
                 (false, Some(_)) => errors.push(NFS3ERR_ISDIR),
-                (true, Some(e)) if !e.is_empty() => errors.extend([NFS3ERR_NOTEMPTY, NFS3ERR_EXIST]),
                 _ => {}
+            }
+            // A directory that is not empty cannot be replaced, whatever would replace it
+            // (Linux answers so first when it is the source's ancestor).
+            if self.entries(t).is_some_and(|e| !e.is_empty()) {
+                errors.extend([NFS3ERR_NOTEMPTY, NFS3ERR_EXIST]);
             }
         }
         if !errors.is_empty() {
