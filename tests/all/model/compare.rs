@@ -73,7 +73,10 @@ async fn observed(driver: &mut Driver, model: &Model) -> Result<BTreeMap<String,
         let mut names = listing.names();
         names.dedup();
         if names.len() != listing.entries.len() {
-            return Err(format!("READDIRPLUS of {path:?}/ repeats names: {:?}", listing.names()));
+            return Err(format!(
+                "READDIRPLUS of {path:?}/ repeats names: {:?}",
+                listing.names()
+            ));
         }
         for entry in listing.entries {
             if entry.name == "." || entry.name == ".." {
@@ -82,15 +85,19 @@ async fn observed(driver: &mut Driver, model: &Model) -> Result<BTreeMap<String,
             let child_path = format!("{path}/{}", entry.name);
             let fh = match entry.handle {
                 Some(fh) => fh,
-                None => driver.client(lister).lookup(&fh, &entry.name).await.map_err(|e| {
-                    format!("LOOKUP of listed {child_path:?}: {e:?}")
-                })?,
+                None => driver
+                    .client(lister)
+                    .lookup(&fh, &entry.name)
+                    .await
+                    .map_err(|e| format!("LOOKUP of listed {child_path:?}: {e:?}"))?,
             };
             let attrs = match entry.attrs {
                 Some(a) => a,
-                None => driver.client(lister).getattr(&fh).await.map_err(|e| {
-                    format!("GETATTR of listed {child_path:?}: {e:?}")
-                })?,
+                None => driver
+                    .client(lister)
+                    .getattr(&fh)
+                    .await
+                    .map_err(|e| format!("GETATTR of listed {child_path:?}: {e:?}"))?,
             };
             let reader = model.user_acting_as(attrs.uid);
             let (kind, mode, size, content) = match attrs.type_ {
@@ -130,7 +137,10 @@ pub async fn compare(driver: &mut Driver, model: &Model) -> Result<(), String> {
     let want = expected(model);
     let got = observed(driver, model).await?;
     let mut differences = Vec::new();
-    for path in want.keys().chain(got.keys().filter(|p| !want.contains_key(*p))) {
+    for path in want
+        .keys()
+        .chain(got.keys().filter(|p| !want.contains_key(*p)))
+    {
         match (want.get(path), got.get(path)) {
             (Some(w), Some(g)) if w == g => {}
             (w, g) => differences.push(format!("  {path}: model {w:?}\n  {path}: server {g:?}")),

@@ -80,13 +80,17 @@ impl Driver {
         self.clients.clear();
         for (uid, gid) in USERS {
             let client = server.try_mount_as(EXPORT, Some((uid, gid))).await;
-            self.clients.push(client.unwrap_or_else(|e| {
-                panic!("mount as {uid}:{gid}: {e:?}\n{}", server.stderr())
-            }));
+            self.clients
+                .push(client.unwrap_or_else(|e| {
+                    panic!("mount as {uid}:{gid}: {e:?}\n{}", server.stderr())
+                }));
         }
         if self.setup == Setup::Memory {
             let root = self.clients[0].root.clone();
-            self.clients[0].set_mode(&root, 0o777).await.expect("chmod the memory root");
+            self.clients[0]
+                .set_mode(&root, 0o777)
+                .await
+                .expect("chmod the memory root");
         }
     }
 
@@ -106,9 +110,11 @@ impl Driver {
                 .lookup(&fh, part)
                 .await
                 .map_err(|e| format!("LOOKUP of {part:?} on the way to {path:?}: {e:?}"))?;
-            ino = model.entries(ino).and_then(|e| e.get(part)).copied().ok_or_else(|| {
-                format!("the model has no {path:?}, yet the step was sent")
-            })?;
+            ino = model
+                .entries(ino)
+                .and_then(|e| e.get(part))
+                .copied()
+                .ok_or_else(|| format!("the model has no {path:?}, yet the step was sent"))?;
         }
         Ok(fh)
     }
@@ -129,17 +135,26 @@ impl Driver {
                     ..sattr3::default()
                 };
                 let how = createhow3::GUARDED(attrs);
-                self.client(user).create_how(&dir, at.name(), how).await.err()
+                self.client(user)
+                    .create_how(&dir, at.name(), how)
+                    .await
+                    .err()
             }
             Op::Mkdir { user, at, mode } => {
                 let dir = self.parent(model, at).await?;
                 let mode = DIR_MODES[mode];
-                self.client(user).mkdir_mode(&dir, at.name(), mode).await.err()
+                self.client(user)
+                    .mkdir_mode(&dir, at.name(), mode)
+                    .await
+                    .err()
             }
             Op::Symlink { user, at, target } => {
                 let dir = self.parent(model, at).await?;
                 let target = TARGETS[target];
-                self.client(user).symlink(&dir, at.name(), target).await.err()
+                self.client(user)
+                    .symlink(&dir, at.name(), target)
+                    .await
+                    .err()
             }
             Op::Write {
                 user,
@@ -153,7 +168,10 @@ impl Driver {
                 let written = if stable {
                     client.write(&fh, offset, data).await
                 } else {
-                    client.write_unstable(&fh, offset, data).await.map(|(n, _, _)| n)
+                    client
+                        .write_unstable(&fh, offset, data)
+                        .await
+                        .map(|(n, _, _)| n)
                 };
                 match written {
                     Ok(n) if n as usize != data.len() => {
@@ -187,7 +205,10 @@ impl Driver {
                 let from_dir = self.parent(model, from).await?;
                 let to_dir = self.parent(model, to).await?;
                 let client = self.client(user);
-                client.rename(&from_dir, from.name(), &to_dir, to.name()).await.err()
+                client
+                    .rename(&from_dir, from.name(), &to_dir, to.name())
+                    .await
+                    .err()
             }
             Op::Link { user, from, to } => {
                 let file = self.resolve(model, &from.path()).await?;

@@ -58,9 +58,21 @@ impl std::fmt::Debug for Spot {
 #[derive(Clone, Debug)]
 pub enum Op {
     /// GUARDED CREATE with a mode.
-    Create { user: usize, at: Spot, mode: usize },
-    Mkdir { user: usize, at: Spot, mode: usize },
-    Symlink { user: usize, at: Spot, target: usize },
+    Create {
+        user: usize,
+        at: Spot,
+        mode: usize,
+    },
+    Mkdir {
+        user: usize,
+        at: Spot,
+        mode: usize,
+    },
+    Symlink {
+        user: usize,
+        at: Spot,
+        target: usize,
+    },
     /// WRITE, FILE_SYNC or UNSTABLE.
     Write {
         user: usize,
@@ -70,15 +82,40 @@ pub enum Op {
         stable: bool,
     },
     /// SETATTR of the size.
-    Truncate { user: usize, at: Spot, size: u64 },
+    Truncate {
+        user: usize,
+        at: Spot,
+        size: u64,
+    },
     /// SETATTR of the mode.
-    Chmod { user: usize, at: Spot, mode: usize },
-    Remove { user: usize, at: Spot },
-    Rmdir { user: usize, at: Spot },
-    Rename { user: usize, from: Spot, to: Spot },
+    Chmod {
+        user: usize,
+        at: Spot,
+        mode: usize,
+    },
+    Remove {
+        user: usize,
+        at: Spot,
+    },
+    Rmdir {
+        user: usize,
+        at: Spot,
+    },
+    Rename {
+        user: usize,
+        from: Spot,
+        to: Spot,
+    },
     /// LINK: `to` becomes another name of `from`.
-    Link { user: usize, from: Spot, to: Spot },
-    Commit { user: usize, at: Spot },
+    Link {
+        user: usize,
+        from: Spot,
+        to: Spot,
+    },
+    Commit {
+        user: usize,
+        at: Spot,
+    },
     /// The server stops (SIGTERM) and starts again on the same config; clients mount again.
     Restart,
 }

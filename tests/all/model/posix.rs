@@ -151,6 +151,25 @@ impl Model {
         }
     }
 
+    /// Whether some file has more than one name.
+    pub fn has_hard_links(&self) -> bool {
+        self.nodes
+            .keys()
+            .any(|&ino| self.entries(ino).is_none() && self.nlink(ino) > 1)
+    }
+
+    /// Whether some directory holds two names of one file.
+    pub fn has_two_names_in_one_directory(&self) -> bool {
+        self.nodes.values().any(|n| match &n.kind {
+            Kind::Dir(e) => {
+                let mut inos: Vec<Ino> = e.values().copied().collect();
+                inos.sort_unstable();
+                inos.windows(2).any(|w| w[0] == w[1])
+            }
+            _ => false,
+        })
+    }
+
     fn is_dir(&self, ino: Ino) -> bool {
         self.entries(ino).is_some()
     }
@@ -458,9 +477,7 @@ impl Model {
             Ok(errors) => errors,
         };
         let regular = matches!(self.nodes[&source].kind, Kind::File(_));
-        if self.is_dir(source)
-            || !self.owns(c, source) && !(regular && self.has(c, source, 0o6))
-        {
+        if self.is_dir(source) || !self.owns(c, source) && !(regular && self.has(c, source, 0o6)) {
             errors.push(NFS3ERR_PERM);
         }
         if target.is_some() {
