@@ -185,7 +185,9 @@ impl Gateway {
             return Ok(None);
         };
         let end = (start + max).min(listing.entries.len());
-        let updated = self.updated_attrs(mount, &listing.entries[start..end]).await;
+        let updated = self
+            .updated_attrs(mount, &listing.entries[start..end])
+            .await;
         Ok(Some(DirPage {
             end: end == listing.entries.len(),
             listing,

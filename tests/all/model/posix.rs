@@ -477,7 +477,8 @@ impl Model {
             Ok(errors) => errors,
         };
         let regular = matches!(self.nodes[&source].kind, Kind::File(_));
-        if self.is_dir(source) || !self.owns(c, source) && !(regular && self.has(c, source, 0o6)) {
+        let may_link = self.owns(c, source) || regular && self.has(c, source, 0o6);
+        if self.is_dir(source) || !may_link {
             errors.push(NFS3ERR_PERM);
         }
         if target.is_some() {
