@@ -966,13 +966,18 @@ impl Client {
     }
 
     pub async fn mkdir(&mut self, dir: &nfs_fh3, name: &str) -> NfsResult<nfs_fh3> {
+        self.mkdir_mode(dir, name, 0o755).await
+    }
+
+    /// MKDIR with this mode.
+    pub async fn mkdir_mode(&mut self, dir: &nfs_fh3, name: &str, mode: u32) -> NfsResult<nfs_fh3> {
         let res = rpc(
             "MKDIR",
             self.conn
                 .mkdir(&MKDIR3args {
                     where_: dirop(dir, name),
                     attributes: sattr3 {
-                        mode: Nfs3Option::Some(0o755),
+                        mode: Nfs3Option::Some(mode),
                         ..sattr3::default()
                     },
                 })
@@ -1253,6 +1258,18 @@ impl Client {
         cookie: u64,
         cookieverf: [u8; 8],
     ) -> NfsResult<(Vec<Entry>, [u8; 8], bool)> {
+        self.readdirplus_page_sized(dir, cookie, cookieverf, (DIR_DIRCOUNT, DIR_MAXCOUNT))
+            .await
+    }
+
+    /// One READDIRPLUS reply asked with these `(dircount, maxcount)`.
+    pub async fn readdirplus_page_sized(
+        &mut self,
+        dir: &nfs_fh3,
+        cookie: u64,
+        cookieverf: [u8; 8],
+        (dircount, maxcount): (u32, u32),
+    ) -> NfsResult<(Vec<Entry>, [u8; 8], bool)> {
         let res = rpc(
             "READDIRPLUS",
             self.conn
@@ -1260,8 +1277,8 @@ impl Client {
                     dir: dir.clone(),
                     cookie,
                     cookieverf: nfs3_types::nfs3::cookieverf3(cookieverf),
-                    dircount: DIR_DIRCOUNT,
-                    maxcount: DIR_MAXCOUNT,
+                    dircount,
+                    maxcount,
                 })
                 .await,
         );
@@ -1292,10 +1309,23 @@ impl Client {
     /// The whole directory by READDIRPLUS, paging with the cookie of each page's last entry and
     /// the verifier of the previous reply. Small pages, so that paging really happens.
     pub async fn readdirplus_all(&mut self, dir: &nfs_fh3) -> NfsResult<Listing> {
+        self.readdirplus_all_sized(dir, (DIR_DIRCOUNT, DIR_MAXCOUNT))
+            .await
+    }
+
+    /// The whole directory as [`Client::readdirplus_all`] lists it, in pages asked with these
+    /// `(dircount, maxcount)`.
+    pub async fn readdirplus_all_sized(
+        &mut self,
+        dir: &nfs_fh3,
+        sizes: (u32, u32),
+    ) -> NfsResult<Listing> {
         let mut entries: Vec<Entry> = Vec::new();
         let (mut cookie, mut verf, mut pages) = (0u64, [0u8; 8], 0usize);
         loop {
-            let (page, next_verf, eof) = self.readdirplus_page(dir, cookie, verf).await?;
+            let (page, next_verf, eof) = self
+                .readdirplus_page_sized(dir, cookie, verf, sizes)
+                .await?;
             pages += 1;
             assert!(
                 pages < 100_000,

@@ -15,6 +15,7 @@ mod hostile;
 mod hub;
 mod libnfs;
 mod local;
+mod model;
 mod objstore_faults;
 mod ops;
 mod portmap;

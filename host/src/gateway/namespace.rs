@@ -298,12 +298,16 @@ impl Gateway {
         mount.allow(Capabilities::RENAME)?;
         let (source, destination) = (join(&from_path, from), join(&to_path, to));
         if source == destination {
+            // Nothing to move, but only a name that exists can be renamed (ENOENT otherwise),
+            // as Linux's rename(2) answers.
+            self.entry_attrs(mount, &source).await?;
             return Ok(());
         }
-        if destination.starts_with(&format!("{source}/")) {
+        let (from_attrs, to_attrs) = (self.getattr(from_dir).await?, self.getattr(to_dir).await?);
+        // A directory cannot move under itself; under a file, NOTDIR (below) is the answer.
+        if destination.starts_with(&format!("{source}/")) && to_attrs.kind == FileKind::Directory {
             return Err(Error::Invalid);
         }
-        let (from_attrs, to_attrs) = (self.getattr(from_dir).await?, self.getattr(to_dir).await?);
         permissions::change_entries(caller, &from_attrs)?;
         permissions::change_entries(caller, &to_attrs)?;
         // The entries' own attributes matter only for sticky directories and moves.

@@ -185,13 +185,33 @@ impl Gateway {
             return Ok(None);
         };
         let end = (start + max).min(listing.entries.len());
-        let updated = mount.attrs.updated_since(&listing.entries[start..end]);
+        let updated = self
+            .updated_attrs(mount, &listing.entries[start..end])
+            .await;
         Ok(Some(DirPage {
             end: end == listing.entries.len(),
             listing,
             range: start..end,
             updated,
         }))
+    }
+
+    /// Of a page's listed entries, those whose attributes changed since the listing, by
+    /// index, in order: the ones put again since, and the ones a change through nfsgw dropped
+    /// from the cache (a refused LINK, a MKDIR inside a listed directory), whose listed copy is
+    /// stale, stat'ed again. An entry gone meanwhile keeps its listed attributes.
+    async fn updated_attrs(&self, mount: &Mount, listed: &[Listed]) -> Vec<(usize, Attrs)> {
+        let mut updated = mount.attrs.updated_since(listed);
+        for (i, entry) in listed.iter().enumerate() {
+            if mount.attrs.last_known(split(entry.id).1).is_some() {
+                continue;
+            }
+            if let Ok(attrs) = self.getattr(entry.id).await {
+                updated.push((i, attrs));
+            }
+        }
+        updated.sort_by_key(|(i, _)| *i);
+        updated
     }
 
     fn readdir_export_root(&self, cookie: u64, max: usize) -> Option<DirPage> {
