@@ -28,7 +28,8 @@ use std::cell::RefCell;
 
 use nfsgw_plugin_sdk::staging::StagedFile;
 use nfsgw_plugin_sdk::{
-    fs_stats, secrets, Attrs, Backend, Capabilities, DirPage, Error, FsStats, MountInfo, ReadResult,
+    fs_stats, mount_info, secrets, Attrs, Backend, Capabilities, DirPage, Error, FsStats,
+    MountInfo, ReadResult,
 };
 
 use config::Target;
@@ -89,19 +90,10 @@ impl Backend for Hub {
                 let ttl = cfg.attr_ttl_ms;
                 let mount = bucket::open(cfg, client, &id)?;
                 let info = MountInfo {
-                    capabilities: Capabilities::WRITE
-                        | Capabilities::CREATE
-                        | Capabilities::MKDIR
-                        | Capabilities::REMOVE
-                        | Capabilities::RENAME
-                        | Capabilities::TRUNCATE,
-                    immutable: false,
-                    attr_ttl_ms: Some(ttl),
                     // Directories made by mkdir, and read-your-writes through the listing
                     // cache, live in one instance's memory.
                     max_instances: Some(1),
-                    staged_writes: true,
-                    pinned_config: Vec::new(),
+                    ..mount_info::whole_object_store(ttl)
                 };
                 (mount, info)
             }

@@ -16,7 +16,7 @@ use nfsgw_plugin_sdk::config::number;
 use nfsgw_plugin_sdk::paths::dir_prefix;
 use nfsgw_plugin_sdk::staging::StagedFile;
 use nfsgw_plugin_sdk::{
-    fs_stats, Attrs, Backend, BlobRange, Capabilities, Data, DirEntry, DirPage, Error, FileKind,
+    fs_stats, mount_info, Attrs, Backend, BlobRange, Data, DirEntry, DirPage, Error, FileKind,
     FsStats, MountInfo, ReadResult,
 };
 
@@ -133,19 +133,7 @@ impl Backend for S3 {
         let parsed = parse_config(&config)?;
         let ttl = parsed.ttl_ms;
         let _ = SETTINGS.set(parsed);
-        Ok(MountInfo {
-            capabilities: Capabilities::WRITE
-                | Capabilities::CREATE
-                | Capabilities::MKDIR
-                | Capabilities::REMOVE
-                | Capabilities::RENAME
-                | Capabilities::TRUNCATE,
-            immutable: false,
-            attr_ttl_ms: Some(ttl),
-            max_instances: None,
-            staged_writes: true,
-            pinned_config: Vec::new(),
-        })
+        Ok(mount_info::whole_object_store(ttl))
     }
 
     fn stat(path: String) -> Result<Attrs, Error> {

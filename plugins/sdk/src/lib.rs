@@ -3,7 +3,8 @@
 //! defaults where the interface allows one), the [`export!`] macro that makes a type the
 //! plugin's implementation, and the helpers plugins would otherwise each write again: attributes
 //! from a mount's owner and modes ([`attrs`]), config values ([`config`]), mount-relative paths
-//! ([`paths`]), pages cut from a whole listing ([`paging`]) and file-system sizes ([`fs_stats`]).
+//! ([`paths`]), pages cut from a whole listing ([`paging`]), file-system sizes ([`fs_stats`])
+//! and what a whole-object store declares ([`mount_info`]).
 //!
 //! A plugin is one trait impl:
 //!
@@ -34,6 +35,7 @@ pub mod attrs;
 mod backend;
 pub mod config;
 pub mod fs_stats;
+pub mod mount_info;
 pub mod paging;
 pub mod paths;
 
