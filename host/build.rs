@@ -1,7 +1,11 @@
 //! Builds the bundled plugins (plugins/*) to WebAssembly components with
-//! scripts/build-plugins.sh and generates the table that embeds them in the binary.
+//! scripts/build-plugins.sh and generates the table that embeds them in the binary, with what
+//! each plugin's manifest (`[package.metadata.nfsgw]` in its Cargo.toml) says its mounts need.
 
-use std::path::PathBuf;
+#[path = "build/plugin_manifest.rs"]
+mod plugin_manifest;
+
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn main() {
@@ -13,7 +17,7 @@ fn main() {
     // wasm target: NFSGW_NO_PLUGINS=1 embeds none.
     println!("cargo:rerun-if-env-changed=NFSGW_NO_PLUGINS");
     if std::env::var_os("NFSGW_NO_PLUGINS").is_some() {
-        let empty = "pub const BUNDLED_WASM: &[(&str, &[u8])] = &[];\n";
+        let empty = "pub const BUNDLED: &[Bundled] = &[];\n";
         std::fs::write(out.join("bundled_plugins.rs"), empty).unwrap();
         return;
     }
@@ -32,27 +36,38 @@ fn main() {
     if !status.success() {
         panic!("building the bundled plugins failed; run scripts/wasm-toolchain.sh to set up the wasm target");
     }
-    let mut table = String::from("/// (name, component bytes) of every bundled plugin.\npub const BUNDLED_WASM: &[(&str, &[u8])] = &[\n");
-    let mut names: Vec<_> = std::fs::read_dir(&wasm_dir)
+    let table = bundled_table(&repo, &wasm_dir).unwrap_or_else(|message| {
+        eprintln!("error: {message}");
+        std::process::exit(1);
+    });
+    std::fs::write(out.join("bundled_plugins.rs"), table).unwrap();
+}
+
+/// The Rust source of `BUNDLED`: every component in `wasm_dir` with its plugin's manifest.
+fn bundled_table(repo: &Path, wasm_dir: &Path) -> Result<String, String> {
+    let mut table = String::from("/// Every bundled plugin.\npub const BUNDLED: &[Bundled] = &[\n");
+    let mut components: Vec<_> = std::fs::read_dir(wasm_dir)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
         .collect();
-    names.sort();
-    for path in names {
-        let name = path.file_stem().unwrap().to_str().unwrap();
-        table.push_str(&format!(
-            "    ({name:?}, include_bytes!({:?})),\n",
-            path.display().to_string()
-        ));
+    components.sort();
+    for wasm in components {
+        let name = wasm.file_stem().unwrap().to_str().unwrap();
+        let file = format!("plugins/{name}/Cargo.toml");
+        let text = std::fs::read_to_string(repo.join(&file))
+            .map_err(|e| format!("{file}: cannot read the plugin's manifest: {e}"))?;
+        let manifest = plugin_manifest::parse(&file, &text)?;
+        let entry = manifest.to_rust(name, &wasm.display().to_string());
+        table.push_str(&format!("    {entry},\n"));
     }
     table.push_str("];\n");
-    std::fs::write(out.join("bundled_plugins.rs"), table).unwrap();
+    Ok(table)
 }
 
 /// Sets `NFSGW_GIT_COMMIT` (the commit built, "unknown" outside a git checkout) and
 /// `NFSGW_WIT_PACKAGE` (the plugin interface's package line) for `nfsgw --version`.
-fn describe_build(repo: &std::path::Path) {
+fn describe_build(repo: &Path) {
     let git = |args: &[&str]| {
         Command::new("git")
             .arg("-C")

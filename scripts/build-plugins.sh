@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds a workspace of plugins (default plugins/, the bundled ones) to WebAssembly components
 # and copies them to OUT_DIR as <name>.wasm (the crate name without the "nfsgw-plugin-" prefix).
+# Each component is a directory of the workspace whose crate builds a cdylib.
 #
 #   scripts/build-plugins.sh OUT_DIR [WORKSPACE_DIR]
 #
@@ -19,7 +20,8 @@ clean_env=(env -i "PATH=$PATH" "HOME=$HOME")
 for v in CARGO_HOME RUSTUP_HOME RUSTUP_TOOLCHAIN; do
   [ -n "${!v:-}" ] && clean_env+=("$v=${!v}")
 done
-crates=$(cd "$workspace" && ls -d */ | tr -d / | grep -vx target || true)
+# The components: crates that build a cdylib (not libraries such as the plugin SDK).
+crates=$(cd "$workspace" && grep -l cdylib -- */Cargo.toml | cut -d/ -f1 || true)
 
 if rustup target list --installed 2>/dev/null | grep -qx wasm32-wasip2; then
   "${clean_env[@]}" cargo build --quiet --release --target wasm32-wasip2 \

@@ -24,7 +24,7 @@ bash tests/hub/setup.sh
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt
 
 say "plugin crates, natively: the Xet formats, and the hub plugin against the local Hub"
-cargo test --release --manifest-path plugins/Cargo.toml -p nfsgw-xet -p nfsgw-plugin-hub
+cargo test --release --manifest-path plugins/Cargo.toml -p nfsgw-plugin-sdk -p nfsgw-xet -p nfsgw-plugin-hub
 
 say "format and lint"
 cargo fmt --all --check

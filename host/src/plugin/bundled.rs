@@ -1,9 +1,8 @@
 //! The plugins built with nfsgw and embedded in its binary, found by name.
 //!
-//! `build.rs` compiles `plugins/*` to components; this module says what each one needs from
-//! its mount (which config key names the host directory it serves).
-
-include!(concat!(env!("OUT_DIR"), "/bundled_plugins.rs"));
+//! `build.rs` compiles `plugins/*` to components and generates their table from each plugin's
+//! manifest (`[package.metadata.nfsgw]` in its Cargo.toml, read by `build/plugin_manifest.rs`):
+//! what a mount of the plugin needs from the host. This module names no plugin itself.
 
 /// A plugin shipped inside the nfsgw binary.
 pub struct Bundled {
@@ -17,24 +16,39 @@ pub struct Bundled {
     pub default_hosts: &'static [&'static str],
 }
 
-/// Where the public Hugging Face Hub and its Xet storage answer.
-const PUBLIC_HUB_HOSTS: &[&str] = &["huggingface.co", "*.huggingface.co", "*.hf.co"];
+include!(concat!(env!("OUT_DIR"), "/bundled_plugins.rs"));
 
 /// Where a granted directory appears inside the sandbox.
 pub const EXPORT_GUEST_PATH: &str = "/export";
 
-pub fn find(name: &str) -> Option<Bundled> {
-    let &(name, wasm) = BUNDLED_WASM.iter().find(|(n, _)| *n == name)?;
-    let dir_key = (name == "local").then_some("root");
-    Some(Bundled {
-        name,
-        wasm,
-        dir_key,
-        needs_store: name == "s3",
-        default_hosts: if name == "hub" { PUBLIC_HUB_HOSTS } else { &[] },
-    })
+pub fn find(name: &str) -> Option<&'static Bundled> {
+    BUNDLED.iter().find(|b| b.name == name)
 }
 
 pub fn names() -> impl Iterator<Item = &'static str> {
-    BUNDLED_WASM.iter().map(|(n, _)| *n)
+    BUNDLED.iter().map(|b| b.name)
+}
+
+#[cfg(test)]
+#[path = "../../build/plugin_manifest.rs"]
+mod plugin_manifest;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What the bundled plugins' manifests say reaches the table the host uses.
+    #[test]
+    fn the_table_carries_each_plugins_manifest() {
+        let local = find("local").expect("local is bundled");
+        assert_eq!(local.dir_key, Some("root"));
+        assert!(!local.needs_store && local.default_hosts.is_empty());
+        let s3 = find("s3").expect("s3 is bundled");
+        assert!(s3.needs_store && s3.dir_key.is_none());
+        let hub = find("hub").expect("hub is bundled");
+        assert!(hub.default_hosts.contains(&"huggingface.co"));
+        assert!(!hub.needs_store && hub.dir_key.is_none());
+        assert!(find("sdk").is_none(), "the SDK is a library, not a plugin");
+        assert!(names().all(|n| !n.is_empty() && find(n).is_some_and(|b| !b.wasm.is_empty())));
+    }
 }

@@ -14,13 +14,14 @@ use crate::api::{BatchOp, Hub};
 use crate::cas::Cas;
 use crate::clock::{from_ms, now, now_ms, to_ms};
 use crate::config::Config;
-use crate::exports::nfsgw::backend::backend::{Attrs, Error};
 use crate::fs::attrs;
 use crate::mount::{Mount, Source};
 use crate::net::{fail, init_error, log, Client};
-use crate::nfsgw::backend::log::Level;
-use crate::nfsgw::backend::staging::StagedFile;
-use crate::tree::{split_parent, Cache, Entry, Kind};
+use crate::tree::{Cache, Entry, Kind};
+use nfsgw_plugin_sdk::log::Level;
+use nfsgw_plugin_sdk::paths::split_parent;
+use nfsgw_plugin_sdk::staging::StagedFile;
+use nfsgw_plugin_sdk::{Attrs, Error};
 
 /// How much of a staged file is read into the plugin at a time.
 const PIECE: u32 = 8 << 20;

@@ -14,12 +14,12 @@ use nfsgw_xet::reconstruction::{parse_v1, parse_v2, Fetch, Plan};
 use nfsgw_xet::xorb::Xorb;
 
 use crate::clock::now;
-use crate::exports::nfsgw::backend::backend::Error;
 use crate::net::{fail, log, request, set_bearer, Auth, Client, Failure};
-use crate::nfsgw::backend::http::Response;
-use crate::nfsgw::backend::log::Level;
 use crate::readahead::ReadAhead;
 use crate::token::XetToken;
+use nfsgw_plugin_sdk::http::Response;
+use nfsgw_plugin_sdk::log::Level;
+use nfsgw_plugin_sdk::Error;
 
 /// Which reconstruction route the CAS serves, once known.
 #[derive(Clone, Copy, PartialEq, Eq)]

@@ -4,6 +4,9 @@
 //! exactly one of `repo` and `bucket` must be set. Everything else has a default. Errors are
 //! sentences shown to the user, naming the key at fault.
 
+use nfsgw_plugin_sdk::attrs::Ownership;
+use nfsgw_plugin_sdk::config::number;
+
 /// The three kinds of Hub repo.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum RepoType {
@@ -50,10 +53,8 @@ pub struct Config {
     /// The Hub's base URL, without a trailing "/".
     pub endpoint: String,
     pub target: Target,
-    pub uid: u32,
-    pub gid: u32,
-    pub file_mode: u32,
-    pub dir_mode: u32,
+    /// The owner and modes of every entry.
+    pub owner: Ownership,
     /// How long a bucket's listings may be cached (by the host and by the plugin).
     pub attr_ttl_ms: u32,
 }
@@ -81,16 +82,12 @@ fn check_id(key: &str, value: &str) -> Result<String, String> {
 pub fn parse(config: &[(String, String)]) -> Result<Config, String> {
     let mut endpoint = "https://huggingface.co".to_string();
     let (mut repo, mut bucket, mut repo_type, mut revision) = (None, None, None, None);
-    let mut cfg_uid = 0;
-    let mut cfg_gid = 0;
-    let mut file_mode = 0o644;
-    let mut dir_mode = 0o755;
+    let mut owner = Ownership::default();
     let mut ttl = 1000;
     for (key, value) in config {
-        let number = |radix| {
-            u32::from_str_radix(value, radix)
-                .map_err(|_| format!("config key `{key}`: {value:?} is not a number"))
-        };
+        if owner.set(key, value)? {
+            continue;
+        }
         match key.as_str() {
             "endpoint" => endpoint = value.trim_end_matches('/').to_string(),
             "repo" => repo = Some(check_id(key, value)?),
@@ -113,11 +110,7 @@ pub fn parse(config: &[(String, String)]) -> Result<Config, String> {
                 }
                 revision = Some(value.clone())
             }
-            "uid" => cfg_uid = number(10)?,
-            "gid" => cfg_gid = number(10)?,
-            "file_mode" => file_mode = number(8)? & 0o7777,
-            "dir_mode" => dir_mode = number(8)? & 0o7777,
-            "attr_ttl_ms" => ttl = number(10)?,
+            "attr_ttl_ms" => ttl = number(key, value, 10)?,
             _ => {
                 return Err(format!(
                     "unknown config key `{key}` (the hub plugin knows: {KEYS}; the token is \
@@ -164,10 +157,7 @@ pub fn parse(config: &[(String, String)]) -> Result<Config, String> {
     Ok(Config {
         endpoint,
         target,
-        uid: cfg_uid,
-        gid: cfg_gid,
-        file_mode,
-        dir_mode,
+        owner,
         attr_ttl_ms: ttl,
     })
 }
@@ -197,7 +187,7 @@ mod tests {
             }
         );
         assert_eq!(
-            (c.file_mode, c.dir_mode, c.attr_ttl_ms),
+            (c.owner.file_mode, c.owner.dir_mode, c.attr_ttl_ms),
             (0o644, 0o755, 1000)
         );
     }
@@ -214,7 +204,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.endpoint, "http://127.0.0.1:8080");
         assert_eq!(c.target, Target::Bucket { id: "me/b".into() });
-        assert_eq!((c.uid, c.file_mode, c.attr_ttl_ms), (1000, 0o600, 50));
+        assert_eq!(
+            (c.owner.uid, c.owner.file_mode, c.attr_ttl_ms),
+            (1000, 0o600, 50)
+        );
     }
 
     #[test]

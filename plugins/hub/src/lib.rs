@@ -8,8 +8,6 @@
 //! `nfsgw-xet`). This file is the glue between the interface and the modules; what a mount
 //! does is written down in `docs/SEMANTICS-HUB.md`.
 
-wit_bindgen::generate!({ world: "plugin", path: "../../wit" });
-
 mod api;
 mod bucket;
 mod cas;
@@ -28,12 +26,11 @@ mod urls;
 
 use std::cell::RefCell;
 
-use exports::nfsgw::backend::backend::{
-    Attrs, Device, Error, FileKind, FsStats, Guest, MountInfo, ReadResult, SetAttrs,
+use nfsgw_plugin_sdk::staging::StagedFile;
+use nfsgw_plugin_sdk::{
+    fs_stats, mount_info, secrets, Attrs, Backend, Capabilities, DirPage, Error, FsStats,
+    MountInfo, ReadResult,
 };
-use nfsgw::backend::secrets;
-use nfsgw::backend::staging::StagedFile;
-use nfsgw::backend::types::{Capabilities, DirPage};
 
 use config::Target;
 use mount::{Mount, Source};
@@ -61,7 +58,7 @@ fn with_bucket<R>(f: impl FnOnce(&mut Mount) -> Result<R, Error>) -> Result<R, E
 
 struct Hub;
 
-impl Guest for Hub {
+impl Backend for Hub {
     fn init(config: Vec<(String, String)>) -> Result<MountInfo, String> {
         let cfg = config::parse(&config)?;
         let token = match secrets::get("token") {
@@ -93,19 +90,10 @@ impl Guest for Hub {
                 let ttl = cfg.attr_ttl_ms;
                 let mount = bucket::open(cfg, client, &id)?;
                 let info = MountInfo {
-                    capabilities: Capabilities::WRITE
-                        | Capabilities::CREATE
-                        | Capabilities::MKDIR
-                        | Capabilities::REMOVE
-                        | Capabilities::RENAME
-                        | Capabilities::TRUNCATE,
-                    immutable: false,
-                    attr_ttl_ms: Some(ttl),
                     // Directories made by mkdir, and read-your-writes through the listing
                     // cache, live in one instance's memory.
                     max_instances: Some(1),
-                    staged_writes: true,
-                    pinned_config: Vec::new(),
+                    ..mount_info::whole_object_store(ttl)
                 };
                 (mount, info)
             }
@@ -124,10 +112,6 @@ impl Guest for Hub {
 
     fn read(path: String, offset: u64, len: u32) -> Result<ReadResult, Error> {
         with(|m| m.read(&path, offset, len))
-    }
-
-    fn write(_: String, _: u64, _: Vec<u8>) -> Result<Attrs, Error> {
-        Err(Error::NotSupported) // staged by the host, stored through `commit`
     }
 
     fn create(path: String, _mode: u32, exclusive: bool) -> Result<Attrs, Error> {
@@ -150,45 +134,10 @@ impl Guest for Hub {
         with_bucket(|m| m.rename(&source, &destination))
     }
 
-    fn symlink(_: String, _: String) -> Result<Attrs, Error> {
-        Err(Error::NotSupported)
-    }
-
-    fn readlink(_: String) -> Result<String, Error> {
-        Err(Error::Invalid) // nothing here is a symbolic link
-    }
-
-    fn link(_: String, _: String) -> Result<Attrs, Error> {
-        Err(Error::NotSupported)
-    }
-
-    fn mknod(_: String, _: FileKind, _: u32, _: Device) -> Result<Attrs, Error> {
-        Err(Error::NotSupported)
-    }
-
-    fn setattr(_: String, _: SetAttrs) -> Result<Attrs, Error> {
-        // Sizes are the host's staging; the Hub keeps no mode, owner or settable time.
-        Err(Error::NotSupported)
-    }
-
-    fn sync(_: String) -> Result<(), Error> {
-        Ok(()) // the host keeps staged data durable until `commit`
-    }
-
     fn statfs() -> Result<FsStats, Error> {
         // Neither has a fixed size: a bucket reports plenty free, a pinned repo nothing.
-        const PLENTY: u64 = 1 << 50;
-        const FILES: u64 = 1 << 32;
         let writable = with(|m| Ok(matches!(m.source, Source::Bucket)))?;
-        let (bytes, files) = if writable { (PLENTY, FILES) } else { (0, 0) };
-        Ok(FsStats {
-            total_bytes: PLENTY,
-            free_bytes: bytes,
-            available_bytes: bytes,
-            total_files: FILES,
-            free_files: files,
-            available_files: files,
-        })
+        Ok(fs_stats::boundless(writable))
     }
 
     fn commit(path: String, staged: &StagedFile) -> Result<Attrs, Error> {
@@ -196,4 +145,4 @@ impl Guest for Hub {
     }
 }
 
-export!(Hub);
+nfsgw_plugin_sdk::export!(Hub);

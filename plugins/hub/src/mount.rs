@@ -8,11 +8,12 @@ use crate::api::Hub;
 use crate::cas::Cas;
 use crate::clock::{now_ms, Stamp};
 use crate::config::{Config, RepoType};
-use crate::exports::nfsgw::backend::backend::{Attrs, Error, ReadResult};
 use crate::fs::{attrs, entry_attrs, page};
 use crate::net::{fail, Client};
-use crate::nfsgw::backend::types::{Data, DirPage};
-use crate::tree::{split_parent, Cache, Entry, Kind, Listing};
+use crate::tree::{Cache, Entry, Kind, Listing};
+use nfsgw_plugin_sdk::paths::split_parent;
+use nfsgw_plugin_sdk::{Attrs, Error, ReadResult};
+use nfsgw_plugin_sdk::{Data, DirPage};
 
 /// What the mount serves, as pinned at `init`.
 pub enum Source {

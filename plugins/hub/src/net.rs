@@ -8,15 +8,15 @@
 
 use std::time::Duration;
 
-use crate::exports::nfsgw::backend::backend::Error;
-#[cfg(not(test))]
-use crate::nfsgw::backend::http;
-use crate::nfsgw::backend::http::{HttpError, Request, Response};
-#[cfg(not(test))]
-use crate::nfsgw::backend::log;
-use crate::nfsgw::backend::log::Level;
-use crate::nfsgw::backend::secrets::Secret;
 use crate::urls::{header, origin, without_query};
+#[cfg(not(test))]
+use nfsgw_plugin_sdk::http;
+use nfsgw_plugin_sdk::http::{HttpError, Request, Response};
+#[cfg(not(test))]
+use nfsgw_plugin_sdk::log;
+use nfsgw_plugin_sdk::log::Level;
+use nfsgw_plugin_sdk::secrets::Secret;
+use nfsgw_plugin_sdk::Error;
 
 /// The pauses before the second and third attempts of a request that failed transiently (429,
 /// 500, 502, 503, 504, unreachable).

@@ -9,11 +9,11 @@ use crate::api::{resolve_url, Hub};
 use crate::cas::Cas;
 use crate::clock::now;
 use crate::config::{Config, RepoType};
-use crate::exports::nfsgw::backend::backend::Error;
 use crate::mount::{Mount, Source};
 use crate::net::{fail, init_error, log, Client};
-use crate::nfsgw::backend::log::Level;
 use crate::tree::Cache;
+use nfsgw_plugin_sdk::log::Level;
+use nfsgw_plugin_sdk::Error;
 
 /// Pins the revision and builds the mount; the error is shown to the user.
 pub fn open(

@@ -13,9 +13,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::exports::nfsgw::backend::backend::Error;
-use crate::nfsgw::backend::http::{HttpError, Request, Response};
-use crate::nfsgw::backend::types::Data;
+use nfsgw_plugin_sdk::http::{HttpError, Request, Response};
+use nfsgw_plugin_sdk::Data;
+use nfsgw_plugin_sdk::Error;
 
 const TOKEN: &str = "hf_test_token";
 

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 
+use nfsgw_plugin_sdk::paths::split_parent;
 use serde::Deserialize;
 
 use crate::clock::{parse_iso8601, Stamp};
@@ -177,14 +178,6 @@ impl Cache {
     }
 }
 
-/// Splits "a/b/c" into ("a/b", "c"), and "c" into ("", "c").
-pub fn split_parent(path: &str) -> (&str, &str) {
-    match path.rfind('/') {
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => ("", path),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,11 +281,5 @@ mod tests {
         assert!(forever.get("sub", u64::MAX).is_some());
         forever.clear();
         assert!(forever.get("sub", 0).is_none());
-    }
-
-    #[test]
-    fn parents() {
-        assert_eq!(split_parent("a/b/c"), ("a/b", "c"));
-        assert_eq!(split_parent("c"), ("", "c"));
     }
 }

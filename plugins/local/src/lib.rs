@@ -7,14 +7,11 @@
 
 use std::cell::RefCell;
 
-wit_bindgen::generate!({ world: "plugin", path: "../../wit" });
-
-use exports::nfsgw::backend::backend::{
-    Attrs, Device, Error, FileKind, FsStats, Guest, MountInfo, ReadResult, SetAttrs,
+use nfsgw_plugin_sdk::paths::under;
+use nfsgw_plugin_sdk::{
+    host_fs, Attrs, Backend, Capabilities, Data, Device, DirPage, Error, FileKind, FileRange,
+    FsStats, MountInfo, ReadResult, SetAttrs,
 };
-use nfsgw::backend::host_fs;
-use nfsgw::backend::staging::StagedFile;
-use nfsgw::backend::types::{Capabilities, Data, DirPage, FileRange};
 
 /// How long the host may cache attributes and listings when the config does not say.
 const DEFAULT_ATTR_TTL_MS: u32 = 1000;
@@ -26,19 +23,12 @@ thread_local! {
 
 /// The path of a mount-relative path inside the granted root.
 fn full(path: &str) -> String {
-    ROOT.with(|root| {
-        let root = root.borrow();
-        if path.is_empty() {
-            root.clone()
-        } else {
-            format!("{root}/{path}")
-        }
-    })
+    ROOT.with(|root| under(&root.borrow(), path))
 }
 
 struct Local;
 
-impl Guest for Local {
+impl Backend for Local {
     fn init(config: Vec<(String, String)>) -> Result<MountInfo, String> {
         let mut root = None;
         let mut attr_ttl_ms = DEFAULT_ATTR_TTL_MS;
@@ -141,10 +131,6 @@ impl Guest for Local {
     fn statfs() -> Result<FsStats, Error> {
         host_fs::statfs(&full(""))
     }
-
-    fn commit(_: String, _: &StagedFile) -> Result<Attrs, Error> {
-        Err(Error::NotSupported) // writes go straight to the host file, never staged
-    }
 }
 
-export!(Local);
+nfsgw_plugin_sdk::export!(Local);

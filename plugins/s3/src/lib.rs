@@ -8,16 +8,17 @@
 //! to `commit` when it flushes. What S3 cannot store (modes, owners, links, special files) is not
 //! declared, and the host refuses it. The semantics are written down in `docs/SEMANTICS-S3.md`.
 
-wit_bindgen::generate!({ world: "plugin", path: "../../wit" });
-
 use std::sync::OnceLock;
 
-use exports::nfsgw::backend::backend::{
-    Attrs, Device, Error, FileKind, FsStats, Guest, MountInfo, ReadResult, SetAttrs,
+use nfsgw_plugin_sdk::attrs::{Ownership, EPOCH};
+use nfsgw_plugin_sdk::blobstore::{self, ObjectMeta};
+use nfsgw_plugin_sdk::config::number;
+use nfsgw_plugin_sdk::paths::dir_prefix;
+use nfsgw_plugin_sdk::staging::StagedFile;
+use nfsgw_plugin_sdk::{
+    fs_stats, mount_info, Attrs, Backend, BlobRange, Data, DirEntry, DirPage, Error, FileKind,
+    FsStats, MountInfo, ReadResult,
 };
-use nfsgw::backend::blobstore::{self, ObjectMeta};
-use nfsgw::backend::staging::StagedFile;
-use nfsgw::backend::types::{BlobRange, Capabilities, Data, DirEntry, DirPage, Timestamp};
 
 /// How long the host may cache attributes and listings unless the config says otherwise: how
 /// soon changes made by other clients of the bucket show.
@@ -27,10 +28,7 @@ const LIST_PAGE: u32 = 1000;
 
 /// What the mount's `[mount.config]` says.
 struct Settings {
-    uid: u32,
-    gid: u32,
-    file_mode: u32,
-    dir_mode: u32,
+    owner: Ownership,
     ttl_ms: u32,
 }
 
@@ -42,23 +40,15 @@ fn settings() -> &'static Settings {
 
 fn parse_config(config: &[(String, String)]) -> Result<Settings, String> {
     let mut s = Settings {
-        uid: 0,
-        gid: 0,
-        file_mode: 0o644,
-        dir_mode: 0o755,
+        owner: Ownership::default(),
         ttl_ms: DEFAULT_TTL_MS,
     };
     for (key, value) in config {
-        let number = |radix| {
-            u32::from_str_radix(value, radix)
-                .map_err(|_| format!("config key `{key}`: {value:?} is not a number"))
-        };
+        if s.owner.set(key, value)? {
+            continue;
+        }
         match key.as_str() {
-            "uid" => s.uid = number(10)?,
-            "gid" => s.gid = number(10)?,
-            "file_mode" => s.file_mode = number(8)? & 0o777,
-            "dir_mode" => s.dir_mode = number(8)? & 0o777,
-            "attr_ttl_ms" => s.ttl_ms = number(10)?,
+            "attr_ttl_ms" => s.ttl_ms = number(key, value, 10)?,
             _ => {
                 return Err(format!(
                     "unknown config key `{key}` (the s3 plugin knows: uid, gid, file_mode, \
@@ -67,29 +57,10 @@ fn parse_config(config: &[(String, String)]) -> Result<Settings, String> {
             }
         }
     }
+    // S3 keeps no set-user-id, set-group-id or sticky bits.
+    s.owner.file_mode &= 0o777;
+    s.owner.dir_mode &= 0o777;
     Ok(s)
-}
-
-const EPOCH: Timestamp = Timestamp {
-    seconds: 0,
-    nanoseconds: 0,
-};
-
-fn attrs(kind: FileKind, size: u64, mode: u32, time: Timestamp, change: Option<String>) -> Attrs {
-    let s = settings();
-    Attrs {
-        kind,
-        size,
-        mode,
-        uid: s.uid,
-        gid: s.gid,
-        nlink: if kind == FileKind::Directory { 2 } else { 1 },
-        atime: time,
-        mtime: time,
-        ctime: time,
-        rdev: Device { major: 0, minor: 0 },
-        change,
-    }
 }
 
 fn file_attrs(meta: &ObjectMeta) -> Attrs {
@@ -97,28 +68,13 @@ fn file_attrs(meta: &ObjectMeta) -> Attrs {
         .etag
         .clone()
         .or_else(|| Some(format!("{}-{}", meta.size, meta.modified.seconds)));
-    attrs(
-        FileKind::Regular,
-        meta.size,
-        settings().file_mode,
-        meta.modified,
-        change,
-    )
+    settings().owner.file(meta.size, meta.modified, change)
 }
 
 /// A directory's attributes: its marker's time when it has one.
 fn dir_attrs(marker: Option<&ObjectMeta>) -> Attrs {
     let time = marker.map_or(EPOCH, |m| m.modified);
-    attrs(FileKind::Directory, 4096, settings().dir_mode, time, None)
-}
-
-/// The listing prefix of a directory: "" for the root, else "a/b/".
-fn dir_prefix(path: &str) -> String {
-    if path.is_empty() {
-        String::new()
-    } else {
-        format!("{path}/")
-    }
+    settings().owner.dir(time, None)
 }
 
 /// A directory's attributes if anything is under it (its marker included).
@@ -172,24 +128,12 @@ fn is_empty_dir(path: &str) -> Result<bool, Error> {
 
 struct S3;
 
-impl Guest for S3 {
+impl Backend for S3 {
     fn init(config: Vec<(String, String)>) -> Result<MountInfo, String> {
         let parsed = parse_config(&config)?;
         let ttl = parsed.ttl_ms;
         let _ = SETTINGS.set(parsed);
-        Ok(MountInfo {
-            capabilities: Capabilities::WRITE
-                | Capabilities::CREATE
-                | Capabilities::MKDIR
-                | Capabilities::REMOVE
-                | Capabilities::RENAME
-                | Capabilities::TRUNCATE,
-            immutable: false,
-            attr_ttl_ms: Some(ttl),
-            max_instances: None,
-            staged_writes: true,
-            pinned_config: Vec::new(),
-        })
+        Ok(mount_info::whole_object_store(ttl))
     }
 
     fn stat(path: String) -> Result<Attrs, Error> {
@@ -250,10 +194,6 @@ impl Guest for S3 {
             }),
             eof: false,
         })
-    }
-
-    fn write(_: String, _: u64, _: Vec<u8>) -> Result<Attrs, Error> {
-        Err(Error::NotSupported) // staged by the host, uploaded through `commit`
     }
 
     fn create(path: String, _mode: u32, exclusive: bool) -> Result<Attrs, Error> {
@@ -342,43 +282,8 @@ impl Guest for S3 {
         Ok(())
     }
 
-    fn symlink(_: String, _: String) -> Result<Attrs, Error> {
-        Err(Error::NotSupported)
-    }
-
-    fn readlink(_: String) -> Result<String, Error> {
-        Err(Error::Invalid) // nothing here is a symbolic link
-    }
-
-    fn link(_: String, _: String) -> Result<Attrs, Error> {
-        Err(Error::NotSupported)
-    }
-
-    fn mknod(_: String, _: FileKind, _: u32, _: Device) -> Result<Attrs, Error> {
-        Err(Error::NotSupported)
-    }
-
-    fn setattr(_: String, _: SetAttrs) -> Result<Attrs, Error> {
-        // Sizes are the host's staging; modes, owners and times are not declared: S3 stamps an
-        // object's time when it is stored and keeps no mode or owner.
-        Err(Error::NotSupported)
-    }
-
-    fn sync(_: String) -> Result<(), Error> {
-        Ok(()) // the host keeps staged data durable until `commit`
-    }
-
     fn statfs() -> Result<FsStats, Error> {
-        // A bucket has no fixed size: report plenty.
-        const PLENTY: u64 = 1 << 50;
-        Ok(FsStats {
-            total_bytes: PLENTY,
-            free_bytes: PLENTY,
-            available_bytes: PLENTY,
-            total_files: 1 << 32,
-            free_files: 1 << 32,
-            available_files: 1 << 32,
-        })
+        Ok(fs_stats::boundless(true)) // a bucket has no fixed size
     }
 
     fn commit(path: String, staged: &StagedFile) -> Result<Attrs, Error> {
@@ -387,4 +292,4 @@ impl Guest for S3 {
     }
 }
 
-export!(S3);
+nfsgw_plugin_sdk::export!(S3);

@@ -12,13 +12,10 @@
 //! the response body as too large. With `lie = "true"` in its config it declares that it can
 //! create and write files but keeps nothing, which the conformance suite must catch.
 
-wit_bindgen::generate!({ world: "plugin", path: "../../../wit" });
-
-use exports::nfsgw::backend::backend::{
-    Attrs, Device, Error, FsStats, Guest, MountInfo, ReadResult, SetAttrs,
+use nfsgw_plugin_sdk::{
+    Attrs, Backend, Capabilities, Data, Device, DirEntry, DirPage, Error, FileKind, FsStats,
+    MountInfo, ReadResult, Timestamp,
 };
-use nfsgw::backend::staging::StagedFile;
-use nfsgw::backend::types::{Capabilities, Data, DirEntry, DirPage, FileKind, Timestamp};
 
 const HELLO: &[u8] = b"hello from a faulty plugin\n";
 
@@ -76,7 +73,7 @@ fn break_out(path: &str) -> Option<Result<(), (Error, String)>> {
 
 /// The HTTP probes (see the module's doc): a GET to 127.0.0.1:<port> through the host.
 fn http_get(path: &str) -> Result<(), (Error, String)> {
-    use nfsgw::backend::{http, secrets};
+    use nfsgw_plugin_sdk::{http, secrets};
     let refused = |why: String| (Error::Access, why);
     let probe = &path["http-".len()..];
     let (with_token, header, port) = if let Some(port) = probe.strip_prefix("anon-") {
@@ -130,7 +127,7 @@ fn grow(path: &str) -> Option<Result<(), Error>> {
 /// `spam`: 8 MiB through the log capability and 8 MiB to stderr, in 4 KiB lines, then one
 /// line of a megabyte on each.
 fn spam() {
-    use nfsgw::backend::log::{log, Level};
+    use nfsgw_plugin_sdk::log::{log, Level};
     use std::io::Write;
     let line = "x".repeat(4096);
     let mut stderr = std::io::stderr();
@@ -166,7 +163,7 @@ fn misbehave(path: &str) {
 
 struct Faulty;
 
-impl Guest for Faulty {
+impl Backend for Faulty {
     fn init(config: Vec<(String, String)>) -> Result<MountInfo, String> {
         let lie = config.iter().any(|(k, v)| k == "lie" && v == "true");
         if let Some((_, port)) = config.iter().find(|(k, _)| k == "probe_port") {
@@ -200,8 +197,8 @@ impl Guest for Faulty {
                 // The sandbox let it through: answer as if it were a file, for the test to see.
                 Ok(()) => Ok(attrs(FileKind::Regular, 0)),
                 Err((error, why)) => {
-                    nfsgw::backend::log::log(
-                        nfsgw::backend::log::Level::Info,
+                    nfsgw_plugin_sdk::log::log(
+                        nfsgw_plugin_sdk::log::Level::Info,
                         &format!("{path}: refused: {why}"),
                     );
                     Err(error)
@@ -249,42 +246,14 @@ impl Guest for Faulty {
     fn create(_: String, _: u32, _: bool) -> Result<Attrs, Error> {
         Ok(attrs(FileKind::Regular, 0))
     }
-    fn mkdir(_: String, _: u32) -> Result<Attrs, Error> {
-        Err(Error::ReadOnly)
-    }
-    fn remove(_: String) -> Result<(), Error> {
-        Err(Error::ReadOnly)
-    }
-    fn rmdir(_: String) -> Result<(), Error> {
-        Err(Error::ReadOnly)
-    }
-    fn rename(_: String, _: String) -> Result<(), Error> {
-        Err(Error::ReadOnly)
-    }
-    fn symlink(_: String, _: String) -> Result<Attrs, Error> {
-        Err(Error::ReadOnly)
-    }
-    fn readlink(_: String) -> Result<String, Error> {
-        Err(Error::Invalid)
-    }
-    fn link(_: String, _: String) -> Result<Attrs, Error> {
-        Err(Error::ReadOnly)
-    }
-    fn mknod(_: String, _: FileKind, _: u32, _: Device) -> Result<Attrs, Error> {
-        Err(Error::ReadOnly)
-    }
-    fn setattr(_: String, _: SetAttrs) -> Result<Attrs, Error> {
-        Err(Error::ReadOnly)
-    }
+    /// Only reached when lying: nothing was kept, so nothing is made durable.
     fn sync(_: String) -> Result<(), Error> {
         Err(Error::ReadOnly)
     }
     fn statfs() -> Result<FsStats, Error> {
         Err(Error::NotSupported)
     }
-    fn commit(_: String, _: &StagedFile) -> Result<Attrs, Error> {
-        Err(Error::NotSupported)
-    }
+    // Every other change keeps the SDK's default: not supported, and never called.
 }
 
-export!(Faulty);
+nfsgw_plugin_sdk::export!(Faulty);
