@@ -147,6 +147,17 @@ pub const NO_ROOT_SQUASH: &str = "root_squash = false\nsecure = false\n";
 pub const INSECURE: &str = "secure = false\n";
 
 /// A free TCP port on 127.0.0.1 (free when this returns; nobody is expected to take it).
+/// A number from the environment variable `name` (a test's case count, say), or `default`
+/// when it is not set; a value that is no number stops the test, naming it.
+pub fn env_number(name: &str, default: u64) -> u64 {
+    match std::env::var(name) {
+        Ok(v) => v
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
+        Err(_) => default,
+    }
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())

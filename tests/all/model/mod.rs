@@ -29,6 +29,7 @@ use proptest::test_runner::{
     Config, FileFailurePersistence, RngSeed, TestCaseError, TestError, TestRunner,
 };
 
+use crate::harness;
 use driver::{Driver, Setup};
 use ops::Op;
 use posix::Model;
@@ -38,15 +39,6 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Where the seeds of failures found so far are kept.
 const REGRESSIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/all/model/regressions.txt");
-
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
 
 /// Plays one sequence on a fresh server; `Err` reports the first divergence and the steps
 /// before it. With `avoid_open_defects`, steps that would show a defect still open are not
@@ -97,13 +89,13 @@ async fn play(setup: Setup, ops: &[Op], avoid_open_defects: bool) -> Result<(), 
 /// Runs the property for one setup, shrinking a failure to a minimal sequence.
 fn check(setup: Setup) {
     let config = Config {
-        cases: env_number("NFSGW_REFMODEL_CASES", 24) as u32,
+        cases: harness::env_number("NFSGW_REFMODEL_CASES", 24) as u32,
         failure_persistence: Some(Box::new(FileFailurePersistence::Direct(REGRESSIONS))),
-        rng_seed: RngSeed::Fixed(env_number("NFSGW_REFMODEL_SEED", 27_006)),
+        rng_seed: RngSeed::Fixed(harness::env_number("NFSGW_REFMODEL_SEED", 27_006)),
         max_shrink_iters: 512,
         ..Config::default()
     };
-    let steps = env_number("NFSGW_REFMODEL_STEPS", 40) as usize;
+    let steps = harness::env_number("NFSGW_REFMODEL_STEPS", 40) as usize;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -64,15 +64,6 @@ impl Rng {
     }
 }
 
-fn env_number(name: &str, default: u64) -> u64 {
-    match std::env::var(name) {
-        Ok(v) => v
-            .parse()
-            .unwrap_or_else(|_| panic!("{name}={v:?} is not a number")),
-        Err(_) => default,
-    }
-}
-
 /// One sequence: its connections (one per claimed identity), the handles every caller has
 /// obtained so far, and the calls made, for the report.
 struct Case<'a> {
@@ -423,9 +414,9 @@ fn prepare_base() -> tempfile::TempDir {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_calls_never_read_or_change_what_posix_forbids() {
-    let cases = env_number("NFSGW_MODEL_CASES", 30);
-    let steps = env_number("NFSGW_MODEL_STEPS", 80) as usize;
-    let first_seed = env_number("NFSGW_MODEL_SEED", 2800);
+    let cases = harness::env_number("NFSGW_MODEL_CASES", 30);
+    let steps = harness::env_number("NFSGW_MODEL_STEPS", 80) as usize;
+    let first_seed = harness::env_number("NFSGW_MODEL_SEED", 2800);
     let base = prepare_base();
     let root: PathBuf = base.path().join("export");
     let mount = harness::squashed_local_mount("model", &root, "");
