@@ -99,20 +99,31 @@ impl AttrCache {
         self.entries.lock().unwrap().by_ino.remove(&ino);
     }
 
-    /// Of listed entries, those whose attributes were put again since the listing put them (a
-    /// change through nfsgw, a later GETATTR), with those attributes, by index in `listed`.
-    /// One lock for all of them; entries whose attributes are gone from the cache are left out.
-    pub fn updated_since(&self, listed: &[Listed]) -> Vec<(usize, Attrs)> {
+    /// Of listed entries, by index in `listed`: those whose attributes were put again since
+    /// the listing put them (a change through nfsgw, a later GETATTR), with those attributes,
+    /// and those whose attributes are gone from the cache (dropped by a change), whose listed
+    /// copy may be stale. One lock for all of them.
+    pub fn changed_since(&self, listed: &[Listed]) -> ChangedSince {
         let entries = self.entries.lock().unwrap();
-        listed
-            .iter()
-            .enumerate()
-            .filter_map(|(i, e)| {
-                let cached = entries.by_ino.get(&split(e.id).1)?;
-                (cached.stamp != e.stamp).then(|| (i, cached.attrs.clone()))
-            })
-            .collect()
+        let mut changed = ChangedSince::default();
+        for (i, e) in listed.iter().enumerate() {
+            match entries.by_ino.get(&split(e.id).1) {
+                Some(cached) if cached.stamp != e.stamp => {
+                    changed.updated.push((i, cached.attrs.clone()))
+                }
+                Some(_) => {}
+                None => changed.dropped.push(i),
+            }
+        }
+        changed
     }
+}
+
+/// What [`AttrCache::changed_since`] found of a listing's entries, by index, in order.
+#[derive(Default)]
+pub struct ChangedSince {
+    pub updated: Vec<(usize, Attrs)>,
+    pub dropped: Vec<usize>,
 }
 
 /// One entry of a listing: file id, name, its attributes when listed, and the stamp of the
@@ -230,7 +241,7 @@ mod tests {
     }
 
     #[test]
-    fn a_listing_sees_only_attributes_put_after_its_own() {
+    fn a_listing_sees_attributes_put_after_its_own_and_those_dropped() {
         let cache = AttrCache::new(Ttl::Forever, CacheMetrics::new("cache-test", "attr"));
         let listed: Vec<Listed> = (1..=3)
             .map(|ino| Listed {
@@ -240,12 +251,16 @@ mod tests {
                 stamp: cache.put(ino, attrs(1)),
             })
             .collect();
-        assert!(cache.updated_since(&listed).is_empty());
+        let unchanged = cache.changed_since(&listed);
+        assert!(unchanged.updated.is_empty() && unchanged.dropped.is_empty());
         cache.put(2, attrs(7)); // changed through nfsgw after the listing
-        cache.invalidate(3); // gone from the cache: the listing's own attributes stand
-        let updated = cache.updated_since(&listed);
-        assert_eq!(updated.len(), 1);
-        assert_eq!((updated[0].0, updated[0].1.size), (1, 7));
-        assert!(cache.updated_since(&listed[2..]).is_empty());
+        cache.invalidate(3); // dropped by a change: the caller stats it again
+        let changed = cache.changed_since(&listed);
+        assert_eq!(changed.updated.len(), 1);
+        assert_eq!((changed.updated[0].0, changed.updated[0].1.size), (1, 7));
+        assert_eq!(changed.dropped, vec![2]);
+        let tail = cache.changed_since(&listed[2..]);
+        assert!(tail.updated.is_empty());
+        assert_eq!(tail.dropped, vec![0]);
     }
 }

@@ -201,12 +201,13 @@ impl Gateway {
     /// from the cache (a refused LINK, a MKDIR inside a listed directory), whose listed copy is
     /// stale, stat'ed again. An entry gone meanwhile keeps its listed attributes.
     async fn updated_attrs(&self, mount: &Mount, listed: &[Listed]) -> Vec<(usize, Attrs)> {
-        let mut updated = mount.attrs.updated_since(listed);
-        for (i, entry) in listed.iter().enumerate() {
-            if mount.attrs.last_known(split(entry.id).1).is_some() {
-                continue;
-            }
-            if let Ok(attrs) = self.getattr(entry.id).await {
+        let changed = mount.attrs.changed_since(listed);
+        let mut updated = changed.updated;
+        if changed.dropped.is_empty() {
+            return updated;
+        }
+        for i in changed.dropped {
+            if let Ok(attrs) = self.getattr(listed[i].id).await {
                 updated.push((i, attrs));
             }
         }
