@@ -19,8 +19,9 @@ const WRITE: u32 = 2;
 const SEARCH: u32 = 1;
 
 impl Squash {
-    /// The identity the checks and new files use for this caller.
-    pub fn apply(&self, c: &Caller) -> Caller {
+    /// The identity the checks and new files use for this caller (changed in place: no
+    /// allocation on the path of every call).
+    pub fn apply(&self, mut c: Caller) -> Caller {
         if self.all {
             return Caller {
                 uid: self.anon_uid,
@@ -29,14 +30,15 @@ impl Squash {
             };
         }
         if !self.root {
-            return c.clone();
+            return c;
         }
         let gid = |g: u32| if g == 0 { self.anon_gid } else { g };
-        Caller {
-            uid: if c.uid == 0 { self.anon_uid } else { c.uid },
-            gid: gid(c.gid),
-            gids: c.gids.iter().map(|&g| gid(g)).collect(),
+        if c.uid == 0 {
+            c.uid = self.anon_uid;
         }
+        c.gid = gid(c.gid);
+        c.gids.iter_mut().for_each(|g| *g = gid(*g));
+        c
     }
 }
 
@@ -243,7 +245,7 @@ mod tests {
             gid: 0,
             gids: vec![0, 5],
         };
-        let squashed = root_squash.apply(&root);
+        let squashed = root_squash.apply(root.clone());
         assert_eq!(
             (squashed.uid, squashed.gid, squashed.gids),
             (900, 901, vec![901, 5])
@@ -253,20 +255,23 @@ mod tests {
             gid: 100,
             gids: vec![7],
         };
-        let kept = root_squash.apply(&user);
+        let kept = root_squash.apply(user.clone());
         assert_eq!((kept.uid, kept.gid, kept.gids), (1000, 100, vec![7]));
         let all = Squash {
             all: true,
             ..root_squash
         };
-        let squashed = all.apply(&user);
+        let squashed = all.apply(user.clone());
         assert_eq!((squashed.uid, squashed.gid), (900, 901));
         assert!(squashed.gids.is_empty());
-        let same = Squash::NONE.apply(&root);
+        let same = Squash::NONE.apply(root.clone());
         assert_eq!((same.uid, same.gid), (0, 0));
         // A squashed root is an ordinary user to the checks.
         let secret = Attrs::for_test(FileKind::Regular, 0o600, 1000, 1000);
-        assert_eq!(read(&root_squash.apply(&root), &secret), Err(Error::Access));
+        assert_eq!(
+            read(&root_squash.apply(root.clone()), &secret),
+            Err(Error::Access)
+        );
         assert_eq!(read(&root, &secret), Ok(()));
     }
 

@@ -41,8 +41,10 @@ impl Plan {
         if !faults.ops.contains(&op) {
             return Ok(());
         }
-        if let Some(switch) = &faults.while_exists {
-            if !switch.exists() {
+        if let Some(switch) = faults.while_exists.clone() {
+            // A file system call: on the blocking pool, never on an async worker.
+            let on = crate::blocking::run(crate::blocking::DEADLINE, move || switch.exists());
+            if !on.await.unwrap_or(false) {
                 return Ok(());
             }
         }

@@ -152,7 +152,7 @@ pub async fn dispatch(
     // The mount's squash options decide who the caller is, for every check and new file.
     let claimed = claimed_caller(&call.auth);
     let caller = match mount {
-        Some(m) => m.squash.apply(&claimed),
+        Some(m) => m.squash.apply(claimed),
         None => claimed,
     };
     let handler = Handler {
