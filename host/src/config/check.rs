@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use anyhow::{bail, Context, Result};
 
+use super::cache::CACHE_KEYS;
 use super::clients::parse_net;
 use super::env::substitute_env;
 use super::{config_value_string, Config, HostPattern, Source, CONNECTION_KEYS};
@@ -30,6 +31,16 @@ impl Config {
             if let Some(value) = value.filter(|v| *v.get_ref() < *least) {
                 bail!(
                     "{}: key `server.{key}`: {} is less than {least}",
+                    src.at(value),
+                    value.get_ref()
+                );
+            }
+        }
+        for (key, value) in self.server.cache.keys() {
+            let (_, _, least) = CACHE_KEYS.iter().find(|(k, ..)| *k == key).unwrap();
+            if let Some(value) = value.filter(|v| *v.get_ref() < *least) {
+                bail!(
+                    "{}: key `server.cache.{key}`: {} is less than {least}",
                     src.at(value),
                     value.get_ref()
                 );

@@ -7,7 +7,7 @@
 //! starts, in `gateway::mounts`.
 //!
 //! The config is plain data: it names no type of the modules that use it. `check` validates a
-//! parsed config, `server` answers questions about `[server]`, `clients` says who may use a
+//! parsed config, `server` answers questions about `[server]`, `cache` reads `[server.cache]`, `clients` says who may use a
 //! mount and as whom, `hosts` parses the host patterns of allow lists, and `env` substitutes
 //! environment variables into the text before it is parsed.
 
@@ -20,6 +20,7 @@ use anyhow::{bail, Result};
 use serde::Deserialize;
 use toml::Spanned;
 
+mod cache;
 mod check;
 mod clients;
 mod env;
@@ -28,6 +29,7 @@ mod server;
 #[cfg(test)]
 mod tests;
 
+pub use cache::{CacheConfig, CacheLimits};
 pub use clients::{Squash, NOBODY};
 pub use hosts::HostPattern;
 
@@ -71,6 +73,9 @@ pub struct ServerConfig {
     /// MiB of RPC records all NFS connections together may hold while reading and answering
     /// them (default 512; at least 4, the largest record).
     pub record_memory_mb: Option<Spanned<u64>>,
+    /// `[server.cache]`: the bounds of each mount's metadata caches and of open host files.
+    #[serde(default)]
+    pub cache: CacheConfig,
 }
 
 /// The `[server]` connection keys: (key, default, least value).

@@ -373,6 +373,28 @@ fn connection_keys_refuse_too_small_values_with_their_line() {
 }
 
 #[test]
+fn cache_keys_have_defaults_and_refuse_too_small_values_with_their_line() {
+    let defaults = parse(GOOD).unwrap().server.cache.limits();
+    assert_eq!(defaults, CacheLimits::default());
+    assert_eq!((defaults.inodes, defaults.open_files), (1_000_000, 512));
+    let set = GOOD.replace(
+        "listen = \"127.0.0.1:20490\"",
+        "listen = \"127.0.0.1:20490\"\n[server.cache]\nattr_entries = 5000\nopen_files = 0",
+    );
+    let limits = parse(&set).unwrap().server.cache.limits();
+    assert_eq!((limits.attr_entries, limits.open_files), (5000, 0));
+    let bad = GOOD.replace(
+        "listen = \"127.0.0.1:20490\"",
+        "listen = \"127.0.0.1:20490\"\n[server.cache]\ninodes = 10",
+    );
+    let err = format!("{:#}", parse(&bad).unwrap_err());
+    assert!(
+        err.contains("mounts.toml:5: key `server.cache.inodes`: 10 is less than 1024"),
+        "{err}"
+    );
+}
+
+#[test]
 fn an_s3_fault_plan_parses_and_an_unknown_operation_names_its_key_and_line() {
     let grant = "[mount.s3]\nbucket = \"b\"\nrequest_timeout_ms = 1000\n[mount.s3.faults]\n";
     let server = "[server]\nlisten = \"127.0.0.1:2049\"\n";
