@@ -34,7 +34,7 @@ use std::time::{Duration, SystemTime};
 
 use crate::backend::types::{Attrs, Capabilities, Error, FileKind, Timestamp};
 use crate::backend::Backend;
-pub use crate::config::MountLimits;
+pub use crate::config::{CacheLimits, MountLimits};
 use cache::{AttrCache, DirCache, Listing, Ttl};
 use handles::split;
 pub use inodes::InodeTable;
@@ -83,6 +83,8 @@ pub struct Mount {
     allow_devices: bool,
     /// Configured largest file size; None: the default for the mount's kind.
     max_file_size: Option<u64>,
+    /// How much of the mount's metadata its caches and inode table may hold.
+    cache_limits: CacheLimits,
 }
 
 impl Mount {
@@ -123,6 +125,7 @@ impl Mount {
             exclusive: exclusive::ExclusiveCreates::default(),
             allow_devices: false,
             max_file_size: None,
+            cache_limits: CacheLimits::default(),
         }
     }
 
@@ -130,6 +133,12 @@ impl Mount {
     pub fn with_limits(mut self, limits: MountLimits) -> Mount {
         self.allow_devices = limits.allow_devices;
         self.max_file_size = limits.max_file_size;
+        self
+    }
+
+    /// Applies the server's cache bounds (`[server.cache]`).
+    pub fn with_cache_limits(mut self, limits: CacheLimits) -> Mount {
+        self.cache_limits = limits;
         self
     }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 
 use super::staging::{Budget, Staging};
-use super::{Gateway, InodeTable, Mount};
+use super::{CacheLimits, Gateway, InodeTable, Mount};
 use crate::backend::memory::{self, MemoryBackend};
 use crate::backend::wasm::{Runtime, WasmBackend};
 use crate::backend::Backend;
@@ -49,7 +49,8 @@ pub async fn start(
             staging: staging_dir.as_deref(),
             uploads: uploads_dir.as_deref(),
         };
-        let mount = start_mount(runtime, mc, source, inodes, dirs)
+        let cache = config.server.cache.limits();
+        let mount = start_mount(runtime, mc, source, inodes, dirs, cache)
             .await
             .with_context(|| format!("{}: mount {:?}", source.at(&mc.name), mc.name()))?;
         mounts.push(mount);
@@ -70,6 +71,7 @@ async fn start_mount(
     source: &Source<'_>,
     inodes: InodeTable,
     dirs: MountDirs<'_>,
+    cache: CacheLimits,
 ) -> Result<Mount> {
     let plugin = mc.plugin.get_ref();
     let backend: Arc<dyn Backend> = if plugin == memory::NAME {
@@ -119,5 +121,6 @@ async fn start_mount(
         staging,
     )
     .with_squash(mc.squash())
-    .with_limits(mc.limits_on_clients()))
+    .with_limits(mc.limits_on_clients())
+    .with_cache_limits(cache))
 }
