@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# The scale benchmark (issue #25): nfsgw and NFS-Ganesha 4.3 (FSAL_VFS) serving the same
+# directories on loopback, measured one after the other by bench/src/bin/nfsscale:
+#   P7a  READDIRPLUS listings of 10k, 100k and 1M entries, cost per entry;
+#   P7b  memory per file after listing and LOOKUP-ing the 1M files;
+#   P7c  churn creating and removing names, with memory and nfsgw's inode journal sampled;
+#   P9   64 connections running CREATE, WRITE 4 KiB, COMMIT, GETATTR, READ, REMOVE cycles.
+# Prints a table and writes it into docs/BENCHMARKS.md (between the bench/scale.sh markers).
+#   bench/scale.sh
+# Environment: NFSGW_BENCH_DIR (data and logs, default /var/tmp/nfsgw-bench; the directories
+# are made once and kept), NFSGW_SCALE_DIRS (default 10000,100000,1000000), NFSGW_SCALE_CHURN
+# (names made and removed in P7c, default 1000000; the issue's 10000000 takes about ten times
+# as long), NFSGW_SCALE_SECONDS (P9's length, default 20), NFSGW_SCALE_CONNECTIONS (default
+# 64), NFSGW_SCALE_CASES (default p7a,p7b,p7c,p9), NFSGW_BENCH_BEFORE=/path/to/older/nfsgw
+# (also measure that binary; the docs are then left alone).
+# Installs nfs-ganesha, nfs-ganesha-vfs and rpcbind if missing. Port 111 must be free or
+# held by rpcbind (Ganesha registers with it; nfsgw's own portmapper is off here).
+set -euo pipefail
+. "$(dirname "$0")/../scripts/common.sh"
+base=${NFSGW_BENCH_DIR:-/var/tmp/nfsgw-bench}
+dirs=${NFSGW_SCALE_DIRS:-10000,100000,1000000}
+churn=${NFSGW_SCALE_CHURN:-1000000}
+seconds=${NFSGW_SCALE_SECONDS:-20}
+connections=${NFSGW_SCALE_CONNECTIONS:-64}
+cases=${NFSGW_SCALE_CASES:-p7a,p7b,p7c,p9}
+nfsgw_port=20720 before_port=20722 ganesha_port=20620 ganesha_mnt=20621
+
+apt_install nfs-ganesha nfs-ganesha-vfs rpcbind
+cd "$NFSGW_REPO"
+say "building nfsgw and the benchmark (release)"
+cargo build --release -q -p nfsgw
+cargo build --release -q --manifest-path bench/Cargo.toml
+bench_bin=$CARGO_TARGET_DIR/release
+
+# ---- the data, made once: directories d<N> of N empty files f<number>
+ro=$base/scale/ro
+mkdir -p "$ro"
+for n in ${dirs//,/ }; do
+  if [ ! -e "$ro/d$n.done" ]; then
+    say "writing $n files into $ro/d$n"
+    rm -rf "$ro/d$n"; mkdir -p "$ro/d$n"
+    (cd "$ro/d$n" && seq -f 'f%07g' 0 $((n - 1)) | xargs touch)
+    : > "$ro/d$n.done"
+  fi
+done
+
+run=$(mktemp -d "$base/scale-run.XXXXXX")
+mkdir -p "$run/rw-nfsgw" "$run/rw-before" "$run/rw-ganesha"
+pids=()
+cleanup() {
+  local p
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  rm -rf "$run/rw-nfsgw" "$run/rw-before" "$run/rw-ganesha"
+}
+trap cleanup EXIT
+
+# wait_for FILE PATTERN PID WHAT: until FILE holds PATTERN, while PID lives (60 s at most).
+wait_for() {
+  local i
+  for i in $(seq 600); do
+    grep -q "$2" "$1" 2>/dev/null && return 0
+    kill -0 "$3" 2>/dev/null || { echo "$4 exited; its log:" >&2; cat "$1" >&2; exit 1; }
+    sleep 0.1
+  done
+  echo "$4 did not start within 60 s; its log:" >&2; cat "$1" >&2; exit 1
+}
+
+# nfsgw_config PORT STATE RW: two local mounts, the data read-only and a scratch directory.
+nfsgw_config() {
+  cat <<CONF
+[server]
+listen = "127.0.0.1:$1"
+portmap = "off"
+state_dir = "$2"
+[[mount]]
+name = "ro"
+plugin = "local"
+read_only = true
+secure = false
+[mount.config]
+root = "$ro"
+[[mount]]
+name = "rw"
+plugin = "local"
+secure = false
+root_squash = false
+[mount.config]
+root = "$3"
+CONF
+}
+
+say "starting nfsgw and NFS-Ganesha"
+nfsgw_config "$nfsgw_port" "$run/state" "$run/rw-nfsgw" > "$run/nfsgw.toml"
+"$NFSGW_BIN" --config "$run/nfsgw.toml" > "$run/nfsgw.log" 2>&1 &
+nfsgw_pid=$!; pids+=("$nfsgw_pid")
+wait_for "$run/nfsgw.log" '^nfsgw: serving' "$nfsgw_pid" nfsgw
+peers=(--peer "nfsgw,127.0.0.1:$nfsgw_port,$nfsgw_port,/ro,/rw,$nfsgw_pid,$run/state/rw.inodes")
+
+if [ -n "${NFSGW_BENCH_BEFORE:-}" ]; then
+  nfsgw_config "$before_port" "$run/state-before" "$run/rw-before" > "$run/before.toml"
+  "$NFSGW_BENCH_BEFORE" --config "$run/before.toml" > "$run/before.log" 2>&1 &
+  before_pid=$!; pids+=("$before_pid")
+  wait_for "$run/before.log" '^nfsgw: serving' "$before_pid" "nfsgw (before)"
+  peers+=(--peer "before,127.0.0.1:$before_port,$before_port,/ro,/rw,$before_pid,$run/state-before/rw.inodes")
+fi
+
+if ! rpcinfo -p 127.0.0.1 >/dev/null 2>&1; then
+  rpcbind -f -w &
+  pids+=("$!")
+  sleep 0.5
+fi
+cat > "$run/ganesha.conf" <<EOF
+NFS_CORE_PARAM {
+  Protocols = 3; NFS_Port = $ganesha_port; MNT_Port = $ganesha_mnt; NLM_Port = 20622;
+  Enable_NLM = false; Enable_RQUOTA = false; Bind_addr = 127.0.0.1;
+}
+NFSV4 { Graceless = true; }
+EXPORT {
+  Export_Id = 1; Path = $ro; Pseudo = /ro;
+  Access_Type = RO; Squash = No_Root_Squash; SecType = sys;
+  Protocols = 3; Transports = TCP;
+  FSAL { Name = VFS; }
+}
+EXPORT {
+  Export_Id = 2; Path = $run/rw-ganesha; Pseudo = /rw;
+  Access_Type = RW; Squash = No_Root_Squash; SecType = sys;
+  Protocols = 3; Transports = TCP;
+  FSAL { Name = VFS; }
+}
+EOF
+ganesha.nfsd -F -f "$run/ganesha.conf" -L "$run/ganesha.log" -p "$run/ganesha.pid" &
+ganesha_pid=$!; pids+=("$ganesha_pid")
+wait_for "$run/ganesha.log" 'NFS SERVER INITIALIZED' "$ganesha_pid" ganesha.nfsd
+peers+=(--peer "ganesha,127.0.0.1:$ganesha_port,$ganesha_mnt,$ro,$run/rw-ganesha,$ganesha_pid")
+
+say "measuring ($cases; churn of $churn names, P9 for $seconds s on $connections connections)"
+"$bench_bin/nfsscale" --dirs "$dirs" --churn "$churn" --seconds "$seconds" \
+  --connections "$connections" --cases "$cases" --out "$run/table.md" "${peers[@]}"
+
+if [ -n "${NFSGW_BENCH_BEFORE:-}" ]; then
+  say "compared with $NFSGW_BENCH_BEFORE; docs/BENCHMARKS.md left alone (table in $run/table.md)"
+  exit 0
+fi
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+{
+  echo "Measured by \`bench/scale.sh\` on $(date -u +%Y-%m-%d) ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- host || echo ', host changes uncommitted')),"
+  echo "$(nproc) cores ($cpu), Linux $(uname -r); directories $dirs, churn of $churn names, P9 for $seconds s."
+  echo
+  cat "$run/table.md"
+} > "$run/section.md"
+doc=docs/BENCHMARKS.md
+awk -v section="$run/section.md" '
+  /^<!-- bench\/scale.sh: begin -->$/ { print; while ((getline line < section) > 0) print line; skip = 1; next }
+  /^<!-- bench\/scale.sh: end -->$/ { skip = 0 }
+  !skip { print }
+' "$doc" > "$run/doc.md"
+cp "$run/doc.md" "$doc"
+say "wrote the table into $doc (logs in $run)"
