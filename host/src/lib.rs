@@ -12,6 +12,7 @@ pub mod connections;
 pub mod copy_file;
 pub mod demo;
 pub mod gateway;
+pub mod locks;
 pub mod metrics;
 pub mod mount_cmd;
 pub mod nfs;

@@ -16,6 +16,7 @@ const LAYERS: &[&[&str]] = &[
         "buffer_pool",
         "metrics",
         "wit_types",
+        "locks",
     ],
     &["copy_file", "config"],
     &["connections"],

@@ -20,6 +20,7 @@ use crate::harness::{
 const PMAP: u32 = 100_000;
 const NFS: u32 = 100_003;
 const MOUNT: u32 = 100_005;
+const NLM: u32 = 100_021;
 const TCP: u32 = 6;
 const UDP: u32 = 17;
 
@@ -48,6 +49,7 @@ fn served(nfs_port: u16, pm: u16) -> BTreeSet<(u32, u32, u32, u32)> {
     let mut want = BTreeSet::from([
         (NFS, 3, TCP, u32::from(nfs_port)),
         (MOUNT, 3, TCP, u32::from(nfs_port)),
+        (NLM, 4, TCP, u32::from(nfs_port)),
     ]);
     for vers in 2..=4 {
         want.insert((PMAP, vers, TCP, u32::from(pm)));
@@ -137,6 +139,7 @@ async fn tcp_getport_and_dump_report_exactly_what_is_served() {
     client.null().await.expect("NULL");
     assert_eq!(client.getport(NFS, 3, TCP).await.unwrap(), server.port);
     assert_eq!(client.getport(MOUNT, 3, TCP).await.unwrap(), server.port);
+    assert_eq!(client.getport(NLM, 4, TCP).await.unwrap(), server.port);
     assert_eq!(client.getport(PMAP, 2, TCP).await.unwrap(), pm);
     for (prog, vers, prot) in [
         (NFS, 3, UDP),
@@ -144,7 +147,8 @@ async fn tcp_getport_and_dump_report_exactly_what_is_served() {
         (NFS, 2, TCP),
         (NFS, 4, TCP),
         (MOUNT, 1, TCP),
-        (100_021, 4, TCP), // NLM
+        (NLM, 1, TCP),
+        (NLM, 4, UDP),
     ] {
         match client.getport(prog, vers, prot).await {
             Err(PortmapError::ProgramUnavailable) => {}

@@ -6,15 +6,16 @@
 //! (`crate::connections`: only addresses some mount allows, within the connection limits),
 //! and closed when idle, when a record stalls half-sent, or to make room for a newer one.
 //! Calls from unprivileged source ports reach only mounts that are not `secure`.
-//! RPC framing is `crate::rpc`'s; `nfs3` and `mountd` are the two programs, `write_data` where
-//! a WRITE's data starts (so that the record reader aligns it), `convert` the mapping of
-//! types, and `settings` what the config asks of the front. XDR encoding of arguments and
+//! RPC framing is `crate::rpc`'s; `nfs3`, `mountd` and `nlm` (byte-range locks) are the
+//! programs, `write_data` where a WRITE's data starts (so that the record reader aligns it),
+//! `convert` the mapping of types, and `settings` what the config asks of the front. XDR encoding of arguments and
 //! results is `nfs3_types`'.
 
 mod bounds;
 mod convert;
 mod mountd;
 mod nfs3;
+mod nlm;
 mod reply;
 mod settings;
 mod write_data;
@@ -59,6 +60,8 @@ pub struct Server {
     /// Changes every run: a client that sees it change after UNSTABLE writes sends them again.
     write_verifier: [u8; 8],
     insecure_mounts: HashSet<String>,
+    /// The byte-range locks NLM clients hold.
+    locks: nlm::Locks,
 }
 
 impl Server {
@@ -71,6 +74,7 @@ impl Server {
             gateway,
             write_verifier,
             insecure_mounts,
+            locks: nlm::new_locks(),
         }
     }
 
@@ -128,11 +132,14 @@ impl Server {
             (nfs3::PROGRAM, _) => rpc::accepted(call.xid, mismatch(nfs3::VERSION)).into(),
             (mountd::PROGRAM, mountd::VERSION) => mountd::dispatch(self, &call, &args).await.into(),
             (mountd::PROGRAM, _) => rpc::accepted(call.xid, mismatch(mountd::VERSION)).into(),
+            (nlm::PROGRAM, nlm::VERSION) => nlm::dispatch(self, &call, &args).into(),
+            (nlm::PROGRAM, _) => rpc::accepted(call.xid, mismatch(nlm::VERSION)).into(),
             _ => rpc::accepted(call.xid, accept_stat_data::PROG_UNAVAIL).into(),
         };
         let (program, names): (_, &[&'static str]) = match call.prog {
             nfs3::PROGRAM => ("nfs3", &nfs3::PROCEDURES),
             mountd::PROGRAM => ("mount", &mountd::PROCEDURES),
+            nlm::PROGRAM => ("nlm4", &nlm::PROCEDURES),
             _ => ("other", &[]),
         };
         let procedure = names.get(call.proc_ as usize).copied().unwrap_or("unknown");

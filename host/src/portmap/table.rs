@@ -1,5 +1,5 @@
-//! What the portmapper reports and how it answers: a fixed table of what nfsgw serves (NFS v3
-//! and MOUNT v3 over TCP on the NFS port, the portmapper itself over TCP and UDP), and the
+//! What the portmapper reports and how it answers: a fixed table of what nfsgw serves (NFS v3,
+//! MOUNT v3 and NLM v4 over TCP on the NFS port, the portmapper itself over TCP and UDP), and the
 //! answer to one call from it, in portmap version 2 or rpcbind versions 3 and 4. Registrations
 //! (SET, UNSET) are refused with `false`, CALLIT and the other procedures answer
 //! `PROC_UNAVAIL`, and a malformed call gets `GARBAGE_ARGS` or no answer.
@@ -18,6 +18,9 @@ const LOWEST_VERSION: u32 = 2;
 const HIGHEST_VERSION: u32 = 4;
 pub(super) const NFS_PROGRAM: u32 = nfs3_types::nfs3::PROGRAM;
 const MOUNT_PROGRAM: u32 = nfs3_types::mount::PROGRAM;
+/// The network lock manager, version 4, served on the NFS port.
+const NLM_PROGRAM: u32 = 100021;
+const NLM_VERSION: u32 = 4;
 /// The longest netid, address or owner string accepted in an rpcbind argument.
 const MAX_STRING: usize = 1024;
 /// `r_owner` of every entry in an rpcbind DUMP.
@@ -79,7 +82,7 @@ pub struct Table {
 }
 
 impl Table {
-    /// NFS v3 and MOUNT v3 over TCP at `nfs`, and the portmapper over TCP and UDP at `portmap`.
+    /// NFS v3, MOUNT v3 and NLM v4 over TCP at `nfs`, and the portmapper over TCP and UDP at `portmap`.
     pub fn new(nfs: SocketAddr, portmap: SocketAddr) -> Table {
         let mut entries = Vec::new();
         for proto in [Proto::Tcp, Proto::Udp] {
@@ -92,10 +95,14 @@ impl Table {
                 });
             }
         }
-        for prog in [MOUNT_PROGRAM, NFS_PROGRAM] {
+        for (prog, vers) in [
+            (MOUNT_PROGRAM, 3),
+            (NFS_PROGRAM, 3),
+            (NLM_PROGRAM, NLM_VERSION),
+        ] {
             entries.push(Entry {
                 prog,
-                vers: 3,
+                vers,
                 proto: Proto::Tcp,
                 addr: nfs,
             });
@@ -363,7 +370,8 @@ pub(super) mod tests {
         assert_eq!(getport(&t, MOUNT_PROGRAM, 3, IPPROTO_UDP), 0);
         assert_eq!(getport(&t, NFS_PROGRAM, 4, IPPROTO_TCP), 0);
         assert_eq!(getport(&t, MOUNT_PROGRAM, 1, IPPROTO_TCP), 0);
-        assert_eq!(getport(&t, 100021, 4, IPPROTO_TCP), 0, "no NLM");
+        assert_eq!(getport(&t, NLM_PROGRAM, 4, IPPROTO_TCP), 20490);
+        assert_eq!(getport(&t, NLM_PROGRAM, 4, IPPROTO_UDP), 0, "no NLM over UDP yet");
         assert_eq!(getport(&t, PROGRAM, 2, IPPROTO_UDP), 111);
     }
 
@@ -380,7 +388,11 @@ pub(super) mod tests {
         }
         assert_eq!(i + 1, w.len(), "the list ends with its last word");
         got.sort();
-        let mut want = vec![(NFS_PROGRAM, 3, 6, 20490), (MOUNT_PROGRAM, 3, 6, 20490)];
+        let mut want = vec![
+            (NFS_PROGRAM, 3, 6, 20490),
+            (MOUNT_PROGRAM, 3, 6, 20490),
+            (NLM_PROGRAM, 4, 6, 20490),
+        ];
         for vers in 2..=4 {
             want.push((PROGRAM, vers, 6, 111));
             want.push((PROGRAM, vers, 17, 111));
@@ -440,7 +452,7 @@ pub(super) mod tests {
         while r.u32() == Some(1) {
             got.push(read_rpcb(&mut r).unwrap());
         }
-        assert_eq!(got.len(), 8);
+        assert_eq!(got.len(), 9);
         assert!(got.contains(&Rpcb {
             prog: NFS_PROGRAM,
             vers: 3,

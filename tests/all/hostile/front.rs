@@ -14,67 +14,16 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 
 use crate::harness::{squashed_local_mount, tempdir, toml_str, Server};
+use crate::raw_rpc::{call_as, opaque, roundtrip, word, GENEROUS, LAST_FRAGMENT};
 
 const NFS_PROGRAM: u32 = 100003;
 const MOUNT_PROGRAM: u32 = 100005;
-const LAST_FRAGMENT: u32 = 1 << 31;
-/// Long enough for anything these tests wait for on a loaded machine; never a measurement.
-const GENEROUS: Duration = Duration::from_secs(60);
 /// An ordinary user, as AUTH_UNIX claims it.
 const UID: u32 = 1000;
 
-/// One RPC call record (with its record mark) as `UID` with AUTH_UNIX credentials.
+/// One version 3 call record of `program` as `UID`.
 fn call(xid: u32, program: u32, procedure: u32, args: &[u8]) -> Vec<u8> {
-    let words = |words: &[u32]| {
-        words
-            .iter()
-            .flat_map(|w| w.to_be_bytes())
-            .collect::<Vec<_>>()
-    };
-    // xid, CALL, RPC v2, program, version 3, procedure; AUTH_UNIX: stamp, machine name
-    // "host", uid, gid, no groups; AUTH_NULL verifier.
-    let mut body = words(&[xid, 0, 2, program, 3, procedure, 1, 24, 0, 4]);
-    body.extend_from_slice(b"host");
-    body.extend(words(&[UID, UID, 0, 0, 0]));
-    body.extend_from_slice(args);
-    let mut record = (body.len() as u32 | LAST_FRAGMENT).to_be_bytes().to_vec();
-    record.extend_from_slice(&body);
-    record
-}
-
-/// An XDR opaque or string.
-fn opaque(bytes: &[u8]) -> Vec<u8> {
-    let mut out = (bytes.len() as u32).to_be_bytes().to_vec();
-    out.extend_from_slice(bytes);
-    out.resize(out.len().div_ceil(4) * 4, 0);
-    out
-}
-
-/// Reads one reply record (one fragment, as nfsgw sends them), mark included.
-async fn reply(stream: &mut TcpStream) -> io::Result<Vec<u8>> {
-    let mut mark = [0u8; 4];
-    stream.read_exact(&mut mark).await?;
-    let len = (u32::from_be_bytes(mark) & !LAST_FRAGMENT) as usize;
-    let mut record = mark.to_vec();
-    record.resize(4 + len, 0);
-    stream.read_exact(&mut record[4..]).await?;
-    Ok(record)
-}
-
-/// The word at `at` of a reply (with its mark): 24 is the accept status, 28 the procedure's
-/// status.
-fn word(reply: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes(reply[at..at + 4].try_into().unwrap())
-}
-
-/// Sends `record` and reads the reply, within `GENEROUS`.
-async fn roundtrip(stream: &mut TcpStream, record: &[u8]) -> io::Result<Vec<u8>> {
-    tokio::time::timeout(GENEROUS, async {
-        stream.write_all(record).await?;
-        reply(stream).await
-    })
-    .await
-    .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no reply"))?
+    call_as(xid, (program, 3), procedure, UID, args)
 }
 
 /// A connection to nfsgw's port from `source` (port 0: any).
