@@ -12,7 +12,7 @@
 # (names made and removed in P7c, default 1000000; the issue's 10000000 takes about ten times
 # as long), NFSGW_SCALE_SECONDS (P9's length, default 20), NFSGW_SCALE_CONNECTIONS (default
 # 64), NFSGW_SCALE_CASES (default p7a,p7b,p7c,p9), NFSGW_BENCH_BEFORE=/path/to/older/nfsgw
-# (also measure that binary; the docs are then left alone).
+# (also measure that binary, as the peer "before", named in the docs by its --version).
 # Installs nfs-ganesha, nfs-ganesha-vfs and rpcbind if missing. Port 111 must be free or
 # held by rpcbind (Ganesha registers with it; nfsgw's own portmapper is off here).
 set -euo pipefail
@@ -138,14 +138,14 @@ say "measuring ($cases; churn of $churn names, P9 for $seconds s on $connections
 "$bench_bin/nfsscale" --dirs "$dirs" --churn "$churn" --seconds "$seconds" \
   --connections "$connections" --cases "$cases" --out "$run/table.md" "${peers[@]}"
 
+before_note=
 if [ -n "${NFSGW_BENCH_BEFORE:-}" ]; then
-  say "compared with $NFSGW_BENCH_BEFORE; docs/BENCHMARKS.md left alone (table in $run/table.md)"
-  exit 0
+  before_note=" \"before\" is $("$NFSGW_BENCH_BEFORE" --version)."
 fi
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
 {
   echo "Measured by \`bench/scale.sh\` on $(date -u +%Y-%m-%d) ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- host || echo ', host changes uncommitted')),"
-  echo "$(nproc) cores ($cpu), Linux $(uname -r); directories $dirs, churn of $churn names, P9 for $seconds s."
+  echo "$(nproc) cores ($cpu), Linux $(uname -r); directories $dirs, churn of $churn names, P9 for $seconds s.$before_note"
   echo
   cat "$run/table.md"
 } > "$run/section.md"
