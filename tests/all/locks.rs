@@ -207,3 +207,168 @@ async fn a_client_cannot_free_another_address_locks_nor_lock_what_is_no_file() {
         (STALE_FH, None)
     );
 }
+
+/// A client's side of NLM callbacks: one TCP port that answers as the client's portmapper
+/// (GETPORT names the same port) and as its lock manager, which records each call it gets
+/// (procedure and arguments) and answers GRANTED with `granted_answer`.
+struct ClientLockManager {
+    port: u16,
+    calls: tokio::sync::mpsc::UnboundedReceiver<(u32, Vec<u8>)>,
+}
+
+impl ClientLockManager {
+    async fn start(granted_answer: u32) -> ClientLockManager {
+        let listener = tokio::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .await
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (tx, calls) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    while let Ok(record) = crate::raw_rpc::reply(&mut stream).await {
+                        let (xid, prog, proc_) =
+                            (word(&record, 4), word(&record, 16), word(&record, 24));
+                        // Credentials and verifier, then the arguments.
+                        let padded = |len: u32| (len as usize).div_ceil(4) * 4;
+                        let cred = 36 + padded(word(&record, 32));
+                        let verf = cred + 8 + padded(word(&record, cred + 4));
+                        let args = record[verf..].to_vec();
+                        let results = match (prog, proc_) {
+                            (100_000, 3) => words(&[u32::from(port)]),
+                            (100_021, 5) => {
+                                let cookie_len = (word(&args, 0) as usize).div_ceil(4) * 4;
+                                let mut res = args[..4 + cookie_len].to_vec();
+                                res.extend(words(&[granted_answer]));
+                                res
+                            }
+                            _ => Vec::new(),
+                        };
+                        if prog == 100_021 {
+                            let _ = tx.send((proc_, args));
+                        }
+                        let mut reply = words(&[0, xid, 1, 0, 0, 0, 0]);
+                        reply.extend(results);
+                        let mark = (reply.len() as u32 - 4) | crate::raw_rpc::LAST_FRAGMENT;
+                        reply[..4].copy_from_slice(&mark.to_be_bytes());
+                        if tokio::io::AsyncWriteExt::write_all(&mut stream, &reply)
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        ClientLockManager { port, calls }
+    }
+
+    /// The next call the client's lock manager got: (procedure, arguments).
+    async fn next_call(&mut self) -> (u32, Vec<u8>) {
+        tokio::time::timeout(crate::raw_rpc::GENEROUS, self.calls.recv())
+            .await
+            .expect("a callback within the deadline")
+            .expect("the client's lock manager runs")
+    }
+}
+
+/// A server whose NLM calls clients back at `client_portmap_port`, with one file `f`.
+async fn server_calling_back_at(client_portmap_port: u16) -> (Server, tempfile::TempDir, Vec<u8>) {
+    let dir = tempdir("nfsgw-locks-");
+    std::fs::write(dir.path().join("f"), b"locked").unwrap();
+    let server = Server::start_with(&format!(
+        "portmap = \"off\"\nclient_portmap_port = {client_portmap_port}\n{}",
+        squashed_local_mount("data", dir.path(), "")
+    ));
+    let mut client = server.mount("/data").await;
+    let fh = client.lookup_path("f").await.unwrap();
+    (server, dir, fh.data.0.to_vec())
+}
+
+#[tokio::test]
+async fn a_waiting_client_is_called_back_with_granted_and_one_that_declines_frees_the_lock() {
+    let mut manager = ClientLockManager::start(GRANTED).await;
+    let (server, _dir, fh) = server_calling_back_at(manager.port).await;
+    let (a, b) = (
+        Owner {
+            name: "alpha",
+            svid: 1,
+        },
+        Owner {
+            name: "beta",
+            svid: 2,
+        },
+    );
+    let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
+    assert_eq!(nlm.lock(false, true, &alock(&a, &fh, 0, 0)).await, GRANTED);
+    assert_eq!(nlm.lock(true, true, &alock(&b, &fh, 0, 0)).await, BLOCKED);
+    let blocked_cookie = nlm.xid;
+    assert_eq!(nlm.unlock(&alock(&a, &fh, 0, 0)).await, GRANTED);
+    // GRANTED carries the waiting request's cookie, mode and lock as the client sent them.
+    let (proc_, args) = manager.next_call().await;
+    assert_eq!(proc_, 5, "NLM4_GRANTED");
+    let mut want = opaque(&blocked_cookie.to_be_bytes());
+    want.extend(words(&[1]));
+    want.extend(alock(&b, &fh, 0, 0));
+    assert_eq!(args, want);
+    assert_eq!(
+        nlm.test(false, &alock(&a, &fh, 0, 1)).await,
+        (DENIED, Some((2, 0, 0)))
+    );
+
+    // A client that answers the GRANTED with DENIED (it stopped waiting) has the lock freed.
+    let mut declining = ClientLockManager::start(DENIED).await;
+    let (server, _dir2, fh) = server_calling_back_at(declining.port).await;
+    let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
+    assert_eq!(nlm.lock(false, true, &alock(&a, &fh, 0, 0)).await, GRANTED);
+    assert_eq!(nlm.lock(true, true, &alock(&b, &fh, 0, 0)).await, BLOCKED);
+    assert_eq!(nlm.unlock(&alock(&a, &fh, 0, 0)).await, GRANTED);
+    assert_eq!(declining.next_call().await.0, 5);
+    let freed = tokio::time::timeout(crate::raw_rpc::GENEROUS, async {
+        while nlm.test(true, &alock(&a, &fh, 0, 0)).await.0 != GRANTED {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(freed.is_ok(), "the declined lock is released");
+}
+
+#[tokio::test]
+async fn the_asynchronous_msg_calls_are_answered_through_the_client_res_procedures() {
+    let mut manager = ClientLockManager::start(GRANTED).await;
+    let (server, _dir, fh) = server_calling_back_at(manager.port).await;
+    let a = Owner {
+        name: "alpha",
+        svid: 1,
+    };
+    let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
+    // LOCK_MSG (7): an empty reply now, LOCK_RES (12) to the client with the cookie and status.
+    let mut args = opaque(b"msg-cookie");
+    args.extend(words(&[0, 1]));
+    args.extend(alock(&a, &fh, 0, 0));
+    args.extend(words(&[0, 1]));
+    let reply = roundtrip(&mut nlm.stream, &call_as(90, NLM, 7, 1000, &args))
+        .await
+        .unwrap();
+    assert_eq!((word(&reply, 24), reply.len()), (0, 28), "an empty reply");
+    let (proc_, res) = manager.next_call().await;
+    assert_eq!(proc_, 12, "NLM4_LOCK_RES");
+    let mut want = opaque(b"msg-cookie");
+    want.extend(words(&[GRANTED]));
+    assert_eq!(res, want);
+    // TEST_MSG (6) by another owner: TEST_RES (11) says DENIED, with the holder.
+    let b = Owner {
+        name: "beta",
+        svid: 2,
+    };
+    let mut args = opaque(b"t");
+    args.extend(words(&[1]));
+    args.extend(alock(&b, &fh, 0, 1));
+    roundtrip(&mut nlm.stream, &call_as(91, NLM, 6, 1000, &args))
+        .await
+        .unwrap();
+    let (proc_, res) = manager.next_call().await;
+    assert_eq!((proc_, word(&res, 8)), (11, DENIED));
+}

@@ -73,6 +73,10 @@ pub struct ServerConfig {
     /// MiB of RPC records all NFS connections together may hold while reading and answering
     /// them (default 512; at least 4, the largest record).
     pub record_memory_mb: Option<Spanned<u64>>,
+    /// Where clients' portmappers answer, for NLM's calls back to a client's lock manager
+    /// (default 111; tests run a client's on another port).
+    #[serde(default)]
+    pub client_portmap_port: Option<u16>,
     /// `[server.cache]`: the bounds of each mount's metadata caches and of open host files.
     #[serde(default)]
     pub cache: CacheConfig,

@@ -60,8 +60,8 @@ pub struct Server {
     /// Changes every run: a client that sees it change after UNSTABLE writes sends them again.
     write_verifier: [u8; 8],
     insecure_mounts: HashSet<String>,
-    /// The byte-range locks NLM clients hold.
-    locks: nlm::Locks,
+    /// The byte-range locks NLM clients hold, and the callbacks that tell them of grants.
+    locks: nlm::LockService,
 }
 
 impl Server {
@@ -69,12 +69,13 @@ impl Server {
         gateway: Arc<Gateway>,
         write_verifier: [u8; 8],
         insecure_mounts: HashSet<String>,
+        locks: nlm::LockService,
     ) -> Server {
         Server {
             gateway,
             write_verifier,
             insecure_mounts,
-            locks: nlm::new_locks(),
+            locks,
         }
     }
 
@@ -183,6 +184,7 @@ impl NfsServer {
                 gateway,
                 write_verifier,
                 settings.insecure_mounts,
+                nlm::LockService::new(settings.client_portmap_port),
             )),
             admission: Admission::new(settings.connections),
             link: Arc::new(Link {
@@ -348,7 +350,12 @@ pub fn answer_for_fuzzing(record: &[u8]) -> Option<Vec<u8>> {
     thread_local! {
         static SERVER: (tokio::runtime::Runtime, Server) = (
             tokio::runtime::Builder::new_current_thread().build().expect("a runtime"),
-            Server::new(Arc::new(Gateway::new(Vec::new())), [7; 8], HashSet::new()),
+            Server::new(
+                Arc::new(Gateway::new(Vec::new())),
+                [7; 8],
+                HashSet::new(),
+                nlm::LockService::new(111),
+            ),
         );
     }
     SERVER
@@ -369,7 +376,12 @@ mod fuzz {
     use proptest::prelude::*;
 
     fn server() -> Server {
-        Server::new(Arc::new(Gateway::new(Vec::new())), [7; 8], HashSet::new())
+        Server::new(
+            Arc::new(Gateway::new(Vec::new())),
+            [7; 8],
+            HashSet::new(),
+            nlm::LockService::new(111),
+        )
     }
 
     fn header(xid: u32, prog: u32, vers: u32, proc_: u32) -> Vec<u8> {

@@ -20,6 +20,8 @@ pub struct Settings {
     pub record_memory: usize,
     /// Mounts that answer calls from unprivileged source ports (exports(5)'s `insecure`).
     pub insecure_mounts: HashSet<String>,
+    /// Where clients' portmappers answer, for NLM's calls back to a client's lock manager.
+    pub client_portmap_port: u16,
 }
 
 impl Settings {
@@ -36,6 +38,7 @@ impl Settings {
             idle_timeout: millis("idle_timeout_ms"),
             record_timeout: millis("record_timeout_ms"),
             record_memory: size("record_memory_mb").saturating_mul(1 << 20),
+            client_portmap_port: server.client_portmap_port.unwrap_or(111),
             insecure_mounts: config
                 .mounts
                 .iter()

@@ -371,7 +371,11 @@ pub(super) mod tests {
         assert_eq!(getport(&t, NFS_PROGRAM, 4, IPPROTO_TCP), 0);
         assert_eq!(getport(&t, MOUNT_PROGRAM, 1, IPPROTO_TCP), 0);
         assert_eq!(getport(&t, NLM_PROGRAM, 4, IPPROTO_TCP), 20490);
-        assert_eq!(getport(&t, NLM_PROGRAM, 4, IPPROTO_UDP), 0, "no NLM over UDP yet");
+        assert_eq!(
+            getport(&t, NLM_PROGRAM, 4, IPPROTO_UDP),
+            0,
+            "no NLM over UDP yet"
+        );
         assert_eq!(getport(&t, PROGRAM, 2, IPPROTO_UDP), 111);
     }
 

@@ -29,6 +29,11 @@ impl<'a> Reader<'a> {
         Some(u32::from_be_bytes(v.try_into().ok()?))
     }
 
+    /// The bytes read since position `start`.
+    pub fn taken_since(&self, start: usize) -> &'a [u8] {
+        &self.bytes[start.min(self.at)..self.at]
+    }
+
     /// A variable-length opaque (or string) of at most `max` bytes.
     pub fn opaque(&mut self, max: usize) -> Option<&'a [u8]> {
         let len = self.u32()? as usize;

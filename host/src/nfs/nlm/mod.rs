@@ -1,0 +1,227 @@
+//! The NLM v4 program (network lock manager, the XNFS specification's version 4, 64-bit
+//! offsets), served on the NFS port: TEST, LOCK, CANCEL, UNLOCK and FREE_ALL, and the
+//! asynchronous `_MSG` forms of the first four, answered from the host's lock table
+//! (`crate::locks`), so locks are shared by every NFS client of nfsgw and no plugin sees them.
+//! A lock's file handle is checked as every NFS call's is (the mount's allow list and secure
+//! port) before the table is asked; an owner is the caller's address together with the name it
+//! gives, so no client can free or take over another's locks by naming it. A blocking LOCK that
+//! conflicts waits in the table and answers BLOCKED; once the table grants it, the client is
+//! called back with GRANTED (`callback`), and a client that no longer wants it has it released.
+//! `wire` reads and writes NLM's structures.
+
+mod callback;
+mod wire;
+
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use nfs3_types::rpc::accept_stat_data;
+
+use super::Server;
+use crate::locks::{Granted, LockLimits, LockTable, Locked, Mode, Refused};
+use crate::rpc::{self, Call, Reader};
+use callback::Callbacks;
+use wire::Stat;
+
+pub const PROGRAM: u32 = 100021;
+pub const VERSION: u32 = 4;
+/// Procedure names by number, for metrics (16 to 19 are unused).
+pub const PROCEDURES: [&str; 24] = [
+    "NULL",
+    "TEST",
+    "LOCK",
+    "CANCEL",
+    "UNLOCK",
+    "GRANTED",
+    "TEST_MSG",
+    "LOCK_MSG",
+    "CANCEL_MSG",
+    "UNLOCK_MSG",
+    "GRANTED_MSG",
+    "TEST_RES",
+    "LOCK_RES",
+    "CANCEL_RES",
+    "UNLOCK_RES",
+    "GRANTED_RES",
+    "",
+    "",
+    "",
+    "",
+    "SHARE",
+    "UNSHARE",
+    "NM_LOCK",
+    "FREE_ALL",
+];
+const GRANTED_PROC: u32 = 5;
+/// A `_MSG` procedure's answer goes to the client's procedure this much higher (`_RES`).
+const MSG_TO_RES: u32 = 5;
+/// Locks and waiters the table holds, in all and per client.
+pub const LIMITS: LockLimits = LockLimits {
+    total: 1 << 16,
+    per_client: 1 << 12,
+};
+
+/// What a waiting LOCK needs for its GRANTED callback: where the client is, and the
+/// `nlm4_testargs` to send it.
+pub struct Waiting {
+    client: IpAddr,
+    granted_args: Vec<u8>,
+}
+
+/// The lock table and the callbacks to clients.
+#[derive(Clone)]
+pub struct LockService {
+    table: Arc<Mutex<LockTable<Waiting>>>,
+    callbacks: Arc<Callbacks>,
+}
+
+impl LockService {
+    /// A service that finds clients' lock managers through their portmappers at
+    /// `client_portmap_port`.
+    pub fn new(client_portmap_port: u16) -> LockService {
+        LockService {
+            table: Arc::new(Mutex::new(LockTable::new(LIMITS))),
+            callbacks: Arc::new(Callbacks::new(client_portmap_port)),
+        }
+    }
+
+    /// Tells each client whose waiting lock a release granted. A client that answers anything
+    /// but GRANTED (it stopped waiting) has the lock released again, which may grant others.
+    fn call_back(&self, granted: Vec<Granted<Waiting>>) {
+        for g in granted {
+            let service = self.clone();
+            let (file, lock) = (g.file, g.lock);
+            self.callbacks.send(
+                g.token.client,
+                GRANTED_PROC,
+                g.token.granted_args,
+                move |reply| {
+                    let declined = reply.is_some_and(|results| {
+                        wire::res_stat(&results).is_some_and(|s| s != Stat::Granted as u32)
+                    });
+                    if declined {
+                        let more =
+                            service
+                                .table
+                                .lock()
+                                .unwrap()
+                                .unlock(file, &lock.owner, lock.range);
+                        service.call_back(more);
+                    }
+                },
+            );
+        }
+    }
+}
+
+pub fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
+    let xid = call.xid;
+    let proc_ = call.proc_;
+    let mut r = Reader::new(args);
+    let results = match proc_ {
+        0 => Some(Vec::new()),
+        1..=4 => answer(server, call, proc_, &mut r),
+        // The asynchronous forms: the answer goes to the client's `_RES` procedure, and the
+        // call itself gets an empty reply.
+        6..=9 => answer(server, call, proc_ - MSG_TO_RES, &mut r).map(|results| {
+            server
+                .locks
+                .callbacks
+                .send(call.client, proc_ + MSG_TO_RES, results, |_| {});
+            Vec::new()
+        }),
+        // Answers to our own callbacks, sent asynchronously: nothing to do.
+        11..=15 => Some(Vec::new()),
+        23 => free_all(server, call, &mut r).map(|()| Vec::new()),
+        _ => return rpc::accepted(xid, accept_stat_data::PROC_UNAVAIL),
+    };
+    match results {
+        Some(results) => {
+            let mut out = rpc::accepted(xid, accept_stat_data::SUCCESS);
+            out.extend_from_slice(&results);
+            out
+        }
+        None => rpc::accepted(xid, accept_stat_data::GARBAGE_ARGS),
+    }
+}
+
+/// The results of TEST (1), LOCK (2), CANCEL (3) or UNLOCK (4); `None` for garbage.
+fn answer(server: &Server, call: &Call, proc_: u32, r: &mut Reader) -> Option<Vec<u8>> {
+    let asked = match proc_ {
+        1 => wire::test_args(r, call)?,
+        2 => wire::lock_args(r, call)?,
+        3 => wire::cancel_args(r, call)?,
+        _ => wire::unlock_args(r, call)?,
+    };
+    let Some(file) = file_of(server, call, asked.fh) else {
+        return Some(wire::res(asked.cookie, Stat::StaleFh));
+    };
+    let service = &server.locks;
+    let mut table = service.table.lock().unwrap();
+    Some(match proc_ {
+        1 => match table.test(file, &asked.lock) {
+            None => wire::res(asked.cookie, Stat::Granted),
+            Some(held) => wire::denied_with_holder(asked.cookie, &held),
+        },
+        2 => {
+            let wait = asked.block.then(|| Waiting {
+                client: call.client,
+                granted_args: wire::granted_args(&asked),
+            });
+            let stat = match table.lock(file, asked.lock, wait) {
+                Ok(Locked::Granted) => Stat::Granted,
+                Ok(Locked::Waiting) => Stat::Blocked,
+                Err(Refused::Conflict(_)) => Stat::Denied,
+                Err(Refused::Full) => Stat::DeniedNoLocks,
+            };
+            wire::res(asked.cookie, stat)
+        }
+        3 => {
+            // A request the table granted while the client waited was never reported to it,
+            // so cancelling it releases it.
+            if !table.cancel(file, &asked.lock) {
+                let granted = table.unlock(file, &asked.lock.owner, asked.lock.range);
+                drop(table);
+                service.call_back(granted);
+            }
+            wire::res(asked.cookie, Stat::Granted)
+        }
+        _ => {
+            let granted = table.unlock(file, &asked.lock.owner, asked.lock.range);
+            drop(table);
+            service.call_back(granted);
+            wire::res(asked.cookie, Stat::Granted)
+        }
+    })
+}
+
+/// The file id of a lock's handle, if the caller may use it.
+fn file_of(server: &Server, call: &Call, fh: &[u8]) -> Option<u64> {
+    match server.gateway.resolve_handle(fh) {
+        Some(Ok(id))
+            if server.gateway.allows(id, call.client)
+                && server.port_allows(id, call.client, call.port) =>
+        {
+            Some(id)
+        }
+        _ => None,
+    }
+}
+
+/// FREE_ALL (`nlm4_notify`): every lock of that client, which rebooted. Its reply is void.
+fn free_all(server: &Server, call: &Call, r: &mut Reader) -> Option<()> {
+    let name = wire::notify_name(r)?;
+    let client = wire::client_name(call, name);
+    let granted = server.locks.table.lock().unwrap().free_all(&client);
+    server.locks.call_back(granted);
+    Some(())
+}
+
+/// The mode a request's `exclusive` flag names.
+fn mode_of(exclusive: bool) -> Mode {
+    if exclusive {
+        Mode::Exclusive
+    } else {
+        Mode::Shared
+    }
+}
