@@ -19,6 +19,7 @@
 # is off here). NFSGW_BENCH_FLOOD=N also runs the connection flood (nfsflood) with N connections.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/common.sh"
+. "$(dirname "$0")/servers.sh"
 runs=${1:-5}
 base=${NFSGW_BENCH_DIR:-/var/tmp/nfsgw-bench}
 inflight=${NFSGW_BENCH_INFLIGHT:-16}
@@ -47,24 +48,7 @@ fi
 echo "a third mount" > "$data/third/readme.txt"
 
 run=$(mktemp -d "$base/run.XXXXXX")
-pids=()
-cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-}
-trap cleanup EXIT
-
-# wait_for FILE PATTERN PID WHAT: until FILE holds PATTERN, while PID lives (60 s at most).
-wait_for() {
-  local i
-  for i in $(seq 600); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    kill -0 "$3" 2>/dev/null || { echo "$4 exited; its log:" >&2; cat "$1" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "$4 did not start within 60 s; its log:" >&2; cat "$1" >&2; exit 1
-}
+trap stop_servers EXIT
 
 # ---- nfsgw: three mounts (P6 idle), its portmapper off (port 111 is rpcbind's, for Ganesha)
 cat > "$run/nfsgw.toml" <<EOF
@@ -114,27 +98,7 @@ base_pid=$!; pids+=("$base_pid")
 wait_for "$run/nfsbase.log" '^nfsbase: serving' "$base_pid" nfsbase
 
 # ---- NFS-Ganesha (it needs rpcbind on port 111)
-if ! rpcinfo -p 127.0.0.1 >/dev/null 2>&1; then
-  rpcbind -f -w &
-  pids+=("$!")
-  sleep 0.5
-fi
-cat > "$run/ganesha.conf" <<EOF
-NFS_CORE_PARAM {
-  Protocols = 3; NFS_Port = $ganesha_port; MNT_Port = $ganesha_mnt; NLM_Port = 20602;
-  Enable_NLM = false; Enable_RQUOTA = false; Bind_addr = 127.0.0.1;
-}
-NFSV4 { Graceless = true; }
-EXPORT {
-  Export_Id = 1; Path = $data; Pseudo = /export;
-  Access_Type = RO; Squash = No_Root_Squash; SecType = sys;
-  Protocols = 3; Transports = TCP;
-  FSAL { Name = VFS; }
-}
-EOF
-ganesha.nfsd -F -f "$run/ganesha.conf" -L "$run/ganesha.log" -p "$run/ganesha.pid" &
-ganesha_pid=$!; pids+=("$ganesha_pid")
-wait_for "$run/ganesha.log" 'NFS SERVER INITIALIZED' "$ganesha_pid" ganesha.nfsd
+start_ganesha "$run" "$ganesha_port" "$ganesha_mnt" 20602 "$data:RO"
 
 # ---- S3: s3s-fs with the bucket "bench" (a directory of its root), and an nfsgw serving it
 s3=()

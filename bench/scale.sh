@@ -17,6 +17,7 @@
 # held by rpcbind (Ganesha registers with it; nfsgw's own portmapper is off here).
 set -euo pipefail
 . "$(dirname "$0")/../scripts/common.sh"
+. "$(dirname "$0")/servers.sh"
 base=${NFSGW_BENCH_DIR:-/var/tmp/nfsgw-bench}
 dirs=${NFSGW_SCALE_DIRS:-10000,100000,1000000}
 churn=${NFSGW_SCALE_CHURN:-1000000}
@@ -46,25 +47,11 @@ done
 
 run=$(mktemp -d "$base/scale-run.XXXXXX")
 mkdir -p "$run/rw-nfsgw" "$run/rw-before" "$run/rw-ganesha"
-pids=()
 cleanup() {
-  local p
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  stop_servers
   rm -rf "$run/rw-nfsgw" "$run/rw-before" "$run/rw-ganesha"
 }
 trap cleanup EXIT
-
-# wait_for FILE PATTERN PID WHAT: until FILE holds PATTERN, while PID lives (60 s at most).
-wait_for() {
-  local i
-  for i in $(seq 600); do
-    grep -q "$2" "$1" 2>/dev/null && return 0
-    kill -0 "$3" 2>/dev/null || { echo "$4 exited; its log:" >&2; cat "$1" >&2; exit 1; }
-    sleep 0.1
-  done
-  echo "$4 did not start within 60 s; its log:" >&2; cat "$1" >&2; exit 1
-}
 
 # nfsgw_config PORT STATE RW: two local mounts, the data read-only and a scratch directory.
 nfsgw_config() {
@@ -105,33 +92,7 @@ if [ -n "${NFSGW_BENCH_BEFORE:-}" ]; then
   peers+=(--peer "before,127.0.0.1:$before_port,$before_port,/ro,/rw,$before_pid,$run/state-before/rw.inodes")
 fi
 
-if ! rpcinfo -p 127.0.0.1 >/dev/null 2>&1; then
-  rpcbind -f -w &
-  pids+=("$!")
-  sleep 0.5
-fi
-cat > "$run/ganesha.conf" <<EOF
-NFS_CORE_PARAM {
-  Protocols = 3; NFS_Port = $ganesha_port; MNT_Port = $ganesha_mnt; NLM_Port = 20622;
-  Enable_NLM = false; Enable_RQUOTA = false; Bind_addr = 127.0.0.1;
-}
-NFSV4 { Graceless = true; }
-EXPORT {
-  Export_Id = 1; Path = $ro; Pseudo = /ro;
-  Access_Type = RO; Squash = No_Root_Squash; SecType = sys;
-  Protocols = 3; Transports = TCP;
-  FSAL { Name = VFS; }
-}
-EXPORT {
-  Export_Id = 2; Path = $run/rw-ganesha; Pseudo = /rw;
-  Access_Type = RW; Squash = No_Root_Squash; SecType = sys;
-  Protocols = 3; Transports = TCP;
-  FSAL { Name = VFS; }
-}
-EOF
-ganesha.nfsd -F -f "$run/ganesha.conf" -L "$run/ganesha.log" -p "$run/ganesha.pid" &
-ganesha_pid=$!; pids+=("$ganesha_pid")
-wait_for "$run/ganesha.log" 'NFS SERVER INITIALIZED' "$ganesha_pid" ganesha.nfsd
+start_ganesha "$run" "$ganesha_port" "$ganesha_mnt" 20622 "$ro:RO" "$run/rw-ganesha:RW"
 peers+=(--peer "ganesha,127.0.0.1:$ganesha_port,$ganesha_mnt,$ro,$run/rw-ganesha,$ganesha_pid")
 
 say "measuring ($cases; churn of $churn names, P9 for $seconds s on $connections connections)"
