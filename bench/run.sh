@@ -19,7 +19,7 @@
 # is off here). NFSGW_BENCH_FLOOD=N also runs the connection flood (nfsflood) with N connections.
 set -euo pipefail
 . "$(dirname "$0")/../scripts/common.sh"
-. "$(dirname "$0")/servers.sh"
+. "$(dirname "$0")/lib.sh"
 runs=${1:-5}
 base=${NFSGW_BENCH_DIR:-/var/tmp/nfsgw-bench}
 inflight=${NFSGW_BENCH_INFLIGHT:-16}
@@ -181,18 +181,5 @@ if [ ${#before[@]} -gt 0 ]; then
 fi
 
 # ---- docs/BENCHMARKS.md: the generated part sits between the two marker lines
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-{
-  echo "Measured by \`bench/run.sh $runs\` on $(date -u +%Y-%m-%d) ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- host || echo ', host changes uncommitted')),"
-  echo "$(nproc) cores ($cpu), Linux $(uname -r); reads page-cache-warm$( [ ${#cold[@]} -gt 0 ] && echo ' except P1, which dropped the cache before each run')."
-  echo
-  cat "$run/table.md"
-} > "$run/section.md"
-doc=docs/BENCHMARKS.md
-awk -v section="$run/section.md" '
-  /^<!-- bench\/run.sh: begin -->$/ { print; while ((getline line < section) > 0) print line; skip = 1; next }
-  /^<!-- bench\/run.sh: end -->$/ { skip = 0 }
-  !skip { print }
-' "$doc" > "$run/doc.md"
-cp "$run/doc.md" "$doc"
-say "wrote the table into $doc (logs in $run)"
+write_docs_section "bench/run.sh $runs" "$run" \
+  "reads page-cache-warm$( [ ${#cold[@]} -gt 0 ] && echo ' except P1, which dropped the cache before each run')."

@@ -17,7 +17,7 @@
 # held by rpcbind (Ganesha registers with it; nfsgw's own portmapper is off here).
 set -euo pipefail
 . "$(dirname "$0")/../scripts/common.sh"
-. "$(dirname "$0")/servers.sh"
+. "$(dirname "$0")/lib.sh"
 base=${NFSGW_BENCH_DIR:-/var/tmp/nfsgw-bench}
 dirs=${NFSGW_SCALE_DIRS:-10000,100000,1000000}
 churn=${NFSGW_SCALE_CHURN:-1000000}
@@ -103,18 +103,5 @@ before_note=
 if [ -n "${NFSGW_BENCH_BEFORE:-}" ]; then
   before_note=" \"before\" is $("$NFSGW_BENCH_BEFORE" --version)."
 fi
-cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
-{
-  echo "Measured by \`bench/scale.sh\` on $(date -u +%Y-%m-%d) ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- host || echo ', host changes uncommitted')),"
-  echo "$(nproc) cores ($cpu), Linux $(uname -r); directories $dirs, churn of $churn names, P9 for $seconds s.$before_note"
-  echo
-  cat "$run/table.md"
-} > "$run/section.md"
-doc=docs/BENCHMARKS.md
-awk -v section="$run/section.md" '
-  /^<!-- bench\/scale.sh: begin -->$/ { print; while ((getline line < section) > 0) print line; skip = 1; next }
-  /^<!-- bench\/scale.sh: end -->$/ { skip = 0 }
-  !skip { print }
-' "$doc" > "$run/doc.md"
-cp "$run/doc.md" "$doc"
-say "wrote the table into $doc (logs in $run)"
+write_docs_section bench/scale.sh "$run" \
+  "directories $dirs, churn of $churn names, P9 for $seconds s.$before_note"

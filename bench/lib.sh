@@ -1,4 +1,5 @@
-# Sourced by the benchmark scripts: the servers they start and stop.
+# Sourced by the benchmark scripts: the servers they start and stop, and their tables in the
+# docs.
 #   pids            every process started, killed by stop_servers (trap stop_servers EXIT)
 #   wait_for FILE PATTERN PID WHAT
 #                   until FILE holds PATTERN, while PID lives (60 s at most)
@@ -6,6 +7,9 @@
 #                   NFS-Ganesha (FSAL_VFS, NFSv3 over TCP, root not squashed) on 127.0.0.1 with
 #                   each EXPORT "PATH:RO" or "PATH:RW", its config and log in RUN; starts
 #                   rpcbind first when none answers (Ganesha registers with it); sets ganesha_pid
+#   write_docs_section SCRIPT RUN DETAILS
+#                   puts RUN/table.md, under a line saying where and how it was measured (with
+#                   DETAILS), between the SCRIPT markers of docs/BENCHMARKS.md
 
 pids=()
 stop_servers() {
@@ -55,4 +59,22 @@ CONF
   ganesha.nfsd -F -f "$run/ganesha.conf" -L "$run/ganesha.log" -p "$run/ganesha.pid" &
   ganesha_pid=$!; pids+=("$ganesha_pid")
   wait_for "$run/ganesha.log" 'NFS SERVER INITIALIZED' "$ganesha_pid" ganesha.nfsd
+}
+
+write_docs_section() {
+  local script=$1 run=$2 details=$3 doc=docs/BENCHMARKS.md cpu
+  cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)
+  {
+    echo "Measured by \`$script\` on $(date -u +%Y-%m-%d) ($(git rev-parse --short HEAD)$(git diff --quiet HEAD -- host || echo ', host changes uncommitted')),"
+    echo "$(nproc) cores ($cpu), Linux $(uname -r); $details"
+    echo
+    cat "$run/table.md"
+  } > "$run/section.md"
+  awk -v section="$run/section.md" -v begin="<!-- ${script%% *}: begin -->" -v end="<!-- ${script%% *}: end -->" '
+    $0 == begin { print; while ((getline line < section) > 0) print line; skip = 1; next }
+    $0 == end { skip = 0 }
+    !skip { print }
+  ' "$doc" > "$run/doc.md"
+  cp "$run/doc.md" "$doc"
+  say "wrote the table into $doc (logs in $run)"
 }
