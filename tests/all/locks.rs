@@ -117,12 +117,13 @@ impl Nlm {
     }
 }
 
-/// A server with one mount holding the file `f`, and that file's handle.
-async fn server_with_a_file() -> (Server, tempfile::TempDir, Vec<u8>) {
+/// A server with one mount holding the file `f`, `server_keys` in its `[server]`, and that
+/// file's handle.
+async fn server_with_a_file(server_keys: &str) -> (Server, tempfile::TempDir, Vec<u8>) {
     let dir = tempdir("nfsgw-locks-");
     std::fs::write(dir.path().join("f"), b"locked").unwrap();
     let server = Server::start_with(&format!(
-        "portmap = \"off\"\n{}",
+        "portmap = \"off\"\n{server_keys}\n{}",
         squashed_local_mount("data", dir.path(), "")
     ));
     let mut client = server.mount("/data").await;
@@ -132,7 +133,7 @@ async fn server_with_a_file() -> (Server, tempfile::TempDir, Vec<u8>) {
 
 #[tokio::test]
 async fn locks_conflict_between_clients_and_a_waiter_gets_the_lock_when_it_is_freed() {
-    let (server, _dir, fh) = server_with_a_file().await;
+    let (server, _dir, fh) = server_with_a_file("").await;
     let (a, b) = (
         Owner {
             name: "alpha",
@@ -177,7 +178,7 @@ async fn locks_conflict_between_clients_and_a_waiter_gets_the_lock_when_it_is_fr
 
 #[tokio::test]
 async fn a_client_cannot_free_another_address_locks_nor_lock_what_is_no_file() {
-    let (server, _dir, fh) = server_with_a_file().await;
+    let (server, _dir, fh) = server_with_a_file("").await;
     let a = Owner {
         name: "alpha",
         svid: 1,
@@ -276,15 +277,7 @@ impl ClientLockManager {
 
 /// A server whose NLM calls clients back at `client_portmap_port`, with one file `f`.
 async fn server_calling_back_at(client_portmap_port: u16) -> (Server, tempfile::TempDir, Vec<u8>) {
-    let dir = tempdir("nfsgw-locks-");
-    std::fs::write(dir.path().join("f"), b"locked").unwrap();
-    let server = Server::start_with(&format!(
-        "portmap = \"off\"\nclient_portmap_port = {client_portmap_port}\n{}",
-        squashed_local_mount("data", dir.path(), "")
-    ));
-    let mut client = server.mount("/data").await;
-    let fh = client.lookup_path("f").await.unwrap();
-    (server, dir, fh.data.0.to_vec())
+    server_with_a_file(&format!("client_portmap_port = {client_portmap_port}")).await
 }
 
 #[tokio::test]
