@@ -14,6 +14,7 @@ mod harness;
 mod hostile;
 mod hub;
 mod libnfs;
+mod listings;
 mod local;
 mod locks;
 mod model;

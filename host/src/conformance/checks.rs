@@ -96,16 +96,17 @@ impl Suite {
 
     async fn names(&self, dir: FileId) -> std::result::Result<Vec<String>, String> {
         let mut names = Vec::new();
-        let mut cookie = 0;
+        let (mut cookie, mut verf) = (0, 0);
         loop {
             let page = ok(
                 "readdir",
-                self.gateway.readdir(&ROOT, dir, cookie, 512).await,
+                self.gateway.readdir(&ROOT, dir, cookie, verf, 512).await,
             )?
             .ok_or("readdir: a cookie it handed out was refused")?;
-            for (id, name, _) in page.entries() {
+            verf = page.verf;
+            for (at, _, name, _) in page.entries() {
                 names.push(name.to_string());
-                cookie = id;
+                cookie = at;
             }
             if page.end {
                 return Ok(names);

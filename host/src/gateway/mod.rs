@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime};
 use crate::backend::types::{Attrs, Capabilities, Error, FileKind, Timestamp};
 use crate::backend::Backend;
 pub use crate::config::{CacheLimits, MountLimits};
-use cache::{AttrCache, DirCache, Listing, Ttl};
+use cache::{AttrCache, DirCache, Entries, Ttl};
 use handles::split;
 pub use inodes::InodeTable;
 use staging::{Staged, Staging};
@@ -116,7 +116,11 @@ impl Mount {
             backend,
             inodes,
             attrs: AttrCache::new(ttl, crate::metrics::CacheMetrics::new(name, "attr")),
-            dirs: DirCache::new(ttl, crate::metrics::CacheMetrics::new(name, "dir")),
+            dirs: DirCache::new(
+                ttl,
+                CacheLimits::default().listing_entries,
+                crate::metrics::CacheMetrics::new(name, "dir"),
+            ),
             squash: crate::config::Squash::NONE,
             metrics: crate::metrics::MountMetrics::new(name),
             readahead: readahead::Readahead::default(),
@@ -138,6 +142,7 @@ impl Mount {
 
     /// Applies the server's cache bounds (`[server.cache]`).
     pub fn with_cache_limits(mut self, limits: CacheLimits) -> Mount {
+        self.dirs = self.dirs.with_bound(limits.listing_entries);
         self.cache_limits = limits;
         self
     }
@@ -254,13 +259,17 @@ pub struct Caller {
 }
 
 /// A page of directory entries, and whether it is the last. It borrows its entries from the
-/// listing; only attributes that changed since the listing was made are copied.
+/// listing's page; only attributes that changed since the listing was made are copied.
 pub struct DirPage {
-    listing: Arc<Listing>,
+    entries: Entries,
     range: std::ops::Range<usize>,
+    /// The cookie of the entry before the first (its position in the listing).
+    after: u64,
     /// Attributes newer than the listing's, by index in `range`, in order.
     updated: Vec<(usize, Attrs)>,
     pub end: bool,
+    /// The listing's verifier (READDIR's cookieverf).
+    pub verf: u64,
 }
 
 impl DirPage {
@@ -268,10 +277,10 @@ impl DirPage {
         self.range.len()
     }
 
-    /// (file id, name, attributes) of each entry, in order.
-    pub fn entries(&self) -> impl Iterator<Item = (FileId, &str, &Attrs)> {
+    /// (cookie, file id, name, attributes) of each entry, in order.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, FileId, &str, &Attrs)> {
         let mut updated = self.updated.iter().peekable();
-        self.listing.entries[self.range.clone()]
+        self.entries[self.range.clone()]
             .iter()
             .enumerate()
             .map(move |(i, e)| {
@@ -279,7 +288,7 @@ impl DirPage {
                     Some((_, attrs)) => attrs,
                     None => &e.attrs,
                 };
-                (e.id, e.name.as_str(), attrs)
+                (self.after + i as u64 + 1, e.id, e.name.as_str(), attrs)
             })
     }
 }

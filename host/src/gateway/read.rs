@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::cache::{Listed, Listing};
+use super::cache::{At, Entries, Listed};
 use super::handles::{file_id, split, EXPORT_ROOT, MOUNT_ROOT_INO};
 use super::readahead::Version;
 use super::{
@@ -154,13 +154,16 @@ impl Gateway {
         mount.backend.readlink(&path).await
     }
 
-    /// Up to `max` entries after the entry whose file id is `cookie` (0: from the start).
-    /// `None` when the cookie names no entry of the listing being paged.
+    /// Up to `max` entries after the entry whose cookie is `cookie` (0: from the start of a
+    /// new enumeration) in the listing `verf` names (0: the directory's current one), fetching
+    /// from the plugin only the pages not held. `None` when the verifier names no listing known
+    /// now or the cookie no position in it.
     pub async fn readdir(
         &self,
         caller: &Caller,
         dir: FileId,
         cookie: u64,
+        verf: u64,
         max: usize,
     ) -> Result<Option<DirPage>, Error> {
         let Some((slot, mount, path)) = self.locate(dir)? else {
@@ -172,28 +175,44 @@ impl Gateway {
         }
         permissions::read(caller, &dir_attrs)?;
         let (_, ino) = split(dir);
-        let cached = if cookie == 0 {
-            mount.dirs.fresh(ino)
+        let verf = if cookie == 0 {
+            mount.dirs.start(ino)
         } else {
-            mount.dirs.current(ino)
+            match mount.dirs.resume(ino, verf) {
+                Some(verf) => verf,
+                None => return Ok(None),
+            }
         };
-        let listing = match cached {
-            Some(listing) => listing,
-            None => self.fetch_listing(slot, mount, ino, &path).await?,
-        };
-        let Some(start) = listing.resume_after(cookie) else {
-            return Ok(None);
-        };
-        let end = (start + max).min(listing.entries.len());
-        let updated = self
-            .updated_attrs(mount, &listing.entries[start..end])
-            .await;
-        Ok(Some(DirPage {
-            end: end == listing.entries.len(),
-            listing,
-            range: start..end,
-            updated,
-        }))
+        loop {
+            let (entries, first, last) = match mount.dirs.at(verf, cookie) {
+                At::Held {
+                    entries,
+                    first,
+                    last,
+                } => (entries, first, last),
+                At::End => (Entries::default(), cookie, true),
+                At::Fetch(fetch) => {
+                    let limit = mount.dirs.page_size(LIST_PAGE);
+                    let (entries, next) = self
+                        .fetch_page(slot, mount, &path, fetch.cursor.as_deref(), limit)
+                        .await?;
+                    mount.dirs.fill(verf, &fetch, entries, next);
+                    continue;
+                }
+                At::Unknown => return Ok(None),
+            };
+            let start = (cookie - first) as usize;
+            let end = (start + max).min(entries.len());
+            let updated = self.updated_attrs(mount, &entries[start..end]).await;
+            return Ok(Some(DirPage {
+                end: last && end == entries.len(),
+                entries,
+                range: start..end,
+                after: cookie,
+                updated,
+                verf,
+            }));
+        }
     }
 
     /// Of a page's listed entries, those whose attributes changed since the listing, by
@@ -215,16 +234,11 @@ impl Gateway {
         updated
     }
 
+    /// The export root's listing: one entry per mount, the mount's slot its cookie.
     fn readdir_export_root(&self, cookie: u64, max: usize) -> Option<DirPage> {
-        let start = if cookie == 0 {
-            0
-        } else {
-            let (slot, ino) = split(cookie);
-            if ino != MOUNT_ROOT_INO || slot == 0 || slot > self.mounts.len() {
-                return None;
-            }
-            slot
-        };
+        let start = usize::try_from(cookie)
+            .ok()
+            .filter(|&c| c <= self.mounts.len())?;
         let end = (start + max).min(self.mounts.len());
         let entries = (start..end)
             .map(|i| {
@@ -243,58 +257,51 @@ impl Gateway {
             .collect::<Vec<_>>();
         Some(DirPage {
             range: 0..entries.len(),
-            listing: Arc::new(Listing::new(entries)),
+            entries: Arc::new(entries),
+            after: cookie,
             updated: Vec::new(),
             end: end == self.mounts.len(),
+            verf: 0,
         })
     }
 
-    async fn fetch_listing(
+    /// One page of a directory from the plugin, from `cursor`: its entries, with their
+    /// attributes put in the attribute cache, and the cursor of the next page.
+    async fn fetch_page(
         &self,
         slot: usize,
         mount: &Mount,
-        ino: u64,
         path: &str,
-    ) -> Result<Arc<Listing>, Error> {
-        let mut entries = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = mount
-                .backend
-                .list_dir(path, cursor.as_deref(), LIST_PAGE)
-                .await?;
-            for entry in page.entries {
-                if check_name(&entry.name).is_err() {
-                    tracing::warn!(mount = %mount.name, dir = path, name = ?entry.name, "plugin listed an invalid name; skipped");
-                    continue;
-                }
-                let child = join(path, &entry.name);
-                let child_ino = mount.inodes.ino(&child);
-                let attrs = match entry.attrs {
-                    Some(attrs) => mount.presented(child_ino, &child, attrs),
-                    None => match self.stat_path(mount, child_ino, &child).await {
-                        Ok(attrs) => attrs,
-                        Err(Error::NotFound) => continue,
-                        Err(e) => return Err(e),
-                    },
-                };
-                let stamp = mount.attrs.put(child_ino, attrs.clone());
-                entries.push(Listed {
-                    id: file_id(slot, child_ino),
-                    name: entry.name,
-                    attrs,
-                    stamp,
-                });
+        cursor: Option<&str>,
+        limit: u32,
+    ) -> Result<(Vec<Listed>, Option<String>), Error> {
+        let page = mount.backend.list_dir(path, cursor, limit).await?;
+        let mut entries = Vec::with_capacity(page.entries.len());
+        for entry in page.entries {
+            if check_name(&entry.name).is_err() {
+                tracing::warn!(mount = %mount.name, dir = path, name = ?entry.name, "plugin listed an invalid name; skipped");
+                continue;
             }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
+            let child = join(path, &entry.name);
+            let child_ino = mount.inodes.ino(&child);
+            let attrs = match entry.attrs {
+                Some(attrs) => mount.presented(child_ino, &child, attrs),
+                None => match self.stat_path(mount, child_ino, &child).await {
+                    Ok(attrs) => attrs,
+                    Err(Error::NotFound) => continue,
+                    Err(e) => return Err(e),
+                },
+            };
+            let stamp = mount.attrs.put(child_ino, attrs.clone());
+            entries.push(Listed {
+                id: file_id(slot, child_ino),
+                name: entry.name,
+                attrs,
+                stamp,
+            });
         }
         mount.inodes.durable().await?;
-        let listing = Arc::new(Listing::new(entries));
-        mount.dirs.put(ino, listing.clone());
-        Ok(listing)
+        Ok((entries, page.next))
     }
 
     pub async fn statfs(&self, id: FileId) -> Result<FsStats, Error> {

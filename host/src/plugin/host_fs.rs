@@ -13,6 +13,7 @@
 mod capability;
 mod nofollow;
 mod os_calls;
+mod snapshots;
 
 use std::ffi::OsStr;
 use std::io;
@@ -29,6 +30,7 @@ use os_calls::{
     attrs_of, chown_at, fs_stats, map_io, mknod_at, read_more, set_dir_mode, symlink_at, time_spec,
     write_at,
 };
+use snapshots::{Key, Snapshots};
 
 /// One host directory granted to a plugin.
 pub struct Grant {
@@ -51,9 +53,13 @@ impl Grant {
     }
 }
 
-/// The directories granted to one mount's plugin.
+/// The directories granted to one mount's plugin, and the name snapshots of the directories
+/// it pages through.
 #[derive(Default)]
-pub struct Grants(Vec<Grant>);
+pub struct Grants {
+    grants: Vec<Grant>,
+    snapshots: Snapshots,
+}
 
 /// A path resolved to its grant: `rel` is "." for the granted directory itself.
 struct Resolved<'a> {
@@ -88,15 +94,18 @@ impl Resolved<'_> {
 
 impl Grants {
     pub fn new(grants: Vec<Grant>) -> Grants {
-        Grants(grants)
+        Grants {
+            grants,
+            snapshots: Snapshots::default(),
+        }
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Grant> {
-        self.0.iter()
+        self.grants.iter()
     }
 
     fn resolve(&self, path: &str) -> Result<Resolved<'_>, Error> {
-        for grant in &self.0 {
+        for grant in &self.grants {
             let Some(rest) = path.strip_prefix(grant.guest.as_str()) else {
                 continue;
             };
@@ -122,36 +131,37 @@ impl Grants {
         self.resolve(path)?.attrs()
     }
 
+    /// Up to `limit` entries of a directory in name order, after the name `after` (from the
+    /// start when none), and the cursor of the next page if there is one. A first page reads
+    /// the whole directory into a snapshot of sorted names; its continuation pages find their
+    /// place in it by binary search while the directory is unchanged.
     pub fn read_dir(&self, path: &str, after: Option<&str>, limit: u32) -> Result<DirPage, Error> {
         let r = self.resolve(path)?;
         let dir = nofollow::dir(&r.grant.dir, &r.rel).map_err(map_io)?;
-        let mut names = Vec::new();
-        for entry in dir.entries().map_err(map_io)? {
-            let entry = entry.map_err(map_io)?;
-            match entry.file_name().into_string() {
-                Ok(name) if after.is_none_or(|a| name.as_str() > a) => names.push(name),
-                Ok(_) => {}
-                Err(raw) => tracing::warn!(
-                    grant = %r.grant.host.display(), name = ?raw,
-                    "skipping a directory entry whose name is not UTF-8"
-                ),
-            }
-        }
-        names.sort_unstable();
+        let key = Key::new(&r.rel, &attrs_of(&dir.dir_metadata().map_err(map_io)?));
+        let names = self
+            .snapshots
+            .names(key, after.is_some(), || scan(&r, &dir))?;
+        let from = after.map_or(0, |a| names.partition_point(|n| n.as_str() <= a));
         let limit = limit.max(1) as usize;
-        let next = (names.len() > limit).then(|| names[limit - 1].clone());
-        names.truncate(limit);
-        let mut entries = Vec::with_capacity(names.len());
-        for name in names {
+        let to = names.len().min(from + limit);
+        let next = (to < names.len()).then(|| names[to - 1].clone());
+        let mut entries = Vec::with_capacity(to - from);
+        for name in &names[from..to] {
             // An entry removed since it was listed is simply left out.
-            if let Ok(meta) = dir.symlink_metadata(&name) {
+            if let Ok(meta) = dir.symlink_metadata(name) {
                 entries.push(DirEntry {
-                    name,
+                    name: name.clone(),
                     attrs: Some(attrs_of(&meta)),
                 });
             }
         }
         Ok(DirPage { entries, next })
+    }
+
+    /// Whole-directory reads made so far by [`Grants::read_dir`].
+    pub fn dir_scans(&self) -> u64 {
+        self.snapshots.scans()
     }
 
     /// Reads up to `len` bytes; the flag is true when the read reached the end of the file.
@@ -346,6 +356,21 @@ impl Grants {
 
 /// The attributes of a file just made, with exactly the mode asked for: the client already
 /// applied its umask, so nfsgw's own must not narrow the mode again.
+/// The UTF-8 names of a directory's entries, unsorted; other names are skipped with a warning.
+fn scan(r: &Resolved<'_>, dir: &Dir) -> Result<Vec<String>, Error> {
+    let mut names = Vec::new();
+    for entry in dir.entries().map_err(map_io)? {
+        match entry.map_err(map_io)?.file_name().into_string() {
+            Ok(name) => names.push(name),
+            Err(raw) => tracing::warn!(
+                grant = %r.grant.host.display(), name = ?raw,
+                "skipping a directory entry whose name is not UTF-8"
+            ),
+        }
+    }
+    Ok(names)
+}
+
 fn exact_mode(r: &Resolved<'_>, mode: u32) -> Result<Attrs, Error> {
     let attrs = r.attrs()?;
     if attrs.mode == mode & 0o7777 || attrs.kind == FileKind::Symlink {
@@ -525,5 +550,36 @@ mod tests {
         assert_eq!(page.entries.len(), 1);
         assert_eq!(page.entries[0].name, "d");
         assert_eq!(page.next, None);
+    }
+
+    #[test]
+    fn paging_a_directory_reads_it_once_and_leaves_out_what_was_removed() {
+        let (tmp, g) = grants(false);
+        for i in 0..100 {
+            std::fs::write(tmp.path().join(format!("f{i:03}")), "").unwrap();
+        }
+        let page_all = |g: &Grants, removing: Option<&str>| {
+            let (mut names, mut after) = (Vec::new(), None::<String>);
+            loop {
+                let page = g.read_dir("/export", after.as_deref(), 10).unwrap();
+                names.extend(page.entries.into_iter().map(|e| e.name));
+                if let Some(name) = removing.filter(|_| names.len() == 50) {
+                    std::fs::remove_file(tmp.path().join(name)).unwrap();
+                }
+                match page.next {
+                    Some(next) => after = Some(next),
+                    None => return names,
+                }
+            }
+        };
+        let expected: Vec<String> = (0..100).map(|i| format!("f{i:03}")).collect();
+        assert_eq!(page_all(&g, None), expected);
+        assert_eq!(g.dir_scans(), 1, "ten pages, one read of the directory");
+        // A new listing reads the directory again; an entry removed while it is paged is
+        // left out of the pages after the removal.
+        let names = page_all(&g, Some("f070"));
+        assert_eq!(names.len(), 99);
+        assert!(!names.iter().any(|n| n == "f070"));
+        assert!(g.dir_scans() >= 2);
     }
 }

@@ -158,18 +158,6 @@ impl Model {
             .any(|&ino| self.entries(ino).is_none() && self.nlink(ino) > 1)
     }
 
-    /// Whether some directory holds two names of one file.
-    pub fn has_two_names_in_one_directory(&self) -> bool {
-        self.nodes.values().any(|n| match &n.kind {
-            Kind::Dir(e) => {
-                let mut inos: Vec<Ino> = e.values().copied().collect();
-                inos.sort_unstable();
-                inos.windows(2).any(|w| w[0] == w[1])
-            }
-            _ => false,
-        })
-    }
-
     fn is_dir(&self, ino: Ino) -> bool {
         self.entries(ino).is_some()
     }

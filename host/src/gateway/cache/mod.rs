@@ -7,7 +7,7 @@ mod listings;
 use std::time::{Duration, Instant};
 
 pub use attrs::AttrCache;
-pub use listings::{DirCache, Listed, Listing};
+pub use listings::{At, DirCache, Entries, Listed};
 
 /// How long cached data stays valid.
 #[derive(Clone, Copy, Debug)]
