@@ -17,6 +17,7 @@ mod libnfs;
 mod local;
 mod model;
 mod objstore_faults;
+mod open_files;
 mod ops;
 mod portmap;
 mod posix;
