@@ -19,6 +19,7 @@ mod local;
 mod locks;
 mod model;
 mod objstore_faults;
+mod open_files;
 mod ops;
 mod portmap;
 mod posix;

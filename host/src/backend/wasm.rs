@@ -21,6 +21,7 @@ use crate::plugin::http::{AllowList, Outbound};
 use crate::plugin::runtime::{MountPlugin, Sandbox};
 use crate::plugin::secrets::{self, Secrets};
 
+pub use crate::plugin::host_fs::OpenFiles;
 pub use crate::plugin::runtime::Runtime;
 
 /// A mount's plugin, called through the typed seam.
@@ -31,11 +32,13 @@ pub struct WasmBackend {
 impl WasmBackend {
     /// Loads the mount's plugin, grants it what the mount's config allows (directories, a
     /// bucket, hosts, secrets) and calls `init`; `source` is the config text, for line numbers.
+    /// Reads of its directories keep their files open in `open_files`.
     pub async fn start(
         runtime: &Runtime,
         mc: &MountConfig,
         source: &Source<'_>,
         uploads_dir: Option<&Path>,
+        open_files: &Arc<OpenFiles>,
     ) -> Result<WasmBackend> {
         let plugin = mc.plugin.get_ref();
         let mut config = mc.plugin_config();
@@ -135,7 +138,7 @@ impl WasmBackend {
         };
         let secrets = Secrets::resolve(&mc.secrets, &endpoint, source, |v| std::env::var(v).ok())?;
         let sandbox = Sandbox {
-            grants: Arc::new(Grants::new(grants)),
+            grants: Arc::new(Grants::new(grants).with_open_files(open_files.clone())),
             blobs,
             outbound,
             secrets: Arc::new(secrets),

@@ -115,7 +115,11 @@ impl Mount {
             capabilities: info.capabilities,
             backend,
             inodes,
-            attrs: AttrCache::new(ttl, crate::metrics::CacheMetrics::new(name, "attr")),
+            attrs: AttrCache::new(
+                ttl,
+                CacheLimits::default().attr_entries,
+                crate::metrics::CacheMetrics::new(name, "attr"),
+            ),
             dirs: DirCache::new(
                 ttl,
                 CacheLimits::default().listing_entries,
@@ -143,6 +147,7 @@ impl Mount {
     /// Applies the server's cache bounds (`[server.cache]`).
     pub fn with_cache_limits(mut self, limits: CacheLimits) -> Mount {
         self.dirs = self.dirs.with_bound(limits.listing_entries);
+        self.attrs.resize(limits.attr_entries);
         self.cache_limits = limits;
         self
     }

@@ -1,7 +1,7 @@
 //! Starting the configured mounts: starting each mount's backend (the native `memory` one, or
 //! a plugin, found and granted what its mount allows by `backend::wasm`), and opening each
-//! mount's inode journal in the state directory and its staging directory. Every error names
-//! the mount and, where it can, the config line.
+//! mount's inode journal in the state directory and its staging directory, and the host files
+//! all mounts' reads keep open. Every error names the mount and, where it can, the config line.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use super::staging::{Budget, Staging};
 use super::{CacheLimits, Gateway, InodeTable, Mount};
 use crate::backend::memory::{self, MemoryBackend};
-use crate::backend::wasm::{Runtime, WasmBackend};
+use crate::backend::wasm::{OpenFiles, Runtime, WasmBackend};
 use crate::backend::Backend;
 use crate::config::{Config, MountConfig, Source};
 
@@ -32,6 +32,9 @@ pub async fn start(
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| (d.as_nanos() as u32).max(1))
         .unwrap_or(1);
+    let limits = config.server.cache.limits();
+    let open_files = Arc::new(OpenFiles::new(limits.open_files, limits.open_file_idle));
+    open_files.sweep_every();
     let mut mounts = Vec::new();
     for mc in &config.mounts {
         let inodes = match state_dir {
@@ -50,7 +53,7 @@ pub async fn start(
             uploads: uploads_dir.as_deref(),
         };
         let cache = config.server.cache.limits();
-        let mount = start_mount(runtime, mc, source, inodes, dirs, cache)
+        let mount = start_mount(runtime, mc, source, inodes, dirs, cache, &open_files)
             .await
             .with_context(|| format!("{}: mount {:?}", source.at(&mc.name), mc.name()))?;
         mounts.push(mount);
@@ -72,6 +75,7 @@ async fn start_mount(
     inodes: InodeTable,
     dirs: MountDirs<'_>,
     cache: CacheLimits,
+    open_files: &Arc<OpenFiles>,
 ) -> Result<Mount> {
     let plugin = mc.plugin.get_ref();
     let backend: Arc<dyn Backend> = if plugin == memory::NAME {
@@ -83,7 +87,7 @@ async fn start_mount(
         }
         Arc::new(MemoryBackend::new(mc.name(), &mc.plugin_config())?)
     } else {
-        Arc::new(WasmBackend::start(runtime, mc, source, dirs.uploads).await?)
+        Arc::new(WasmBackend::start(runtime, mc, source, dirs.uploads, open_files).await?)
     };
     let staging = if backend.info().staged_writes {
         let dir = match dirs.staging {

@@ -8,16 +8,20 @@
 //! express (mode, owner, link count, chmod, chown, hard links) is served here.
 //!
 //! Every call can block on the disk, so plugins reach it as async imports that run it on the
-//! bounded blocking pool (`crate::blocking`), never on the server's async workers.
+//! bounded blocking pool (`crate::blocking`), never on the server's async workers. Reads keep
+//! their files open between calls (`open_files`), for all grants together.
 
 mod capability;
 mod nofollow;
+mod open_files;
 mod os_calls;
 mod snapshots;
 
 use std::ffi::OsStr;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use cap_fs_ext::DirExt;
 use cap_std::fs::{Dir, Metadata};
@@ -26,6 +30,7 @@ use super::bindings::types::{
     Attrs, Device, DirEntry, DirPage, Error, FileKind, FsStats, SetAttrs,
 };
 use nofollow::{Access, Parent};
+pub use open_files::OpenFiles;
 use os_calls::{
     attrs_of, chown_at, fs_stats, map_io, mknod_at, read_more, set_dir_mode, symlink_at, time_spec,
     write_at,
@@ -39,26 +44,31 @@ pub struct Grant {
     pub host: PathBuf,
     pub read_only: bool,
     dir: Dir,
+    /// Unique in the process: what the files kept open for it are known by.
+    id: u64,
 }
 
 impl Grant {
     pub fn open(guest: &str, host: &Path, read_only: bool) -> io::Result<Grant> {
+        static GRANTS: AtomicU64 = AtomicU64::new(0);
         let dir = Dir::open_ambient_dir(host, cap_std::ambient_authority())?;
         Ok(Grant {
             guest: guest.trim_end_matches('/').to_string(),
             host: host.to_path_buf(),
             read_only,
             dir,
+            id: GRANTS.fetch_add(1, Ordering::Relaxed),
         })
     }
 }
 
-/// The directories granted to one mount's plugin, and the name snapshots of the directories
-/// it pages through.
+/// The directories granted to one mount's plugin, the name snapshots of the directories it
+/// pages through, and the files reads keep open (shared by all mounts; none unless given).
 #[derive(Default)]
 pub struct Grants {
     grants: Vec<Grant>,
     snapshots: Snapshots,
+    open_files: Arc<OpenFiles>,
 }
 
 /// A path resolved to its grant: `rel` is "." for the granted directory itself.
@@ -97,7 +107,14 @@ impl Grants {
         Grants {
             grants,
             snapshots: Snapshots::default(),
+            open_files: Arc::default(),
         }
+    }
+
+    /// Reads keep their files open in `open_files`.
+    pub fn with_open_files(mut self, open_files: Arc<OpenFiles>) -> Grants {
+        self.open_files = open_files;
+        self
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Grant> {
@@ -178,8 +195,8 @@ impl Grants {
         len: u64,
         mut buf: Vec<u8>,
     ) -> Result<(Vec<u8>, bool), Error> {
-        let file = self.resolve(path)?.regular_file(Access::Read)?;
-        let size = file.metadata().map_err(map_io)?.len();
+        let r = self.resolve(path)?;
+        let (file, size) = self.open_files.regular_file(r.grant, r.rel)?;
         let want = len.min(size.saturating_sub(offset)) as usize;
         buf.reserve_exact(want);
         while buf.len() < want {
@@ -243,7 +260,9 @@ impl Grants {
         let r = self.resolve(path)?;
         r.writable()?;
         let (parent, name) = r.parent()?;
-        parent.remove_file_or_symlink(name).map_err(map_io)
+        parent.remove_file_or_symlink(name).map_err(map_io)?;
+        self.open_files.forget(r.grant, &r.rel);
+        Ok(())
     }
 
     pub fn remove_dir(&self, path: &str) -> Result<(), Error> {
@@ -266,7 +285,12 @@ impl Grants {
         }
         from.writable()?;
         let ((from_dir, from_name), (to_dir, to_name)) = (from.parent()?, to.parent()?);
-        from_dir.rename(from_name, &to_dir, to_name).map_err(map_io)
+        from_dir
+            .rename(from_name, &to_dir, to_name)
+            .map_err(map_io)?;
+        self.open_files.forget(from.grant, &from.rel);
+        self.open_files.forget(to.grant, &to.rel);
+        Ok(())
     }
 
     pub fn symlink(&self, path: &str, target: &str) -> Result<Attrs, Error> {
