@@ -201,6 +201,24 @@ impl InodeTable {
         ino
     }
 
+    /// A new number for an object just made at `path`. A name created anew never inherits an
+    /// inode: whatever the table still knows at or under it (names an earlier run left, of
+    /// files gone from a backend changed meanwhile) is forgotten first. A LOOKUP that raced
+    /// the making and numbered the new object already sees its number go stale.
+    pub fn fresh(&self, path: &str) -> u64 {
+        {
+            let mut inner = self.inner.lock().unwrap();
+            let stale = inner.take_subtree(path);
+            if !stale.is_empty() {
+                inner.unname(stale);
+                self.record(Record::Forget {
+                    path: path.to_string(),
+                });
+            }
+        }
+        self.ino(path)
+    }
+
     /// Records `new` as another name (a hard link) of the inode of `existing`.
     pub fn link(&self, existing: &str, new: &str) {
         let ino = self.ino(existing);
@@ -503,6 +521,33 @@ mod tests {
         drop(t);
         let t = InodeTable::open(&journal, 1).unwrap();
         assert_eq!(t.find("after"), Some(after));
+    }
+
+    #[tokio::test]
+    async fn a_name_made_anew_gets_a_new_number_even_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("m.inodes");
+        let t = InodeTable::open(&journal, 1).unwrap();
+        let (a, old) = (t.ino("a"), t.ino("d/old"));
+        t.link("a", "d");
+        t.durable().await.unwrap();
+        drop(t);
+        // The backend lost "a" and "d" while nfsgw was down; a new object is made at "d".
+        let t = InodeTable::open(&journal, 1).unwrap();
+        let made = t.fresh("d");
+        assert!(made != a && made != old);
+        assert_eq!(t.path(made).as_deref(), Some("d"));
+        assert_eq!(
+            t.path(a).as_deref(),
+            Some("a"),
+            "the old file keeps its other name"
+        );
+        assert_eq!(t.path(old), None, "nothing is under a name made anew");
+        assert_eq!(t.fresh("new"), t.ino("new"));
+        t.durable().await.unwrap();
+        drop(t);
+        let t = InodeTable::open(&journal, 1).unwrap();
+        assert_eq!((t.find("d"), t.find("d/old")), (Some(made), None));
     }
 
     #[test]

@@ -48,7 +48,7 @@ async fn play(setup: Setup, ops: &[Op], avoid_open_defects: bool) -> Result<(), 
     let mut driver = Driver::start(setup).await;
     let mut log = String::new();
     for (i, op) in ops.iter().enumerate() {
-        if avoid_open_defects && defects::steps_into_open_defect(setup, &model, op) {
+        if avoid_open_defects && defects::steps_into_open_defect(&model, op) {
             let _ = writeln!(log, "  {i:>3}. {op:?}: not sent (an open defect)");
             continue;
         }

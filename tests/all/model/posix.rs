@@ -151,13 +151,6 @@ impl Model {
         }
     }
 
-    /// Whether some file has more than one name.
-    pub fn has_hard_links(&self) -> bool {
-        self.nodes
-            .keys()
-            .any(|&ino| self.entries(ino).is_none() && self.nlink(ino) > 1)
-    }
-
     /// Whether some directory holds two names of one file.
     pub fn has_two_names_in_one_directory(&self) -> bool {
         self.nodes.values().any(|n| match &n.kind {
