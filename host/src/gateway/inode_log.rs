@@ -11,59 +11,31 @@
 //! client, and a crash can never let a number be reused for another file. A write that fails
 //! fails the call that waited for it; a sync that fails (or hangs past the pool's deadline)
 //! leaves the file in doubt, so the journal refuses every later change until a restart
-//! rewrites it.
+//! rewrites it. Once the file outgrows the live table, it is compacted online (`compact`).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-const MAGIC: &[u8; 8] = b"nfsgwIT2";
-/// The format before records were framed; still replayed, then rewritten in the new one.
-const MAGIC_UNFRAMED: &[u8; 8] = b"nfsgwIT1";
-/// Inode numbers reserved by one watermark record.
-pub const RESERVE: u64 = 4096;
-/// The longest path a record holds.
-const MAX_PATH: usize = 1 << 20;
-/// A frame's length and checksum.
-const FRAME_HEADER: usize = 8;
+use format::{encode, header, replay_framed, replay_unframed, MAGIC, MAGIC_UNFRAMED};
+pub use format::{name_len, Record, Replayed, HEADER_LEN, RESERVE};
 
-/// One change to the table.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Record {
-    /// `path` is a name of inode `ino`.
-    Name { ino: u64, path: String },
-    /// `path` and everything under it no longer exist.
-    Forget { path: String },
-    /// `from` and its subtree moved to `to` (whatever was at `to` is gone).
-    Rename { from: String, to: String },
-    /// Numbers below `next` may have been handed out.
-    Reserve { next: u64 },
-}
-
-/// What a journal held: its generation, its good records in order, and what was skipped.
-pub struct Replayed {
-    pub generation: u32,
-    pub records: Vec<Record>,
-    pub skipped: Vec<Skipped>,
-}
-
-/// A damaged stretch of a journal that replay passed over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Skipped {
-    /// Where it starts, in bytes from the start of the file.
-    pub offset: u64,
-    pub bytes: u64,
-}
+mod compact;
+mod format;
 
 /// A journal open for appending.
 pub struct InodeLog {
     path: PathBuf,
-    file: Arc<File>,
+    /// Replaced by a compaction, while it holds `turn`.
+    file: Mutex<Arc<File>>,
     pending: Mutex<Pending>,
-    /// Held by the one caller writing and syncing; the others wait for it, then find their
-    /// records already durable or write everything appended meanwhile in one go.
+    /// Held by the one caller writing and syncing (or a compaction replacing the file); the
+    /// others wait for it, then find their records already durable or write everything
+    /// appended meanwhile in one go.
     turn: tokio::sync::Mutex<()>,
+    /// Held by the one compaction under way.
+    compacting: Arc<tokio::sync::Mutex<()>>,
 }
 
 /// Records appended but not yet durable.
@@ -76,154 +48,17 @@ struct Pending {
     /// Where the last pending record starts, when it is a name (a lookup that found nothing
     /// takes it back at once).
     last_name: Option<(usize, String)>,
+    /// The bytes of the chunk being written and synced, taken from `bytes`.
+    in_flight: usize,
+    /// The bytes the file holds (written, if not yet all synced).
+    file_len: u64,
+    /// While a compaction is under way: what reached the old file after its snapshot.
+    tail: Option<compact::Tail>,
     /// Set when a sync failed: nothing can be promised any more.
     broken: bool,
-    /// Syncs done, for tests.
+    /// Syncs and compactions done, for tests.
     syncs: u64,
-}
-
-fn put_str(out: &mut Vec<u8>, s: &str) {
-    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-    out.extend_from_slice(s.as_bytes());
-}
-
-fn encode_payload(record: &Record, out: &mut Vec<u8>) {
-    match record {
-        Record::Name { ino, path } => {
-            out.push(b'N');
-            out.extend_from_slice(&ino.to_be_bytes());
-            put_str(out, path);
-        }
-        Record::Forget { path } => {
-            out.push(b'F');
-            put_str(out, path);
-        }
-        Record::Rename { from, to } => {
-            out.push(b'R');
-            put_str(out, from);
-            put_str(out, to);
-        }
-        Record::Reserve { next } => {
-            out.push(b'W');
-            out.extend_from_slice(&next.to_be_bytes());
-        }
-    }
-}
-
-/// Appends `record` framed: its payload's length, the payload's CRC-32, the payload.
-fn encode(record: &Record, out: &mut Vec<u8>) {
-    let start = out.len();
-    out.extend_from_slice(&[0; FRAME_HEADER]);
-    encode_payload(record, out);
-    let payload = &out[start + FRAME_HEADER..];
-    let (len, crc) = (payload.len() as u32, crc32fast::hash(payload));
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
-    out[start + 4..start + FRAME_HEADER].copy_from_slice(&crc.to_be_bytes());
-}
-
-fn read_u64(r: &mut impl Read) -> io::Result<u64> {
-    let mut b = [0u8; 8];
-    r.read_exact(&mut b)?;
-    Ok(u64::from_be_bytes(b))
-}
-
-fn read_str(r: &mut impl Read) -> io::Result<String> {
-    let mut b = [0u8; 4];
-    r.read_exact(&mut b)?;
-    let len = u32::from_be_bytes(b) as usize;
-    if len > MAX_PATH {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "path record too long",
-        ));
-    }
-    let mut s = vec![0u8; len];
-    r.read_exact(&mut s)?;
-    String::from_utf8(s)
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "path is not UTF-8"))
-}
-
-/// Reads one record's payload; `None` when it is not one.
-fn decode_payload(r: &mut impl Read) -> Option<Record> {
-    let mut tag = [0u8; 1];
-    r.read_exact(&mut tag).ok()?;
-    match tag[0] {
-        b'N' => Some(Record::Name {
-            ino: read_u64(r).ok()?,
-            path: read_str(r).ok()?,
-        }),
-        b'F' => Some(Record::Forget {
-            path: read_str(r).ok()?,
-        }),
-        b'R' => Some(Record::Rename {
-            from: read_str(r).ok()?,
-            to: read_str(r).ok()?,
-        }),
-        b'W' => Some(Record::Reserve {
-            next: read_u64(r).ok()?,
-        }),
-        _ => None,
-    }
-}
-
-/// The framed record at the start of `data` and its length in bytes, if one is whole and
-/// sound there.
-fn frame_at(data: &[u8]) -> Option<(Record, usize)> {
-    let header = data.get(..FRAME_HEADER)?;
-    let len = u32::from_be_bytes(header[..4].try_into().unwrap()) as usize;
-    let crc = u32::from_be_bytes(header[4..].try_into().unwrap());
-    if len == 0 || len > 1 + 2 * (4 + MAX_PATH) + 8 {
-        return None;
-    }
-    let payload = data.get(FRAME_HEADER..FRAME_HEADER + len)?;
-    if crc32fast::hash(payload) != crc {
-        return None;
-    }
-    let mut reader = payload;
-    let record = decode_payload(&mut reader)?;
-    reader.is_empty().then_some((record, FRAME_HEADER + len))
-}
-
-/// Every sound record of a framed journal's body, passing over damaged stretches.
-fn replay_framed(body: &[u8], base: u64) -> (Vec<Record>, Vec<Skipped>) {
-    let (mut records, mut skipped) = (Vec::new(), Vec::new());
-    let mut at = 0;
-    while at < body.len() {
-        if let Some((record, used)) = frame_at(&body[at..]) {
-            records.push(record);
-            at += used;
-            continue;
-        }
-        let start = at;
-        at += 1;
-        while at < body.len() && frame_at(&body[at..]).is_none() {
-            at += 1;
-        }
-        skipped.push(Skipped {
-            offset: base + start as u64,
-            bytes: (at - start) as u64,
-        });
-    }
-    (records, skipped)
-}
-
-/// The records of an unframed (older) journal: they end at the first one that does not read.
-fn replay_unframed(body: &[u8], base: u64) -> (Vec<Record>, Vec<Skipped>) {
-    let mut reader = body;
-    let mut records = Vec::new();
-    let mut read = 0;
-    while let Some(record) = decode_payload(&mut reader) {
-        records.push(record);
-        read = body.len() - reader.len();
-    }
-    let skipped = (read < body.len())
-        .then_some(Skipped {
-            offset: base + read as u64,
-            bytes: (body.len() - read) as u64,
-        })
-        .into_iter()
-        .collect();
-    (records, skipped)
+    compactions: u64,
 }
 
 impl InodeLog {
@@ -262,8 +97,7 @@ impl InodeLog {
     pub fn create(path: &Path, generation: u32, records: &[Record]) -> io::Result<InodeLog> {
         let tmp = path.with_extension("tmp");
         let mut out = Vec::with_capacity(12 + records.len() * 32);
-        out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&generation.to_be_bytes());
+        header(generation, &mut out);
         for record in records {
             encode(record, &mut out);
         }
@@ -272,19 +106,22 @@ impl InodeLog {
             file.write_all(&out)?;
             file.sync_all()?;
         }
-        std::fs::rename(&tmp, path)?;
-        // The rename itself must survive a crash too.
-        #[cfg(unix)]
-        if let Some(dir) = path.parent() {
-            File::open(dir)?.sync_all()?;
-        }
-        let file = OpenOptions::new().append(true).open(path)?;
+        let file = replace(&tmp, path)?;
         Ok(InodeLog {
             path: path.to_path_buf(),
-            file: Arc::new(file),
-            pending: Mutex::default(),
+            file: Mutex::new(Arc::new(file)),
+            pending: Mutex::new(Pending {
+                file_len: out.len() as u64,
+                ..Pending::default()
+            }),
             turn: tokio::sync::Mutex::new(()),
+            compacting: Arc::default(),
         })
+    }
+
+    /// The bytes the journal's file holds.
+    pub fn len(&self) -> u64 {
+        self.pending.lock().unwrap().file_len
     }
 
     /// Appends a record in memory; it reaches the disk at the next `durable`.
@@ -336,23 +173,38 @@ impl InodeLog {
                 return Ok(());
             }
             pending.last_name = None;
+            pending.in_flight = pending.bytes.len();
             (std::mem::take(&mut pending.bytes), pending.appended)
         };
-        let file = self.file.clone();
-        let outcome = crate::blocking::run(crate::blocking::DEADLINE, move || {
-            write_and_sync(&file, &bytes).map_err(|(e, written)| (e, bytes, written))
-        })
-        .await;
+        let file = self.file.lock().unwrap().clone();
+        let outcome =
+            crate::blocking::run(crate::blocking::DEADLINE, move || {
+                match write_and_sync(&file, &bytes) {
+                    Ok(()) => Ok(bytes),
+                    Err((e, written)) => Err((e, bytes, written)),
+                }
+            })
+            .await;
         let mut pending = self.pending.lock().unwrap();
+        pending.in_flight = 0;
+        if outcome.as_ref().map_or(true, |written| written.is_err()) {
+            // A compaction cannot know what reached the old file: it gives up.
+            pending.tail = None;
+        }
         match outcome {
-            Ok(Ok(())) => {
+            Ok(Ok(bytes)) => {
                 pending.durable = upto;
                 pending.syncs += 1;
+                pending.file_len += bytes.len() as u64;
+                if let Some(tail) = &mut pending.tail {
+                    tail.add(&bytes);
+                }
                 Ok(())
             }
             // Nothing was lost yet: what did not reach the file goes first next time, so the
             // records stay whole and in order.
             Ok(Err((e, bytes, Some(written)))) => {
+                pending.file_len += written as u64;
                 let mut unwritten = bytes[written..].to_vec();
                 unwritten.append(&mut pending.bytes);
                 pending.bytes = unwritten;
@@ -386,6 +238,18 @@ impl InodeLog {
     }
 }
 
+/// Renames the synced file `tmp` over `path`, makes the rename durable, and opens the file
+/// for appending.
+fn replace(tmp: &Path, path: &Path) -> io::Result<File> {
+    std::fs::rename(tmp, path)?;
+    // The rename itself must survive a crash too.
+    #[cfg(unix)]
+    if let Some(dir) = path.parent() {
+        File::open(dir)?.sync_all()?;
+    }
+    OpenOptions::new().append(true).open(path)
+}
+
 /// Appends `bytes` and syncs. A failed write says how much was written (the rest may be
 /// tried again); a failed sync says nothing can be known (`None`).
 fn write_and_sync(file: &File, bytes: &[u8]) -> Result<(), (io::Error, Option<usize>)> {
@@ -404,6 +268,7 @@ fn write_and_sync(file: &File, bytes: &[u8]) -> Result<(), (io::Error, Option<us
 
 #[cfg(test)]
 mod tests {
+    use super::format::{encode_payload, Skipped, FRAME_HEADER};
     use super::*;
 
     fn sample() -> Vec<Record> {
@@ -508,14 +373,53 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.inodes");
         let mut log = InodeLog::create(&path, 1, &[]).unwrap();
-        let writable = std::mem::replace(&mut log.file, Arc::new(File::open(&path).unwrap()));
+        let writable = std::mem::replace(
+            log.file.get_mut().unwrap(),
+            Arc::new(File::open(&path).unwrap()),
+        );
         log.append(&sample()[0]);
         assert!(log.durable().await.is_err());
-        log.file = writable;
+        *log.file.get_mut().unwrap() = writable;
         log.durable().await.unwrap();
         drop(log);
         let replayed = InodeLog::replay(&path).unwrap().unwrap();
         assert_eq!(replayed.records, sample()[..1]);
+    }
+
+    #[tokio::test]
+    async fn a_compaction_keeps_the_snapshot_and_only_what_follows_its_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.inodes");
+        let log = InodeLog::create(&path, 3, &sample()).unwrap();
+        let before_cut = Record::Forget { path: "old".into() };
+        let after_cut = Record::Name {
+            ino: 7,
+            path: "new".into(),
+        };
+        log.append(&before_cut);
+        let compaction = log.begin_compaction().unwrap();
+        assert!(log.begin_compaction().is_none(), "one compaction at a time");
+        log.append(&after_cut);
+        // Written to the old file while the compaction is under way.
+        log.durable().await.unwrap();
+        let names = vec![("kept".into(), 5)];
+        log.compact(compaction, 3, 8192, names).await;
+        let last = Record::Reserve { next: 12288 };
+        log.append(&last);
+        log.durable().await.unwrap();
+        assert_eq!(log.compactions(), 1);
+        assert_eq!(log.len(), std::fs::metadata(&path).unwrap().len());
+        drop(log);
+        let replayed = InodeLog::replay(&path).unwrap().unwrap();
+        let kept = Record::Name {
+            ino: 5,
+            path: "kept".into(),
+        };
+        let snapshot = [Record::Reserve { next: 8192 }, kept];
+        assert_eq!(replayed.generation, 3);
+        assert_eq!(replayed.records[..2], snapshot);
+        assert_eq!(replayed.records[2..], [after_cut, last]);
+        assert!(replayed.skipped.is_empty());
     }
 
     #[test]

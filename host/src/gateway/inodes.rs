@@ -6,7 +6,10 @@
 //! generation outlive the process, so clients keep their handles across a restart; without
 //! one, `generation` tells this run's numbers from an earlier run's. Changes are journaled in
 //! memory as they happen; a caller awaits [`InodeTable::durable`] before it replies with a
-//! number or a change, and a journal that cannot be written fails that call with `io`.
+//! number or a change, and a journal that cannot be written fails that call with `io`. Once
+//! the journal has grown past [`COMPACT_FLOOR`] and [`COMPACT_FACTOR`] times what the live
+//! names take, `durable` starts an online compaction in the background, so the journal stays
+//! proportional to the live table however many names come and go.
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
@@ -14,13 +17,20 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::handles::MOUNT_ROOT_INO;
-use super::inode_log::{InodeLog, Record, RESERVE};
+use super::inode_log::{name_len, InodeLog, Record, HEADER_LEN, RESERVE};
 use crate::backend::types::Error;
+
+/// A journal is never compacted below this size.
+pub const COMPACT_FLOOR: u64 = 4 << 20;
+/// A journal is compacted once it is this many times the size of a snapshot of the table.
+pub const COMPACT_FACTOR: u64 = 3;
 
 pub struct InodeTable {
     pub generation: u32,
     inner: Mutex<Inner>,
-    log: Option<InodeLog>,
+    log: Option<Arc<InodeLog>>,
+    /// [`COMPACT_FLOOR`], but for tests.
+    compact_floor: u64,
 }
 
 struct Inner {
@@ -31,6 +41,8 @@ struct Inner {
     next: u64,
     /// Numbers below this may have been handed out in an earlier run (journal only).
     reserved: u64,
+    /// The bytes the names' records take in a snapshot.
+    live_bytes: u64,
 }
 
 impl InodeTable {
@@ -40,6 +52,7 @@ impl InodeTable {
             generation,
             inner: Mutex::new(Inner::new()),
             log: None,
+            compact_floor: COMPACT_FLOOR,
         }
     }
 
@@ -81,17 +94,59 @@ impl InodeTable {
         Ok(InodeTable {
             generation,
             inner: Mutex::new(inner),
-            log: Some(log),
+            log: Some(Arc::new(log)),
+            compact_floor: COMPACT_FLOOR,
         })
     }
 
     /// Makes every change recorded so far durable (one sync shared with concurrent callers);
     /// `io` if the journal cannot be written.
     pub async fn durable(&self) -> Result<(), Error> {
-        match &self.log {
-            Some(log) => log.durable().await.map_err(|_| Error::Io),
-            None => Ok(()),
+        let Some(log) = &self.log else {
+            return Ok(());
+        };
+        log.durable().await.map_err(|_| Error::Io)?;
+        if self.compact_if_grown(log) {
+            // Changes outrun the compaction under way: wait for it, so that the journal's size
+            // keeps its bound whatever the pace (a stuck one is waited for no longer than a
+            // blocking call).
+            let done = log.compaction_done();
+            let _ = tokio::time::timeout(crate::blocking::DEADLINE, done).await;
         }
+        Ok(())
+    }
+
+    /// Starts compacting the journal in the background once it has outgrown the live names;
+    /// true if a compaction is under way and the journal has grown to twice the size that
+    /// started it. The snapshot is taken under the table's lock (cheap: shared paths), the
+    /// file work is done outside it.
+    fn compact_if_grown(&self, log: &Arc<InodeLog>) -> bool {
+        if log.len() <= self.compact_floor {
+            return false;
+        }
+        let inner = self.inner.lock().unwrap();
+        let threshold = self
+            .compact_floor
+            .max(COMPACT_FACTOR * (HEADER_LEN + inner.live_bytes));
+        if log.len() <= threshold {
+            return false;
+        }
+        let Some(compaction) = log.begin_compaction() else {
+            return log.len() > 2 * threshold;
+        };
+        let names: Vec<(Arc<str>, u64)> = inner
+            .inos
+            .iter()
+            .filter(|(_, &ino)| ino != MOUNT_ROOT_INO)
+            .map(|(path, &ino)| (path.clone(), ino))
+            .collect();
+        let reserved = inner.reserved;
+        drop(inner);
+        let (log, generation) = (log.clone(), self.generation);
+        tokio::spawn(async move {
+            log.compact(compaction, generation, reserved, names).await;
+        });
+        false
     }
 
     fn record(&self, record: Record) {
@@ -146,6 +201,24 @@ impl InodeTable {
         ino
     }
 
+    /// A new number for an object just made at `path`. A name created anew never inherits an
+    /// inode: whatever the table still knows at or under it (names an earlier run left, of
+    /// files gone from a backend changed meanwhile) is forgotten first. A LOOKUP that raced
+    /// the making and numbered the new object already sees its number go stale.
+    pub fn fresh(&self, path: &str) -> u64 {
+        {
+            let mut inner = self.inner.lock().unwrap();
+            let stale = inner.take_subtree(path);
+            if !stale.is_empty() {
+                inner.unname(stale);
+                self.record(Record::Forget {
+                    path: path.to_string(),
+                });
+            }
+        }
+        self.ino(path)
+    }
+
     /// Records `new` as another name (a hard link) of the inode of `existing`.
     pub fn link(&self, existing: &str, new: &str) {
         let ino = self.ino(existing);
@@ -198,6 +271,7 @@ impl Inner {
             inos: BTreeMap::from([(root, MOUNT_ROOT_INO)]),
             next: MOUNT_ROOT_INO + 1,
             reserved: 0,
+            live_bytes: name_len(""),
         }
     }
 
@@ -216,6 +290,7 @@ impl Inner {
     }
 
     fn add(&mut self, ino: u64, path: Arc<str>) {
+        self.live_bytes += name_len(&path);
         self.paths.entry(ino).or_default().push(path.clone());
         self.inos.insert(path, ino);
     }
@@ -239,7 +314,9 @@ impl Inner {
     fn unname(&mut self, names: Vec<(Arc<str>, u64)>) {
         for (name, ino) in names {
             if let Some(list) = self.paths.get_mut(&ino) {
+                let before = list.len();
                 list.retain(|p| *p != name);
+                self.live_bytes -= (before - list.len()) as u64 * name_len(&name);
                 if list.is_empty() {
                     self.paths.remove(&ino);
                 }
@@ -355,6 +432,122 @@ mod tests {
         let t = InodeTable::open(&journal, 1).unwrap();
         assert_eq!(t.ino("new"), fresh);
         assert_eq!(t.ino("e/f"), f);
+    }
+
+    /// Creates and removes `pairs` names, `batch` at a time, each step made durable; returns
+    /// the largest journal seen after a step and the last number given.
+    async fn churn(t: &InodeTable, journal: &Path, pairs: usize, batch: usize) -> (u64, u64) {
+        let (mut largest, mut last) = (0, 0);
+        for start in (0..pairs).step_by(batch) {
+            for i in start..start + batch {
+                last = t.ino(&format!("churn/{i}"));
+            }
+            t.durable().await.unwrap();
+            largest = largest.max(std::fs::metadata(journal).unwrap().len());
+            for i in start..start + batch {
+                t.forget(&format!("churn/{i}"));
+            }
+            t.durable().await.unwrap();
+            largest = largest.max(std::fs::metadata(journal).unwrap().len());
+        }
+        (largest, last)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn churn_keeps_the_journal_proportional_to_the_live_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("m.inodes");
+        let mut t = InodeTable::open(&journal, 5).unwrap();
+        t.compact_floor = 64 << 10;
+        let kept: Vec<u64> = (0..1000).map(|i| t.ino(&format!("kept/{i}"))).collect();
+        t.link("kept/0", "kept/hard");
+        t.rename("kept/1", "kept/moved");
+        t.durable().await.unwrap();
+        let live = HEADER_LEN + t.inner.lock().unwrap().live_bytes;
+        let batch = 500;
+        let (largest, last) = churn(&t, &journal, 200_000, batch).await;
+        let log = t.log.clone().unwrap();
+        log.compaction_done().await;
+        let compactions = log.compactions();
+        // Without compaction the journal would hold every record of the churn: 400k of them.
+        // With it, at most twice the size that starts one, and a step more.
+        let batch_bytes = 2 * batch as u64 * name_len("churn/200000");
+        let threshold = t.compact_floor.max(COMPACT_FACTOR * (live + batch_bytes));
+        let bound = 2 * threshold + batch_bytes;
+        assert!(compactions >= 20, "{compactions} compactions");
+        assert!(
+            largest <= bound,
+            "journal of {largest} bytes, bound {bound}"
+        );
+        assert!(std::fs::metadata(&journal).unwrap().len() <= bound);
+        drop((t, log));
+        let t = InodeTable::open(&journal, 1).unwrap();
+        assert_eq!(t.generation, 5);
+        assert_eq!(t.find("kept/hard"), Some(kept[0]));
+        assert_eq!(t.path(kept[1]).as_deref(), Some("kept/moved"));
+        for (i, &ino) in kept.iter().enumerate().skip(2) {
+            assert_eq!(t.find(&format!("kept/{i}")), Some(ino));
+        }
+        assert_eq!(t.path(last), None);
+        assert_eq!(t.inner.lock().unwrap().inos.len(), 1 + 1000 + 1);
+        assert!(
+            t.ino("new") > last,
+            "numbers handed out before are not reused"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_crash_in_the_middle_of_a_compaction_loses_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("m.inodes");
+        let mut t = InodeTable::open(&journal, 5).unwrap();
+        t.compact_floor = 16 << 10;
+        let kept = t.ino("kept");
+        let (_, last) = churn(&t, &journal, 20_000, 100).await;
+        let log = t.log.clone().unwrap();
+        log.compaction_done().await;
+        assert!(log.compactions() > 0);
+        // The crash: a compaction had written half its snapshot, then the process died.
+        let data = std::fs::read(&journal).unwrap();
+        std::fs::write(journal.with_extension("tmp"), &data[..data.len() / 2]).unwrap();
+        let after = t.ino("after");
+        t.durable().await.unwrap();
+        drop((t, log));
+        let t = InodeTable::open(&journal, 1).unwrap();
+        assert_eq!((t.find("kept"), t.find("after")), (Some(kept), Some(after)));
+        assert_eq!(t.path(last), None);
+        assert!(t.ino("new") > after.max(last));
+        t.durable().await.unwrap();
+        drop(t);
+        let t = InodeTable::open(&journal, 1).unwrap();
+        assert_eq!(t.find("after"), Some(after));
+    }
+
+    #[tokio::test]
+    async fn a_name_made_anew_gets_a_new_number_even_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("m.inodes");
+        let t = InodeTable::open(&journal, 1).unwrap();
+        let (a, old) = (t.ino("a"), t.ino("d/old"));
+        t.link("a", "d");
+        t.durable().await.unwrap();
+        drop(t);
+        // The backend lost "a" and "d" while nfsgw was down; a new object is made at "d".
+        let t = InodeTable::open(&journal, 1).unwrap();
+        let made = t.fresh("d");
+        assert!(made != a && made != old);
+        assert_eq!(t.path(made).as_deref(), Some("d"));
+        assert_eq!(
+            t.path(a).as_deref(),
+            Some("a"),
+            "the old file keeps its other name"
+        );
+        assert_eq!(t.path(old), None, "nothing is under a name made anew");
+        assert_eq!(t.fresh("new"), t.ino("new"));
+        t.durable().await.unwrap();
+        drop(t);
+        let t = InodeTable::open(&journal, 1).unwrap();
+        assert_eq!((t.find("d"), t.find("d/old")), (Some(made), None));
     }
 
     #[test]

@@ -190,7 +190,8 @@ impl Gateway {
         };
         Self::dir_changed(mount, split(dir).1);
         let mut attrs = result?;
-        let ino = mount.inodes.ino(&child);
+        // The backend made a new object: it never inherits a number an old file had there.
+        let ino = mount.inodes.fresh(&child);
         mount.inodes.durable().await?;
         let gid = if dir_attrs.mode & 0o2000 != 0 {
             dir_attrs.gid

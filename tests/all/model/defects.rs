@@ -1,12 +1,9 @@
 //! The defects the reference model found, each as the shrunk sequence that showed it, played
-//! on every setup: plain tests that keep the fixed ones fixed whatever the proptest seeds. The
-//! defects still open have ignored tests, and `steps_into_open_defect` keeps the property tests
-//! from sending the steps that show them, until they are fixed.
+//! on every setup: plain tests that keep the fixed ones fixed whatever the proptest seeds.
 
 use super::driver::Setup;
 use super::ops::{Op, Spot};
 use super::play;
-use super::posix::Model;
 
 const SETUPS: [Setup; 3] = [Setup::LocalSquashed, Setup::Local, Setup::Memory];
 
@@ -17,7 +14,7 @@ fn spot(parent: usize, name: usize) -> Spot {
 
 async fn on_every_setup(ops: &[Op]) {
     for setup in SETUPS {
-        if let Err(report) = play(setup, ops, false).await {
+        if let Err(report) = play(setup, ops).await {
             panic!("{report}");
         }
     }
@@ -89,14 +86,6 @@ async fn renaming_a_file_under_itself_is_notdir() {
     .await;
 }
 
-/// Whether `op` would show a defect still open (see the ignored tests below).
-pub fn steps_into_open_defect(setup: Setup, model: &Model, op: &Op) -> bool {
-    match op {
-        Op::Restart => setup.forgets() && model.has_hard_links(),
-        _ => false,
-    }
-}
-
 /// READDIRPLUS cookies were file ids, so two names of one file in one directory shared a
 /// cookie, and paging on after the first skipped the second; a cookie is now the entry's
 /// position in its listing (host/src/gateway/cache/listings.rs).
@@ -128,12 +117,12 @@ async fn hard_links_in_one_directory_are_all_listed() {
     .await;
 }
 
-/// Open: the inode journal outlives the memory backend's tree, so after a restart a new object
-/// at a name that an old hard-linked file had gets that file's inode, whose first name is
-/// another old one: READLINK of the new symlink answers NOENT. The same can happen on any
-/// backend whose tree changes while nfsgw is down.
+/// Fixed: the inode journal outlives the memory backend's tree, so after a restart a new
+/// object at a name that an old hard-linked file had got that file's inode, whose first name
+/// is another old one: READLINK of the new symlink answered NOENT. The same could happen on
+/// any backend whose tree changes while nfsgw is down. A name made anew now always gets a new
+/// number (`InodeTable::fresh` in host/src/gateway/inodes.rs).
 #[tokio::test]
-#[ignore = "open defect: stale names of a hard-linked inode survive a restart"]
 async fn a_new_object_after_a_restart_is_not_an_old_hard_link() {
     let (a, d) = (spot(0, 0), spot(0, 2));
     let ops = [
@@ -154,7 +143,7 @@ async fn a_new_object_after_a_restart_is_not_an_old_hard_link() {
             target: 0,
         },
     ];
-    if let Err(report) = play(Setup::Memory, &ops, false).await {
+    if let Err(report) = play(Setup::Memory, &ops).await {
         panic!("{report}");
     }
 }

@@ -41,17 +41,12 @@ const STEP_TIMEOUT: Duration = Duration::from_secs(120);
 const REGRESSIONS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/all/model/regressions.txt");
 
 /// Plays one sequence on a fresh server; `Err` reports the first divergence and the steps
-/// before it. With `avoid_open_defects`, steps that would show a defect still open are not
-/// sent (`defects::steps_into_open_defect`).
-async fn play(setup: Setup, ops: &[Op], avoid_open_defects: bool) -> Result<(), String> {
+/// before it.
+async fn play(setup: Setup, ops: &[Op]) -> Result<(), String> {
     let mut model = Model::new(setup.squash());
     let mut driver = Driver::start(setup).await;
     let mut log = String::new();
     for (i, op) in ops.iter().enumerate() {
-        if avoid_open_defects && defects::steps_into_open_defect(setup, &model, op) {
-            let _ = writeln!(log, "  {i:>3}. {op:?}: not sent (an open defect)");
-            continue;
-        }
         let before = model.clone();
         let Some(expected) = model.apply(op) else {
             let _ = writeln!(log, "  {i:>3}. {op:?}: not sent");
@@ -104,7 +99,7 @@ fn check(setup: Setup) {
     let mut runner = TestRunner::new(config);
     let outcome = runner.run(&ops::sequence(steps), |ops| {
         runtime
-            .block_on(play(setup, &ops, true))
+            .block_on(play(setup, &ops))
             .map_err(TestCaseError::fail)
     });
     match outcome {

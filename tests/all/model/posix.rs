@@ -151,13 +151,6 @@ impl Model {
         }
     }
 
-    /// Whether some file has more than one name.
-    pub fn has_hard_links(&self) -> bool {
-        self.nodes
-            .keys()
-            .any(|&ino| self.entries(ino).is_none() && self.nlink(ino) > 1)
-    }
-
     fn is_dir(&self, ino: Ino) -> bool {
         self.entries(ino).is_some()
     }
