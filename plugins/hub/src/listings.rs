@@ -1,8 +1,9 @@
 //! The per-instance cache of listing pages, keyed by directory and page URL ("" for a
 //! directory's first page). It holds at most a fixed number of entries in all: a page that
-//! would pass the bound pushes out the least recently used pages, and one larger than the bound
-//! is not kept. Pages older than the time to live (buckets) are dropped when met. It also
-//! keeps the listings right after changes made through this instance.
+//! would pass the bound pushes out the pages of the least recently used directories, and one
+//! larger than the bound is not kept. A directory's pages are dropped together, also when one
+//! is older than the time to live (buckets), so the pages kept of a directory are one listing.
+//! It also keeps the listings right after changes made through this instance.
 
 use std::rc::Rc;
 
@@ -56,17 +57,12 @@ impl Cache {
         self.slots.swap_remove(i);
     }
 
-    /// Drops the pages of `dir` that are too old at `now_ms`.
+    /// Drops the pages of `dir` when one is too old at `now_ms`.
     fn expire(&mut self, dir: &str, now_ms: u64) {
         let Some(ttl) = self.ttl_ms else { return };
-        let mut i = 0;
-        while i < self.slots.len() {
-            let s = &self.slots[i];
-            if &*s.dir == dir && now_ms.saturating_sub(s.fetched_ms) >= ttl {
-                self.drop_slot(i);
-            } else {
-                i += 1;
-            }
+        let old = |s: &Slot| &*s.dir == dir && now_ms.saturating_sub(s.fetched_ms) >= ttl;
+        if self.slots.iter().any(old) {
+            self.forget(dir);
         }
     }
 
@@ -120,14 +116,14 @@ impl Cache {
         self.evict();
     }
 
-    /// Drops least recently used pages until the bound holds.
+    /// Drops the pages of the least recently used directories until the bound holds.
     fn evict(&mut self) {
         while self.entries > self.max_entries {
-            let oldest = (0..self.slots.len()).min_by_key(|&i| self.slots[i].used);
-            match oldest {
-                Some(i) => self.drop_slot(i),
-                None => return,
-            }
+            let Some(oldest) = self.slots.iter().min_by_key(|s| s.used) else {
+                return;
+            };
+            let dir = oldest.dir.clone();
+            self.forget(&dir);
         }
     }
 
@@ -149,10 +145,27 @@ impl Cache {
         }
     }
 
+    /// The slot of the last page of `dir` when every page of it is kept.
+    fn last_of_whole(&self, dir: &str) -> Option<usize> {
+        let mut url = "";
+        for _ in 0..self.slots.len() {
+            let i = self
+                .slots
+                .iter()
+                .position(|s| &*s.dir == dir && &*s.url == url)?;
+            match &self.slots[i].page.next {
+                Some(next) => url = next,
+                None => return Some(i),
+            }
+        }
+        None
+    }
+
     /// Records a file this instance just stored at `path` in its parent's kept listing, so a
     /// run of creates in one directory does not list it again each time: in the kept page that
-    /// has the name, else in the parent's only page when it has one. Otherwise the name may
-    /// belong on a page not kept, so the parent's pages and every ancestor's are dropped.
+    /// has the name, else in the last page when every page of the parent is kept. Otherwise
+    /// the name may belong on a page not kept, so the parent's pages and every ancestor's are
+    /// dropped.
     pub fn added(&mut self, path: &str, entry: Entry) {
         let (parent, _) = split_parent(path);
         let tick = self.tick();
@@ -160,11 +173,7 @@ impl Cache {
             .slots
             .iter()
             .position(|s| &*s.dir == parent && s.page.contains(&entry.name))
-            .or_else(|| {
-                self.slots
-                    .iter()
-                    .position(|s| &*s.dir == parent && s.url.is_empty() && s.page.next.is_none())
-            });
+            .or_else(|| self.last_of_whole(parent));
         match home {
             Some(i) => {
                 let slot = &mut self.slots[i];
@@ -271,9 +280,14 @@ mod tests {
             "replaced in place"
         );
         assert_eq!(cache.entries(), 4);
-        // A new name may belong on a page not kept: the directory is listed again.
+        // A new name goes on the last page when every page is kept.
         cache.added("d/new", file("new", 1));
-        assert!(cache.get("d", "", 0).is_none() && cache.get("d", "u2", 0).is_none());
+        assert!(cache.get("d", "u2", 0).unwrap().contains("new"));
+        assert_eq!(cache.entries(), 5);
+        // Else it may belong on a page not kept: the directory is listed again.
+        cache.put("p", "u2", page(&["c"], None), 0);
+        cache.added("p/new", file("new", 1));
+        assert!(cache.get("p", "u2", 0).is_none());
     }
 
     #[test]
@@ -283,9 +297,13 @@ mod tests {
         c.put("sub", "u2", page(&["b"], None), 120);
         assert_eq!(c.find("sub", "b", 149).unwrap().name, "b");
         assert!(c.find("sub", "nope", 149).is_none());
+        assert!(c.get("sub", "u2", 149).is_some());
         assert!(c.get("sub", "", 150).is_none(), "expired");
-        assert!(c.get("sub", "u2", 169).is_some());
-        assert_eq!(c.entries(), 1);
+        assert!(
+            c.get("sub", "u2", 150).is_none(),
+            "a directory's pages go together"
+        );
+        assert_eq!(c.entries(), 0);
         let mut forever = Cache::new(None, 100);
         forever.put("sub", "", page(&["a"], None), 0);
         assert!(forever.get("sub", "", u64::MAX).is_some());
