@@ -1,6 +1,7 @@
-//! The Hub's own API: repo revisions and bucket info, `tree` listings (followed page by page
-//! through `Link: rel="next"`), Xet token routes, `resolve` downloads of files not in Xet, and
-//! the bucket `batch` call. URL building is pure and tested; the calls go through `net`.
+//! The Hub's own API: repo revisions and bucket info, `tree` listings (a page at a time, the
+//! next one named by `Link: rel="next"`), `paths-info` of one repo path, Xet token routes,
+//! `resolve` downloads of files not in Xet, and the bucket `batch` call. URL building is pure
+//! and tested; the calls go through `net`.
 
 use serde::Deserialize;
 use serde_json::json;
@@ -9,7 +10,8 @@ use crate::clock::{parse_iso8601, Stamp};
 use crate::config::{RepoType, Target};
 use crate::net::{request, Auth, Client, Failure};
 use crate::tree::{parse_page, Entry};
-use crate::urls::{encode_path, encode_segment, next_link};
+use crate::urls::{encode_path, encode_segment, next_link, resolve_location};
+use nfsgw_plugin_sdk::paths::split_parent;
 
 /// Where the mount's repo or bucket lives on the Hub.
 pub struct Hub {
@@ -126,14 +128,45 @@ impl Hub {
             .map_err(|e| bad_body("bucket info", e))
     }
 
-    /// Every entry directly in `dir`, all pages.
-    pub fn list(&self, client: &Client, sha: &str, dir: &str) -> Result<Vec<Entry>, Failure> {
-        let mut out = Vec::new();
-        self.pages(client, &self.tree_url(sha, dir, false), |body| {
-            out.extend(parse_page(body, dir).map_err(|e| bad_body("tree", e))?);
-            Ok(())
-        })?;
-        Ok(out)
+    /// One page of the `tree` listing of `dir` fetched from `url`: the entries directly in
+    /// `dir`, and the URL of the next page if there is one.
+    pub fn tree_page(
+        &self,
+        client: &Client,
+        url: &str,
+        dir: &str,
+    ) -> Result<(Vec<Entry>, Option<String>), Failure> {
+        let r = client.get_following(url, Vec::new())?;
+        let entries = parse_page(&r.body, dir).map_err(|e| bad_body("tree", e))?;
+        let next = next_link(&r.headers).map(|n| resolve_location(url, &n));
+        Ok((entries, next))
+    }
+
+    /// The `paths-info` URL of a repo at `sha`.
+    pub fn paths_info_url(&self, sha: &str) -> String {
+        format!("{}/paths-info/{sha}", self.api_base())
+    }
+
+    /// The entry at `path` in a repo at `sha` (none when there is none), through `paths-info`.
+    pub fn path_info(
+        &self,
+        client: &Client,
+        sha: &str,
+        path: &str,
+    ) -> Result<Option<Entry>, Failure> {
+        let body = format!("paths={}&expand=false", encode_segment(path));
+        let headers = vec![(
+            "Content-Type".to_string(),
+            "application/x-www-form-urlencoded".to_string(),
+        )];
+        let url = self.paths_info_url(sha);
+        let r = client.send(
+            &request("POST", &url, headers, body.into_bytes()),
+            Auth::Hub,
+        )?;
+        let (parent, name) = split_parent(path);
+        let entries = parse_page(&r.body, parent).map_err(|e| bad_body("paths-info", e))?;
+        Ok(entries.into_iter().find(|e| e.name == name))
     }
 
     /// Every file under `dir` at any depth, as (path, Xet hash) (buckets).
@@ -262,6 +295,10 @@ mod tests {
         assert_eq!(
             m.xet_token_url("abc", false),
             "http://h:1/api/models/ns/n/xet-read-token/abc"
+        );
+        assert_eq!(
+            m.paths_info_url("abc"),
+            "http://h:1/api/models/ns/n/paths-info/abc"
         );
         assert_eq!(
             resolve_url("http://h:1", RepoType::Dataset, "ns/n", "s", "x"),

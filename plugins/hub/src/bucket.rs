@@ -15,9 +15,11 @@ use crate::cas::Cas;
 use crate::clock::{from_ms, now, now_ms, to_ms};
 use crate::config::Config;
 use crate::fs::attrs;
+use crate::id::Id;
+use crate::listings::Cache;
 use crate::mount::{Mount, Source};
 use crate::net::{fail, init_error, log, Client};
-use crate::tree::{Cache, Entry, Kind};
+use crate::tree::{Entry, Kind};
 use nfsgw_plugin_sdk::log::Level;
 use nfsgw_plugin_sdk::paths::split_parent;
 use nfsgw_plugin_sdk::staging::StagedFile;
@@ -37,7 +39,10 @@ pub fn open(cfg: Config, client: Client, id: &str) -> Result<Mount, String> {
     log(Level::Info, &format!("serving bucket {id}"));
     let cas = Cas::new(hub.xet_token_url("", false), hub.xet_token_url("", true));
     Ok(Mount {
-        listings: Cache::new(Some(u64::from(cfg.attr_ttl_ms))),
+        listings: Cache::new(
+            Some(u64::from(cfg.attr_ttl_ms)),
+            cfg.listing_cache_entries as usize,
+        ),
         time: now(),
         cfg,
         client,
@@ -71,13 +76,12 @@ impl Mount {
     }
 
     /// The listing entry of a file this instance just stored.
-    fn stored_entry(path: &str, size: u64, hash: String, mtime_ms: u64) -> Entry {
+    fn stored_entry(path: &str, size: u64, hash: &str, mtime_ms: u64) -> Entry {
         Entry {
             name: split_parent(path).1.to_string(),
             kind: Kind::File,
             size,
-            change: Some(hash.clone()),
-            xet_hash: Some(hash),
+            id: Id::xet(hash).unwrap_or(Id::None),
             mtime: Some(from_ms(mtime_ms)),
         }
     }
@@ -126,7 +130,7 @@ impl Mount {
             xet_hash: &hash,
             mtime_ms,
         }])?;
-        let entry = Self::stored_entry(path, file.size, hash, mtime_ms);
+        let entry = Self::stored_entry(path, file.size, &hash, mtime_ms);
         self.listings.added(path, entry);
         Ok(self.file_attrs(file.size, &file.file_hash))
     }
@@ -171,7 +175,7 @@ impl Mount {
         if self.lookup(path)?.kind != Kind::Dir {
             return Err(Error::NotDir);
         }
-        if !self.listing(path)?.entries.is_empty() {
+        if !self.is_empty_dir(path)? {
             return Err(Error::NotEmpty);
         }
         self.local_dirs.remove(path);
@@ -189,7 +193,7 @@ impl Mount {
             if target.is_some_and(|t| t.kind == Kind::Dir) {
                 return Err(Error::IsDir);
             }
-            let hash = source.xet_hash.ok_or(Error::Io)?;
+            let hash = source.id.xet_hash().ok_or(Error::Io)?;
             let mtime_ms = source.mtime.map_or_else(now_ms, to_ms);
             self.batch(&[
                 BatchOp::Add {
@@ -200,7 +204,7 @@ impl Mount {
                 BatchOp::Delete { path: from },
             ])?;
             self.listings.removed(from);
-            let entry = Self::stored_entry(to, source.size, hash, mtime_ms);
+            let entry = Self::stored_entry(to, source.size, &hash, mtime_ms);
             self.listings.added(to, entry);
             return Ok(());
         }
@@ -209,7 +213,7 @@ impl Mount {
         }
         match target {
             Some(t) if t.kind != Kind::Dir => return Err(Error::NotDir),
-            Some(_) if !self.listing(to)?.entries.is_empty() => return Err(Error::NotEmpty),
+            Some(_) if !self.is_empty_dir(to)? => return Err(Error::NotEmpty),
             _ => {}
         }
         let files = self

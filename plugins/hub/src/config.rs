@@ -57,10 +57,15 @@ pub struct Config {
     pub owner: Ownership,
     /// How long a bucket's listings may be cached (by the host and by the plugin).
     pub attr_ttl_ms: u32,
+    /// How many listing entries the plugin keeps at most (per instance).
+    pub listing_cache_entries: u32,
 }
 
+/// The default of `listing_cache_entries`: at well under 200 bytes each, under 20 MB.
+const LISTING_CACHE_ENTRIES: u32 = 100_000;
+
 const KEYS: &str = "endpoint, repo, repo_type, revision, bucket, uid, gid, file_mode, dir_mode, \
-                    attr_ttl_ms";
+                    attr_ttl_ms, listing_cache_entries";
 
 /// Checks a "namespace/name" id.
 fn check_id(key: &str, value: &str) -> Result<String, String> {
@@ -84,6 +89,7 @@ pub fn parse(config: &[(String, String)]) -> Result<Config, String> {
     let (mut repo, mut bucket, mut repo_type, mut revision) = (None, None, None, None);
     let mut owner = Ownership::default();
     let mut ttl = 1000;
+    let mut listing_cache_entries = LISTING_CACHE_ENTRIES;
     for (key, value) in config {
         if owner.set(key, value)? {
             continue;
@@ -111,6 +117,7 @@ pub fn parse(config: &[(String, String)]) -> Result<Config, String> {
                 revision = Some(value.clone())
             }
             "attr_ttl_ms" => ttl = number(key, value, 10)?,
+            "listing_cache_entries" => listing_cache_entries = number(key, value, 10)?,
             _ => {
                 return Err(format!(
                     "unknown config key `{key}` (the hub plugin knows: {KEYS}; the token is \
@@ -159,6 +166,7 @@ pub fn parse(config: &[(String, String)]) -> Result<Config, String> {
         target,
         owner,
         attr_ttl_ms: ttl,
+        listing_cache_entries,
     })
 }
 
@@ -190,6 +198,7 @@ mod tests {
             (c.owner.file_mode, c.owner.dir_mode, c.attr_ttl_ms),
             (0o644, 0o755, 1000)
         );
+        assert_eq!(c.listing_cache_entries, 100_000);
     }
 
     #[test]
@@ -200,8 +209,10 @@ mod tests {
             ("uid", "1000"),
             ("file_mode", "600"),
             ("attr_ttl_ms", "50"),
+            ("listing_cache_entries", "20"),
         ])
         .unwrap();
+        assert_eq!(c.listing_cache_entries, 20);
         assert_eq!(c.endpoint, "http://127.0.0.1:8080");
         assert_eq!(c.target, Target::Bucket { id: "me/b".into() });
         assert_eq!(

@@ -14,6 +14,8 @@ mod cas;
 mod clock;
 mod config;
 mod fs;
+mod id;
+mod listings;
 mod mount;
 mod net;
 mod readahead;

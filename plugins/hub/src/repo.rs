@@ -9,9 +9,9 @@ use crate::api::{resolve_url, Hub};
 use crate::cas::Cas;
 use crate::clock::now;
 use crate::config::{Config, RepoType};
+use crate::listings::Cache;
 use crate::mount::{Mount, Source};
 use crate::net::{fail, init_error, log, Client};
-use crate::tree::Cache;
 use nfsgw_plugin_sdk::log::Level;
 use nfsgw_plugin_sdk::Error;
 
@@ -39,6 +39,7 @@ pub fn open(
         hub.xet_token_url(&rev.sha, false),
         hub.xet_token_url(&rev.sha, true),
     );
+    let cache_entries = cfg.listing_cache_entries as usize;
     Ok(Mount {
         time: rev.modified.unwrap_or_else(now),
         cfg,
@@ -50,7 +51,7 @@ pub fn open(
             id,
             sha: rev.sha,
         },
-        listings: Cache::new(None),
+        listings: Cache::new(None, cache_entries),
         local_dirs: BTreeSet::new(),
         empty_file_registered: false,
     })

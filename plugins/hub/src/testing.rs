@@ -225,6 +225,19 @@ fn create_bucket(endpoint: &str, id: &str) {
 
 /// Xet tokens the server has issued so far.
 fn tokens_issued(endpoint: &str) -> u64 {
+    let v = stats(endpoint);
+    v["auth"]["xet_tokens_issued"]
+        .as_u64()
+        .or_else(|| v["xet_tokens_issued"].as_u64())
+        .unwrap_or_else(|| panic!("no token count in {v}"))
+}
+
+/// Requests the server has answered on `route` ("repo_tree:GET") so far.
+fn requests(endpoint: &str, route: &str) -> u64 {
+    stats(endpoint)[route].as_u64().unwrap_or(0)
+}
+
+fn stats(endpoint: &str) -> serde_json::Value {
     let r = send(
         &Request {
             method: "GET".into(),
@@ -236,11 +249,7 @@ fn tokens_issued(endpoint: &str) -> u64 {
         true,
     )
     .unwrap();
-    let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
-    v["auth"]["xet_tokens_issued"]
-        .as_u64()
-        .or_else(|| v["xet_tokens_issued"].as_u64())
-        .unwrap_or_else(|| panic!("no token count in {v}"))
+    serde_json::from_slice(&r.body).unwrap()
 }
 
 fn names(m: &mut crate::mount::Mount, dir: &str) -> Vec<String> {
@@ -302,14 +311,52 @@ fn against_fakehub() {
     root.sort();
     assert_eq!(root, [".gitattributes", "dir", "notes.md", "small.bin"]);
     assert_eq!(names(&mut m, "dir").len(), 5, "paged by Link (3 per page)");
+
+    // The first page of a directory needs one page of the Hub's listing, a lookup none, and a
+    // walk through the whole directory keeps no more entries than the bound.
+    let mut fresh = open(&[
+        ("endpoint", &ep),
+        ("repo", "tester/m"),
+        ("listing_cache_entries", "4"),
+    ])
+    .unwrap();
+    let trees = requests(&ep, "repo_tree:GET");
+    let first = fresh.list_dir("dir", None, 2).unwrap();
+    assert_eq!(first.entries.len(), 2);
+    assert_eq!(requests(&ep, "repo_tree:GET"), trees + 1);
+    assert_eq!(
+        fresh.stat("dir/x3.txt").unwrap().size,
+        6,
+        "on the second Hub page"
+    );
+    assert_eq!(fresh.stat("dir/nope").unwrap_err(), Error::NotFound);
+    assert_eq!(requests(&ep, "repo_tree:GET"), trees + 1, "paths-info");
+    let (mut cursor, mut seen) = (first.next, first.entries.len());
+    while let Some(c) = cursor {
+        let p = fresh.list_dir("dir", Some(&c), 2).unwrap();
+        seen += p.entries.len();
+        assert!(
+            fresh.listings.entries() <= 4,
+            "{}",
+            fresh.listings.entries()
+        );
+        cursor = p.next;
+    }
+    assert_eq!(seen, 5);
+    assert_eq!(requests(&ep, "repo_tree:GET"), trees + 2);
+    let forged = format!("0:{}/api/models/other/repo/tree/x", ep);
+    assert_eq!(
+        fresh.list_dir("dir", Some(&forged), 2).unwrap_err(),
+        Error::Invalid
+    );
     for (p, content) in &files {
         let a = m.stat(p).unwrap();
         assert_eq!(a.size, content.len() as u64, "{p}");
         let (whole, eof) = read_all(&mut m, p, 0, 4 << 20);
         assert!(eof && whole == *content, "{p}: whole read");
     }
-    assert!(m.lookup("dir/w.bin").unwrap().xet_hash.is_some());
-    assert!(m.lookup("notes.md").unwrap().xet_hash.is_none());
+    assert!(m.lookup("dir/w.bin").unwrap().id.xet_hash().is_some());
+    assert!(m.lookup("notes.md").unwrap().id.xet_hash().is_none());
     let w = &files[2].1;
     let (part, eof) = read_all(&mut m, "dir/w.bin", 1_234_567, 1 << 20);
     assert!(!eof && part == w[1_234_567..1_234_567 + (1 << 20)]);
@@ -350,8 +397,8 @@ fn against_fakehub() {
     assert!(via_cdn == w[10..20]);
 
     // A CAS that serves another file's data: caught when a read covers the whole file.
-    let w_hash = m.lookup("dir/w.bin").unwrap().xet_hash.unwrap();
-    let small_hash = m.lookup("small.bin").unwrap().xet_hash.unwrap();
+    let w_hash = m.lookup("dir/w.bin").unwrap().id.xet_hash().unwrap();
+    let small_hash = m.lookup("small.bin").unwrap().id.xet_hash().unwrap();
     SWAP.with(|s| *s.borrow_mut() = Some((small_hash.clone(), w_hash.clone())));
     let lied = m.read("small.bin", 0, 1000);
     let (unverified, _) = read_all(&mut m, "small.bin", 10, 40);
@@ -445,6 +492,39 @@ fn against_fakehub() {
     let mut left = names(&mut b, "");
     left.sort();
     assert_eq!(left, ["empty.txt"]);
+
+    // A directory of several Hub pages (3 entries each): created into, looked up, listed once
+    // each, including a directory made here that later got a file on a later page.
+    b.mkdir("many").unwrap();
+    b.mkdir("many/zz").unwrap();
+    for f in ["f1", "f2", "f3", "f4", "f5"] {
+        b.create(&format!("many/{f}"), true).unwrap();
+    }
+    b.create("many/zz/in", true).unwrap();
+    assert_eq!(b.create("many/f4", true).unwrap_err(), Error::Exists);
+    let mut many = names(&mut b, "many");
+    many.sort();
+    assert_eq!(many, ["f1", "f2", "f3", "f4", "f5", "zz"]);
+    // With every page of it kept, creates in it list it no more (they once did, each time).
+    let trees = requests(&ep, "bucket_tree:GET");
+    for f in ["f6", "f7", "f8"] {
+        b.create(&format!("many/{f}"), true).unwrap();
+    }
+    assert_eq!(names(&mut b, "many").len(), 9);
+    assert_eq!(requests(&ep, "bucket_tree:GET"), trees);
+    b.remove("many/zz/in").unwrap();
+    assert_eq!(
+        b.lookup("many/zz").unwrap().kind,
+        crate::tree::Kind::Dir,
+        "made here, so still there"
+    );
+    assert_eq!(b.rmdir("many").unwrap_err(), Error::NotEmpty);
+    for f in ["f1", "f2", "f3", "f4", "f5", "f6", "f7", "f8"] {
+        b.remove(&format!("many/{f}")).unwrap();
+    }
+    b.rmdir("many/zz").unwrap();
+    b.rmdir("many").unwrap();
+    assert_eq!(names(&mut b, ""), ["empty.txt"]);
 
     let hub_host = ep.trim_start_matches("http://").to_string();
     TOKEN_HOSTS.with(|t| {

@@ -1,17 +1,17 @@
 //! Directory listings: the JSON entries of the Hub's `tree` endpoints (repos and buckets) turned
-//! into named entries of one directory, and a per-instance cache of whole listings.
+//! into named entries of one directory, and the compact form one page of them is kept in.
 //!
 //! A repo entry is `{"type":"file"|"directory","path","size","oid","xetHash"?,"lfs"?}`; a bucket
 //! entry is `{"type":"file","path","size","xetHash","mtime","uploadedAt"}` or
 //! `{"type":"directory","path","uploadedAt"}`. Paths are full paths in the repo; an entry whose
-//! path is not directly inside the listed directory is ignored.
+//! path is not directly inside the listed directory is ignored. A kept page holds its names in
+//! one string and each entry in a fixed 64-byte record (content ids as bytes, see `id`), sorted
+//! by name: about 64 bytes plus the name's length per file.
 
-use std::collections::HashMap;
-
-use nfsgw_plugin_sdk::paths::split_parent;
 use serde::Deserialize;
 
 use crate::clock::{parse_iso8601, Stamp};
+use crate::id::Id;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -19,15 +19,14 @@ pub enum Kind {
     Dir,
 }
 
+/// One entry, as handed out (kept pages store it as a `Record`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Entry {
     pub name: String,
     pub kind: Kind,
     pub size: u64,
-    /// The Xet file hash; none for a repo file stored in git (or in plain LFS).
-    pub xet_hash: Option<String>,
-    /// What changes when the content does: the Xet hash, else the git object id.
-    pub change: Option<String>,
+    /// The Xet hash, else the git object id (none for directories of a bucket).
+    pub id: Id,
     /// The entry's own time when the listing has one (buckets).
     pub mtime: Option<Stamp>,
 }
@@ -47,7 +46,8 @@ struct RawEntry {
     uploaded_at: Option<String>,
 }
 
-/// The entries of one page of a `tree` listing of directory `dir` ("" for the root).
+/// The entries of a JSON array of `tree` (or `paths-info`) entries that are directly in
+/// directory `dir` ("" for the root).
 pub fn parse_page(body: &[u8], dir: &str) -> Result<Vec<Entry>, String> {
     let raw: Vec<RawEntry> =
         serde_json::from_slice(body).map_err(|e| format!("bad tree listing: {e}"))?;
@@ -70,111 +70,147 @@ pub fn parse_page(body: &[u8], dir: &str) -> Result<Vec<Entry>, String> {
             _ => continue,
         };
         let time = r.mtime.as_deref().or(r.uploaded_at.as_deref());
-        let xet_hash = r.xet_hash.filter(|h| kind == Kind::File && !h.is_empty());
+        let id = match r.xet_hash.filter(|h| kind == Kind::File && !h.is_empty()) {
+            Some(h) => Id::xet(&h).ok_or_else(|| format!("bad Xet hash {h:?} of {name:?}"))?,
+            None => Id::git(r.oid.as_deref().unwrap_or("")),
+        };
         out.push(Entry {
             name: name.to_string(),
             kind,
             size: if kind == Kind::File { r.size } else { 0 },
-            change: xet_hash.clone().or(r.oid),
-            xet_hash,
+            id,
             mtime: time.and_then(parse_iso8601),
         });
     }
     Ok(out)
 }
 
-/// The whole listing of one directory, sorted by name.
-#[derive(Clone, Debug)]
-pub struct Listing {
-    pub entries: Vec<Entry>,
-    /// When it was fetched (ms since the epoch), for expiry.
-    pub fetched_ms: u64,
+/// No time: the nanoseconds of a stamp are below 10^9.
+const NO_TIME: u32 = u32::MAX;
+
+/// One entry of a kept page: its name is `names[at..at + len]`.
+#[derive(Clone, Copy, Debug)]
+struct Record {
+    at: u32,
+    len: u32,
+    size: u64,
+    seconds: i64,
+    nanos: u32,
+    kind: Kind,
+    id: Id,
 }
 
-impl Listing {
-    pub fn new(mut entries: Vec<Entry>, fetched_ms: u64) -> Listing {
+/// `e`'s record, its name stored at `at`.
+fn record(e: &Entry, at: u32) -> Record {
+    let (seconds, nanos) = e.mtime.unwrap_or((0, NO_TIME));
+    Record {
+        at,
+        len: e.name.len() as u32,
+        size: e.size,
+        seconds,
+        nanos,
+        kind: e.kind,
+        id: e.id,
+    }
+}
+
+/// One page of a directory's listing, sorted by name, and the URL of the page after it.
+#[derive(Clone, Debug, Default)]
+pub struct Page {
+    names: String,
+    records: Vec<Record>,
+    pub next: Option<Box<str>>,
+}
+
+/// What one allocation costs beyond its bytes, as a general-purpose allocator keeps it.
+#[cfg(test)]
+pub const PER_ALLOCATION: usize = 16;
+
+impl Page {
+    pub fn new(mut entries: Vec<Entry>, next: Option<String>) -> Page {
         entries.sort_by(|a, b| a.name.cmp(&b.name));
         entries.dedup_by(|a, b| a.name == b.name);
-        Listing {
-            entries,
-            fetched_ms,
-        }
-    }
-
-    pub fn get(&self, name: &str) -> Option<&Entry> {
-        self.entries
-            .binary_search_by(|e| e.name.as_str().cmp(name))
-            .ok()
-            .map(|i| &self.entries[i])
-    }
-}
-
-/// Listings by directory path; entries older than `ttl_ms` are dropped on lookup (`None`: never).
-pub struct Cache {
-    ttl_ms: Option<u64>,
-    dirs: HashMap<String, Listing>,
-}
-
-impl Cache {
-    pub fn new(ttl_ms: Option<u64>) -> Cache {
-        Cache {
-            ttl_ms,
-            dirs: HashMap::new(),
-        }
-    }
-
-    pub fn get(&mut self, dir: &str, now_ms: u64) -> Option<&Listing> {
-        let fresh = match (self.dirs.get(dir), self.ttl_ms) {
-            (None, _) => return None,
-            (Some(_), None) => true,
-            (Some(l), Some(ttl)) => now_ms.saturating_sub(l.fetched_ms) < ttl,
+        let mut page = Page {
+            names: String::with_capacity(entries.iter().map(|e| e.name.len()).sum()),
+            records: Vec::with_capacity(entries.len()),
+            next: next.map(String::into_boxed_str),
         };
-        if !fresh {
-            self.dirs.remove(dir);
+        for e in &entries {
+            let at = page.append_name(&e.name);
+            page.records.push(record(e, at));
         }
-        self.dirs.get(dir)
+        page
     }
 
-    pub fn put(&mut self, dir: &str, listing: Listing) {
-        self.dirs.insert(dir.to_string(), listing);
+    /// Appends `name` to the names; where it starts.
+    fn append_name(&mut self, name: &str) -> u32 {
+        let at = self.names.len() as u32;
+        self.names.push_str(name);
+        at
     }
 
-    /// Forgets every listing (after a change made through this instance).
-    pub fn clear(&mut self) {
-        self.dirs.clear();
+    pub fn len(&self) -> usize {
+        self.records.len()
     }
 
-    /// Records a file this instance just stored at `path` in its parent's cached listing, so
-    /// a run of creates in one directory does not list it again each time. When the parent is
-    /// not cached it may be new, so every ancestor's listing is dropped instead.
-    pub fn added(&mut self, path: &str, entry: Entry) {
-        let (parent, _) = split_parent(path);
-        match self.dirs.get_mut(parent) {
-            Some(listing) => {
-                match listing
-                    .entries
-                    .binary_search_by(|e| e.name.as_str().cmp(&entry.name))
-                {
-                    Ok(i) => listing.entries[i] = entry,
-                    Err(i) => listing.entries.insert(i, entry),
-                }
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    fn name_of(&self, r: &Record) -> &str {
+        &self.names[r.at as usize..(r.at + r.len) as usize]
+    }
+
+    /// The name of entry `i`.
+    #[cfg(test)]
+    pub fn name(&self, i: usize) -> &str {
+        self.name_of(&self.records[i])
+    }
+
+    /// Entry `i`.
+    pub fn entry(&self, i: usize) -> Entry {
+        let r = &self.records[i];
+        Entry {
+            name: self.name_of(r).to_string(),
+            kind: r.kind,
+            size: r.size,
+            id: r.id,
+            mtime: (r.nanos != NO_TIME).then_some((r.seconds, r.nanos)),
+        }
+    }
+
+    fn position(&self, name: &str) -> Result<usize, usize> {
+        self.records.binary_search_by(|r| self.name_of(r).cmp(name))
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.position(name).is_ok()
+    }
+
+    pub fn get(&self, name: &str) -> Option<Entry> {
+        self.position(name).ok().map(|i| self.entry(i))
+    }
+
+    /// Puts `e` in its place, replacing the entry of the same name.
+    pub fn put(&mut self, e: &Entry) {
+        match self.position(&e.name) {
+            Ok(i) => self.records[i] = record(e, self.records[i].at),
+            Err(i) => {
+                let at = self.append_name(&e.name);
+                self.records.insert(i, record(e, at));
             }
-            None => self.forget_ancestors(path),
         }
     }
 
-    /// Forgets the listings a removal at `path` may change: its parent's, and every ancestor's
-    /// (a bucket directory vanishes with its last file).
-    pub fn removed(&mut self, path: &str) {
-        self.forget_ancestors(path);
-    }
-
-    fn forget_ancestors(&mut self, path: &str) {
-        let mut dir = path;
-        while !dir.is_empty() {
-            dir = split_parent(dir).0;
-            self.dirs.remove(dir);
-        }
+    /// The memory the page holds on the heap: the capacity of its name string, record vector
+    /// and next URL, and each of those allocations' overhead.
+    #[cfg(test)]
+    pub fn heap_bytes(&self) -> usize {
+        let next = self.next.as_ref().map_or(0, |n| n.len() + PER_ALLOCATION);
+        self.names.capacity()
+            + self.records.capacity() * std::mem::size_of::<Record>()
+            + 2 * PER_ALLOCATION
+            + next
     }
 }
 
@@ -182,73 +218,42 @@ impl Cache {
 mod tests {
     use super::*;
 
-    fn file(name: &str, size: u64) -> Entry {
-        Entry {
-            name: name.into(),
-            kind: Kind::File,
-            size,
-            xet_hash: None,
-            change: None,
-            mtime: None,
-        }
-    }
+    const XET: &str = "00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff";
 
-    #[test]
-    fn stores_update_cached_listings_and_removals_drop_ancestors() {
-        let mut cache = Cache::new(None);
-        cache.put("a", Listing::new(vec![file("x", 1), file("z", 1)], 0));
-        cache.put("", Listing::new(vec![], 0));
-        cache.added("a/y", file("y", 2));
-        cache.added("a/x", file("x", 5));
-        let names: Vec<_> = cache
-            .get("a", 0)
-            .unwrap()
-            .entries
-            .iter()
-            .map(|e| (e.name.clone(), e.size))
-            .collect();
-        assert_eq!(names, [("x".into(), 5), ("y".into(), 2), ("z".into(), 1)]);
-        assert!(
-            cache.get("", 0).is_some(),
-            "a cached parent needs no ancestor refresh"
-        );
-        // A file in an uncached (maybe new) directory: the ancestors may lack it.
-        cache.put("b", Listing::new(vec![], 0));
-        cache.added("b/new/f", file("f", 1));
-        assert!(cache.get("b", 0).is_none() && cache.get("", 0).is_none());
-        cache.put("", Listing::new(vec![], 0));
-        cache.removed("a/y");
-        assert!(cache.get("a", 0).is_none() && cache.get("", 0).is_none());
+    fn repo() -> String {
+        r#"[
+          {"type":"directory","oid":"d1","size":0,"path":"sub/deeper"},
+          {"type":"file","oid":"f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1f1","size":12,
+           "path":"sub/a.txt"},
+          {"type":"file","oid":"f2","size":3000000,"path":"sub/w.bin",
+           "lfs":{"oid":"ab","size":3000000,"pointerSize":134},"xetHash":"XET"},
+          {"type":"file","oid":"f3","size":1,"path":"elsewhere/x"}
+        ]"#
+        .replace("XET", XET)
     }
-
-    const REPO: &str = r#"[
-      {"type":"directory","oid":"d1","size":0,"path":"sub/deeper"},
-      {"type":"file","oid":"f1","size":12,"path":"sub/a.txt"},
-      {"type":"file","oid":"f2","size":3000000,"path":"sub/w.bin",
-       "lfs":{"oid":"ab","size":3000000,"pointerSize":134},"xetHash":"00ff"},
-      {"type":"file","oid":"f3","size":1,"path":"elsewhere/x"}
-    ]"#;
 
     const BUCKET: &str = r#"[
-      {"type":"file","path":"f.bin","size":5,"xetHash":"aa","mtime":"2026-11-22T08:16:13.000Z",
+      {"type":"file","path":"f.bin","size":5,"mtime":"2026-11-22T08:16:13.000Z",
        "uploadedAt":"2026-11-22T08:20:00.000Z"},
       {"type":"directory","path":"d","uploadedAt":"2026-11-22T08:16:13.000Z"}
     ]"#;
 
     #[test]
     fn repo_page() {
-        let e = parse_page(REPO.as_bytes(), "sub").unwrap();
+        let e = parse_page(repo().as_bytes(), "sub").unwrap();
         assert_eq!(e.len(), 3, "the entry outside `sub` is ignored");
         assert_eq!(
             (e[0].name.as_str(), e[0].kind, e[0].size),
             ("deeper", Kind::Dir, 0)
         );
-        assert_eq!(e[1].xet_hash, None);
-        assert_eq!(e[1].change.as_deref(), Some("f1"));
-        assert_eq!(e[2].xet_hash.as_deref(), Some("00ff"));
-        assert_eq!(e[2].change.as_deref(), Some("00ff"));
+        assert_eq!(e[1].id.xet_hash(), None);
+        assert_eq!(e[1].id.change(), Some("f1".repeat(20)));
+        assert_eq!(e[2].id.xet_hash().as_deref(), Some(XET));
+        assert_eq!(e[2].id.change().as_deref(), Some(XET));
         assert_eq!(e[2].size, 3_000_000);
         assert!(parse_page(b"{\"error\":1}", "").is_err());
+        let bad_hash = repo().replace(XET, "00ff");
+        assert!(parse_page(bad_hash.as_bytes(), "sub").is_err());
     }
 
     #[test]
@@ -264,22 +269,25 @@ mod tests {
     }
 
     #[test]
-    fn listing_and_cache() {
-        let mut entries = parse_page(REPO.as_bytes(), "sub").unwrap();
+    fn pages_sort_keep_and_update_entries() {
+        let mut entries = parse_page(repo().as_bytes(), "sub").unwrap();
+        let original = entries.clone();
         entries.reverse();
-        let l = Listing::new(entries, 100);
-        assert_eq!(l.entries[0].name, "a.txt");
-        assert_eq!(l.get("w.bin").unwrap().size, 3_000_000);
-        assert!(l.get("nope").is_none());
-
-        let mut c = Cache::new(Some(50));
-        c.put("sub", l.clone());
-        assert!(c.get("sub", 149).is_some());
-        assert!(c.get("sub", 150).is_none(), "expired");
-        let mut forever = Cache::new(None);
-        forever.put("sub", l);
-        assert!(forever.get("sub", u64::MAX).is_some());
-        forever.clear();
-        assert!(forever.get("sub", 0).is_none());
+        let mut p = Page::new(entries, Some("http://h/next".into()));
+        assert_eq!((p.len(), p.name(0)), (3, "a.txt"));
+        assert_eq!(p.get("w.bin").unwrap(), original[2]);
+        assert_eq!(p.entry(1), original[0]);
+        assert!(p.get("nope").is_none());
+        let mut grown = original[1].clone();
+        grown.size = 99;
+        grown.mtime = Some((5, 6));
+        p.put(&grown);
+        assert_eq!((p.len(), p.get("a.txt").unwrap()), (3, grown));
+        let mut new = original[1].clone();
+        new.name = "b.txt".into();
+        p.put(&new);
+        let names: Vec<_> = (0..p.len()).map(|i| p.name(i)).collect();
+        assert_eq!(names, ["a.txt", "b.txt", "deeper", "w.bin"]);
+        assert_eq!(p.next.as_deref(), Some("http://h/next"));
     }
 }
