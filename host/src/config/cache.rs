@@ -16,9 +16,6 @@ pub struct CacheConfig {
     pub attr_entries: Option<Spanned<u64>>,
     /// Directory entries all cached listings of a mount hold together.
     pub listing_entries: Option<Spanned<u64>>,
-    /// Inode numbers a mount keeps in memory; the least recently used beyond it are looked up
-    /// again in the mount's state directory when a client names them.
-    pub inodes: Option<Spanned<u64>>,
     /// Host files kept open for reads, all mounts together.
     pub open_files: Option<Spanned<u64>>,
     /// A host file kept open for reads is closed after this long unused.
@@ -26,10 +23,9 @@ pub struct CacheConfig {
 }
 
 /// The `[server.cache]` keys: (key, default, least value).
-pub const CACHE_KEYS: [(&str, u64, u64); 5] = [
+pub const CACHE_KEYS: [(&str, u64, u64); 4] = [
     ("attr_entries", 200_000, 16),
     ("listing_entries", 200_000, 16),
-    ("inodes", 1_000_000, 1024),
     ("open_files", 512, 0),
     ("open_file_idle_ms", 10_000, 1),
 ];
@@ -39,7 +35,6 @@ pub const CACHE_KEYS: [(&str, u64, u64); 5] = [
 pub struct CacheLimits {
     pub attr_entries: usize,
     pub listing_entries: usize,
-    pub inodes: usize,
     /// 0: every read opens its file.
     pub open_files: usize,
     pub open_file_idle: Duration,
@@ -53,11 +48,10 @@ impl Default for CacheLimits {
 
 impl CacheConfig {
     /// Every key with what was written, in the order of [`CACHE_KEYS`].
-    pub(super) fn keys(&self) -> [(&'static str, Option<&Spanned<u64>>); 5] {
+    pub(super) fn keys(&self) -> [(&'static str, Option<&Spanned<u64>>); 4] {
         [
             ("attr_entries", self.attr_entries.as_ref()),
             ("listing_entries", self.listing_entries.as_ref()),
-            ("inodes", self.inodes.as_ref()),
             ("open_files", self.open_files.as_ref()),
             ("open_file_idle_ms", self.open_file_idle_ms.as_ref()),
         ]
@@ -77,7 +71,6 @@ impl CacheConfig {
         CacheLimits {
             attr_entries: count("attr_entries"),
             listing_entries: count("listing_entries"),
-            inodes: count("inodes"),
             open_files: count("open_files"),
             open_file_idle: Duration::from_millis(self.value("open_file_idle_ms")),
         }

@@ -376,7 +376,10 @@ fn connection_keys_refuse_too_small_values_with_their_line() {
 fn cache_keys_have_defaults_and_refuse_too_small_values_with_their_line() {
     let defaults = parse(GOOD).unwrap().server.cache.limits();
     assert_eq!(defaults, CacheLimits::default());
-    assert_eq!((defaults.inodes, defaults.open_files), (1_000_000, 512));
+    assert_eq!(
+        (defaults.listing_entries, defaults.open_files),
+        (200_000, 512)
+    );
     let set = GOOD.replace(
         "listen = \"127.0.0.1:20490\"",
         "listen = \"127.0.0.1:20490\"\n[server.cache]\nattr_entries = 5000\nopen_files = 0",
@@ -385,11 +388,11 @@ fn cache_keys_have_defaults_and_refuse_too_small_values_with_their_line() {
     assert_eq!((limits.attr_entries, limits.open_files), (5000, 0));
     let bad = GOOD.replace(
         "listen = \"127.0.0.1:20490\"",
-        "listen = \"127.0.0.1:20490\"\n[server.cache]\ninodes = 10",
+        "listen = \"127.0.0.1:20490\"\n[server.cache]\nattr_entries = 10",
     );
     let err = format!("{:#}", parse(&bad).unwrap_err());
     assert!(
-        err.contains("mounts.toml:5: key `server.cache.inodes`: 10 is less than 1024"),
+        err.contains("mounts.toml:5: key `server.cache.attr_entries`: 10 is less than 16"),
         "{err}"
     );
 }
