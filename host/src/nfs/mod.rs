@@ -6,8 +6,9 @@
 //! (`crate::connections`: only addresses some mount allows, within the connection limits),
 //! and closed when idle, when a record stalls half-sent, or to make room for a newer one.
 //! Calls from unprivileged source ports reach only mounts that are not `secure`.
-//! RPC framing is `crate::rpc`'s; `nfs3`, `mountd` and `nlm` (byte-range locks) are the
-//! programs, `write_data` where a WRITE's data starts (so that the record reader aligns it),
+//! RPC framing is `crate::rpc`'s; `nfs3`, `mountd`, `nlm` (byte-range locks) and `nsm` (the
+//! status monitor of lock clients) are the programs, `outbound` how nfsgw calls a client's
+//! services back, `state_file` the lock service's files in the state directory, `write_data` where a WRITE's data starts (so that the record reader aligns it),
 //! `convert` the mapping of types, and `settings` what the config asks of the front. XDR encoding of arguments and
 //! results is `nfs3_types`'.
 
@@ -16,8 +17,11 @@ mod convert;
 mod mountd;
 mod nfs3;
 mod nlm;
+mod nsm;
+mod outbound;
 mod reply;
 mod settings;
+mod state_file;
 mod write_data;
 
 use std::collections::HashSet;
@@ -114,10 +118,12 @@ impl Server {
     }
 
     /// Answers one record; READ data the host reads itself goes into a buffer of `buffers`.
+    /// `local` is nfsgw's address the record came to.
     async fn dispatch(
         &self,
         record: &Bytes,
         peer: SocketAddr,
+        local: IpAddr,
         buffers: &Arc<BufferPool>,
     ) -> Option<Outgoing> {
         let call = match rpc::parse_call(record, peer) {
@@ -133,14 +139,17 @@ impl Server {
             (nfs3::PROGRAM, _) => rpc::accepted(call.xid, mismatch(nfs3::VERSION)).into(),
             (mountd::PROGRAM, mountd::VERSION) => mountd::dispatch(self, &call, &args).await.into(),
             (mountd::PROGRAM, _) => rpc::accepted(call.xid, mismatch(mountd::VERSION)).into(),
-            (nlm::PROGRAM, nlm::VERSION) => nlm::dispatch(self, &call, &args).into(),
+            (nlm::PROGRAM, nlm::VERSION) => nlm::dispatch(self, &call, local, &args).await.into(),
             (nlm::PROGRAM, _) => rpc::accepted(call.xid, mismatch(nlm::VERSION)).into(),
+            (nsm::PROGRAM, nsm::VERSION) => nsm::dispatch(self, &call, &args).into(),
+            (nsm::PROGRAM, _) => rpc::accepted(call.xid, mismatch(nsm::VERSION)).into(),
             _ => rpc::accepted(call.xid, accept_stat_data::PROG_UNAVAIL).into(),
         };
         let (program, names): (_, &[&'static str]) = match call.prog {
             nfs3::PROGRAM => ("nfs3", &nfs3::PROCEDURES),
             mountd::PROGRAM => ("mount", &mountd::PROCEDURES),
             nlm::PROGRAM => ("nlm4", &nlm::PROCEDURES),
+            nsm::PROGRAM => ("nsm1", &nsm::PROCEDURES),
             _ => ("other", &[]),
         };
         let procedure = names.get(call.proc_ as usize).copied().unwrap_or("unknown");
@@ -153,6 +162,8 @@ impl Server {
 pub struct NfsServer {
     listener: TcpListener,
     server: Arc<Server>,
+    /// The hosts that held locks in the last run, to tell of the restart.
+    last_lock_holders: Vec<nlm::holders::Host>,
     admission: Arc<Admission>,
     /// Shared by every connection's reader.
     link: Arc<Link>,
@@ -166,14 +177,40 @@ struct Link {
 }
 
 impl NfsServer {
+    /// Binds `addr`; the lock service keeps its state in `state_dir`, where NSM's state number
+    /// moves on now.
     pub async fn bind(
         addr: SocketAddr,
         gateway: Arc<Gateway>,
         settings: Settings,
+        state_dir: &std::path::Path,
     ) -> Result<NfsServer> {
         let listener = TcpListener::bind(addr)
             .await
             .with_context(|| format!("server.listen: cannot listen on {addr}"))?;
+        let dir = state_dir.to_path_buf();
+        let (nsm_state, holders) = crate::blocking::run(crate::blocking::DEADLINE, move || {
+            Ok::<_, std::io::Error>((
+                nsm::state::advance(&dir)?,
+                nlm::holders::Holders::open(dir)?,
+            ))
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|read| read)
+        .with_context(|| {
+            format!(
+                "server.state_dir: cannot keep the lock service's state in {}",
+                state_dir.display()
+            )
+        })?;
+        let (locks, last_lock_holders) = nlm::LockService::new(nlm::Start {
+            client_portmap_port: settings.client_portmap_port,
+            lockless_mounts: settings.lockless_mounts,
+            nsm_state,
+            holders,
+            grace: settings.lock_grace,
+        });
         let boot = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
@@ -184,8 +221,9 @@ impl NfsServer {
                 gateway,
                 write_verifier,
                 settings.insecure_mounts,
-                nlm::LockService::new(settings.client_portmap_port),
+                locks,
             )),
+            last_lock_holders,
             admission: Admission::new(settings.connections),
             link: Arc::new(Link {
                 idle_timeout: settings.idle_timeout,
@@ -205,6 +243,15 @@ impl NfsServer {
     /// waits and goes on; a connection from an address no mount allows, or over the limits
     /// with no idle connection to close instead, is closed before a byte is read.
     pub async fn serve(self) -> Result<()> {
+        if !self.last_lock_holders.is_empty() {
+            let locks = self.server.locks.clone();
+            let hosts = self.last_lock_holders;
+            let portmap_port = self.server.locks.client_portmap_port();
+            tokio::spawn(async move {
+                nsm::notify::notify_all(hosts, locks.nsm_state(), portmap_port).await;
+                locks.holders().forget_previous().await;
+            });
+        }
         loop {
             let (stream, peer) = connections::accept(&self.listener, "NFS").await;
             if !self.server.gateway.allows(EXPORT_ROOT, peer.ip()) {
@@ -244,6 +291,7 @@ async fn connection(
     ticket: Ticket,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    let stream_local = stream.local_addr()?;
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let (replies, mut outbox) = mpsc::channel::<Outgoing>(MAX_IN_FLIGHT);
@@ -268,6 +316,7 @@ async fn connection(
         }
         std::io::Result::Ok(())
     });
+    let local = stream_local.ip();
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     // Told each time a call is answered, so that the connection knows when it is idle.
     let answered = Arc::new(Notify::new());
@@ -292,7 +341,7 @@ async fn connection(
         let (server, replies, buffers) = (server.clone(), replies.clone(), buffers.clone());
         let answered = answered.clone();
         tokio::spawn(async move {
-            if let Some(reply) = server.dispatch(&record.bytes, peer, &buffers).await {
+            if let Some(reply) = server.dispatch(&record.bytes, peer, local, &buffers).await {
                 let _ = replies.send(reply.seal()).await;
             }
             drop(permit);
@@ -354,7 +403,7 @@ pub fn answer_for_fuzzing(record: &[u8]) -> Option<Vec<u8>> {
                 Arc::new(Gateway::new(Vec::new())),
                 [7; 8],
                 HashSet::new(),
-                nlm::LockService::new(111),
+                nlm::LockService::in_memory(),
             ),
         );
     }
@@ -363,7 +412,7 @@ pub fn answer_for_fuzzing(record: &[u8]) -> Option<Vec<u8>> {
             let record = Bytes::copy_from_slice(record);
             let buffers = BufferPool::new(0);
             let peer = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 700));
-            rt.block_on(server.dispatch(&record, peer, &buffers))
+            rt.block_on(server.dispatch(&record, peer, peer.ip(), &buffers))
         })
         .map(|reply| reply.to_vec())
 }
@@ -380,7 +429,7 @@ mod fuzz {
             Arc::new(Gateway::new(Vec::new())),
             [7; 8],
             HashSet::new(),
-            nlm::LockService::new(111),
+            nlm::LockService::in_memory(),
         )
     }
 
@@ -400,7 +449,8 @@ mod fuzz {
             .unwrap();
         let record = Bytes::copy_from_slice(record);
         let buffers = BufferPool::new(0);
-        rt.block_on(server().dispatch(&record, "127.0.0.1:700".parse().unwrap(), &buffers))
+        let peer: SocketAddr = "127.0.0.1:700".parse().unwrap();
+        rt.block_on(server().dispatch(&record, peer, peer.ip(), &buffers))
             .map(|reply| reply.head)
     }
 

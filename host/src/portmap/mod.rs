@@ -3,8 +3,8 @@
 //! `port=`/`mountport=` (Linux's `mount.nfs` and kernel, libnfs, Windows' `mount.exe`) find
 //! nfsgw.
 //!
-//! This module owns a fixed table of what nfsgw serves: NFS v3, MOUNT v3 and NLM v4 (locks)
-//! over TCP on the NFS port, and the portmapper itself over TCP and UDP. It answers lookups
+//! This module owns a fixed table of what nfsgw serves: NFS v3, MOUNT v3, NLM v4 (locks) and
+//! NSM v1 (the status monitor of lock clients) over TCP on the NFS port, and the portmapper itself over TCP and UDP. It answers lookups
 //! and dumps from that table and nothing else. Registrations (SET, UNSET) are refused with
 //! `false`, and CALLIT and the other procedures answer `PROC_UNAVAIL`. TCP calls use record marking and UDP calls are
 //! one datagram each. RPC framing and call headers are `crate::rpc`'s. A malformed call gets

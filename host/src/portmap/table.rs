@@ -1,5 +1,5 @@
 //! What the portmapper reports and how it answers: a fixed table of what nfsgw serves (NFS v3,
-//! MOUNT v3 and NLM v4 over TCP on the NFS port, the portmapper itself over TCP and UDP), and the
+//! MOUNT v3, NLM v4 and NSM v1 over TCP on the NFS port, the portmapper itself over TCP and UDP), and the
 //! answer to one call from it, in portmap version 2 or rpcbind versions 3 and 4. Registrations
 //! (SET, UNSET) are refused with `false`, CALLIT and the other procedures answer
 //! `PROC_UNAVAIL`, and a malformed call gets `GARBAGE_ARGS` or no answer.
@@ -21,6 +21,9 @@ const MOUNT_PROGRAM: u32 = nfs3_types::mount::PROGRAM;
 /// The network lock manager, version 4, served on the NFS port.
 const NLM_PROGRAM: u32 = 100021;
 const NLM_VERSION: u32 = 4;
+/// The status monitor of lock clients, version 1, served on the NFS port.
+const NSM_PROGRAM: u32 = 100024;
+const NSM_VERSION: u32 = 1;
 /// The longest netid, address or owner string accepted in an rpcbind argument.
 const MAX_STRING: usize = 1024;
 /// `r_owner` of every entry in an rpcbind DUMP.
@@ -82,7 +85,8 @@ pub struct Table {
 }
 
 impl Table {
-    /// NFS v3, MOUNT v3 and NLM v4 over TCP at `nfs`, and the portmapper over TCP and UDP at `portmap`.
+    /// NFS v3, MOUNT v3, NLM v4 and NSM v1 over TCP at `nfs`, and the portmapper over TCP and
+    /// UDP at `portmap`.
     pub fn new(nfs: SocketAddr, portmap: SocketAddr) -> Table {
         let mut entries = Vec::new();
         for proto in [Proto::Tcp, Proto::Udp] {
@@ -99,6 +103,7 @@ impl Table {
             (MOUNT_PROGRAM, 3),
             (NFS_PROGRAM, 3),
             (NLM_PROGRAM, NLM_VERSION),
+            (NSM_PROGRAM, NSM_VERSION),
         ] {
             entries.push(Entry {
                 prog,
@@ -376,6 +381,7 @@ pub(super) mod tests {
             0,
             "no NLM over UDP yet"
         );
+        assert_eq!(getport(&t, NSM_PROGRAM, 1, IPPROTO_TCP), 20490);
         assert_eq!(getport(&t, PROGRAM, 2, IPPROTO_UDP), 111);
     }
 
@@ -396,6 +402,7 @@ pub(super) mod tests {
             (NFS_PROGRAM, 3, 6, 20490),
             (MOUNT_PROGRAM, 3, 6, 20490),
             (NLM_PROGRAM, 4, 6, 20490),
+            (NSM_PROGRAM, 1, 6, 20490),
         ];
         for vers in 2..=4 {
             want.push((PROGRAM, vers, 6, 111));
@@ -456,7 +463,7 @@ pub(super) mod tests {
         while r.u32() == Some(1) {
             got.push(read_rpcb(&mut r).unwrap());
         }
-        assert_eq!(got.len(), 9);
+        assert_eq!(got.len(), 10);
         assert!(got.contains(&Rpcb {
             prog: NFS_PROGRAM,
             vers: 3,

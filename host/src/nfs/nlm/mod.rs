@@ -7,13 +7,24 @@
 //! gives, so no client can free or take over another's locks by naming it. A blocking LOCK that
 //! conflicts waits in the table and answers BLOCKED; once the table grants it, the client is
 //! called back with GRANTED (`callback`), and a client that no longer wants it has it released.
-//! `wire` reads and writes NLM's structures.
+//! A mount with `locks = false` refuses every lock on its files (DENIED_NOLOCKS).
+//!
+//! Across restarts: a host is recorded in the state directory before its first lock is granted
+//! (`holders`). When the last run left hosts recorded, nfsgw tells them it restarted (NSM,
+//! `crate::nfs::nsm::notify`) and keeps a grace period, in which only reclaims of their old
+//! locks are granted and other LOCKs and TESTs answer DENIED_GRACE_PERIOD. `wire` reads and
+//! writes NLM's structures.
 
 mod callback;
+pub mod holders;
 mod wire;
 
+use std::collections::HashSet;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use nfs3_types::rpc::accept_stat_data;
 
@@ -21,6 +32,7 @@ use super::Server;
 use crate::locks::{Granted, LockLimits, LockTable, Locked, Mode, Refused};
 use crate::rpc::{self, Call, Reader};
 use callback::Callbacks;
+use holders::{Holders, Host, Recorded};
 use wire::Stat;
 
 pub const PROGRAM: u32 = 100021;
@@ -68,21 +80,95 @@ pub struct Waiting {
     granted_args: Vec<u8>,
 }
 
-/// The lock table and the callbacks to clients.
+/// How a lock service starts: what the config says, and what the last run left.
+pub struct Start {
+    /// Where clients' portmappers answer, to reach their lock managers.
+    pub client_portmap_port: u16,
+    /// Mounts that refuse locks.
+    pub lockless_mounts: HashSet<String>,
+    /// nfsgw's NSM state number in this run.
+    pub nsm_state: u32,
+    /// The record of lock holders, and the hosts the last run recorded.
+    pub holders: (Holders, Vec<Host>),
+    /// How long only reclaims are granted when the last run left lock holders.
+    pub grace: Duration,
+}
+
+/// The lock table, the callbacks to clients, the mounts that serve no locks, the record of
+/// lock holders and the grace period.
 #[derive(Clone)]
 pub struct LockService {
     table: Arc<Mutex<LockTable<Waiting>>>,
     callbacks: Arc<Callbacks>,
+    lockless_mounts: Arc<HashSet<String>>,
+    nsm_state: u32,
+    holders: Holders,
+    /// Until when only reclaims are granted.
+    grace_until: Option<Instant>,
 }
 
 impl LockService {
-    /// A service that finds clients' lock managers through their portmappers at
-    /// `client_portmap_port`.
-    pub fn new(client_portmap_port: u16) -> LockService {
-        LockService {
+    /// A service as `start` says, and the hosts of the last run to tell of the restart.
+    pub fn new(start: Start) -> (LockService, Vec<Host>) {
+        let (holders, last_run) = start.holders;
+        let grace = !last_run.is_empty() && !start.grace.is_zero();
+        let service = LockService {
             table: Arc::new(Mutex::new(LockTable::new(LIMITS))),
-            callbacks: Arc::new(Callbacks::new(client_portmap_port)),
+            callbacks: Arc::new(Callbacks::new(start.client_portmap_port)),
+            lockless_mounts: Arc::new(start.lockless_mounts),
+            nsm_state: start.nsm_state,
+            holders,
+            grace_until: grace.then(|| Instant::now() + start.grace),
+        };
+        (service, last_run)
+    }
+
+    /// A service with no state directory, no lockless mount and no grace (fuzzing, tests).
+    pub fn in_memory() -> LockService {
+        LockService::new(Start {
+            client_portmap_port: 111,
+            lockless_mounts: HashSet::new(),
+            nsm_state: 1,
+            holders: (Holders::in_memory(), Vec::new()),
+            grace: Duration::ZERO,
+        })
+        .0
+    }
+
+    pub fn client_portmap_port(&self) -> u16 {
+        self.callbacks.portmap_port()
+    }
+
+    pub fn nsm_state(&self) -> u32 {
+        self.nsm_state
+    }
+
+    /// The record of lock holders.
+    pub fn holders(&self) -> &Holders {
+        &self.holders
+    }
+
+    fn in_grace(&self) -> bool {
+        self.grace_until.is_some_and(|until| Instant::now() < until)
+    }
+
+    /// Frees what the host at `address` held under the name `name` (it restarted: NSM's
+    /// SM_NOTIFY), or everything it held when `name` is its address.
+    pub fn client_restarted(&self, address: IpAddr, name: &str) {
+        let by_address = name.parse::<IpAddr>() == Ok(address);
+        let prefix = format!("{address}/");
+        let mut table = self.table.lock().unwrap();
+        let mut granted = Vec::new();
+        for client in table.clients() {
+            let Some(given) = client.strip_prefix(&prefix) else {
+                continue;
+            };
+            if by_address || given == name {
+                granted.extend(table.free_all(&client));
+            }
         }
+        drop(table);
+        self.call_back(granted);
     }
 
     /// Tells each client whose waiting lock a release granted. A client that answers anything
@@ -114,22 +200,25 @@ impl LockService {
     }
 }
 
-pub fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
+/// Answers one NLM call that came to nfsgw's address `local`.
+pub async fn dispatch(server: &Server, call: &Call, local: IpAddr, args: &[u8]) -> Vec<u8> {
     let xid = call.xid;
     let proc_ = call.proc_;
     let mut r = Reader::new(args);
     let results = match proc_ {
         0 => Some(Vec::new()),
-        1..=4 => answer(server, call, proc_, &mut r),
+        1..=4 => answer(server, call, local, proc_, &mut r).await,
         // The asynchronous forms: the answer goes to the client's `_RES` procedure, and the
         // call itself gets an empty reply.
-        6..=9 => answer(server, call, proc_ - MSG_TO_RES, &mut r).map(|results| {
-            server
-                .locks
-                .callbacks
-                .send(call.client, proc_ + MSG_TO_RES, results, |_| {});
-            Vec::new()
-        }),
+        6..=9 => answer(server, call, local, proc_ - MSG_TO_RES, &mut r)
+            .await
+            .map(|results| {
+                server
+                    .locks
+                    .callbacks
+                    .send(call.client, proc_ + MSG_TO_RES, results, |_| {});
+                Vec::new()
+            }),
         // Answers to our own callbacks, sent asynchronously: nothing to do.
         11..=15 => Some(Vec::new()),
         23 => free_all(server, call, &mut r).map(|()| Vec::new()),
@@ -146,17 +235,36 @@ pub fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
 }
 
 /// The results of TEST (1), LOCK (2), CANCEL (3) or UNLOCK (4); `None` for garbage.
-fn answer(server: &Server, call: &Call, proc_: u32, r: &mut Reader) -> Option<Vec<u8>> {
+async fn answer(
+    server: &Server,
+    call: &Call,
+    local: IpAddr,
+    proc_: u32,
+    r: &mut Reader<'_>,
+) -> Option<Vec<u8>> {
     let asked = match proc_ {
         1 => wire::test_args(r, call)?,
         2 => wire::lock_args(r, call)?,
         3 => wire::cancel_args(r, call)?,
         _ => wire::unlock_args(r, call)?,
     };
-    let Some(file) = file_of(server, call, asked.fh) else {
-        return Some(wire::res(asked.cookie, Stat::StaleFh));
+    let file = match file_of(server, call, asked.fh) {
+        Ok(file) => file,
+        Err(stat) => return Some(wire::res(asked.cookie, stat)),
     };
     let service = &server.locks;
+    if proc_ <= 2 && !asked.reclaim && service.in_grace() {
+        return Some(wire::res(asked.cookie, Stat::DeniedGracePeriod));
+    }
+    if proc_ == 2 {
+        let host = Host {
+            client: call.client,
+            server: local,
+        };
+        if service.holders.record(host).await == Recorded::No {
+            return Some(wire::res(asked.cookie, Stat::DeniedNoLocks));
+        }
+    }
     let mut table = service.table.lock().unwrap();
     Some(match proc_ {
         1 => match table.test(file, &asked.lock) {
@@ -195,16 +303,25 @@ fn answer(server: &Server, call: &Call, proc_: u32, r: &mut Reader) -> Option<Ve
     })
 }
 
-/// The file id of a lock's handle, if the caller may use it.
-fn file_of(server: &Server, call: &Call, fh: &[u8]) -> Option<u64> {
+/// The file id of a lock's handle: STALE_FH unless the caller may use it, and DENIED_NOLOCKS
+/// when its mount serves no locks.
+fn file_of(server: &Server, call: &Call, fh: &[u8]) -> Result<u64, Stat> {
     match server.gateway.resolve_handle(fh) {
         Some(Ok(id))
             if server.gateway.allows(id, call.client)
                 && server.port_allows(id, call.client, call.port) =>
         {
-            Some(id)
+            let lockless = server
+                .gateway
+                .mount_of_id(id)
+                .is_some_and(|m| server.locks.lockless_mounts.contains(&m.name));
+            if lockless {
+                Err(Stat::DeniedNoLocks)
+            } else {
+                Ok(id)
+            }
         }
-        _ => None,
+        _ => Err(Stat::StaleFh),
     }
 }
 

@@ -19,6 +19,7 @@ pub enum Stat {
     Denied = 1,
     DeniedNoLocks = 2,
     Blocked = 3,
+    DeniedGracePeriod = 4,
     StaleFh = 7,
 }
 
@@ -27,6 +28,8 @@ pub enum Stat {
 pub struct Asked<'a> {
     pub cookie: &'a [u8],
     pub block: bool,
+    /// A LOCK that reclaims a lock held before nfsgw restarted.
+    pub reclaim: bool,
     pub exclusive: bool,
     pub fh: &'a [u8],
     pub lock: Lock,
@@ -67,6 +70,7 @@ fn with_lock<'a>(
     Some(Asked {
         cookie,
         block,
+        reclaim: false,
         exclusive,
         fh,
         lock: Lock {
@@ -93,8 +97,8 @@ pub fn test_args<'a>(r: &mut Reader<'a>, call: &Call) -> Option<Asked<'a>> {
 pub fn lock_args<'a>(r: &mut Reader<'a>, call: &Call) -> Option<Asked<'a>> {
     let cookie = r.opaque(MAX_NETOBJ)?;
     let flags = (bool_of(r)?, bool_of(r)?);
-    let asked = with_lock(r, call, cookie, flags)?;
-    let _reclaim = bool_of(r)?;
+    let mut asked = with_lock(r, call, cookie, flags)?;
+    asked.reclaim = bool_of(r)?;
     let _state = r.u32()?;
     Some(asked)
 }
