@@ -102,6 +102,13 @@ impl Server {
         }
     }
 
+    /// Whether a call may free every lock its client holds (NLM FREE_ALL, NSM SM_NOTIFY): from
+    /// a privileged port, or when some mount the client may use takes unprivileged ports, as
+    /// the export root is open to calls.
+    fn may_free_locks(&self, call: &rpc::Call) -> bool {
+        self.port_allows(EXPORT_ROOT, call.client, call.port)
+    }
+
     /// The file id of an absolute export path (MNT): "/" is the export root. Mounting
     /// checks no permissions, as the NFS calls that follow do.
     async fn resolve_path(&self, path: &str) -> Result<FileId, Error> {

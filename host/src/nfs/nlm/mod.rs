@@ -326,8 +326,13 @@ fn file_of(server: &Server, call: &Call, fh: &[u8]) -> Result<u64, Stat> {
 }
 
 /// FREE_ALL (`nlm4_notify`): every lock of that client, which rebooted. Its reply is void.
+/// Like SM_NOTIFY, it is taken only from a source port that may use a mount of the client's
+/// (`Server::may_free_locks`).
 fn free_all(server: &Server, call: &Call, r: &mut Reader) -> Option<()> {
     let name = wire::notify_name(r)?;
+    if !server.may_free_locks(call) {
+        return Some(());
+    }
     let client = wire::client_name(call, name);
     let granted = server.locks.table.lock().unwrap().free_all(&client);
     server.locks.call_back(granted);
@@ -340,5 +345,84 @@ fn mode_of(exclusive: bool) -> Mode {
         Mode::Exclusive
     } else {
         Mode::Shared
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::gateway::Gateway;
+    use crate::locks::{Lock, Owner, Range};
+    use crate::rpc::Auth;
+
+    fn call(prog: u32, vers: u32, proc_: u32, port: u16) -> Call {
+        Call {
+            client: IpAddr::from([127, 0, 0, 1]),
+            port,
+            xid: 1,
+            prog,
+            vers,
+            proc_,
+            auth: Auth::Null,
+            args: 0,
+        }
+    }
+
+    /// FREE_ALL or SM_NOTIFY's arguments: a name, then a state.
+    fn name_and_state(name: &str) -> Vec<u8> {
+        let mut args = (name.len() as u32).to_be_bytes().to_vec();
+        args.extend_from_slice(name.as_bytes());
+        args.resize(args.len().div_ceil(4) * 4, 0);
+        args.extend_from_slice(&3u32.to_be_bytes());
+        args
+    }
+
+    #[tokio::test]
+    async fn a_client_locks_are_freed_only_from_a_port_that_may_use_its_mounts() {
+        // No mount takes unprivileged ports here.
+        let server = Server::new(
+            Arc::new(Gateway::new(Vec::new())),
+            [0; 8],
+            HashSet::new(),
+            LockService::in_memory(),
+        );
+        let held = || server.locks.table.lock().unwrap().len();
+        let lock = Lock {
+            owner: Owner {
+                client: "127.0.0.1/alpha".into(),
+                svid: 1,
+                handle: Vec::new(),
+            },
+            range: Range::of(0, 0),
+            mode: Mode::Exclusive,
+        };
+        let local = IpAddr::from([127, 0, 0, 1]);
+        let args = name_and_state("alpha");
+        let nsm = (super::super::nsm::PROGRAM, super::super::nsm::VERSION);
+        for port in [40_000, 700] {
+            for (prog, vers, proc_) in [(PROGRAM, VERSION, 23), (nsm.0, nsm.1, 6)] {
+                let granted = server
+                    .locks
+                    .table
+                    .lock()
+                    .unwrap()
+                    .lock(7, lock.clone(), None);
+                assert_eq!(granted, Ok(Locked::Granted));
+                let call = call(prog, vers, proc_, port);
+                if prog == PROGRAM {
+                    dispatch(&server, &call, local, &args).await;
+                } else {
+                    super::super::nsm::dispatch(&server, &call, &args);
+                }
+                let kept = usize::from(port >= 1024);
+                assert_eq!(held(), kept, "program {prog} from port {port}");
+                server
+                    .locks
+                    .table
+                    .lock()
+                    .unwrap()
+                    .free_all("127.0.0.1/alpha");
+            }
+        }
     }
 }

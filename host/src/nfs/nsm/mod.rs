@@ -64,10 +64,16 @@ pub fn dispatch(server: &Server, call: &Call, args: &[u8]) -> Vec<u8> {
 
 /// SM_NOTIFY (`stat_chge`: mon_name, state): the calling host restarted under the name
 /// `mon_name`, so its locks are freed. Only the caller's own locks: those it took under that
-/// name, or all of them when it names itself by its address.
+/// name, or all of them when it names itself by its address; and only from a source port that
+/// may use a mount of the caller's (`Server::may_free_locks`), so that a user on a client
+/// cannot free the locks of the client's root.
 fn notified(server: &Server, call: &Call, r: &mut Reader) -> Option<()> {
     let mon_name = name(r)?;
     let _state = r.u32()?;
+    if !server.may_free_locks(call) {
+        tracing::info!(client = %call.client, port = call.port, "SM_NOTIFY from an unprivileged port ignored");
+        return Some(());
+    }
     tracing::info!(client = %call.client, mon_name, "a lock client restarted (SM_NOTIFY)");
     server.locks.client_restarted(call.client, mon_name);
     Some(())
@@ -80,8 +86,7 @@ fn name<'a>(r: &mut Reader<'a>) -> Option<&'a str> {
 /// `my_id`: my_name, my_prog, my_vers, my_proc.
 fn my_id(r: &mut Reader) -> Option<()> {
     name(r)?;
-    (r.u32()?, r.u32()?, r.u32()?);
-    Some(())
+    (0..3).try_for_each(|_| r.u32().map(drop))
 }
 
 /// `mon_id`: mon_name, my_id.
