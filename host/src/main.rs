@@ -352,7 +352,7 @@ async fn serve(text: &str, file: &str, portmap_required: bool) -> Result<()> {
     .await?;
     let addr = server.local_addr();
     let portmapper = match config.server.portmap {
-        Some(at) => match portmap::Portmapper::bind(at, addr).await {
+        Some(at) => match portmap::Portmapper::bind(at, addr, server.serves_udp()).await {
             Ok(portmapper) => {
                 println!("nfsgw: portmapper on {} (tcp+udp)", portmapper.local_addr());
                 Some(portmapper)

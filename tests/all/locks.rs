@@ -640,3 +640,59 @@ async fn ranges_at_the_end_of_64_bits_and_unknown_owners_are_handled() {
         (DENIED, Some((1, near_end, 0)))
     );
 }
+
+/// One call over UDP to nfsgw's NFS port (a datagram is a record without its mark); the
+/// reply, with 4 bytes of room in front so that offsets match the TCP replies'.
+async fn udp_call(port: u16, program: (u32, u32), procedure: u32, args: &[u8]) -> Vec<u8> {
+    let socket = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    let record = call_as(77, program, procedure, 0, args);
+    socket
+        .send_to(&record[4..], (Ipv4Addr::LOCALHOST, port))
+        .await
+        .unwrap();
+    let mut buf = vec![0; 4 + 8192];
+    let n = tokio::time::timeout(crate::raw_rpc::GENEROUS, socket.recv(&mut buf[4..]))
+        .await
+        .expect("a UDP reply within the deadline")
+        .unwrap();
+    buf.truncate(4 + n);
+    assert_eq!(word(&buf, 4), 77, "the xid is echoed");
+    buf
+}
+
+#[tokio::test]
+async fn nlm_and_nsm_answer_over_udp_and_an_sm_notify_there_frees_the_client_locks() {
+    let (server, _dir, fh) = server_with_a_file("").await;
+    let a = Owner {
+        name: "alpha",
+        svid: 1,
+    };
+    let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
+    assert_eq!(nlm.lock(false, true, &alock(&a, &fh, 0, 0)).await, GRANTED);
+    let state = nlm.nsm_state().await;
+
+    assert_eq!(word(&udp_call(server.port, NLM, 0, &[]).await, 24), 0);
+    let stat = udp_call(server.port, NSM, SM_STAT, &opaque(b"nfsgw")).await;
+    assert_eq!(
+        (word(&stat, 24), word(&stat, 28), word(&stat, 32)),
+        (0, 0, state)
+    );
+    // NFS and MOUNT are not served over UDP.
+    assert_eq!(
+        word(&udp_call(server.port, (100003, 3), 0, &[]).await, 24),
+        1,
+        "PROG_UNAVAIL"
+    );
+
+    let mut notify = opaque(b"alpha");
+    notify.extend(words(&[5]));
+    let reply = udp_call(server.port, NSM, SM_NOTIFY, &notify).await;
+    assert_eq!((word(&reply, 24), reply.len()), (0, 28), "accepted, void");
+    let b = Owner {
+        name: "beta",
+        svid: 2,
+    };
+    assert_eq!(nlm.test(true, &alock(&b, &fh, 0, 0)).await, (GRANTED, None));
+}

@@ -7,7 +7,8 @@
 //! and closed when idle, when a record stalls half-sent, or to make room for a newer one.
 //! Calls from unprivileged source ports reach only mounts that are not `secure`.
 //! RPC framing is `crate::rpc`'s; `nfs3`, `mountd`, `nlm` (byte-range locks) and `nsm` (the
-//! status monitor of lock clients) are the programs, `outbound` how nfsgw calls a client's
+//! status monitor of lock clients) are the programs (the last two over UDP too, `udp`),
+//! `outbound` how nfsgw calls a client's
 //! services back, `state_file` the lock service's files in the state directory, `write_data` where a WRITE's data starts (so that the record reader aligns it),
 //! `convert` the mapping of types, and `settings` what the config asks of the front. XDR encoding of arguments and
 //! results is `nfs3_types`'.
@@ -22,6 +23,7 @@ mod outbound;
 mod reply;
 mod settings;
 mod state_file;
+mod udp;
 mod write_data;
 
 use std::collections::HashSet;
@@ -168,6 +170,8 @@ impl Server {
 /// A bound NFS listener, ready to serve.
 pub struct NfsServer {
     listener: TcpListener,
+    /// NLM and NSM over UDP on the same port, unless that port was taken for UDP.
+    udp: Option<tokio::net::UdpSocket>,
     server: Arc<Server>,
     /// The hosts that held locks in the last run, to tell of the restart.
     last_lock_holders: Vec<nlm::holders::Host>,
@@ -192,9 +196,7 @@ impl NfsServer {
         settings: Settings,
         state_dir: &std::path::Path,
     ) -> Result<NfsServer> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("server.listen: cannot listen on {addr}"))?;
+        let (listener, udp) = bind_tcp_and_udp(addr).await?;
         let dir = state_dir.to_path_buf();
         let (nsm_state, holders) = crate::blocking::run(crate::blocking::DEADLINE, move || {
             Ok::<_, std::io::Error>((
@@ -224,6 +226,7 @@ impl NfsServer {
         let write_verifier = (boot.as_nanos() as u64).to_be_bytes();
         Ok(NfsServer {
             listener,
+            udp,
             server: Arc::new(Server::new(
                 gateway,
                 write_verifier,
@@ -246,10 +249,23 @@ impl NfsServer {
             .expect("a bound listener has an address")
     }
 
+    /// Whether NLM and NSM are served over UDP too.
+    pub fn serves_udp(&self) -> bool {
+        self.udp.is_some()
+    }
+
     /// Accepts connections until the process ends. A failed accept (out of descriptors)
     /// waits and goes on; a connection from an address no mount allows, or over the limits
     /// with no idle connection to close instead, is closed before a byte is read.
     pub async fn serve(self) -> Result<()> {
+        if let Some(udp) = self.udp {
+            let server = self.server.clone();
+            tokio::spawn(async move {
+                if let Err(e) = udp::serve(udp, server).await {
+                    tracing::warn!("NLM and NSM over UDP stopped: {e}");
+                }
+            });
+        }
         if !self.last_lock_holders.is_empty() {
             let locks = self.server.locks.clone();
             let hosts = self.last_lock_holders;
@@ -276,6 +292,35 @@ impl NfsServer {
                     tracing::debug!(%peer, "NFS connection closed: {e}");
                 }
             });
+        }
+    }
+}
+
+/// The NFS listener at `addr`, and a UDP socket on the same port for NLM and NSM. Port 0
+/// picks a port free for both; when a given port is taken for UDP, NLM and NSM are served
+/// over TCP only, and nfsgw says so.
+async fn bind_tcp_and_udp(
+    addr: SocketAddr,
+) -> Result<(TcpListener, Option<tokio::net::UdpSocket>)> {
+    let mut attempts = 0;
+    loop {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("server.listen: cannot listen on {addr}"))?;
+        let port = listener.local_addr()?.port();
+        match tokio::net::UdpSocket::bind(SocketAddr::new(addr.ip(), port)).await {
+            Ok(udp) => return Ok((listener, Some(udp))),
+            Err(e) if addr.port() == 0 && attempts < 20 => {
+                tracing::debug!(port, "NFS port taken for UDP ({e}); trying another");
+                attempts += 1;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    port,
+                    "NLM and NSM over UDP not served: udp port {port}: {e}"
+                );
+                return Ok((listener, None));
+            }
         }
     }
 }
