@@ -18,7 +18,13 @@ const TEST: u32 = 1;
 const LOCK: u32 = 2;
 const CANCEL: u32 = 3;
 const UNLOCK: u32 = 4;
+const SHARE: u32 = 20;
+const UNSHARE: u32 = 21;
+const NM_LOCK: u32 = 22;
 const FREE_ALL: u32 = 23;
+/// fsh4_access and fsh4_mode (what a share denies) bits.
+const R: u32 = 1;
+const W: u32 = 2;
 /// nlm4_stats.
 const GRANTED: u32 = 0;
 const DENIED: u32 = 1;
@@ -114,6 +120,24 @@ impl Nlm {
         args.extend_from_slice(lock);
         args.extend(words(&[reclaim as u32, 1])); // the client's NSM state
         word(&self.call(LOCK, &args).await, 36)
+    }
+
+    /// SHARE or UNSHARE of `owner` (its svid as its owner handle) on `fh`: the status.
+    async fn share(
+        &mut self,
+        procedure: u32,
+        owner: &Owner<'_>,
+        fh: &[u8],
+        access: u32,
+        deny: u32,
+    ) -> u32 {
+        let mut args = opaque(owner.name.as_bytes());
+        args.extend(opaque(fh));
+        args.extend(opaque(&owner.svid.to_be_bytes()));
+        args.extend(words(&[deny, access, 0]));
+        let reply = self.call(procedure, &args).await;
+        assert_eq!(reply.len(), 44, "cookie, status, sequence");
+        word(&reply, 36)
     }
 
     /// NULL: whether the server answers it (accepted, SUCCESS).
@@ -446,6 +470,7 @@ async fn a_mount_without_locks_refuses_every_lock_with_denied_nolocks() {
     assert_eq!(nlm.lock(true, false, &whole).await, DENIED_NOLOCKS);
     assert_eq!(nlm.test(true, &whole).await, (DENIED_NOLOCKS, None));
     assert_eq!(nlm.unlock(&whole).await, DENIED_NOLOCKS);
+    assert_eq!(nlm.share(SHARE, &a, &fh, R, 0).await, DENIED_NOLOCKS);
 }
 
 #[tokio::test]
@@ -695,4 +720,53 @@ async fn nlm_and_nsm_answer_over_udp_and_an_sm_notify_there_frees_the_client_loc
         svid: 2,
     };
     assert_eq!(nlm.test(true, &alock(&b, &fh, 0, 0)).await, (GRANTED, None));
+}
+
+#[tokio::test]
+async fn share_reservations_conflict_between_owners_and_go_with_unshare_free_all_and_sm_notify() {
+    let (server, _dir, fh) = server_with_a_file("").await;
+    let (a, b, c) = (
+        Owner {
+            name: "alpha",
+            svid: 1,
+        },
+        Owner {
+            name: "beta",
+            svid: 2,
+        },
+        Owner {
+            name: "gamma",
+            svid: 3,
+        },
+    );
+    let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
+    // alpha reads and denies writers: beta may read but not write.
+    assert_eq!(nlm.share(SHARE, &a, &fh, R, W).await, GRANTED);
+    assert_eq!(nlm.share(SHARE, &b, &fh, W, 0).await, DENIED);
+    assert_eq!(nlm.share(SHARE, &b, &fh, R, 0).await, GRANTED);
+    assert_eq!(
+        nlm.share(SHARE, &c, &fh, 0, R).await,
+        DENIED,
+        "denies the readers"
+    );
+    // Once alpha unshares, beta may share again for writing.
+    assert_eq!(nlm.share(UNSHARE, &a, &fh, R, W).await, GRANTED);
+    assert_eq!(nlm.share(SHARE, &b, &fh, R | W, 0).await, GRANTED);
+    // FREE_ALL of beta drops its share: gamma may deny everything.
+    nlm.free_all("beta").await;
+    assert_eq!(nlm.share(SHARE, &c, &fh, R | W, R | W).await, GRANTED);
+    assert_eq!(nlm.share(SHARE, &a, &fh, R, 0).await, DENIED);
+    // gamma's client restarts (SM_NOTIFY): its share goes too.
+    nlm.sm_notify("gamma").await;
+    assert_eq!(nlm.share(SHARE, &a, &fh, R, 0).await, GRANTED);
+    // An UNSHARE of what is not shared is harmless, and NM_LOCK locks as LOCK does.
+    assert_eq!(nlm.share(UNSHARE, &c, &fh, 0, 0).await, GRANTED);
+    let mut args = words(&[0, 1]);
+    args.extend(alock(&c, &fh, 0, 1));
+    args.extend(words(&[0, 1]));
+    assert_eq!(word(&nlm.call(NM_LOCK, &args).await, 36), GRANTED);
+    assert_eq!(
+        nlm.test(true, &alock(&b, &fh, 0, 1)).await,
+        (DENIED, Some((3, 0, 1)))
+    );
 }

@@ -1,7 +1,8 @@
 //! The NLM v4 program (network lock manager, the XNFS specification's version 4, 64-bit
-//! offsets), served on the NFS port: TEST, LOCK, CANCEL, UNLOCK and FREE_ALL, and the
-//! asynchronous `_MSG` forms of the first four, answered from the host's lock table
-//! (`crate::locks`), so locks are shared by every NFS client of nfsgw and no plugin sees them.
+//! offsets), served on the NFS port: TEST, LOCK, CANCEL, UNLOCK, NM_LOCK (a LOCK) and FREE_ALL,
+//! the asynchronous `_MSG` forms of the first four, and the DOS share reservations of SHARE
+//! and UNSHARE, answered from the host's lock and share tables (`crate::locks`,
+//! `crate::shares`), so locks are shared by every NFS client of nfsgw and no plugin sees them.
 //! A lock's file handle is checked as every NFS call's is (the mount's allow list and secure
 //! port) before the table is asked; an owner is the caller's address together with the name it
 //! gives, so no client can free or take over another's locks by naming it. A blocking LOCK that
@@ -31,6 +32,7 @@ use nfs3_types::rpc::accept_stat_data;
 use super::Server;
 use crate::locks::{Granted, LockLimits, LockTable, Locked, Mode, Refused};
 use crate::rpc::{self, Call, Reader};
+use crate::shares::{ShareLimits, ShareRefused, ShareTable};
 use callback::Callbacks;
 use holders::{Holders, Host, Recorded};
 use wire::Stat;
@@ -73,6 +75,15 @@ pub const LIMITS: LockLimits = LockLimits {
     per_client: 1 << 12,
 };
 
+/// Share reservations the table holds, in all and per client.
+pub const SHARE_LIMITS: ShareLimits = ShareLimits {
+    total: 1 << 14,
+    per_client: 1 << 10,
+};
+const SHARE: u32 = 20;
+const UNSHARE: u32 = 21;
+const NM_LOCK: u32 = 22;
+
 /// What a waiting LOCK needs for its GRANTED callback: where the client is, and the
 /// `nlm4_testargs` to send it.
 pub struct Waiting {
@@ -99,6 +110,7 @@ pub struct Start {
 #[derive(Clone)]
 pub struct LockService {
     table: Arc<Mutex<LockTable<Waiting>>>,
+    shares: Arc<Mutex<ShareTable>>,
     callbacks: Arc<Callbacks>,
     lockless_mounts: Arc<HashSet<String>>,
     nsm_state: u32,
@@ -114,6 +126,7 @@ impl LockService {
         let grace = !last_run.is_empty() && !start.grace.is_zero();
         let service = LockService {
             table: Arc::new(Mutex::new(LockTable::new(LIMITS))),
+            shares: Arc::new(Mutex::new(ShareTable::new(SHARE_LIMITS))),
             callbacks: Arc::new(Callbacks::new(start.client_portmap_port)),
             lockless_mounts: Arc::new(start.lockless_mounts),
             nsm_state: start.nsm_state,
@@ -157,18 +170,40 @@ impl LockService {
     pub fn client_restarted(&self, address: IpAddr, name: &str) {
         let by_address = name.parse::<IpAddr>() == Ok(address);
         let prefix = format!("{address}/");
-        let mut table = self.table.lock().unwrap();
-        let mut granted = Vec::new();
-        for client in table.clients() {
+        let mut clients = self.table.lock().unwrap().clients();
+        clients.extend(self.shares.lock().unwrap().clients());
+        for client in clients {
             let Some(given) = client.strip_prefix(&prefix) else {
                 continue;
             };
             if by_address || given == name {
-                granted.extend(table.free_all(&client));
+                self.free_all(&client);
             }
         }
-        drop(table);
+    }
+
+    /// Frees every lock, waiting lock and share of `client`, and calls back the waiters this
+    /// grants.
+    fn free_all(&self, client: &str) {
+        self.shares.lock().unwrap().free_all(client);
+        let granted = self.table.lock().unwrap().free_all(client);
         self.call_back(granted);
+    }
+
+    /// Whether `call` may take a lock or share now: not in the grace period unless it
+    /// `reclaim`s, and only once its host is recorded as a lock holder.
+    async fn may_take(&self, call: &Call, local: IpAddr, reclaim: bool) -> Result<(), Stat> {
+        if !reclaim && self.in_grace() {
+            return Err(Stat::DeniedGracePeriod);
+        }
+        let host = Host {
+            client: call.client,
+            server: local,
+        };
+        match self.holders.record(host).await {
+            Recorded::Yes => Ok(()),
+            Recorded::No => Err(Stat::DeniedNoLocks),
+        }
     }
 
     /// Tells each client whose waiting lock a release granted. A client that answers anything
@@ -221,6 +256,10 @@ pub async fn dispatch(server: &Server, call: &Call, local: IpAddr, args: &[u8]) 
             }),
         // Answers to our own callbacks, sent asynchronously: nothing to do.
         11..=15 => Some(Vec::new()),
+        SHARE | UNSHARE => share(server, call, local, proc_, &mut r).await,
+        // A LOCK whose client asks not to be monitored: nfsgw monitors no one but its lock
+        // holders, recorded either way.
+        NM_LOCK => answer(server, call, local, 2, &mut r).await,
         23 => free_all(server, call, &mut r).map(|()| Vec::new()),
         _ => return rpc::accepted(xid, accept_stat_data::PROC_UNAVAIL),
     };
@@ -253,16 +292,12 @@ async fn answer(
         Err(stat) => return Some(wire::res(asked.cookie, stat)),
     };
     let service = &server.locks;
-    if proc_ <= 2 && !asked.reclaim && service.in_grace() {
+    if proc_ == 1 && service.in_grace() {
         return Some(wire::res(asked.cookie, Stat::DeniedGracePeriod));
     }
     if proc_ == 2 {
-        let host = Host {
-            client: call.client,
-            server: local,
-        };
-        if service.holders.record(host).await == Recorded::No {
-            return Some(wire::res(asked.cookie, Stat::DeniedNoLocks));
+        if let Err(stat) = service.may_take(call, local, asked.reclaim).await {
+            return Some(wire::res(asked.cookie, stat));
         }
     }
     let mut table = service.table.lock().unwrap();
@@ -333,10 +368,39 @@ fn free_all(server: &Server, call: &Call, r: &mut Reader) -> Option<()> {
     if !server.may_free_locks(call) {
         return Some(());
     }
-    let client = wire::client_name(call, name);
-    let granted = server.locks.table.lock().unwrap().free_all(&client);
-    server.locks.call_back(granted);
+    server.locks.free_all(&wire::client_name(call, name));
     Some(())
+}
+
+/// The results of SHARE or UNSHARE; `None` for garbage. A share conflicting with another
+/// owner's is DENIED (SHARE never waits).
+async fn share(
+    server: &Server,
+    call: &Call,
+    local: IpAddr,
+    proc_: u32,
+    r: &mut Reader<'_>,
+) -> Option<Vec<u8>> {
+    let asked = wire::share_args(r, call)?;
+    let file = match file_of(server, call, asked.fh) {
+        Ok(file) => file,
+        Err(stat) => return Some(wire::share_res(asked.cookie, stat)),
+    };
+    let service = &server.locks;
+    if proc_ == UNSHARE {
+        let owner = &asked.share.owner;
+        service.shares.lock().unwrap().unshare(file, owner);
+        return Some(wire::share_res(asked.cookie, Stat::Granted));
+    }
+    if let Err(stat) = service.may_take(call, local, asked.reclaim).await {
+        return Some(wire::share_res(asked.cookie, stat));
+    }
+    let stat = match service.shares.lock().unwrap().share(file, asked.share) {
+        Ok(()) => Stat::Granted,
+        Err(ShareRefused::Conflict) => Stat::Denied,
+        Err(ShareRefused::Full) => Stat::DeniedNoLocks,
+    };
+    Some(wire::share_res(asked.cookie, stat))
 }
 
 /// The mode a request's `exclusive` flag names.
