@@ -520,7 +520,13 @@ mod fuzz {
         #[test]
         fn every_procedure_survives_arbitrary_arguments(
             xid in any::<u32>(),
-            program in prop_oneof![Just(nfs3::PROGRAM), Just(mountd::PROGRAM), any::<u32>()],
+            program in prop_oneof![
+                Just(nfs3::PROGRAM),
+                Just(mountd::PROGRAM),
+                Just(nlm::PROGRAM),
+                Just(nsm::PROGRAM),
+                any::<u32>(),
+            ],
             version in prop_oneof![Just(3u32), 0u32..5],
             procedure in 0u32..25,
             args in proptest::collection::vec(any::<u8>(), 0..2048),
