@@ -20,5 +20,6 @@ pub mod objstore;
 pub mod plugin;
 pub mod portmap;
 pub mod rpc;
+pub mod shares;
 pub mod stable_hash;
 pub mod wit_types;

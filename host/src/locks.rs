@@ -276,6 +276,11 @@ impl<T> LockTable<T> {
         granted
     }
 
+    /// The clients that hold locks or wait for them.
+    pub fn clients(&self) -> Vec<Arc<str>> {
+        self.per_client.keys().cloned().collect()
+    }
+
     /// Locks and waiters held in all.
     pub fn len(&self) -> usize {
         self.total

@@ -232,12 +232,12 @@ async fn run(cli: Cli) -> Result<()> {
             server,
             dry_run,
         }) => {
-            let target = mount_target(config, server, &name)?;
+            let (target, locks) = mount_target(config, server, &name)?;
             let run = mount_cmd::Run {
                 os: mount_cmd::Os::current(),
                 dry_run,
             };
-            run.mount(&target, &name, &mountpoint)
+            run.mount(&target, &name, &mountpoint, locks)
         }
         Some(Command::Status {
             config,
@@ -286,14 +286,17 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 /// The server `nfsgw mount` mounts from: `--server`, the `listen` address of `--config`, or
-/// the default address.
+/// the default address; and where the mount's file locks go: as `--config` says (the mount's
+/// `locks`, and whether the portmapper is on port 111), else to nfsgw, as a default config has
+/// it.
 fn mount_target(
     config: Option<PathBuf>,
     server: Option<String>,
     name: &str,
-) -> Result<mount_cmd::Target> {
+) -> Result<(mount_cmd::Target, mount_cmd::Locks)> {
     let Some(path) = config else {
-        return mount_cmd::Target::parse(server.as_deref().unwrap_or("127.0.0.1:20490"));
+        let target = mount_cmd::Target::parse(server.as_deref().unwrap_or("127.0.0.1:20490"))?;
+        return Ok((target, mount_cmd::Locks::Served));
     };
     let file = path.display().to_string();
     let parsed = Config::parse(&read(&path)?, &file)?;
@@ -305,13 +308,13 @@ fn mount_target(
         );
     }
     let name = name.trim_start_matches('/');
-    if !parsed.mounts.iter().any(|m| m.name() == name) {
+    let Some(mount) = parsed.mounts.iter().find(|m| m.name() == name) else {
         let names: Vec<&str> = parsed.mounts.iter().map(|m| m.name()).collect();
         anyhow::bail!(
             "{file} has no mount {name:?}; its mounts: {}",
             names.join(", ")
         );
-    }
+    };
     if mount_cmd::Os::current() == mount_cmd::Os::Windows
         && parsed.server.portmap.map(|a| a.port()) != Some(111)
     {
@@ -320,7 +323,10 @@ fn mount_target(
              does not serve it there (server.portmap)"
         );
     }
-    Ok(mount_cmd::Target::of_listener(listen))
+    Ok((
+        mount_cmd::Target::of_listener(listen),
+        mount_cmd::Locks::of(mount.locks, parsed.server.portmap),
+    ))
 }
 
 fn read(path: &PathBuf) -> Result<String> {
@@ -337,11 +343,16 @@ async fn serve(text: &str, file: &str, portmap_required: bool) -> Result<()> {
     let gateway = Arc::new(
         gateway::mounts::start(&runtime, &config, &Source { file, text }, Some(&state_dir)).await?,
     );
-    let server =
-        nfs::NfsServer::bind(config.server.listen, gateway.clone(), nfs_settings(&config)).await?;
+    let server = nfs::NfsServer::bind(
+        config.server.listen,
+        gateway.clone(),
+        nfs_settings(&config),
+        &state_dir,
+    )
+    .await?;
     let addr = server.local_addr();
     let portmapper = match config.server.portmap {
-        Some(at) => match portmap::Portmapper::bind(at, addr).await {
+        Some(at) => match portmap::Portmapper::bind(at, addr, server.serves_udp()).await {
             Ok(portmapper) => {
                 println!("nfsgw: portmapper on {} (tcp+udp)", portmapper.local_addr());
                 Some(portmapper)
@@ -374,19 +385,28 @@ async fn serve(text: &str, file: &str, portmap_required: bool) -> Result<()> {
     };
     let on_111 = portmapper.as_ref().map(|p| p.local_addr().port()) == Some(111);
     println!("nfsgw: serving NFSv3 + MOUNT on {addr}");
+    let portmap = portmapper.as_ref().map(|p| p.local_addr());
     for m in gateway.mounts() {
+        let serves_locks = config.mounts.iter().any(|c| c.name() == m.name && c.locks);
+        let locks = mount_cmd::Locks::of(serves_locks, portmap);
         let access = if m.is_read_only() {
             "read-only"
         } else {
             "read-write"
         };
         println!("  /{:<16} plugin {:<8} {access}", m.name, m.plugin_name);
-        println!("    Linux: {}", mount_cmd::linux_mount_line(addr, &m.name));
-        println!("    macOS: {}", mount_cmd::macos_mount_line(addr, &m.name));
+        println!(
+            "    Linux: {}",
+            mount_cmd::linux_mount_line(addr, &m.name, locks)
+        );
+        println!(
+            "    macOS: {}",
+            mount_cmd::macos_mount_line(addr, &m.name, locks)
+        );
         if on_111 {
             println!(
                 "    Windows: {}",
-                mount_cmd::windows_mount_line(addr, &m.name)
+                mount_cmd::windows_mount_line(addr, &m.name, locks)
             );
         }
     }

@@ -1,8 +1,8 @@
 //! The operating system's mount commands for an nfsgw export: the lines nfsgw prints at
 //! startup, and `nfsgw mount` / `nfsgw umount`, which print them and run them.
 //!
-//! Building a command is a pure function of the OS, the server and the names, so every OS's
-//! command is tested on any OS. Running one is `run`'s job.
+//! Building a command is a pure function of the OS, the server, the names and where file locks
+//! go, so every OS's command is tested on any OS. Running one is `run`'s job.
 
 use std::net::SocketAddr;
 use std::process::Command;
@@ -82,15 +82,37 @@ impl Target {
     }
 }
 
-/// mount.exe's options: as the anonymous user, no NLM locks, soft (a stopped nfsgw fails calls
-/// instead of hanging Explorer), new files rw-r--r--, case-sensitive lookups, 32 KiB transfers.
-const WINDOWS_OPTIONS: &str =
-    "anon,nolock,mtype=soft,fileaccess=644,casesensitive,rsize=32,wsize=32";
+/// Where a client keeps the file locks its programs take on a mount.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Locks {
+    /// nfsgw holds them (NLM), so they hold between clients.
+    Served,
+    /// The client keeps them to itself (`nolock`).
+    Local,
+}
+
+impl Locks {
+    /// Served when the mount serves locks (`locks = true`) and clients can find nfsgw's lock
+    /// manager: kernel clients ask the portmapper on port 111 for it, and can be told no
+    /// other port.
+    pub fn of(mount_serves_locks: bool, portmap: Option<SocketAddr>) -> Locks {
+        if mount_serves_locks && portmap.is_some_and(|at| at.port() == 111) {
+            Locks::Served
+        } else {
+            Locks::Local
+        }
+    }
+}
 
 /// The mount command (program and arguments) that mounts export `/<mount>` of `server` at
-/// `at` (a directory, or a drive such as `Z:` on Windows).
-pub fn mount_argv(os: Os, server: &Target, mount: &str, at: &str) -> Vec<String> {
+/// `at` (a directory, or a drive such as `Z:` on Windows), with its file locks kept where
+/// `locks` says.
+pub fn mount_argv(os: Os, server: &Target, mount: &str, at: &str, locks: Locks) -> Vec<String> {
     let port = server.port;
+    let local = locks == Locks::Local;
+    let linux_nolock = if local { "nolock," } else { "" };
+    let mac_nolocks = if local { "nolocks,locallocks," } else { "" };
+    let windows_nolock = linux_nolock;
     let mut argv: Vec<String> = match os {
         Os::Linux => vec![
             "mount".into(),
@@ -98,7 +120,7 @@ pub fn mount_argv(os: Os, server: &Target, mount: &str, at: &str) -> Vec<String>
             "nfs".into(),
             "-o".into(),
             format!(
-                "vers=3,proto=tcp,port={port},mountport={port},mountproto=tcp,nolock,\
+                "vers=3,proto=tcp,port={port},mountport={port},mountproto=tcp,{linux_nolock}\
                  rsize=1048576,wsize=1048576"
             ),
             format!("{}:/{mount}", server.host_for_path()),
@@ -107,18 +129,22 @@ pub fn mount_argv(os: Os, server: &Target, mount: &str, at: &str) -> Vec<String>
             "mount_nfs".into(),
             "-o".into(),
             format!(
-                "vers=3,tcp,port={port},mountport={port},nolocks,locallocks,\
+                "vers=3,tcp,port={port},mountport={port},{mac_nolocks}\
                  rsize=1048576,wsize=1048576"
             ),
             format!("{}:/{mount}", server.host_for_path()),
         ],
-        // mount.exe takes no port: it always asks the portmapper on port 111. Its rsize and
-        // wsize are in KiB, 1 to 32 (32 is its default and its largest); fileaccess is the
-        // mode of new files as three octal digits; casesensitive takes no value.
+        // mount.exe takes no port: it always asks the portmapper on port 111. Its options: as
+        // the anonymous user, soft (a stopped nfsgw fails calls instead of hanging Explorer),
+        // new files rw-r--r-- (fileaccess, three octal digits), case-sensitive lookups (the
+        // option takes no value), 32 KiB transfers (rsize and wsize are in KiB, 1 to 32, and
+        // 32 is its default and its largest).
         Os::Windows => vec![
             "mount.exe".into(),
             "-o".into(),
-            WINDOWS_OPTIONS.into(),
+            format!(
+                "anon,{windows_nolock}mtype=soft,fileaccess=644,casesensitive,rsize=32,wsize=32"
+            ),
             format!("\\\\{}\\{mount}", server.host),
         ],
     };
@@ -154,9 +180,9 @@ fn quote(os: Os, arg: &str) -> String {
 }
 
 /// The Linux line nfsgw prints at startup: make /mnt/<mount> and mount it there.
-pub fn linux_mount_line(addr: SocketAddr, mount: &str) -> String {
+pub fn linux_mount_line(addr: SocketAddr, mount: &str, locks: Locks) -> String {
     let at = format!("/mnt/{mount}");
-    let argv = mount_argv(Os::Linux, &Target::of_listener(addr), mount, &at);
+    let argv = mount_argv(Os::Linux, &Target::of_listener(addr), mount, &at, locks);
     format!(
         "sudo mkdir -p {at} && sudo {}",
         command_line(Os::Linux, &argv)
@@ -164,15 +190,15 @@ pub fn linux_mount_line(addr: SocketAddr, mount: &str) -> String {
 }
 
 /// The macOS line nfsgw prints at startup: make ~/nfsgw/<mount> and mount it there.
-pub fn macos_mount_line(addr: SocketAddr, mount: &str) -> String {
+pub fn macos_mount_line(addr: SocketAddr, mount: &str, locks: Locks) -> String {
     let at = format!("~/nfsgw/{mount}");
-    let argv = mount_argv(Os::Mac, &Target::of_listener(addr), mount, &at);
+    let argv = mount_argv(Os::Mac, &Target::of_listener(addr), mount, &at, locks);
     format!("mkdir -p {at} && sudo {}", command_line(Os::Mac, &argv))
 }
 
 /// The Windows line nfsgw prints at startup (it works only with the portmapper on port 111).
-pub fn windows_mount_line(addr: SocketAddr, mount: &str) -> String {
-    let argv = mount_argv(Os::Windows, &Target::of_listener(addr), mount, "Z:");
+pub fn windows_mount_line(addr: SocketAddr, mount: &str, locks: Locks) -> String {
+    let argv = mount_argv(Os::Windows, &Target::of_listener(addr), mount, "Z:", locks);
     command_line(Os::Windows, &argv)
 }
 
@@ -191,7 +217,7 @@ pub struct Run {
 
 impl Run {
     /// Prints and runs (unless a dry run) the command that mounts `/<mount>` of `server` at `at`.
-    pub fn mount(&self, server: &Target, mount: &str, at: &str) -> Result<()> {
+    pub fn mount(&self, server: &Target, mount: &str, at: &str, locks: Locks) -> Result<()> {
         let mount = mount.trim_start_matches('/');
         if mount.is_empty() || mount.contains(['/', '\\']) {
             bail!("{mount:?}: give one mount name from the config, such as `data`");
@@ -212,7 +238,7 @@ impl Run {
                 println!("nfsgw: created {at}");
             }
         }
-        self.execute(mount_argv(self.os, server, mount, at))
+        self.execute(mount_argv(self.os, server, mount, at, locks))
     }
 
     /// Prints and runs (unless a dry run) the command that unmounts `at`.
@@ -267,7 +293,13 @@ mod tests {
 
     #[test]
     fn linux_command() {
-        let argv = mount_argv(Os::Linux, &server(), "data", "/mnt/data");
+        let argv = mount_argv(Os::Linux, &server(), "data", "/mnt/data", Locks::Served);
+        assert_eq!(
+            command_line(Os::Linux, &argv),
+            "mount -t nfs -o vers=3,proto=tcp,port=20490,mountport=20490,mountproto=tcp,\
+             rsize=1048576,wsize=1048576 127.0.0.1:/data /mnt/data"
+        );
+        let argv = mount_argv(Os::Linux, &server(), "data", "/mnt/data", Locks::Local);
         assert_eq!(
             command_line(Os::Linux, &argv),
             "mount -t nfs -o vers=3,proto=tcp,port=20490,mountport=20490,mountproto=tcp,nolock,\
@@ -278,7 +310,14 @@ mod tests {
 
     #[test]
     fn macos_command() {
-        let argv = mount_argv(Os::Mac, &server(), "models", "/Users/me/nfsgw/models");
+        let at = "/Users/me/nfsgw/models";
+        let argv = mount_argv(Os::Mac, &server(), "models", at, Locks::Served);
+        assert_eq!(
+            command_line(Os::Mac, &argv),
+            "mount_nfs -o vers=3,tcp,port=20490,mountport=20490,\
+             rsize=1048576,wsize=1048576 127.0.0.1:/models /Users/me/nfsgw/models"
+        );
+        let argv = mount_argv(Os::Mac, &server(), "models", at, Locks::Local);
         assert_eq!(
             command_line(Os::Mac, &argv),
             "mount_nfs -o vers=3,tcp,port=20490,mountport=20490,nolocks,locallocks,\
@@ -289,7 +328,12 @@ mod tests {
 
     #[test]
     fn windows_command() {
-        let argv = mount_argv(Os::Windows, &server(), "data", "Z:");
+        let argv = mount_argv(Os::Windows, &server(), "data", "Z:", Locks::Served);
+        assert_eq!(
+            argv[2],
+            "anon,mtype=soft,fileaccess=644,casesensitive,rsize=32,wsize=32"
+        );
+        let argv = mount_argv(Os::Windows, &server(), "data", "Z:", Locks::Local);
         assert_eq!(
             argv,
             [
@@ -312,7 +356,7 @@ mod tests {
     fn awkward_paths_are_quoted_and_v6_hosts_bracketed() {
         let v6 = Target::parse("[::1]:2049").unwrap();
         assert_eq!(v6.host, "::1");
-        let argv = mount_argv(Os::Linux, &v6, "data", "/mnt/my data");
+        let argv = mount_argv(Os::Linux, &v6, "data", "/mnt/my data", Locks::Served);
         assert_eq!(
             command_line(Os::Linux, &argv[5..]),
             "[::1]:/data '/mnt/my data'"
@@ -343,17 +387,32 @@ mod tests {
     #[test]
     fn startup_lines_carry_the_port_and_options() {
         let addr: SocketAddr = "127.0.0.1:20490".parse().unwrap();
-        let linux = linux_mount_line(addr, "data");
+        let linux = linux_mount_line(addr, "data", Locks::Served);
         assert!(linux.starts_with("sudo mkdir -p /mnt/data && sudo mount -t nfs -o vers=3,"));
         assert!(
             linux.contains("port=20490,mountport=20490")
                 && linux.ends_with("127.0.0.1:/data /mnt/data")
         );
-        assert!(linux.contains("nolock"));
-        let mac = macos_mount_line(addr, "data");
-        assert!(mac.contains("locallocks") && mac.contains("127.0.0.1:/data ~/nfsgw/data"));
-        let win = windows_mount_line(addr, "data");
-        assert!(win.ends_with(r"\\127.0.0.1\data Z:"));
+        assert!(!linux.contains("nolock"));
+        assert!(linux_mount_line(addr, "data", Locks::Local).contains(",nolock,"));
+        let mac = macos_mount_line(addr, "data", Locks::Served);
+        assert!(!mac.contains("locallocks") && mac.contains("127.0.0.1:/data ~/nfsgw/data"));
+        assert!(macos_mount_line(addr, "data", Locks::Local).contains(",nolocks,locallocks,"));
+        let win = windows_mount_line(addr, "data", Locks::Served);
+        assert!(win.ends_with(r"\\127.0.0.1\data Z:") && !win.contains("nolock"));
+        assert!(windows_mount_line(addr, "data", Locks::Local).contains("anon,nolock,"));
+    }
+
+    #[test]
+    fn locks_are_served_only_where_clients_can_find_the_lock_manager() {
+        let on_111 = Some("0.0.0.0:111".parse().unwrap());
+        assert_eq!(Locks::of(true, on_111), Locks::Served);
+        assert_eq!(Locks::of(false, on_111), Locks::Local);
+        assert_eq!(
+            Locks::of(true, Some("127.0.0.1:10111".parse().unwrap())),
+            Locks::Local
+        );
+        assert_eq!(Locks::of(true, None), Locks::Local);
     }
 
     #[test]
@@ -362,8 +421,9 @@ mod tests {
             os: Os::Windows,
             dry_run: true,
         };
-        assert!(run.mount(&server(), "data", "/mnt/data").is_err());
-        assert!(run.mount(&server(), "a/b", "Z:").is_err());
-        assert!(run.mount(&server(), "/data", "Z:").is_ok());
+        let served = Locks::Served;
+        assert!(run.mount(&server(), "data", "/mnt/data", served).is_err());
+        assert!(run.mount(&server(), "a/b", "Z:", served).is_err());
+        assert!(run.mount(&server(), "/data", "Z:", served).is_ok());
     }
 }

@@ -1,7 +1,9 @@
 //! Byte-range locks through NLM v4, played from a raw RPC client on the NFS port: TEST, LOCK
-//! (waiting or not), UNLOCK, CANCEL and FREE_ALL between clients, and what a hostile client
-//! cannot do: free another address's locks by naming it, or lock a handle that is no file of a
-//! mount it may use.
+//! (waiting or not), UNLOCK, CANCEL and FREE_ALL between clients; NSM (a client's SM_NOTIFY
+//! frees its locks; after a restart nfsgw notifies the hosts that held locks and grants only
+//! reclaims in its grace period); mounts without locks; and what a hostile client cannot do:
+//! free another address's locks by naming it, lock a handle that is no file of a mount it may
+//! use, take more than its share of the table, or trip on ranges at the end of 64 bits.
 
 use std::net::{Ipv4Addr, SocketAddr};
 
@@ -16,11 +18,25 @@ const TEST: u32 = 1;
 const LOCK: u32 = 2;
 const CANCEL: u32 = 3;
 const UNLOCK: u32 = 4;
+const SHARE: u32 = 20;
+const UNSHARE: u32 = 21;
+const NM_LOCK: u32 = 22;
 const FREE_ALL: u32 = 23;
+/// fsh4_access and fsh4_mode (what a share denies) bits.
+const R: u32 = 1;
+const W: u32 = 2;
 /// nlm4_stats.
 const GRANTED: u32 = 0;
 const DENIED: u32 = 1;
+const DENIED_NOLOCKS: u32 = 2;
 const BLOCKED: u32 = 3;
+const DENIED_GRACE_PERIOD: u32 = 4;
+const NSM: (u32, u32) = (100024, 1);
+const SM_STAT: u32 = 1;
+const SM_MON: u32 = 2;
+const SM_NOTIFY: u32 = 6;
+/// Locks one client may hold (nfsgw's `LIMITS.per_client`).
+const PER_CLIENT: u32 = 4096;
 const STALE_FH: u32 = 7;
 
 /// One lock owner: the name its client gives and its process id.
@@ -90,10 +106,69 @@ impl Nlm {
     }
 
     async fn lock(&mut self, block: bool, exclusive: bool, lock: &[u8]) -> u32 {
+        self.lock_or_reclaim(block, exclusive, false, lock).await
+    }
+
+    async fn lock_or_reclaim(
+        &mut self,
+        block: bool,
+        exclusive: bool,
+        reclaim: bool,
+        lock: &[u8],
+    ) -> u32 {
         let mut args = words(&[block as u32, exclusive as u32]);
         args.extend_from_slice(lock);
-        args.extend(words(&[0, 1])); // not a reclaim; the client's NSM state
+        args.extend(words(&[reclaim as u32, 1])); // the client's NSM state
         word(&self.call(LOCK, &args).await, 36)
+    }
+
+    /// SHARE or UNSHARE of `owner` (its svid as its owner handle) on `fh`: the status.
+    async fn share(
+        &mut self,
+        procedure: u32,
+        owner: &Owner<'_>,
+        fh: &[u8],
+        access: u32,
+        deny: u32,
+    ) -> u32 {
+        let mut args = opaque(owner.name.as_bytes());
+        args.extend(opaque(fh));
+        args.extend(opaque(&owner.svid.to_be_bytes()));
+        args.extend(words(&[deny, access, 0]));
+        let reply = self.call(procedure, &args).await;
+        assert_eq!(reply.len(), 44, "cookie, status, sequence");
+        word(&reply, 36)
+    }
+
+    /// NULL: whether the server answers it (accepted, SUCCESS).
+    async fn null(&mut self) -> bool {
+        self.xid += 1;
+        let record = call_as(self.xid, NLM, 0, 1000, &[]);
+        let reply = roundtrip(&mut self.stream, &record).await.unwrap();
+        (word(&reply, 24), reply.len()) == (0, 28)
+    }
+
+    /// A call of NSM's `procedure`; its results.
+    async fn nsm(&mut self, procedure: u32, args: &[u8]) -> Vec<u8> {
+        self.xid += 1;
+        let record = call_as(self.xid, NSM, procedure, 0, args);
+        let reply = roundtrip(&mut self.stream, &record).await.unwrap();
+        assert_eq!(word(&reply, 24), 0, "accepted");
+        reply[28..].to_vec()
+    }
+
+    /// SM_STAT: nfsgw's state number.
+    async fn nsm_state(&mut self) -> u32 {
+        let results = self.nsm(SM_STAT, &opaque(b"nfsgw")).await;
+        assert_eq!(word(&results, 0), 0, "STAT_SUCC");
+        word(&results, 4)
+    }
+
+    /// SM_NOTIFY from this client: it restarted under `name`.
+    async fn sm_notify(&mut self, name: &str) {
+        let mut args = opaque(name.as_bytes());
+        args.extend(words(&[3]));
+        assert!(self.nsm(SM_NOTIFY, &args).await.is_empty(), "a void reply");
     }
 
     async fn cancel(&mut self, exclusive: bool, lock: &[u8]) -> u32 {
@@ -120,11 +195,19 @@ impl Nlm {
 /// A server with one mount holding the file `f`, `server_keys` in its `[server]`, and that
 /// file's handle.
 async fn server_with_a_file(server_keys: &str) -> (Server, tempfile::TempDir, Vec<u8>) {
+    server_with_a_file_in_mount(server_keys, "").await
+}
+
+/// As [`server_with_a_file`], with `mount_keys` in the mount's table.
+async fn server_with_a_file_in_mount(
+    server_keys: &str,
+    mount_keys: &str,
+) -> (Server, tempfile::TempDir, Vec<u8>) {
     let dir = tempdir("nfsgw-locks-");
     std::fs::write(dir.path().join("f"), b"locked").unwrap();
     let server = Server::start_with(&format!(
         "portmap = \"off\"\n{server_keys}\n{}",
-        squashed_local_mount("data", dir.path(), "")
+        squashed_local_mount("data", dir.path(), mount_keys)
     ));
     let mut client = server.mount("/data").await;
     let fh = client.lookup_path("f").await.unwrap();
@@ -210,11 +293,12 @@ async fn a_client_cannot_free_another_address_locks_nor_lock_what_is_no_file() {
 }
 
 /// A client's side of NLM callbacks: one TCP port that answers as the client's portmapper
-/// (GETPORT names the same port) and as its lock manager, which records each call it gets
-/// (procedure and arguments) and answers GRANTED with `granted_answer`.
+/// (GETPORT names the same port), as its lock manager and as its status monitor, which record
+/// each call they get (program, procedure and arguments); GRANTED is answered with
+/// `granted_answer`.
 struct ClientLockManager {
     port: u16,
-    calls: tokio::sync::mpsc::UnboundedReceiver<(u32, Vec<u8>)>,
+    calls: tokio::sync::mpsc::UnboundedReceiver<(u32, u32, Vec<u8>)>,
 }
 
 impl ClientLockManager {
@@ -246,8 +330,8 @@ impl ClientLockManager {
                             }
                             _ => Vec::new(),
                         };
-                        if prog == 100_021 {
-                            let _ = tx.send((proc_, args));
+                        if prog != 100_000 {
+                            let _ = tx.send((prog, proc_, args));
                         }
                         let mut reply = words(&[0, xid, 1, 0, 0, 0, 0]);
                         reply.extend(results);
@@ -268,10 +352,17 @@ impl ClientLockManager {
 
     /// The next call the client's lock manager got: (procedure, arguments).
     async fn next_call(&mut self) -> (u32, Vec<u8>) {
-        tokio::time::timeout(crate::raw_rpc::GENEROUS, self.calls.recv())
+        self.next_call_of(NLM.0).await
+    }
+
+    /// The next call the client got, which is one of `program`'s: (procedure, arguments).
+    async fn next_call_of(&mut self, program: u32) -> (u32, Vec<u8>) {
+        let (prog, proc_, args) = tokio::time::timeout(crate::raw_rpc::GENEROUS, self.calls.recv())
             .await
             .expect("a callback within the deadline")
-            .expect("the client's lock manager runs")
+            .expect("the client's lock manager runs");
+        assert_eq!(prog, program, "the call's program");
+        (proc_, args)
     }
 }
 
@@ -364,4 +455,318 @@ async fn the_asynchronous_msg_calls_are_answered_through_the_client_res_procedur
         .unwrap();
     let (proc_, res) = manager.next_call().await;
     assert_eq!((proc_, word(&res, 8)), (11, DENIED));
+}
+
+#[tokio::test]
+async fn a_mount_without_locks_refuses_every_lock_with_denied_nolocks() {
+    let (server, _dir, fh) = server_with_a_file_in_mount("", "locks = false").await;
+    let a = Owner {
+        name: "alpha",
+        svid: 1,
+    };
+    let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
+    let whole = alock(&a, &fh, 0, 0);
+    assert_eq!(nlm.lock(false, true, &whole).await, DENIED_NOLOCKS);
+    assert_eq!(nlm.lock(true, false, &whole).await, DENIED_NOLOCKS);
+    assert_eq!(nlm.test(true, &whole).await, (DENIED_NOLOCKS, None));
+    assert_eq!(nlm.unlock(&whole).await, DENIED_NOLOCKS);
+    assert_eq!(nlm.share(SHARE, &a, &fh, R, 0).await, DENIED_NOLOCKS);
+}
+
+#[tokio::test]
+async fn a_client_sm_notify_frees_its_locks_and_only_its_own() {
+    let (server, _dir, fh) = server_with_a_file("").await;
+    let (a, b) = (
+        Owner {
+            name: "alpha",
+            svid: 1,
+        },
+        Owner {
+            name: "beta",
+            svid: 2,
+        },
+    );
+    let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
+    let state = nlm.nsm_state().await;
+    assert_eq!(state % 2, 1, "odd while nfsgw runs");
+    // nfsgw takes no monitoring requests: it has no local lock manager to call back.
+    let mut mon = opaque(b"alpha");
+    mon.extend(opaque(b"localhost"));
+    mon.extend(words(&[100021, 4, 16, 0, 0, 0, 0]));
+    assert_eq!(
+        words(&[1, state]),
+        nlm.nsm(SM_MON, &mon).await,
+        "STAT_FAIL and the state"
+    );
+    assert_eq!(nlm.lock(false, true, &alock(&a, &fh, 0, 10)).await, GRANTED);
+    assert_eq!(
+        nlm.lock(false, true, &alock(&b, &fh, 10, 10)).await,
+        GRANTED
+    );
+    // Another address that claims alpha restarted frees nothing.
+    let mut other = Nlm::connect(Ipv4Addr::new(127, 0, 0, 2), server.port).await;
+    other.sm_notify("alpha").await;
+    assert_eq!(other.test(true, &alock(&a, &fh, 0, 1)).await.0, DENIED);
+    // The client itself: alpha's locks go, beta's stay; by its address, all of them go.
+    nlm.sm_notify("alpha").await;
+    assert_eq!(
+        other.test(true, &alock(&a, &fh, 0, 10)).await,
+        (GRANTED, None)
+    );
+    assert_eq!(
+        other.test(true, &alock(&a, &fh, 10, 1)).await,
+        (DENIED, Some((2, 10, 10)))
+    );
+    nlm.sm_notify("127.0.0.1").await;
+    assert_eq!(
+        other.test(true, &alock(&a, &fh, 0, 0)).await,
+        (GRANTED, None)
+    );
+}
+
+#[tokio::test]
+async fn after_a_restart_lock_holders_are_notified_and_only_reclaims_are_granted_in_grace() {
+    let mut client = ClientLockManager::start(GRANTED).await;
+    // A grace period far longer than the test, so that nothing here races with its end.
+    let keys = format!(
+        "client_portmap_port = {}\nlock_grace_seconds = 100000",
+        client.port
+    );
+    let (server, _dir, fh) = server_with_a_file(&keys).await;
+    let (a, b) = (
+        Owner {
+            name: "alpha",
+            svid: 1,
+        },
+        Owner {
+            name: "beta",
+            svid: 2,
+        },
+    );
+    let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
+    let before = nlm.nsm_state().await;
+    // A fresh start has no grace period, and the lock makes the client a recorded holder.
+    assert_eq!(nlm.lock(false, true, &alock(&a, &fh, 0, 10)).await, GRANTED);
+    drop(nlm);
+
+    let server = server.restart();
+    let (proc_, args) = client.next_call_of(NSM.0).await;
+    assert_eq!(proc_, SM_NOTIFY);
+    let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
+    let after = nlm.nsm_state().await;
+    assert!(after > before && after % 2 == 1, "{before} then {after}");
+    let mut want = opaque(b"127.0.0.1");
+    want.extend(words(&[after]));
+    assert_eq!(
+        args, want,
+        "SM_NOTIFY names nfsgw's address and its new state"
+    );
+
+    // In grace: a new lock and a TEST wait; the reclaim of the old lock is granted.
+    assert_eq!(
+        nlm.lock(false, true, &alock(&b, &fh, 20, 1)).await,
+        DENIED_GRACE_PERIOD
+    );
+    assert_eq!(
+        nlm.test(true, &alock(&b, &fh, 20, 1)).await,
+        (DENIED_GRACE_PERIOD, None)
+    );
+    assert_eq!(
+        nlm.lock_or_reclaim(false, true, true, &alock(&a, &fh, 0, 10))
+            .await,
+        GRANTED
+    );
+    assert_eq!(
+        nlm.lock_or_reclaim(false, true, true, &alock(&b, &fh, 5, 1))
+            .await,
+        DENIED,
+        "a reclaim still conflicts with what is reclaimed"
+    );
+    assert_eq!(nlm.unlock(&alock(&a, &fh, 0, 10)).await, GRANTED);
+}
+
+#[tokio::test]
+async fn a_flood_of_locks_stops_at_the_client_share_and_the_server_still_answers() {
+    let (server, _dir, fh) = server_with_a_file("").await;
+    let a = Owner {
+        name: "flood",
+        svid: 1,
+    };
+    let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
+    // Ranges with gaps between them, so that none merges with another.
+    for i in 0..u64::from(PER_CLIENT) {
+        assert_eq!(
+            nlm.lock(false, true, &alock(&a, &fh, i * 2, 1)).await,
+            GRANTED,
+            "lock {i}"
+        );
+    }
+    let more = alock(&a, &fh, u64::from(PER_CLIENT) * 2, 1);
+    assert_eq!(nlm.lock(false, true, &more).await, DENIED_NOLOCKS);
+    assert_eq!(nlm.lock(true, true, &more).await, DENIED_NOLOCKS);
+    assert!(nlm.null().await, "NULL is still answered");
+    // Another client still gets its locks, and the flooder's FREE_ALL gives its share back.
+    let b = Owner {
+        name: "calm",
+        svid: 2,
+    };
+    let mut other = Nlm::connect(Ipv4Addr::new(127, 0, 0, 2), server.port).await;
+    assert_eq!(
+        other.lock(false, true, &alock(&b, &fh, 1, 1)).await,
+        GRANTED
+    );
+    nlm.free_all("flood").await;
+    assert_eq!(nlm.lock(false, true, &more).await, GRANTED);
+}
+
+#[tokio::test]
+async fn ranges_at_the_end_of_64_bits_and_unknown_owners_are_handled() {
+    let (server, _dir, fh) = server_with_a_file("").await;
+    let (a, b, stranger) = (
+        Owner {
+            name: "alpha",
+            svid: 1,
+        },
+        Owner {
+            name: "beta",
+            svid: 2,
+        },
+        Owner {
+            name: "nobody-knows",
+            svid: 99,
+        },
+    );
+    let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
+    // A range whose end overflows 64 bits reaches the end of the offsets.
+    let near_end = u64::MAX - 10;
+    assert_eq!(
+        nlm.lock(false, true, &alock(&a, &fh, near_end, 100)).await,
+        GRANTED
+    );
+    assert_eq!(
+        nlm.test(true, &alock(&b, &fh, u64::MAX - 1, 1)).await,
+        (DENIED, Some((1, near_end, 0)))
+    );
+    assert_eq!(
+        nlm.test(true, &alock(&b, &fh, 0, near_end)).await,
+        (GRANTED, None),
+        "the range just below is free"
+    );
+    assert_eq!(
+        nlm.lock(false, true, &alock(&b, &fh, 0, u64::MAX)).await,
+        DENIED
+    );
+    // An UNLOCK or CANCEL by an owner that holds nothing answers GRANTED and frees nothing.
+    let everything = alock(&stranger, &fh, 0, 0);
+    assert_eq!(nlm.unlock(&everything).await, GRANTED);
+    assert_eq!(nlm.cancel(true, &everything).await, GRANTED);
+    assert_eq!(
+        nlm.test(true, &alock(&b, &fh, u64::MAX - 1, 1)).await,
+        (DENIED, Some((1, near_end, 0)))
+    );
+}
+
+/// One call over UDP to nfsgw's NFS port (a datagram is a record without its mark); the
+/// reply, with 4 bytes of room in front so that offsets match the TCP replies'.
+async fn udp_call(port: u16, program: (u32, u32), procedure: u32, args: &[u8]) -> Vec<u8> {
+    let socket = tokio::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))
+        .await
+        .unwrap();
+    let record = call_as(77, program, procedure, 0, args);
+    socket
+        .send_to(&record[4..], (Ipv4Addr::LOCALHOST, port))
+        .await
+        .unwrap();
+    let mut buf = vec![0; 4 + 8192];
+    let n = tokio::time::timeout(crate::raw_rpc::GENEROUS, socket.recv(&mut buf[4..]))
+        .await
+        .expect("a UDP reply within the deadline")
+        .unwrap();
+    buf.truncate(4 + n);
+    assert_eq!(word(&buf, 4), 77, "the xid is echoed");
+    buf
+}
+
+#[tokio::test]
+async fn nlm_and_nsm_answer_over_udp_and_an_sm_notify_there_frees_the_client_locks() {
+    let (server, _dir, fh) = server_with_a_file("").await;
+    let a = Owner {
+        name: "alpha",
+        svid: 1,
+    };
+    let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
+    assert_eq!(nlm.lock(false, true, &alock(&a, &fh, 0, 0)).await, GRANTED);
+    let state = nlm.nsm_state().await;
+
+    assert_eq!(word(&udp_call(server.port, NLM, 0, &[]).await, 24), 0);
+    let stat = udp_call(server.port, NSM, SM_STAT, &opaque(b"nfsgw")).await;
+    assert_eq!(
+        (word(&stat, 24), word(&stat, 28), word(&stat, 32)),
+        (0, 0, state)
+    );
+    // NFS and MOUNT are not served over UDP.
+    assert_eq!(
+        word(&udp_call(server.port, (100003, 3), 0, &[]).await, 24),
+        1,
+        "PROG_UNAVAIL"
+    );
+
+    let mut notify = opaque(b"alpha");
+    notify.extend(words(&[5]));
+    let reply = udp_call(server.port, NSM, SM_NOTIFY, &notify).await;
+    assert_eq!((word(&reply, 24), reply.len()), (0, 28), "accepted, void");
+    let b = Owner {
+        name: "beta",
+        svid: 2,
+    };
+    assert_eq!(nlm.test(true, &alock(&b, &fh, 0, 0)).await, (GRANTED, None));
+}
+
+#[tokio::test]
+async fn share_reservations_conflict_between_owners_and_go_with_unshare_free_all_and_sm_notify() {
+    let (server, _dir, fh) = server_with_a_file("").await;
+    let (a, b, c) = (
+        Owner {
+            name: "alpha",
+            svid: 1,
+        },
+        Owner {
+            name: "beta",
+            svid: 2,
+        },
+        Owner {
+            name: "gamma",
+            svid: 3,
+        },
+    );
+    let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
+    // alpha reads and denies writers: beta may read but not write.
+    assert_eq!(nlm.share(SHARE, &a, &fh, R, W).await, GRANTED);
+    assert_eq!(nlm.share(SHARE, &b, &fh, W, 0).await, DENIED);
+    assert_eq!(nlm.share(SHARE, &b, &fh, R, 0).await, GRANTED);
+    assert_eq!(
+        nlm.share(SHARE, &c, &fh, 0, R).await,
+        DENIED,
+        "denies the readers"
+    );
+    // Once alpha unshares, beta may share again for writing.
+    assert_eq!(nlm.share(UNSHARE, &a, &fh, R, W).await, GRANTED);
+    assert_eq!(nlm.share(SHARE, &b, &fh, R | W, 0).await, GRANTED);
+    // FREE_ALL of beta drops its share: gamma may deny everything.
+    nlm.free_all("beta").await;
+    assert_eq!(nlm.share(SHARE, &c, &fh, R | W, R | W).await, GRANTED);
+    assert_eq!(nlm.share(SHARE, &a, &fh, R, 0).await, DENIED);
+    // gamma's client restarts (SM_NOTIFY): its share goes too.
+    nlm.sm_notify("gamma").await;
+    assert_eq!(nlm.share(SHARE, &a, &fh, R, 0).await, GRANTED);
+    // An UNSHARE of what is not shared is harmless, and NM_LOCK locks as LOCK does.
+    assert_eq!(nlm.share(UNSHARE, &c, &fh, 0, 0).await, GRANTED);
+    let mut args = words(&[0, 1]);
+    args.extend(alock(&c, &fh, 0, 1));
+    args.extend(words(&[0, 1]));
+    assert_eq!(word(&nlm.call(NM_LOCK, &args).await, 36), GRANTED);
+    assert_eq!(
+        nlm.test(true, &alock(&b, &fh, 0, 1)).await,
+        (DENIED, Some((3, 0, 1)))
+    );
 }

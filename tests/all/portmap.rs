@@ -21,6 +21,7 @@ const PMAP: u32 = 100_000;
 const NFS: u32 = 100_003;
 const MOUNT: u32 = 100_005;
 const NLM: u32 = 100_021;
+const NSM: u32 = 100_024;
 const TCP: u32 = 6;
 const UDP: u32 = 17;
 
@@ -50,6 +51,9 @@ fn served(nfs_port: u16, pm: u16) -> BTreeSet<(u32, u32, u32, u32)> {
         (NFS, 3, TCP, u32::from(nfs_port)),
         (MOUNT, 3, TCP, u32::from(nfs_port)),
         (NLM, 4, TCP, u32::from(nfs_port)),
+        (NSM, 1, TCP, u32::from(nfs_port)),
+        (NLM, 4, UDP, u32::from(nfs_port)),
+        (NSM, 1, UDP, u32::from(nfs_port)),
     ]);
     for vers in 2..=4 {
         want.insert((PMAP, vers, TCP, u32::from(pm)));
@@ -140,6 +144,9 @@ async fn tcp_getport_and_dump_report_exactly_what_is_served() {
     assert_eq!(client.getport(NFS, 3, TCP).await.unwrap(), server.port);
     assert_eq!(client.getport(MOUNT, 3, TCP).await.unwrap(), server.port);
     assert_eq!(client.getport(NLM, 4, TCP).await.unwrap(), server.port);
+    assert_eq!(client.getport(NSM, 1, TCP).await.unwrap(), server.port);
+    assert_eq!(client.getport(NLM, 4, UDP).await.unwrap(), server.port);
+    assert_eq!(client.getport(NSM, 1, UDP).await.unwrap(), server.port);
     assert_eq!(client.getport(PMAP, 2, TCP).await.unwrap(), pm);
     for (prog, vers, prot) in [
         (NFS, 3, UDP),
@@ -148,7 +155,7 @@ async fn tcp_getport_and_dump_report_exactly_what_is_served() {
         (NFS, 4, TCP),
         (MOUNT, 1, TCP),
         (NLM, 1, TCP),
-        (NLM, 4, UDP),
+        (NLM, 3, UDP),
     ] {
         match client.getport(prog, vers, prot).await {
             Err(PortmapError::ProgramUnavailable) => {}
@@ -430,6 +437,7 @@ fn on_port_111_nfs_ls_and_rpcinfo_need_no_ports() {
 
 /// `nfsgw mount --dry-run` prints the mount command built from the config's `listen` address
 /// (or `--server`), and `nfsgw umount --dry-run` the unmount command; neither runs anything.
+/// Locks go to nfsgw (no `nolock`) unless the mount sets `locks = false`.
 #[test]
 fn nfsgw_mount_and_umount_dry_runs_print_the_commands() {
     let root = tempdir("nfsgw-mount-cmd-");
@@ -440,8 +448,13 @@ fn nfsgw_mount_and_umount_dry_runs_print_the_commands() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nlisten = \"0.0.0.0:20490\"\n\n{}",
-            local_mount("data", root.path(), false, "")
+            "[server]\nlisten = \"0.0.0.0:20490\"\n\n{}{}",
+            local_mount("data", root.path(), false, ""),
+            local_mount("own", root.path(), false, "").replacen(
+                "read_only",
+                "locks = false\nread_only",
+                1
+            ),
         ),
     )
     .unwrap();
@@ -452,7 +465,7 @@ fn nfsgw_mount_and_umount_dry_runs_print_the_commands() {
         )
     };
     let want = format!(
-        "mount -t nfs -o vers=3,proto=tcp,port=20490,mountport=20490,mountproto=tcp,nolock,\
+        "mount -t nfs -o vers=3,proto=tcp,port=20490,mountport=20490,mountproto=tcp,\
          rsize=1048576,wsize=1048576 127.0.0.1:/data {at}"
     );
     for args in [
@@ -484,9 +497,22 @@ fn nfsgw_mount_and_umount_dry_runs_print_the_commands() {
         let line = stdout.trim().trim_start_matches("sudo ");
         assert_eq!(line, want, "{args:?}");
     }
-    let out = nfsgw(&["mount", "nosuch", at, "--config", config.to_str().unwrap()]);
+    let config = config.to_str().unwrap();
+    let out = nfsgw(&["mount", "own", at, "--config", config, "--dry-run"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .trim_start_matches("sudo "),
+        format!(
+            "mount -t nfs -o vers=3,proto=tcp,port=20490,mountport=20490,mountproto=tcp,nolock,\
+             rsize=1048576,wsize=1048576 127.0.0.1:/own {at}"
+        )
+    );
+    let out = nfsgw(&["mount", "nosuch", at, "--config", config]);
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("no mount \"nosuch\"; its mounts: data"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no mount \"nosuch\"; its mounts: data, own")
+    );
     let out = nfsgw(&["umount", at, "--dry-run"]);
     assert!(out.status.success());
     assert_eq!(

@@ -77,6 +77,10 @@ pub struct ServerConfig {
     /// (default 111; tests run a client's on another port).
     #[serde(default)]
     pub client_portmap_port: Option<u16>,
+    /// After a restart that left lock holders, how long only reclaims of their locks are
+    /// granted (default 90 s; 0: no grace period).
+    #[serde(default)]
+    pub lock_grace_seconds: Option<u64>,
     /// `[server.cache]`: the bounds of each mount's metadata caches and of open host files.
     #[serde(default)]
     pub cache: CacheConfig,
@@ -177,6 +181,10 @@ pub struct MountConfig {
     /// client, as exports(5)'s `secure`; `false` for clients that cannot (libnfs as a user).
     #[serde(default = "yes")]
     pub secure: bool,
+    /// Byte-range locks and share reservations are served for this mount's files (NLM);
+    /// `false` answers every lock call on them with NLM4_DENIED_NOLOCKS.
+    #[serde(default = "yes")]
+    pub locks: bool,
     #[serde(default)]
     pub anon_uid: Option<Spanned<i64>>,
     #[serde(default)]

@@ -6,8 +6,10 @@
 //! (`crate::connections`: only addresses some mount allows, within the connection limits),
 //! and closed when idle, when a record stalls half-sent, or to make room for a newer one.
 //! Calls from unprivileged source ports reach only mounts that are not `secure`.
-//! RPC framing is `crate::rpc`'s; `nfs3`, `mountd` and `nlm` (byte-range locks) are the
-//! programs, `write_data` where a WRITE's data starts (so that the record reader aligns it),
+//! RPC framing is `crate::rpc`'s; `nfs3`, `mountd`, `nlm` (byte-range locks) and `nsm` (the
+//! status monitor of lock clients) are the programs (the last two over UDP too, `udp`),
+//! `outbound` how nfsgw calls a client's
+//! services back, `state_file` the lock service's files in the state directory, `write_data` where a WRITE's data starts (so that the record reader aligns it),
 //! `convert` the mapping of types, and `settings` what the config asks of the front. XDR encoding of arguments and
 //! results is `nfs3_types`'.
 
@@ -16,8 +18,12 @@ mod convert;
 mod mountd;
 mod nfs3;
 mod nlm;
+mod nsm;
+mod outbound;
 mod reply;
 mod settings;
+mod state_file;
+mod udp;
 mod write_data;
 
 use std::collections::HashSet;
@@ -98,6 +104,13 @@ impl Server {
         }
     }
 
+    /// Whether a call may free every lock its client holds (NLM FREE_ALL, NSM SM_NOTIFY): from
+    /// a privileged port, or when some mount the client may use takes unprivileged ports, as
+    /// the export root is open to calls.
+    fn may_free_locks(&self, call: &rpc::Call) -> bool {
+        self.port_allows(EXPORT_ROOT, call.client, call.port)
+    }
+
     /// The file id of an absolute export path (MNT): "/" is the export root. Mounting
     /// checks no permissions, as the NFS calls that follow do.
     async fn resolve_path(&self, path: &str) -> Result<FileId, Error> {
@@ -114,10 +127,12 @@ impl Server {
     }
 
     /// Answers one record; READ data the host reads itself goes into a buffer of `buffers`.
+    /// `local` is nfsgw's address the record came to.
     async fn dispatch(
         &self,
         record: &Bytes,
         peer: SocketAddr,
+        local: IpAddr,
         buffers: &Arc<BufferPool>,
     ) -> Option<Outgoing> {
         let call = match rpc::parse_call(record, peer) {
@@ -133,14 +148,17 @@ impl Server {
             (nfs3::PROGRAM, _) => rpc::accepted(call.xid, mismatch(nfs3::VERSION)).into(),
             (mountd::PROGRAM, mountd::VERSION) => mountd::dispatch(self, &call, &args).await.into(),
             (mountd::PROGRAM, _) => rpc::accepted(call.xid, mismatch(mountd::VERSION)).into(),
-            (nlm::PROGRAM, nlm::VERSION) => nlm::dispatch(self, &call, &args).into(),
+            (nlm::PROGRAM, nlm::VERSION) => nlm::dispatch(self, &call, local, &args).await.into(),
             (nlm::PROGRAM, _) => rpc::accepted(call.xid, mismatch(nlm::VERSION)).into(),
+            (nsm::PROGRAM, nsm::VERSION) => nsm::dispatch(self, &call, &args).into(),
+            (nsm::PROGRAM, _) => rpc::accepted(call.xid, mismatch(nsm::VERSION)).into(),
             _ => rpc::accepted(call.xid, accept_stat_data::PROG_UNAVAIL).into(),
         };
         let (program, names): (_, &[&'static str]) = match call.prog {
             nfs3::PROGRAM => ("nfs3", &nfs3::PROCEDURES),
             mountd::PROGRAM => ("mount", &mountd::PROCEDURES),
             nlm::PROGRAM => ("nlm4", &nlm::PROCEDURES),
+            nsm::PROGRAM => ("nsm1", &nsm::PROCEDURES),
             _ => ("other", &[]),
         };
         let procedure = names.get(call.proc_ as usize).copied().unwrap_or("unknown");
@@ -152,7 +170,11 @@ impl Server {
 /// A bound NFS listener, ready to serve.
 pub struct NfsServer {
     listener: TcpListener,
+    /// NLM and NSM over UDP on the same port, unless that port was taken for UDP.
+    udp: Option<tokio::net::UdpSocket>,
     server: Arc<Server>,
+    /// The hosts that held locks in the last run, to tell of the restart.
+    last_lock_holders: Vec<nlm::holders::Host>,
     admission: Arc<Admission>,
     /// Shared by every connection's reader.
     link: Arc<Link>,
@@ -166,26 +188,52 @@ struct Link {
 }
 
 impl NfsServer {
+    /// Binds `addr`; the lock service keeps its state in `state_dir`, where NSM's state number
+    /// moves on now.
     pub async fn bind(
         addr: SocketAddr,
         gateway: Arc<Gateway>,
         settings: Settings,
+        state_dir: &std::path::Path,
     ) -> Result<NfsServer> {
-        let listener = TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("server.listen: cannot listen on {addr}"))?;
+        let (listener, udp) = bind_tcp_and_udp(addr).await?;
+        let dir = state_dir.to_path_buf();
+        let (nsm_state, holders) = crate::blocking::run(crate::blocking::DEADLINE, move || {
+            Ok::<_, std::io::Error>((
+                nsm::state::advance(&dir)?,
+                nlm::holders::Holders::open(dir)?,
+            ))
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|read| read)
+        .with_context(|| {
+            format!(
+                "server.state_dir: cannot keep the lock service's state in {}",
+                state_dir.display()
+            )
+        })?;
+        let (locks, last_lock_holders) = nlm::LockService::new(nlm::Start {
+            client_portmap_port: settings.client_portmap_port,
+            lockless_mounts: settings.lockless_mounts,
+            nsm_state,
+            holders,
+            grace: settings.lock_grace,
+        });
         let boot = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap_or_default();
         let write_verifier = (boot.as_nanos() as u64).to_be_bytes();
         Ok(NfsServer {
             listener,
+            udp,
             server: Arc::new(Server::new(
                 gateway,
                 write_verifier,
                 settings.insecure_mounts,
-                nlm::LockService::new(settings.client_portmap_port),
+                locks,
             )),
+            last_lock_holders,
             admission: Admission::new(settings.connections),
             link: Arc::new(Link {
                 idle_timeout: settings.idle_timeout,
@@ -201,10 +249,32 @@ impl NfsServer {
             .expect("a bound listener has an address")
     }
 
+    /// Whether NLM and NSM are served over UDP too.
+    pub fn serves_udp(&self) -> bool {
+        self.udp.is_some()
+    }
+
     /// Accepts connections until the process ends. A failed accept (out of descriptors)
     /// waits and goes on; a connection from an address no mount allows, or over the limits
     /// with no idle connection to close instead, is closed before a byte is read.
     pub async fn serve(self) -> Result<()> {
+        if let Some(udp) = self.udp {
+            let server = self.server.clone();
+            tokio::spawn(async move {
+                if let Err(e) = udp::serve(udp, server).await {
+                    tracing::warn!("NLM and NSM over UDP stopped: {e}");
+                }
+            });
+        }
+        if !self.last_lock_holders.is_empty() {
+            let locks = self.server.locks.clone();
+            let hosts = self.last_lock_holders;
+            let portmap_port = self.server.locks.client_portmap_port();
+            tokio::spawn(async move {
+                nsm::notify::notify_all(hosts, locks.nsm_state(), portmap_port).await;
+                locks.holders().forget_previous().await;
+            });
+        }
         loop {
             let (stream, peer) = connections::accept(&self.listener, "NFS").await;
             if !self.server.gateway.allows(EXPORT_ROOT, peer.ip()) {
@@ -222,6 +292,35 @@ impl NfsServer {
                     tracing::debug!(%peer, "NFS connection closed: {e}");
                 }
             });
+        }
+    }
+}
+
+/// The NFS listener at `addr`, and a UDP socket on the same port for NLM and NSM. Port 0
+/// picks a port free for both; when a given port is taken for UDP, NLM and NSM are served
+/// over TCP only, and nfsgw says so.
+async fn bind_tcp_and_udp(
+    addr: SocketAddr,
+) -> Result<(TcpListener, Option<tokio::net::UdpSocket>)> {
+    let mut attempts = 0;
+    loop {
+        let listener = TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("server.listen: cannot listen on {addr}"))?;
+        let port = listener.local_addr()?.port();
+        match tokio::net::UdpSocket::bind(SocketAddr::new(addr.ip(), port)).await {
+            Ok(udp) => return Ok((listener, Some(udp))),
+            Err(e) if addr.port() == 0 && attempts < 20 => {
+                tracing::debug!(port, "NFS port taken for UDP ({e}); trying another");
+                attempts += 1;
+            }
+            Err(e) => {
+                tracing::warn!(
+                    port,
+                    "NLM and NSM over UDP not served: udp port {port}: {e}"
+                );
+                return Ok((listener, None));
+            }
         }
     }
 }
@@ -244,6 +343,7 @@ async fn connection(
     ticket: Ticket,
 ) -> std::io::Result<()> {
     stream.set_nodelay(true)?;
+    let stream_local = stream.local_addr()?;
     let (reader, mut writer) = stream.into_split();
     let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
     let (replies, mut outbox) = mpsc::channel::<Outgoing>(MAX_IN_FLIGHT);
@@ -268,6 +368,7 @@ async fn connection(
         }
         std::io::Result::Ok(())
     });
+    let local = stream_local.ip();
     let in_flight = Arc::new(Semaphore::new(MAX_IN_FLIGHT));
     // Told each time a call is answered, so that the connection knows when it is idle.
     let answered = Arc::new(Notify::new());
@@ -292,7 +393,7 @@ async fn connection(
         let (server, replies, buffers) = (server.clone(), replies.clone(), buffers.clone());
         let answered = answered.clone();
         tokio::spawn(async move {
-            if let Some(reply) = server.dispatch(&record.bytes, peer, &buffers).await {
+            if let Some(reply) = server.dispatch(&record.bytes, peer, local, &buffers).await {
                 let _ = replies.send(reply.seal()).await;
             }
             drop(permit);
@@ -354,7 +455,7 @@ pub fn answer_for_fuzzing(record: &[u8]) -> Option<Vec<u8>> {
                 Arc::new(Gateway::new(Vec::new())),
                 [7; 8],
                 HashSet::new(),
-                nlm::LockService::new(111),
+                nlm::LockService::in_memory(),
             ),
         );
     }
@@ -363,7 +464,7 @@ pub fn answer_for_fuzzing(record: &[u8]) -> Option<Vec<u8>> {
             let record = Bytes::copy_from_slice(record);
             let buffers = BufferPool::new(0);
             let peer = SocketAddr::from((std::net::Ipv4Addr::LOCALHOST, 700));
-            rt.block_on(server.dispatch(&record, peer, &buffers))
+            rt.block_on(server.dispatch(&record, peer, peer.ip(), &buffers))
         })
         .map(|reply| reply.to_vec())
 }
@@ -380,7 +481,7 @@ mod fuzz {
             Arc::new(Gateway::new(Vec::new())),
             [7; 8],
             HashSet::new(),
-            nlm::LockService::new(111),
+            nlm::LockService::in_memory(),
         )
     }
 
@@ -400,7 +501,8 @@ mod fuzz {
             .unwrap();
         let record = Bytes::copy_from_slice(record);
         let buffers = BufferPool::new(0);
-        rt.block_on(server().dispatch(&record, "127.0.0.1:700".parse().unwrap(), &buffers))
+        let peer: SocketAddr = "127.0.0.1:700".parse().unwrap();
+        rt.block_on(server().dispatch(&record, peer, peer.ip(), &buffers))
             .map(|reply| reply.head)
     }
 
@@ -418,7 +520,13 @@ mod fuzz {
         #[test]
         fn every_procedure_survives_arbitrary_arguments(
             xid in any::<u32>(),
-            program in prop_oneof![Just(nfs3::PROGRAM), Just(mountd::PROGRAM), any::<u32>()],
+            program in prop_oneof![
+                Just(nfs3::PROGRAM),
+                Just(mountd::PROGRAM),
+                Just(nlm::PROGRAM),
+                Just(nsm::PROGRAM),
+                any::<u32>(),
+            ],
             version in prop_oneof![Just(3u32), 0u32..5],
             procedure in 0u32..25,
             args in proptest::collection::vec(any::<u8>(), 0..2048),

@@ -1,5 +1,5 @@
 //! What the front enforces on its connections and calls, taken from the config's `[server]`
-//! connection keys and its mounts' `secure` flags.
+//! connection keys and its mounts' `secure` and `locks` flags.
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -20,8 +20,13 @@ pub struct Settings {
     pub record_memory: usize,
     /// Mounts that answer calls from unprivileged source ports (exports(5)'s `insecure`).
     pub insecure_mounts: HashSet<String>,
+    /// Mounts that serve no locks (`locks = false`): NLM calls on them are refused.
+    pub lockless_mounts: HashSet<String>,
     /// Where clients' portmappers answer, for NLM's calls back to a client's lock manager.
     pub client_portmap_port: u16,
+    /// How long after a restart only reclaims of locks are granted, when the last run left
+    /// lock holders.
+    pub lock_grace: Duration,
 }
 
 impl Settings {
@@ -39,10 +44,17 @@ impl Settings {
             record_timeout: millis("record_timeout_ms"),
             record_memory: size("record_memory_mb").saturating_mul(1 << 20),
             client_portmap_port: server.client_portmap_port.unwrap_or(111),
+            lock_grace: Duration::from_secs(server.lock_grace_seconds.unwrap_or(90)),
             insecure_mounts: config
                 .mounts
                 .iter()
                 .filter(|m| !m.secure)
+                .map(|m| m.name().to_string())
+                .collect(),
+            lockless_mounts: config
+                .mounts
+                .iter()
+                .filter(|m| !m.locks)
                 .map(|m| m.name().to_string())
                 .collect(),
         }
@@ -82,16 +94,19 @@ config = { dir = "/models" }
         assert_eq!(defaults.idle_timeout, Duration::from_secs(360));
         assert_eq!(defaults.record_timeout, Duration::from_secs(60));
         assert_eq!(defaults.record_memory, 512 << 20);
+        assert_eq!(defaults.lock_grace, Duration::from_secs(90));
         let text = CONFIG.replace(
             "listen = \"127.0.0.1:20490\"",
             "listen = \"127.0.0.1:20490\"\nmax_connections = 10\nmax_connections_per_client = 2\n\
-             idle_timeout_ms = 500\nrecord_timeout_ms = 700\nrecord_memory_mb = 8",
+             idle_timeout_ms = 500\nrecord_timeout_ms = 700\nrecord_memory_mb = 8\n\
+             lock_grace_seconds = 0",
         );
         let set = settings(&text);
         assert_eq!((set.connections.total, set.connections.per_client), (10, 2));
         assert_eq!(set.idle_timeout, Duration::from_millis(500));
         assert_eq!(set.record_timeout, Duration::from_millis(700));
         assert_eq!(set.record_memory, 8 << 20);
+        assert_eq!(set.lock_grace, Duration::ZERO);
     }
 
     #[test]
@@ -103,5 +118,16 @@ config = { dir = "/models" }
         );
         let insecure = settings(&text).insecure_mounts;
         assert_eq!(insecure.into_iter().collect::<Vec<_>>(), ["models"]);
+    }
+
+    #[test]
+    fn mounts_serve_locks_unless_they_say_otherwise() {
+        assert!(settings(CONFIG).lockless_mounts.is_empty());
+        let text = CONFIG.replace(
+            "config = { dir = \"/srv\" }",
+            "config = { dir = \"/srv\" }\nlocks = false",
+        );
+        let lockless = settings(&text).lockless_mounts;
+        assert_eq!(lockless.into_iter().collect::<Vec<_>>(), ["data"]);
     }
 }

@@ -3,8 +3,9 @@
 //! `port=`/`mountport=` (Linux's `mount.nfs` and kernel, libnfs, Windows' `mount.exe`) find
 //! nfsgw.
 //!
-//! This module owns a fixed table of what nfsgw serves: NFS v3, MOUNT v3 and NLM v4 (locks)
-//! over TCP on the NFS port, and the portmapper itself over TCP and UDP. It answers lookups
+//! This module owns a fixed table of what nfsgw serves: NFS v3, MOUNT v3, NLM v4 (locks) and
+//! NSM v1 (the status monitor of lock clients) over TCP on the NFS port, NLM and NSM over UDP
+//! on it too, and the portmapper itself over TCP and UDP. It answers lookups
 //! and dumps from that table and nothing else. Registrations (SET, UNSET) are refused with
 //! `false`, and CALLIT and the other procedures answer `PROC_UNAVAIL`. TCP calls use record marking and UDP calls are
 //! one datagram each. RPC framing and call headers are `crate::rpc`'s. A malformed call gets
@@ -49,8 +50,9 @@ pub struct Portmapper {
 
 impl Portmapper {
     /// Binds TCP and UDP at `addr` (port 0: a free port that both are free on) and reports
-    /// the NFS server at `nfs`. Errors name the config key and, where there is one, the way out.
-    pub async fn bind(addr: SocketAddr, nfs: SocketAddr) -> Result<Portmapper> {
+    /// the NFS server at `nfs`, with NLM and NSM over UDP there when `lock_udp`. Errors name
+    /// the config key and, where there is one, the way out.
+    pub async fn bind(addr: SocketAddr, nfs: SocketAddr, lock_udp: bool) -> Result<Portmapper> {
         let mut attempt = 0;
         let (tcp, udp) = loop {
             let tcp = TcpListener::bind(addr)
@@ -71,7 +73,7 @@ impl Portmapper {
         Ok(Portmapper {
             tcp,
             udp,
-            table: Arc::new(Table::new(nfs, local)),
+            table: Arc::new(Table::new(nfs, local, lock_udp)),
         })
     }
 
@@ -226,6 +228,7 @@ mod tests {
         let pm = Portmapper::bind(
             "127.0.0.1:0".parse().unwrap(),
             "127.0.0.1:20490".parse().unwrap(),
+            true,
         )
         .await
         .unwrap();

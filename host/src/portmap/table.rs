@@ -1,5 +1,6 @@
 //! What the portmapper reports and how it answers: a fixed table of what nfsgw serves (NFS v3,
-//! MOUNT v3 and NLM v4 over TCP on the NFS port, the portmapper itself over TCP and UDP), and the
+//! MOUNT v3, NLM v4 and NSM v1 over TCP on the NFS port, NLM and NSM over UDP there too when
+//! the port is served over UDP, the portmapper itself over TCP and UDP), and the
 //! answer to one call from it, in portmap version 2 or rpcbind versions 3 and 4. Registrations
 //! (SET, UNSET) are refused with `false`, CALLIT and the other procedures answer
 //! `PROC_UNAVAIL`, and a malformed call gets `GARBAGE_ARGS` or no answer.
@@ -21,6 +22,9 @@ const MOUNT_PROGRAM: u32 = nfs3_types::mount::PROGRAM;
 /// The network lock manager, version 4, served on the NFS port.
 const NLM_PROGRAM: u32 = 100021;
 const NLM_VERSION: u32 = 4;
+/// The status monitor of lock clients, version 1, served on the NFS port.
+const NSM_PROGRAM: u32 = 100024;
+const NSM_VERSION: u32 = 1;
 /// The longest netid, address or owner string accepted in an rpcbind argument.
 const MAX_STRING: usize = 1024;
 /// `r_owner` of every entry in an rpcbind DUMP.
@@ -82,8 +86,9 @@ pub struct Table {
 }
 
 impl Table {
-    /// NFS v3, MOUNT v3 and NLM v4 over TCP at `nfs`, and the portmapper over TCP and UDP at `portmap`.
-    pub fn new(nfs: SocketAddr, portmap: SocketAddr) -> Table {
+    /// NFS v3, MOUNT v3, NLM v4 and NSM v1 over TCP at `nfs` (NLM and NSM over UDP too with
+    /// `lock_udp`), and the portmapper over TCP and UDP at `portmap`.
+    pub fn new(nfs: SocketAddr, portmap: SocketAddr, lock_udp: bool) -> Table {
         let mut entries = Vec::new();
         for proto in [Proto::Tcp, Proto::Udp] {
             for vers in (LOWEST_VERSION..=HIGHEST_VERSION).rev() {
@@ -99,6 +104,7 @@ impl Table {
             (MOUNT_PROGRAM, 3),
             (NFS_PROGRAM, 3),
             (NLM_PROGRAM, NLM_VERSION),
+            (NSM_PROGRAM, NSM_VERSION),
         ] {
             entries.push(Entry {
                 prog,
@@ -106,6 +112,16 @@ impl Table {
                 proto: Proto::Tcp,
                 addr: nfs,
             });
+        }
+        if lock_udp {
+            for (prog, vers) in [(NLM_PROGRAM, NLM_VERSION), (NSM_PROGRAM, NSM_VERSION)] {
+                entries.push(Entry {
+                    prog,
+                    vers,
+                    proto: Proto::Udp,
+                    addr: nfs,
+                });
+            }
         }
         Table { entries }
     }
@@ -299,6 +315,7 @@ pub(super) mod tests {
         Table::new(
             "127.0.0.1:20490".parse().unwrap(),
             "127.0.0.1:111".parse().unwrap(),
+            true,
         )
     }
 
@@ -371,11 +388,16 @@ pub(super) mod tests {
         assert_eq!(getport(&t, NFS_PROGRAM, 4, IPPROTO_TCP), 0);
         assert_eq!(getport(&t, MOUNT_PROGRAM, 1, IPPROTO_TCP), 0);
         assert_eq!(getport(&t, NLM_PROGRAM, 4, IPPROTO_TCP), 20490);
-        assert_eq!(
-            getport(&t, NLM_PROGRAM, 4, IPPROTO_UDP),
-            0,
-            "no NLM over UDP yet"
+        assert_eq!(getport(&t, NLM_PROGRAM, 4, IPPROTO_UDP), 20490);
+        assert_eq!(getport(&t, NSM_PROGRAM, 1, IPPROTO_TCP), 20490);
+        assert_eq!(getport(&t, NSM_PROGRAM, 1, IPPROTO_UDP), 20490);
+        let tcp_only = Table::new(
+            "127.0.0.1:20490".parse().unwrap(),
+            "127.0.0.1:111".parse().unwrap(),
+            false,
         );
+        assert_eq!(getport(&tcp_only, NLM_PROGRAM, 4, IPPROTO_UDP), 0);
+        assert_eq!(getport(&tcp_only, NSM_PROGRAM, 1, IPPROTO_UDP), 0);
         assert_eq!(getport(&t, PROGRAM, 2, IPPROTO_UDP), 111);
     }
 
@@ -396,6 +418,9 @@ pub(super) mod tests {
             (NFS_PROGRAM, 3, 6, 20490),
             (MOUNT_PROGRAM, 3, 6, 20490),
             (NLM_PROGRAM, 4, 6, 20490),
+            (NSM_PROGRAM, 1, 6, 20490),
+            (NLM_PROGRAM, 4, 17, 20490),
+            (NSM_PROGRAM, 1, 17, 20490),
         ];
         for vers in 2..=4 {
             want.push((PROGRAM, vers, 6, 111));
@@ -439,6 +464,7 @@ pub(super) mod tests {
         let t = Table::new(
             "0.0.0.0:2049".parse().unwrap(),
             "0.0.0.0:111".parse().unwrap(),
+            true,
         );
         let record = call(4, RPCBPROC_GETADDR, &rpcb_args(NFS_PROGRAM, 3, "tcp"));
         let reply = t
@@ -456,7 +482,7 @@ pub(super) mod tests {
         while r.u32() == Some(1) {
             got.push(read_rpcb(&mut r).unwrap());
         }
-        assert_eq!(got.len(), 9);
+        assert_eq!(got.len(), 12);
         assert!(got.contains(&Rpcb {
             prog: NFS_PROGRAM,
             vers: 3,

@@ -1,9 +1,10 @@
-//! NLM v4's structures on the wire: the arguments of TEST, LOCK, CANCEL, UNLOCK and FREE_ALL
-//! read with bounds (names, cookies and owner handles of at most 1 KiB, file handles of at
+//! NLM v4's structures on the wire: the arguments of TEST, LOCK, CANCEL, UNLOCK, SHARE,
+//! UNSHARE and FREE_ALL read with bounds (names, cookies and owner handles of at most 1 KiB, file handles of at
 //! most 64 bytes), and the results and callback arguments written back.
 
 use crate::locks::{Lock, Mode, Owner, Range};
 use crate::rpc::{Call, Reader};
+use crate::shares::{Share, ShareOwner};
 
 /// The longest caller name and opaque object (cookie, owner handle) NLM allows.
 const MAX_NAME: usize = 1024;
@@ -19,6 +20,7 @@ pub enum Stat {
     Denied = 1,
     DeniedNoLocks = 2,
     Blocked = 3,
+    DeniedGracePeriod = 4,
     StaleFh = 7,
 }
 
@@ -27,6 +29,8 @@ pub enum Stat {
 pub struct Asked<'a> {
     pub cookie: &'a [u8],
     pub block: bool,
+    /// A LOCK that reclaims a lock held before nfsgw restarted.
+    pub reclaim: bool,
     pub exclusive: bool,
     pub fh: &'a [u8],
     pub lock: Lock,
@@ -67,6 +71,7 @@ fn with_lock<'a>(
     Some(Asked {
         cookie,
         block,
+        reclaim: false,
         exclusive,
         fh,
         lock: Lock {
@@ -93,8 +98,8 @@ pub fn test_args<'a>(r: &mut Reader<'a>, call: &Call) -> Option<Asked<'a>> {
 pub fn lock_args<'a>(r: &mut Reader<'a>, call: &Call) -> Option<Asked<'a>> {
     let cookie = r.opaque(MAX_NETOBJ)?;
     let flags = (bool_of(r)?, bool_of(r)?);
-    let asked = with_lock(r, call, cookie, flags)?;
-    let _reclaim = bool_of(r)?;
+    let mut asked = with_lock(r, call, cookie, flags)?;
+    asked.reclaim = bool_of(r)?;
     let _state = r.u32()?;
     Some(asked)
 }
@@ -110,6 +115,39 @@ pub fn cancel_args<'a>(r: &mut Reader<'a>, call: &Call) -> Option<Asked<'a>> {
 pub fn unlock_args<'a>(r: &mut Reader<'a>, call: &Call) -> Option<Asked<'a>> {
     let cookie = r.opaque(MAX_NETOBJ)?;
     with_lock(r, call, cookie, (false, false))
+}
+
+/// A SHARE or UNSHARE request's arguments.
+pub struct ShareAsked<'a> {
+    pub cookie: &'a [u8],
+    pub fh: &'a [u8],
+    pub share: Share,
+    pub reclaim: bool,
+}
+
+/// `nlm4_shareargs`: cookie, `nlm4_share` (caller_name, fh, oh, mode, access), reclaim. The
+/// mode (what the share denies) and the access are 0 to 3: none, read, write, both.
+pub fn share_args<'a>(r: &mut Reader<'a>, call: &Call) -> Option<ShareAsked<'a>> {
+    let cookie = r.opaque(MAX_NETOBJ)?;
+    let name = std::str::from_utf8(r.opaque(MAX_NAME)?).ok()?;
+    let fh = r.opaque(MAX_HANDLE)?;
+    let handle = r.opaque(MAX_NETOBJ)?.to_vec();
+    let deny = r.u32().filter(|m| *m <= 3)?;
+    let access = r.u32().filter(|a| *a <= 3)?;
+    let reclaim = bool_of(r)?;
+    Some(ShareAsked {
+        cookie,
+        fh,
+        share: Share {
+            owner: ShareOwner {
+                client: client_name(call, name).into(),
+                handle,
+            },
+            access,
+            deny,
+        },
+        reclaim,
+    })
 }
 
 /// `nlm4_notify` (FREE_ALL): the client's name (its state follows).
@@ -130,6 +168,13 @@ pub fn res(cookie: &[u8], stat: Stat) -> Vec<u8> {
     let mut out = Vec::with_capacity(8 + cookie.len());
     put_opaque(&mut out, cookie);
     out.extend_from_slice(&(stat as u32).to_be_bytes());
+    out
+}
+
+/// `nlm4_shareres`: the cookie echoed, the status, and a sequence number (unused, 0).
+pub fn share_res(cookie: &[u8], stat: Stat) -> Vec<u8> {
+    let mut out = res(cookie, stat);
+    out.extend_from_slice(&0u32.to_be_bytes());
     out
 }
 
