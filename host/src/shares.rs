@@ -1,6 +1,6 @@
 //! DOS share reservations that NFS clients hold on files (NLM SHARE and UNSHARE, which
 //! Windows' Client for NFS sends when it opens a file), kept by the host per file beside the
-//! byte-range locks (`crate::locks`). A share is the access its owner opened the file for
+//! byte-range locks (the `locks` module). A share is the access its owner opened the file for
 //! (read, write, both, or none) and the access it denies to others; a new share conflicts with
 //! another owner's when either denies what the other has. An owner (client and owner handle)
 //! holds one share per file: sharing again replaces it. Every share counts against the table's

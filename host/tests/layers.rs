@@ -17,6 +17,7 @@ const LAYERS: &[&[&str]] = &[
         "metrics",
         "wit_types",
         "locks",
+        "shares",
     ],
     &["copy_file", "config"],
     &["connections"],
