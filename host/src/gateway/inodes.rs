@@ -11,6 +11,7 @@
 //! names take, `durable` starts an online compaction in the background, so the journal stays
 //! proportional to the live table however many names come and go.
 
+use std::collections::hash_map::Entry;
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Bound;
 use std::path::Path;
@@ -35,7 +36,7 @@ pub struct InodeTable {
 
 struct Inner {
     /// Every name of an inode: more than one for hard links made through nfsgw.
-    paths: HashMap<u64, Vec<Arc<str>>>,
+    paths: HashMap<u64, Names>,
     /// Ordered, so that a subtree is one range: "d/" up to "d0" ('0' follows '/').
     inos: BTreeMap<Arc<str>, u64>,
     next: u64,
@@ -162,7 +163,7 @@ impl InodeTable {
             .unwrap()
             .paths
             .get(&ino)
-            .and_then(|names| names.first().cloned())
+            .map(|names| names.first().clone())
     }
 
     /// How many names of an inode `matching` accepts.
@@ -267,7 +268,7 @@ impl Inner {
     fn new() -> Inner {
         let root: Arc<str> = "".into();
         Inner {
-            paths: HashMap::from([(MOUNT_ROOT_INO, vec![root.clone()])]),
+            paths: HashMap::from([(MOUNT_ROOT_INO, Names::One(root.clone()))]),
             inos: BTreeMap::from([(root, MOUNT_ROOT_INO)]),
             next: MOUNT_ROOT_INO + 1,
             reserved: 0,
@@ -291,7 +292,12 @@ impl Inner {
 
     fn add(&mut self, ino: u64, path: Arc<str>) {
         self.live_bytes += name_len(&path);
-        self.paths.entry(ino).or_default().push(path.clone());
+        match self.paths.entry(ino) {
+            Entry::Occupied(names) => names.into_mut().push(path.clone()),
+            Entry::Vacant(slot) => {
+                slot.insert(Names::One(path.clone()));
+            }
+        }
         self.inos.insert(path, ino);
     }
 
@@ -313,11 +319,10 @@ impl Inner {
     /// Drops names taken out of the path index from their inodes.
     fn unname(&mut self, names: Vec<(Arc<str>, u64)>) {
         for (name, ino) in names {
-            if let Some(list) = self.paths.get_mut(&ino) {
-                let before = list.len();
-                list.retain(|p| *p != name);
-                self.live_bytes -= (before - list.len()) as u64 * name_len(&name);
-                if list.is_empty() {
+            if let Some(names) = self.paths.get_mut(&ino) {
+                let (dropped, none_left) = names.remove(&name);
+                self.live_bytes -= dropped as u64 * name_len(&name);
+                if none_left {
                     self.paths.remove(&ino);
                 }
             }
@@ -342,6 +347,57 @@ impl Inner {
         self.unname(moved.clone());
         for (old, ino) in moved {
             self.add(ino, format!("{to}{}", &old[from.len()..]).into());
+        }
+    }
+}
+
+/// The names of one inode. Nearly every inode has one, which then costs no allocation beside
+/// the name itself; hard links made through nfsgw make it a list, never an empty one.
+enum Names {
+    One(Arc<str>),
+    Many(Vec<Arc<str>>),
+}
+
+impl Names {
+    fn first(&self) -> &Arc<str> {
+        match self {
+            Names::One(name) => name,
+            Names::Many(names) => &names[0],
+        }
+    }
+
+    fn iter(&self) -> std::slice::Iter<'_, Arc<str>> {
+        match self {
+            Names::One(name) => std::slice::from_ref(name).iter(),
+            Names::Many(names) => names.iter(),
+        }
+    }
+
+    fn push(&mut self, name: Arc<str>) {
+        match self {
+            Names::One(first) => *self = Names::Many(vec![first.clone(), name]),
+            Names::Many(names) => names.push(name),
+        }
+    }
+
+    /// Drops every copy of `name`: how many were dropped, and whether no name is left.
+    fn remove(&mut self, name: &str) -> (usize, bool) {
+        match self {
+            Names::One(only) if &**only == name => (1, true),
+            Names::One(_) => (0, false),
+            Names::Many(names) => {
+                let before = names.len();
+                names.retain(|n| &**n != name);
+                let dropped = before - names.len();
+                if names.len() == 1 {
+                    let only = names.pop().expect("one name");
+                    *self = Names::One(only);
+                }
+                (
+                    dropped,
+                    matches!(self, Names::Many(left) if left.is_empty()),
+                )
+            }
         }
     }
 }
@@ -398,6 +454,27 @@ mod tests {
         assert_eq!(t.path(a).as_deref(), Some("e/b"));
         t.forget("e");
         assert_eq!(t.path(a), None);
+    }
+
+    #[test]
+    fn an_inode_with_three_names_keeps_the_rest_as_each_goes() {
+        let t = InodeTable::in_memory(1);
+        let a = t.ino("a");
+        t.link("a", "b");
+        t.link("a", "c");
+        assert_eq!(t.count_names(a, |_| true), 3);
+        t.forget("b");
+        assert_eq!(t.count_names(a, |_| true), 2);
+        t.forget("a");
+        assert_eq!(t.path(a).as_deref(), Some("c"));
+        assert_eq!(t.count_names(a, |n| n == "c"), 1);
+        t.link("c", "d");
+        t.forget("d");
+        t.forget("c");
+        assert_eq!(t.path(a), None);
+        assert_eq!(t.inner.lock().unwrap().live_bytes, name_len(""));
+        // One name costs no allocation beside the name: no bigger than a list's header.
+        assert!(std::mem::size_of::<Names>() <= std::mem::size_of::<Vec<Arc<str>>>());
     }
 
     #[tokio::test]

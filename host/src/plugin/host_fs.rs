@@ -16,6 +16,7 @@ mod nofollow;
 mod open_files;
 mod os_calls;
 mod snapshots;
+mod sorted_names;
 
 use std::ffi::OsStr;
 use std::io;
@@ -36,6 +37,7 @@ use os_calls::{
     write_at,
 };
 use snapshots::{Key, Snapshots};
+use sorted_names::NameList;
 
 /// One host directory granted to a plugin.
 pub struct Grant {
@@ -159,16 +161,16 @@ impl Grants {
         let names = self
             .snapshots
             .names(key, after.is_some(), || scan(&r, &dir))?;
-        let from = after.map_or(0, |a| names.partition_point(|n| n.as_str() <= a));
+        let from = after.map_or(0, |a| names.count_through(a));
         let limit = limit.max(1) as usize;
         let to = names.len().min(from + limit);
-        let next = (to < names.len()).then(|| names[to - 1].clone());
+        let next = (to < names.len()).then(|| names.get(to - 1).to_string());
         let mut entries = Vec::with_capacity(to - from);
-        for name in &names[from..to] {
+        for name in names.range(from, to) {
             // An entry removed since it was listed is simply left out.
             if let Ok(meta) = dir.symlink_metadata(name) {
                 entries.push(DirEntry {
-                    name: name.clone(),
+                    name: name.to_string(),
                     attrs: Some(attrs_of(&meta)),
                 });
             }
@@ -378,16 +380,15 @@ impl Grants {
     }
 }
 
-/// The attributes of a file just made, with exactly the mode asked for: the client already
-/// applied its umask, so nfsgw's own must not narrow the mode again.
 /// The UTF-8 names of a directory's entries, unsorted; other names are skipped with a warning.
-fn scan(r: &Resolved<'_>, dir: &Dir) -> Result<Vec<String>, Error> {
-    let mut names = Vec::new();
+fn scan(r: &Resolved<'_>, dir: &Dir) -> Result<NameList, Error> {
+    let mut names = NameList::default();
     for entry in dir.entries().map_err(map_io)? {
-        match entry.map_err(map_io)?.file_name().into_string() {
-            Ok(name) => names.push(name),
-            Err(raw) => tracing::warn!(
-                grant = %r.grant.host.display(), name = ?raw,
+        let name = entry.map_err(map_io)?.file_name();
+        match name.to_str() {
+            Some(name) => names.push(name)?,
+            None => tracing::warn!(
+                grant = %r.grant.host.display(), name = ?name,
                 "skipping a directory entry whose name is not UTF-8"
             ),
         }
@@ -395,6 +396,8 @@ fn scan(r: &Resolved<'_>, dir: &Dir) -> Result<Vec<String>, Error> {
     Ok(names)
 }
 
+/// The attributes of a file just made, with exactly the mode asked for: the client already
+/// applied its umask, so nfsgw's own must not narrow the mode again.
 fn exact_mode(r: &Resolved<'_>, mode: u32) -> Result<Attrs, Error> {
     let attrs = r.attrs()?;
     if attrs.mode == mode & 0o7777 || attrs.kind == FileKind::Symlink {

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::super::bindings::types::{Attrs, Error};
+use super::sorted_names::{NameList, SortedNames};
 
 /// Directories whose snapshots are held at once.
 pub const SNAPSHOTS: usize = 8;
@@ -38,7 +39,7 @@ impl Key {
 #[derive(Default)]
 pub struct Snapshots {
     /// Most recently used last.
-    held: Mutex<VecDeque<(Key, Arc<Vec<String>>)>>,
+    held: Mutex<VecDeque<(Key, Arc<SortedNames>)>>,
     scans: AtomicU64,
 }
 
@@ -49,8 +50,8 @@ impl Snapshots {
         &self,
         key: Key,
         reuse: bool,
-        scan: impl FnOnce() -> Result<Vec<String>, Error>,
-    ) -> Result<Arc<Vec<String>>, Error> {
+        scan: impl FnOnce() -> Result<NameList, Error>,
+    ) -> Result<Arc<SortedNames>, Error> {
         {
             let mut held = self.held.lock().unwrap();
             if let Some(at) = held.iter().position(|(k, _)| *k == key) {
@@ -63,9 +64,7 @@ impl Snapshots {
             }
         }
         self.scans.fetch_add(1, Ordering::Relaxed);
-        let mut names = scan()?;
-        names.sort_unstable();
-        let names = Arc::new(names);
+        let names = Arc::new(scan()?.sorted());
         let mut held = self.held.lock().unwrap();
         held.retain(|(k, _)| k.rel != key.rel);
         if held.len() >= SNAPSHOTS {
@@ -94,22 +93,30 @@ mod tests {
         }
     }
 
-    fn names(list: &[&str]) -> Result<Vec<String>, Error> {
-        Ok(list.iter().map(|s| s.to_string()).collect())
+    fn names(list: &[&str]) -> Result<NameList, Error> {
+        let mut names = NameList::default();
+        for name in list {
+            names.push(name)?;
+        }
+        Ok(names)
+    }
+
+    fn all(names: &SortedNames) -> Vec<&str> {
+        names.range(0, names.len()).collect()
     }
 
     #[test]
     fn a_snapshot_is_reused_until_its_directory_changes_and_held_for_few_directories() {
         let s = Snapshots::default();
         let first = s.names(key("d", 1), true, || names(&["b", "a"])).unwrap();
-        assert_eq!(*first, ["a", "b"]);
+        assert_eq!(all(&first), ["a", "b"]);
         let again = s.names(key("d", 1), true, || names(&["c"])).unwrap();
-        assert_eq!(*again, ["a", "b"]);
+        assert_eq!(all(&again), ["a", "b"]);
         assert_eq!(s.scans(), 1);
         // Not reused when asked for a new read, nor after the directory changed.
         s.names(key("d", 1), false, || names(&["a"])).unwrap();
         let changed = s.names(key("d", 2), true, || names(&["x"])).unwrap();
-        assert_eq!(*changed, ["x"]);
+        assert_eq!(all(&changed), ["x"]);
         assert_eq!(s.scans(), 3);
         // One snapshot per directory, and SNAPSHOTS directories at most.
         for d in 0..SNAPSHOTS {
