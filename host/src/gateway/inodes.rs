@@ -388,15 +388,11 @@ impl Names {
             Names::Many(names) => {
                 let before = names.len();
                 names.retain(|n| &**n != name);
-                let dropped = before - names.len();
-                if names.len() == 1 {
-                    let only = names.pop().expect("one name");
-                    *self = Names::One(only);
+                let left = names.len();
+                if left == 1 {
+                    *self = Names::One(names.pop().expect("one name"));
                 }
-                (
-                    dropped,
-                    matches!(self, Names::Many(left) if left.is_empty()),
-                )
+                (before - left, left == 0)
             }
         }
     }

@@ -94,11 +94,7 @@ mod tests {
     }
 
     fn names(list: &[&str]) -> Result<NameList, Error> {
-        let mut names = NameList::default();
-        for name in list {
-            names.push(name)?;
-        }
-        Ok(names)
+        Ok(NameList::of(list))
     }
 
     fn all(names: &SortedNames) -> Vec<&str> {

@@ -23,6 +23,16 @@ impl NameList {
         Ok(())
     }
 
+    /// A list of `names`, for tests.
+    #[cfg(test)]
+    pub fn of(names: &[&str]) -> NameList {
+        let mut list = NameList::default();
+        for name in names {
+            list.push(name).expect("names under 4 GiB");
+        }
+        list
+    }
+
     fn name(&self, i: usize) -> &str {
         name_at(&self.text, &self.ends, i)
     }
@@ -86,17 +96,9 @@ fn name_at<'a>(text: &'a str, ends: &[u32], i: usize) -> &'a str {
 mod tests {
     use super::*;
 
-    fn list(names: &[&str]) -> NameList {
-        let mut list = NameList::default();
-        for name in names {
-            list.push(name).unwrap();
-        }
-        list
-    }
-
     #[test]
     fn names_come_back_sorted_by_bytes_and_found_by_binary_search() {
-        let sorted = list(&["b", "", "ünï", "a", "ab", "B"]).sorted();
+        let sorted = NameList::of(&["b", "", "ünï", "a", "ab", "B"]).sorted();
         let all: Vec<&str> = sorted.range(0, sorted.len()).collect();
         assert_eq!(all, ["", "B", "a", "ab", "b", "ünï"]);
         assert_eq!(sorted.count_through("a"), 3);
@@ -112,7 +114,7 @@ mod tests {
     fn every_name_of_a_large_directory_is_kept_once() {
         let names: Vec<String> = (0..10_000).rev().map(|i| format!("f{i:05}")).collect();
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let sorted = list(&refs).sorted();
+        let sorted = NameList::of(&refs).sorted();
         assert_eq!(sorted.len(), 10_000);
         assert!((1..sorted.len()).all(|i| sorted.get(i - 1) < sorted.get(i)));
         assert_eq!(sorted.get(1234), "f01234");
