@@ -52,6 +52,8 @@ struct Pending {
     in_flight: usize,
     /// The bytes the file holds (written, if not yet all synced).
     file_len: u64,
+    /// The bytes of the last snapshot written (by `create` or a compaction).
+    snapshot_len: u64,
     /// While a compaction is under way: what reached the old file after its snapshot.
     tail: Option<compact::Tail>,
     /// Set when a sync failed: nothing can be promised any more.
@@ -112,6 +114,7 @@ impl InodeLog {
             file: Mutex::new(Arc::new(file)),
             pending: Mutex::new(Pending {
                 file_len: out.len() as u64,
+                snapshot_len: out.len() as u64,
                 ..Pending::default()
             }),
             turn: tokio::sync::Mutex::new(()),
@@ -122,6 +125,11 @@ impl InodeLog {
     /// The bytes the journal's file holds.
     pub fn len(&self) -> u64 {
         self.pending.lock().unwrap().file_len
+    }
+
+    /// The bytes the last snapshot took: what the live names took when it was written.
+    pub fn snapshot_len(&self) -> u64 {
+        self.pending.lock().unwrap().snapshot_len
     }
 
     /// Appends a record in memory; it reaches the disk at the next `durable`.
@@ -402,8 +410,9 @@ mod tests {
         log.append(&after_cut);
         // Written to the old file while the compaction is under way.
         log.durable().await.unwrap();
-        let names = vec![("kept".into(), 5)];
-        log.compact(compaction, 3, 8192, names).await;
+        let mut tree = crate::gateway::name_tree::NameTree::new(1);
+        tree.add(crate::gateway::name_tree::ROOT, "kept", 5);
+        log.compact(compaction, 3, 8192, tree.snapshot()).await;
         let last = Record::Reserve { next: 12288 };
         log.append(&last);
         log.durable().await.unwrap();

@@ -17,6 +17,7 @@ pub mod handles;
 mod inode_log;
 mod inodes;
 pub mod mounts;
+pub(crate) mod name_tree;
 mod namespace;
 pub mod permissions;
 mod read;

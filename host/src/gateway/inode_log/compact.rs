@@ -17,6 +17,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::format::{encode, encode_name, header};
 use super::{replace, InodeLog, Record};
+use crate::gateway::name_tree::Snapshot;
 
 /// What reached the old file after a compaction's cut.
 pub(super) struct Tail {
@@ -66,7 +67,7 @@ impl InodeLog {
         compaction: Compaction,
         generation: u32,
         reserved: u64,
-        names: Vec<(Arc<str>, u64)>,
+        names: Snapshot,
     ) {
         if let Err(e) = self
             .try_compact(compaction, generation, reserved, names)
@@ -81,7 +82,7 @@ impl InodeLog {
         compaction: Compaction,
         generation: u32,
         reserved: u64,
-        names: Vec<(Arc<str>, u64)>,
+        names: Snapshot,
     ) -> io::Result<()> {
         let tmp = self.path.with_extension("tmp");
         let to = tmp.clone();
@@ -91,9 +92,7 @@ impl InodeLog {
             let mut out = Vec::new();
             header(generation, &mut out);
             encode(&Record::Reserve { next: reserved }, &mut out);
-            for (path, ino) in &names {
-                encode_name(*ino, path, &mut out);
-            }
+            names.each(|ino, path| encode_name(ino, path, &mut out));
             let file = File::create(&to).and_then(|mut file| {
                 file.write_all(&out)?;
                 file.sync_data()?;
@@ -140,6 +139,7 @@ impl InodeLog {
             Ok(Ok(file)) => {
                 *self.file.lock().unwrap() = Arc::new(file);
                 pending.file_len = snapshot_len + tail_len;
+                pending.snapshot_len = snapshot_len;
                 pending.compactions += 1;
                 Ok(())
             }
