@@ -177,27 +177,52 @@ impl InodeTable {
     /// it that have none yet).
     pub fn ino(&self, path: &str) -> u64 {
         let mut inner = self.inner.lock().unwrap();
-        if let Some(ino) = inner.tree.find(path) {
-            return ino;
-        }
-        let (parent, name) = self.parent_of(&mut inner, path);
-        let ino = self.number(&mut inner, path);
-        inner.tree.add(parent, name, ino);
-        ino
+        let slot = self.numbered(&mut inner, path);
+        inner.tree.ino_of(slot)
     }
 
-    /// The node of the directory above `path` (numbering it, and those above it, if they have
-    /// no number yet) and the last component of `path`.
-    fn parent_of<'p>(&self, inner: &mut Inner, path: &'p str) -> (Slot, &'p str) {
-        let Some((dir, name)) = path.rsplit_once('/') else {
-            return (ROOT, path);
-        };
-        if let Some(slot) = inner.tree.slot(dir) {
-            return (slot, name);
+    /// The inodes of the entries `names` of the directory `dir`, each numbered on first
+    /// sight, as [`InodeTable::ino`] would: the directory is found once for them all.
+    pub fn ino_entries<'n>(&self, dir: &str, names: impl IntoIterator<Item = &'n str>) -> Vec<u64> {
+        let mut inner = self.inner.lock().unwrap();
+        let parent = self.numbered(&mut inner, dir);
+        let mut inos = Vec::new();
+        for name in names {
+            let ino = match inner.tree.child(parent, name) {
+                Some(slot) => inner.tree.ino_of(slot),
+                None => {
+                    let path = if dir.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{dir}/{name}")
+                    };
+                    let ino = self.number(&mut inner, &path);
+                    inner.tree.add(parent, name, ino);
+                    ino
+                }
+            };
+            inos.push(ino);
         }
-        let (above, dir_name) = self.parent_of(inner, dir);
-        let ino = self.number(inner, dir);
-        (inner.tree.add(above, dir_name, ino), name)
+        inos
+    }
+
+    /// The node of `path`, numbering it and the directories above it that have no number yet.
+    fn numbered(&self, inner: &mut Inner, path: &str) -> Slot {
+        if let Some(slot) = inner.tree.slot(path) {
+            return slot;
+        }
+        let (parent, name) = self.parent_of(inner, path);
+        let ino = self.number(inner, path);
+        inner.tree.add(parent, name, ino)
+    }
+
+    /// The node of the directory above `path` (numbered if it had no number) and the last
+    /// component of `path`.
+    fn parent_of<'p>(&self, inner: &mut Inner, path: &'p str) -> (Slot, &'p str) {
+        match path.rsplit_once('/') {
+            None => (ROOT, path),
+            Some((dir, name)) => (self.numbered(inner, dir), name),
+        }
     }
 
     /// A new number for `path`, journaled; the watermark goes first, so that it is durable
@@ -621,6 +646,8 @@ mod tests {
     #[derive(Clone, Debug)]
     enum Step {
         Ino(String),
+        /// A directory's entries numbered together, as a listing does.
+        Entries(String, Vec<&'static str>),
         Fresh(String),
         Link(String, String),
         Forget(String),
@@ -637,6 +664,11 @@ mod tests {
     fn a_step() -> impl Strategy<Value = Step> {
         prop_oneof![
             3 => a_path().prop_map(Step::Ino),
+            1 => (
+                prop_oneof![Just(String::new()), a_path()],
+                proptest::collection::vec(proptest::sample::select(vec!["a", "b", "c"]), 0..4)
+            )
+                .prop_map(|(dir, names)| Step::Entries(dir, names)),
             1 => a_path().prop_map(Step::Fresh),
             1 => (a_path(), a_path()).prop_map(|(a, b)| Step::Link(a, b)),
             2 => a_path().prop_map(Step::Forget),
@@ -703,14 +735,21 @@ mod tests {
 
         fn ino(&mut self, t: &InodeTable, path: &str) -> Result<u64, TestCaseError> {
             let ino = t.ino(path);
+            self.numbered(t, path, ino)?;
+            Ok(ino)
+        }
+
+        /// Checks the number the table gave `path` (and the directories above it).
+        fn numbered(&mut self, t: &InodeTable, path: &str, ino: u64) -> Result<(), TestCaseError> {
             match self.names.get(path) {
                 Some(&known) => prop_assert_eq!(ino, known, "{}", path),
                 None => {
                     self.ancestors(t, path)?;
                     self.adopt(t, path)?;
+                    prop_assert_eq!(self.names[path], ino);
                 }
             }
-            Ok(ino)
+            Ok(())
         }
     }
 
@@ -723,6 +762,22 @@ mod tests {
         match step {
             Step::Ino(p) => {
                 model.ino(t, &p)?;
+            }
+            Step::Entries(dir, names) => {
+                let inos = t.ino_entries(&dir, names.iter().copied());
+                prop_assert_eq!(inos.len(), names.len());
+                if !dir.is_empty() && !model.names.contains_key(&dir) {
+                    model.ancestors(t, &dir)?;
+                    model.adopt(t, &dir)?;
+                }
+                for (name, ino) in names.iter().zip(inos) {
+                    let path = if dir.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{dir}/{name}")
+                    };
+                    model.numbered(t, &path, ino)?;
+                }
             }
             Step::Fresh(p) => {
                 model.remove_subtree(&p);

@@ -238,6 +238,12 @@ impl NameTree {
     /// next sweep.
     pub fn kill(&mut self, slot: Slot) {
         assert!(slot != ROOT, "the root stays");
+        self.unname(slot);
+        self.dead += 1;
+    }
+
+    /// Takes a node out of both indexes and marks it dead.
+    fn unname(&mut self, slot: Slot) {
         self.unindex_name(slot);
         self.unlink_name(slot);
         let len = self.nodes[slot as usize].span().len();
@@ -245,7 +251,6 @@ impl NameTree {
         self.live_text -= len;
         self.live -= 1;
         self.nodes[slot as usize].parent = DEAD;
-        self.dead += 1;
     }
 
     /// Sweeps once the dead nodes are many. Not done by `kill` itself, so that a caller's
@@ -284,13 +289,7 @@ impl NameTree {
             for slot in chain.drain(..) {
                 if verdict == FREED && self.nodes[slot as usize].parent != DEAD {
                     // Under a dead directory, and still indexed.
-                    self.unindex_name(slot);
-                    self.unlink_name(slot);
-                    let len = self.nodes[slot as usize].span().len();
-                    self.garbage += len;
-                    self.live_text -= len;
-                    self.live -= 1;
-                    self.nodes[slot as usize].parent = DEAD;
+                    self.unname(slot);
                 }
                 state[slot as usize] = verdict;
             }

@@ -276,14 +276,23 @@ impl Gateway {
         limit: u32,
     ) -> Result<(Vec<Listed>, Option<String>), Error> {
         let page = mount.backend.list_dir(path, cursor, limit).await?;
-        let mut entries = Vec::with_capacity(page.entries.len());
-        for entry in page.entries {
-            if check_name(&entry.name).is_err() {
-                tracing::warn!(mount = %mount.name, dir = path, name = ?entry.name, "plugin listed an invalid name; skipped");
-                continue;
-            }
+        let listed: Vec<_> = page
+            .entries
+            .into_iter()
+            .filter(|entry| {
+                let valid = check_name(&entry.name).is_ok();
+                if !valid {
+                    tracing::warn!(mount = %mount.name, dir = path, name = ?entry.name, "plugin listed an invalid name; skipped");
+                }
+                valid
+            })
+            .collect();
+        let inos = mount
+            .inodes
+            .ino_entries(path, listed.iter().map(|entry| entry.name.as_str()));
+        let mut entries = Vec::with_capacity(listed.len());
+        for (entry, child_ino) in listed.into_iter().zip(inos) {
             let child = join(path, &entry.name);
-            let child_ino = mount.inodes.ino(&child);
             let attrs = match entry.attrs {
                 Some(attrs) => mount.presented(child_ino, &child, attrs),
                 None => match self.stat_path(mount, child_ino, &child).await {
