@@ -177,15 +177,16 @@ impl InodeTable {
     /// it that have none yet).
     pub fn ino(&self, path: &str) -> u64 {
         let mut inner = self.inner.lock().unwrap();
-        let slot = self.numbered(&mut inner, path);
+        let slot = inner.numbered(path, self.log.as_deref());
         inner.tree.ino_of(slot)
     }
 
     /// The inodes of the entries `names` of the directory `dir`, each numbered on first
     /// sight, as [`InodeTable::ino`] would: the directory is found once for them all.
     pub fn ino_entries<'n>(&self, dir: &str, names: impl IntoIterator<Item = &'n str>) -> Vec<u64> {
+        let log = self.log.as_deref();
         let mut inner = self.inner.lock().unwrap();
-        let parent = self.numbered(&mut inner, dir);
+        let parent = inner.numbered(dir, log);
         let mut inos = Vec::new();
         for name in names {
             let ino = match inner.tree.child(parent, name) {
@@ -196,7 +197,7 @@ impl InodeTable {
                     } else {
                         format!("{dir}/{name}")
                     };
-                    let ino = self.number(&mut inner, &path);
+                    let ino = inner.number(&path, log);
                     inner.tree.add(parent, name, ino);
                     ino
                 }
@@ -204,43 +205,6 @@ impl InodeTable {
             inos.push(ino);
         }
         inos
-    }
-
-    /// The node of `path`, numbering it and the directories above it that have no number yet.
-    fn numbered(&self, inner: &mut Inner, path: &str) -> Slot {
-        if let Some(slot) = inner.tree.slot(path) {
-            return slot;
-        }
-        let (parent, name) = self.parent_of(inner, path);
-        let ino = self.number(inner, path);
-        inner.tree.add(parent, name, ino)
-    }
-
-    /// The node of the directory above `path` (numbered if it had no number) and the last
-    /// component of `path`.
-    fn parent_of<'p>(&self, inner: &mut Inner, path: &'p str) -> (Slot, &'p str) {
-        match path.rsplit_once('/') {
-            None => (ROOT, path),
-            Some((dir, name)) => (self.numbered(inner, dir), name),
-        }
-    }
-
-    /// A new number for `path`, journaled; the watermark goes first, so that it is durable
-    /// before any reply carries the number.
-    fn number(&self, inner: &mut Inner, path: &str) -> u64 {
-        let ino = inner.next;
-        inner.next += 1;
-        if self.log.is_some() && inner.next > inner.reserved {
-            inner.reserved += RESERVE;
-            self.record(Record::Reserve {
-                next: inner.reserved,
-            });
-        }
-        self.record(Record::Name {
-            ino,
-            path: path.to_string(),
-        });
-        ino
     }
 
     /// A new number for an object just made at `path`. A name created anew never inherits an
@@ -275,7 +239,7 @@ impl InodeTable {
                 path: new.to_string(),
             });
         }
-        let (parent, name) = self.parent_of(&mut inner, new);
+        let (parent, name) = inner.parent_of(new, self.log.as_deref());
         inner.tree.add(parent, name, ino);
         inner.tree.sweep_if_due();
         self.record(Record::Name {
@@ -311,7 +275,7 @@ impl InodeTable {
     pub fn rename(&self, from: &str, to: &str) {
         let mut inner = self.inner.lock().unwrap();
         let moving = inner.tree.slot(from).filter(|&s| s != ROOT);
-        let target = moving.map(|_| self.parent_of(&mut inner, to));
+        let target = moving.map(|_| inner.parent_of(to, self.log.as_deref()));
         inner.rename(moving, to, target);
         inner.tree.sweep_if_due();
         self.record(Record::Rename {
@@ -342,7 +306,7 @@ impl Inner {
             Record::Name { ino, path } => match self.tree.slot(&path) {
                 Some(slot) => self.tree.set_ino(slot, ino),
                 None => {
-                    let (parent, name) = self.replayed_parent(&path);
+                    let (parent, name) = self.parent_of(&path, None);
                     self.tree.add(parent, name, ino);
                 }
             },
@@ -353,7 +317,7 @@ impl Inner {
             }
             Record::Rename { from, to } => {
                 let moving = self.tree.slot(&from).filter(|&s| s != ROOT);
-                let target = moving.map(|_| self.replayed_parent(&to));
+                let target = moving.map(|_| self.parent_of(&to, None));
                 self.rename(moving, &to, target);
             }
             Record::Reserve { next } => self.reserved = self.reserved.max(next),
@@ -361,18 +325,44 @@ impl Inner {
         self.tree.sweep_if_due();
     }
 
-    /// [`InodeTable::parent_of`] during replay, where nothing is journaled.
-    fn replayed_parent<'p>(&mut self, path: &'p str) -> (Slot, &'p str) {
-        let Some((dir, name)) = path.rsplit_once('/') else {
-            return (ROOT, path);
-        };
-        if let Some(slot) = self.tree.slot(dir) {
-            return (slot, name);
+    /// The node of `path`, numbering it and the directories above it that have no number
+    /// yet; each new number is journaled in `log` (none while the journal is replayed).
+    fn numbered(&mut self, path: &str, log: Option<&InodeLog>) -> Slot {
+        if let Some(slot) = self.tree.slot(path) {
+            return slot;
         }
-        let (above, dir_name) = self.replayed_parent(dir);
+        let (parent, name) = self.parent_of(path, log);
+        let ino = self.number(path, log);
+        self.tree.add(parent, name, ino)
+    }
+
+    /// The node of the directory above `path` (numbered if it had no number) and the last
+    /// component of `path`.
+    fn parent_of<'p>(&mut self, path: &'p str, log: Option<&InodeLog>) -> (Slot, &'p str) {
+        match path.rsplit_once('/') {
+            None => (ROOT, path),
+            Some((dir, name)) => (self.numbered(dir, log), name),
+        }
+    }
+
+    /// A new number for `path`, journaled in `log`; the watermark goes first, so that it is
+    /// durable before any reply carries the number.
+    fn number(&mut self, path: &str, log: Option<&InodeLog>) -> u64 {
         let ino = self.next;
         self.next += 1;
-        (self.tree.add(above, dir_name, ino), name)
+        if let Some(log) = log {
+            if self.next > self.reserved {
+                self.reserved += RESERVE;
+                log.append(&Record::Reserve {
+                    next: self.reserved,
+                });
+            }
+            log.append(&Record::Name {
+                ino,
+                path: path.to_string(),
+            });
+        }
+        ino
     }
 
     /// Moves the node `moving` to `target` (the directory and name of `to`), forgetting what

@@ -153,15 +153,43 @@ impl NameTree {
 
     /// The nodes of an inode's names, first given first.
     fn names_of(&self, ino: u64) -> impl Iterator<Item = Slot> + '_ {
-        let hash = self.hasher.hash_one(ino);
-        let head = self
-            .by_ino
-            .find(hash, |&s| self.nodes[s as usize].ino == ino)
-            .copied()
-            .unwrap_or(NONE);
-        std::iter::successors(Some(head).filter(|&s| s != NONE), |&s| {
+        std::iter::successors(self.first_name(ino), |&s| {
             Some(self.nodes[s as usize].next_name).filter(|&n| n != NONE)
         })
+    }
+
+    /// The node of an inode's first name.
+    fn first_name(&self, ino: u64) -> Option<Slot> {
+        let hash = self.hasher.hash_one(ino);
+        self.by_ino
+            .find(hash, |&s| self.nodes[s as usize].ino == ino)
+            .copied()
+    }
+
+    /// Makes `first` the node of an inode's first name, or forgets the inode for `None`.
+    fn set_first_name(&mut self, ino: u64, first: Option<Slot>) {
+        let Self {
+            nodes,
+            by_ino,
+            hasher,
+            ..
+        } = self;
+        let hash = hasher.hash_one(ino);
+        match (
+            by_ino.find_entry(hash, |&s| nodes[s as usize].ino == ino),
+            first,
+        ) {
+            (Ok(entry), Some(slot)) => *entry.into_mut() = slot,
+            (Ok(entry), None) => {
+                entry.remove();
+            }
+            (Err(absent), Some(slot)) => {
+                absent
+                    .into_table()
+                    .insert_unique(hash, slot, |&s| hasher.hash_one(nodes[s as usize].ino));
+            }
+            (Err(_), None) => {}
+        }
     }
 
     /// Every path of an inode, first given first.
@@ -372,26 +400,9 @@ impl NameTree {
     fn link_name(&mut self, slot: Slot) {
         let ino = self.nodes[slot as usize].ino;
         self.nodes[slot as usize].next_name = NONE;
-        let Self {
-            nodes,
-            by_ino,
-            hasher,
-            ..
-        } = self;
-        let hash = hasher.hash_one(ino);
-        match by_ino
-            .find(hash, |&s| nodes[s as usize].ino == ino)
-            .copied()
-        {
-            None => {
-                by_ino.insert_unique(hash, slot, |&s| hasher.hash_one(nodes[s as usize].ino));
-            }
-            Some(mut at) => {
-                while nodes[at as usize].next_name != NONE {
-                    at = nodes[at as usize].next_name;
-                }
-                nodes[at as usize].next_name = slot;
-            }
+        match self.names_of(ino).last() {
+            None => self.set_first_name(ino, Some(slot)),
+            Some(last) => self.nodes[last as usize].next_name = slot,
         }
     }
 
@@ -399,32 +410,17 @@ impl NameTree {
     fn unlink_name(&mut self, slot: Slot) {
         let ino = self.nodes[slot as usize].ino;
         let next = self.nodes[slot as usize].next_name;
-        let Self {
-            nodes,
-            by_ino,
-            hasher,
-            ..
-        } = self;
-        let hash = hasher.hash_one(ino);
-        if let Ok(entry) = by_ino.find_entry(hash, |&s| nodes[s as usize].ino == ino) {
-            let head = *entry.get();
-            if head == slot {
-                if next == NONE {
-                    entry.remove();
-                } else {
-                    *entry.into_mut() = next;
-                }
-            } else {
-                let mut at = head;
-                while at != NONE && nodes[at as usize].next_name != slot {
-                    at = nodes[at as usize].next_name;
-                }
-                if at != NONE {
-                    nodes[at as usize].next_name = next;
-                }
-            }
+        self.nodes[slot as usize].next_name = NONE;
+        if self.first_name(ino) == Some(slot) {
+            self.set_first_name(ino, Some(next).filter(|&n| n != NONE));
+            return;
         }
-        nodes[slot as usize].next_name = NONE;
+        let before = self
+            .names_of(ino)
+            .find(|&s| self.nodes[s as usize].next_name == slot);
+        if let Some(before) = before {
+            self.nodes[before as usize].next_name = next;
+        }
     }
 }
 
@@ -442,24 +438,27 @@ impl Snapshot {
     }
 }
 
-/// The path of a node, walked up to the root; `None` under a dead node.
+/// The path of a node, walked up to the root; `None` under a dead node. The walk is made
+/// twice, to size the path and then to fill it from its end, so the path is one allocation.
 fn path_in(nodes: &[Node], text: &[u8], slot: Slot) -> Option<String> {
-    let mut parts = Vec::new();
-    let mut at = slot;
-    while at != ROOT {
-        let node = nodes.get(at as usize)?;
-        if node.parent == DEAD || parts.len() >= MAX_DEPTH {
+    let up = || {
+        std::iter::successors(Some(slot), |&at| Some(nodes[at as usize].parent))
+            .take_while(|&at| at != ROOT)
+            .map(|at| &nodes[at as usize])
+    };
+    let mut len = 0;
+    for (depth, node) in up().enumerate() {
+        if node.parent == DEAD || depth >= MAX_DEPTH {
             return None;
         }
-        parts.push(&text[node.span()]);
-        at = node.parent;
+        len += node.span().len() + usize::from(depth > 0);
     }
-    let mut path = Vec::with_capacity(parts.iter().map(|p| p.len() + 1).sum());
-    for (i, part) in parts.iter().rev().enumerate() {
-        if i > 0 {
-            path.push(b'/');
-        }
-        path.extend_from_slice(part);
+    let mut path = vec![b'/'; len];
+    let mut end = len;
+    for node in up() {
+        let part = &text[node.span()];
+        path[end - part.len()..end].copy_from_slice(part);
+        end = end.saturating_sub(part.len() + 1);
     }
     String::from_utf8(path).ok()
 }
