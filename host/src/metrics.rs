@@ -37,6 +37,12 @@ struct CacheLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TierLabels {
+    mount: String,
+    tier: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OpLabels {
     mount: String,
     op: &'static str,
@@ -86,6 +92,7 @@ struct Metrics {
     upload_parts_early: Family<MountLabel, Counter>,
     upload_streams: Family<StreamLabels, Counter>,
     readahead_bytes: Family<MountLabel, Counter>,
+    inode_names: Family<TierLabels, Gauge>,
 }
 
 fn metrics() -> &'static Metrics {
@@ -110,6 +117,7 @@ fn metrics() -> &'static Metrics {
             upload_parts_early: Family::default(),
             upload_streams: Family::default(),
             readahead_bytes: Family::default(),
+            inode_names: Family::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -200,6 +208,11 @@ fn metrics() -> &'static Metrics {
             "readahead_bytes",
             "Bytes of READs answered from blocks of an object fetched ahead",
             m.readahead_bytes.clone(),
+        );
+        r.register(
+            "inode_names",
+            "Names a mount's inode table holds, by tier: in memory, or in the cold tier's file",
+            m.inode_names.clone(),
         );
         Metrics { registry, ..m }
     })
@@ -401,6 +414,20 @@ pub fn plugin_instances_set(mount: &str, n: usize) {
         .plugin_instances
         .get_or_create(&self::mount(mount))
         .set(n as i64);
+}
+
+/// The gauges of how many names `mount`'s inode table holds in memory and in its cold tier.
+pub fn inode_names(mount: &str) -> (Gauge, Gauge) {
+    let tier = |tier| {
+        metrics()
+            .inode_names
+            .get_or_create(&TierLabels {
+                mount: mount.to_string(),
+                tier,
+            })
+            .clone()
+    };
+    (tier("memory"), tier("cold"))
 }
 
 /// Sets how many staged files of `mount` wait to be uploaded.

@@ -20,14 +20,17 @@ pub struct CacheConfig {
     pub open_files: Option<Spanned<u64>>,
     /// A host file kept open for reads is closed after this long unused.
     pub open_file_idle_ms: Option<Spanned<u64>>,
+    /// Names each mount's inode table keeps in memory; the rest wait in its cold tier.
+    pub inode_entries: Option<Spanned<u64>>,
 }
 
 /// The `[server.cache]` keys: (key, default, least value).
-pub const CACHE_KEYS: [(&str, u64, u64); 4] = [
+pub const CACHE_KEYS: [(&str, u64, u64); 5] = [
     ("attr_entries", 200_000, 16),
     ("listing_entries", 200_000, 16),
     ("open_files", 512, 0),
     ("open_file_idle_ms", 10_000, 1),
+    ("inode_entries", 500_000, 16),
 ];
 
 /// The bounds in force, defaults filled in.
@@ -38,6 +41,7 @@ pub struct CacheLimits {
     /// 0: every read opens its file.
     pub open_files: usize,
     pub open_file_idle: Duration,
+    pub inode_entries: usize,
 }
 
 impl Default for CacheLimits {
@@ -48,12 +52,13 @@ impl Default for CacheLimits {
 
 impl CacheConfig {
     /// Every key with what was written, in the order of [`CACHE_KEYS`].
-    pub(super) fn keys(&self) -> [(&'static str, Option<&Spanned<u64>>); 4] {
+    pub(super) fn keys(&self) -> [(&'static str, Option<&Spanned<u64>>); 5] {
         [
             ("attr_entries", self.attr_entries.as_ref()),
             ("listing_entries", self.listing_entries.as_ref()),
             ("open_files", self.open_files.as_ref()),
             ("open_file_idle_ms", self.open_file_idle_ms.as_ref()),
+            ("inode_entries", self.inode_entries.as_ref()),
         ]
     }
 
@@ -73,6 +78,7 @@ impl CacheConfig {
             listing_entries: count("listing_entries"),
             open_files: count("open_files"),
             open_file_idle: Duration::from_millis(self.value("open_file_idle_ms")),
+            inode_entries: count("inode_entries"),
         }
     }
 }

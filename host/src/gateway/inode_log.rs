@@ -412,7 +412,12 @@ mod tests {
         log.durable().await.unwrap();
         let mut tree = crate::gateway::name_tree::NameTree::new(1);
         tree.add(crate::gateway::name_tree::ROOT, "kept", 5);
-        log.compact(compaction, 3, 8192, tree.snapshot()).await;
+        let names = tree.snapshot();
+        log.compact(compaction, 3, 8192, move |f| {
+            names.each(f);
+            Ok(())
+        })
+        .await;
         let last = Record::Reserve { next: 12288 };
         log.append(&last);
         log.durable().await.unwrap();

@@ -12,6 +12,7 @@
 //! SETATTR). This module holds what they share: `Gateway`, `Mount`, `Caller`, `DirPage`.
 
 mod cache;
+mod cold_names;
 mod exclusive;
 pub mod handles;
 mod inode_log;

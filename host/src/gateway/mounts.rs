@@ -40,9 +40,11 @@ pub async fn start(
         let inodes = match state_dir {
             Some(dir) => {
                 let journal = dir.join(format!("{}.inodes", mc.name()));
-                InodeTable::open(&journal, generation).with_context(|| {
-                    format!("cannot open the inode journal {}", journal.display())
-                })?
+                InodeTable::open(&journal, generation, limits.inode_entries)
+                    .with_context(|| {
+                        format!("cannot open the inode journal {}", journal.display())
+                    })?
+                    .reporting_as(mc.name())
             }
             None => InodeTable::in_memory(generation),
         };

@@ -18,7 +18,7 @@ const DEAD: Slot = Slot::MAX;
 /// The end of a chain of names.
 const NONE: Slot = Slot::MAX;
 /// Paths are never deeper than this; a longer chain of parents is taken as broken.
-const MAX_DEPTH: usize = 4096;
+pub const MAX_DEPTH: usize = 4096;
 /// Sweeps wait for at least this many dead nodes.
 const SWEEP_FLOOR: usize = 1024;
 /// The text is rewritten once this many of its bytes, and half of it, are garbage.
@@ -27,14 +27,24 @@ const TIDY_FLOOR: usize = 1 << 20;
 /// A node's number.
 pub type Slot = u32;
 
+/// A node used since the clock hand last passed it.
+const REFERENCED: u8 = 1;
+/// A directory some of whose names were moved out of memory.
+const COLD_CHILDREN: u8 = 2;
+/// A node chosen to be moved out of memory, not moved yet.
+const CHOSEN: u8 = 4;
+
 #[derive(Clone, Copy)]
 struct Node {
     ino: u64,
+    /// Where the component starts in `text` (48 bits) and its length (16 bits).
+    name: u64,
     parent: Slot,
     /// The next name of the same inode.
     next_name: Slot,
-    /// Where the component starts in `text` (48 bits) and its length (16 bits).
-    name: u64,
+    /// Names in this directory (nodes whose parent this is, dead or not).
+    children: u32,
+    flags: u8,
 }
 
 impl Node {
@@ -64,6 +74,8 @@ pub struct NameTree {
     /// the nodes under a dead one until the sweep).
     live_text: usize,
     live: usize,
+    /// Where the clock that chooses nodes to move out of memory stands.
+    hand: usize,
 }
 
 /// The nodes of a tree, copied so that its names can be listed away from the tree's lock.
@@ -77,9 +89,11 @@ impl NameTree {
         let mut tree = NameTree {
             nodes: vec![Node {
                 ino: root_ino,
+                name: 0,
                 parent: ROOT,
                 next_name: NONE,
-                name: 0,
+                children: 0,
+                flags: 0,
             }],
             free: Vec::new(),
             text: Vec::new(),
@@ -92,6 +106,7 @@ impl NameTree {
             tidy_floor: TIDY_FLOOR,
             live_text: 0,
             live: 0,
+            hand: 0,
         };
         tree.link_name(ROOT);
         tree
@@ -137,11 +152,6 @@ impl NameTree {
             .try_fold(ROOT, |parent, name| self.child(parent, name))
     }
 
-    /// The inode of a path.
-    pub fn find(&self, path: &str) -> Option<u64> {
-        self.slot(path).map(|s| self.nodes[s as usize].ino)
-    }
-
     pub fn ino_of(&self, slot: Slot) -> u64 {
         self.nodes[slot as usize].ino
     }
@@ -159,7 +169,7 @@ impl NameTree {
     }
 
     /// The node of an inode's first name.
-    fn first_name(&self, ino: u64) -> Option<Slot> {
+    pub fn first_name(&self, ino: u64) -> Option<Slot> {
         let hash = self.hasher.hash_one(ino);
         self.by_ino
             .find(hash, |&s| self.nodes[s as usize].ino == ino)
@@ -192,6 +202,12 @@ impl NameTree {
         }
     }
 
+    /// The node of an inode's first name that no directory taken away lies above (a name
+    /// under a dead directory stays chained to its inode until the sweep).
+    pub fn live_name(&self, ino: u64) -> Option<Slot> {
+        self.names_of(ino).find(|&slot| !self.is_within(slot, DEAD))
+    }
+
     /// Every path of an inode, first given first.
     pub fn paths(&self, ino: u64) -> impl Iterator<Item = String> + '_ {
         self.names_of(ino).filter_map(|s| self.path_of(s))
@@ -216,9 +232,11 @@ impl NameTree {
     pub fn add(&mut self, parent: Slot, name: &str, ino: u64) -> Slot {
         let node = Node {
             ino,
+            name: self.store(name),
             parent,
             next_name: NONE,
-            name: self.store(name),
+            children: 0,
+            flags: REFERENCED,
         };
         let slot = match self.free.pop() {
             Some(slot) => {
@@ -330,6 +348,94 @@ impl NameTree {
         self.tidy();
     }
 
+    /// Marks a node used, so the clock passes it over once more.
+    pub fn touch(&mut self, slot: Slot) {
+        self.nodes[slot as usize].flags |= REFERENCED;
+    }
+
+    /// True if some names in this directory were moved out of memory.
+    pub fn has_cold_children(&self, slot: Slot) -> bool {
+        self.nodes[slot as usize].flags & COLD_CHILDREN != 0
+    }
+
+    pub fn mark_cold_children(&mut self, slot: Slot) {
+        self.nodes[slot as usize].flags |= COLD_CHILDREN;
+    }
+
+    /// Up to `max` nodes that may be moved out of memory, chosen by a clock: a node used since
+    /// the hand last passed it is passed over once. Only a name with nothing under it in
+    /// memory, the only name of its inode, in a directory that has one name, can be chosen. Each chosen node must then be
+    /// [`NameTree::evict`]ed or [`NameTree::unchoose`]n.
+    pub fn choose(&mut self, max: usize) -> Vec<Slot> {
+        let mut chosen = Vec::new();
+        let n = self.nodes.len();
+        for _ in 0..2 * n {
+            if chosen.len() >= max {
+                break;
+            }
+            self.hand = if self.hand + 1 >= n { 1 } else { self.hand + 1 };
+            let Some(slot) = Slot::try_from(self.hand).ok().filter(|&s| s != ROOT) else {
+                continue;
+            };
+            let node = &mut self.nodes[slot as usize];
+            if node.parent == DEAD || node.children > 0 || node.flags & CHOSEN != 0 {
+                continue;
+            }
+            if node.flags & REFERENCED != 0 {
+                node.flags &= !REFERENCED;
+                continue;
+            }
+            let parent = node.parent;
+            if !self.only_name(slot) || !self.only_name(parent) {
+                continue;
+            }
+            self.nodes[slot as usize].flags |= CHOSEN;
+            chosen.push(slot);
+        }
+        chosen
+    }
+
+    /// True if a node is the only name of its inode. The cold tier keys a name by its
+    /// directory's inode, so only the names in a directory of one name can go there.
+    fn only_name(&self, slot: Slot) -> bool {
+        let node = &self.nodes[slot as usize];
+        node.next_name == NONE && self.first_name(node.ino) == Some(slot)
+    }
+
+    /// Takes the mark of having names out of memory off a directory, once they are back.
+    pub fn clear_cold_children(&mut self, slot: Slot) {
+        self.nodes[slot as usize].flags &= !COLD_CHILDREN;
+    }
+
+    /// Puts back a node [`NameTree::choose`] chose.
+    pub fn unchoose(&mut self, slot: Slot) {
+        self.nodes[slot as usize].flags &= !CHOSEN;
+    }
+
+    /// What a chosen node holds: its inode, its parent's inode, its component, and whether it
+    /// has names out of memory.
+    pub fn row(&self, slot: Slot) -> (u64, u64, &str, bool) {
+        let node = &self.nodes[slot as usize];
+        let parent = self.nodes[node.parent as usize].ino;
+        (
+            node.ino,
+            parent,
+            self.component(slot),
+            self.has_cold_children(slot),
+        )
+    }
+
+    /// Frees a chosen node, whose name has been moved out of memory; its directory is marked
+    /// as having names out of memory.
+    pub fn evict(&mut self, slot: Slot) {
+        let parent = self.nodes[slot as usize].parent;
+        debug_assert!(self.nodes[slot as usize].flags & CHOSEN != 0);
+        self.unname(slot);
+        self.nodes[slot as usize].flags = 0;
+        self.mark_cold_children(parent);
+        self.free.push(slot);
+    }
+
     #[cfg(test)]
     pub fn set_floors(&mut self, sweep: usize, tidy: usize) {
         self.sweep_floor = sweep;
@@ -386,6 +492,8 @@ impl NameTree {
             hasher.hash_one((node.parent, name))
         };
         by_name.insert_unique(key(slot), slot, |&s| key(s));
+        let parent = nodes[slot as usize].parent;
+        nodes[parent as usize].children += 1;
     }
 
     fn unindex_name(&mut self, slot: Slot) {
@@ -393,6 +501,7 @@ impl NameTree {
         let hash = self.name_hash(node.parent, self.component(slot));
         if let Ok(entry) = self.by_name.find_entry(hash, |&s| s == slot) {
             entry.remove();
+            self.nodes[node.parent as usize].children -= 1;
         }
     }
 
@@ -425,6 +534,19 @@ impl NameTree {
 }
 
 impl Snapshot {
+    /// The inode of every node in use with its node (the root's included), to find a
+    /// directory's node by its inode.
+    pub fn named(&self) -> impl Iterator<Item = (u64, Slot)> + '_ {
+        (0..self.nodes.len() as Slot)
+            .filter(|&slot| slot == ROOT || self.nodes[slot as usize].parent != DEAD)
+            .map(|slot| (self.nodes[slot as usize].ino, slot))
+    }
+
+    /// The path of a node, if no directory above it had been taken away.
+    pub fn path_of(&self, slot: Slot) -> Option<String> {
+        path_in(&self.nodes, &self.text, slot)
+    }
+
     /// Every name in use with its inode, the root left out.
     pub fn each(&self, mut f: impl FnMut(u64, &str)) {
         for slot in 1..self.nodes.len() as Slot {

@@ -81,7 +81,7 @@ impl Gateway {
         name: &str,
         verifier: [u8; 8],
     ) -> Result<(FileId, Attrs), Error> {
-        let (_, mount, _) = self.mount_of(dir)?;
+        let (_, mount, _) = self.mount_of(dir).await?;
         let in_times = mount.capabilities.contains(Capabilities::SET_TIMES);
         let stamp = Timestamp {
             seconds: u32::from_be_bytes(verifier[..4].try_into().unwrap()).into(),
@@ -157,7 +157,7 @@ impl Gateway {
         mode: u32,
         device: Device,
     ) -> Result<(FileId, Attrs), Error> {
-        let (_, mount, _) = self.mount_of(dir)?;
+        let (_, mount, _) = self.mount_of(dir).await?;
         permissions::make_node(caller, kind, mount.allow_devices)?;
         let node = NewEntry::Node { kind, mode, device };
         self.make(caller, dir, name, node).await
@@ -173,7 +173,7 @@ impl Gateway {
         name: &str,
         entry: NewEntry<'_>,
     ) -> Result<(FileId, Attrs), Error> {
-        let (slot, mount, path) = self.mount_of(dir)?;
+        let (slot, mount, path) = self.mount_of(dir).await?;
         check_name(name)?;
         mount.allow(entry.needs())?;
         let dir_attrs = self.getattr(dir).await?;
@@ -191,7 +191,7 @@ impl Gateway {
         Self::dir_changed(mount, split(dir).1);
         let mut attrs = result?;
         // The backend made a new object: it never inherits a number an old file had there.
-        let ino = mount.inodes.fresh(&child);
+        let ino = mount.inodes.fresh(&child).await?;
         mount.inodes.durable().await?;
         let gid = if dir_attrs.mode & 0o2000 != 0 {
             dir_attrs.gid
@@ -220,8 +220,8 @@ impl Gateway {
         dir: FileId,
         name: &str,
     ) -> Result<Attrs, Error> {
-        let (file_slot, _, file_path) = self.mount_of(file)?;
-        let (slot, mount, dir_path) = self.mount_of(dir)?;
+        let (file_slot, _, file_path) = self.mount_of(file).await?;
+        let (slot, mount, dir_path) = self.mount_of(dir).await?;
         if file_slot != slot {
             return Err(Error::CrossDevice);
         }
@@ -233,7 +233,7 @@ impl Gateway {
         let result = mount.backend.link(&existing, &new).await;
         Self::dir_changed(mount, split(dir).1);
         let attrs = result?;
-        mount.inodes.link(&existing, &new);
+        mount.inodes.link(&existing, &new).await?;
         mount.inodes.durable().await?;
         let attrs = mount.presented(split(file).1, &new, attrs);
         mount.attrs.put(split(file).1, attrs.clone());
@@ -248,7 +248,7 @@ impl Gateway {
         name: &str,
         directory: bool,
     ) -> Result<(), Error> {
-        let (_, mount, path) = self.mount_of(dir)?;
+        let (_, mount, path) = self.mount_of(dir).await?;
         check_name(name)?;
         mount.allow(Capabilities::REMOVE)?;
         let child = join(&path, name);
@@ -258,7 +258,11 @@ impl Gateway {
             permissions::sticky(caller, &dir_attrs, &self.entry_attrs(mount, &child).await?)?;
         }
         // No upload of the file may be under way while it goes.
-        let staged = mount.inodes.find(&child).and_then(|ino| mount.staged(ino));
+        let staged = mount
+            .inodes
+            .find(&child)
+            .await?
+            .and_then(|ino| mount.staged(ino));
         let _uploading = match &staged {
             Some(staged) => Some(staged.upload.lock().await),
             None => None,
@@ -270,14 +274,14 @@ impl Gateway {
         };
         Self::dir_changed(mount, split(dir).1);
         result?;
-        if let Some(ino) = mount.inodes.find(&child) {
+        if let Some(ino) = mount.inodes.find(&child).await? {
             mount.attrs.invalidate(ino);
             mount.dirs.remove(ino);
             if let Some(staging) = &mount.staging {
                 staging.discard(ino);
             }
         }
-        mount.inodes.forget(&child);
+        mount.inodes.forget(&child).await?;
         mount.inodes.durable().await
     }
 
@@ -289,8 +293,8 @@ impl Gateway {
         to_dir: FileId,
         to: &str,
     ) -> Result<(), Error> {
-        let (from_slot, mount, from_path) = self.mount_of(from_dir)?;
-        let (to_slot, _, to_path) = self.mount_of(to_dir)?;
+        let (from_slot, mount, from_path) = self.mount_of(from_dir).await?;
+        let (to_slot, _, to_path) = self.mount_of(to_dir).await?;
         if from_slot != to_slot {
             return Err(Error::CrossDevice);
         }
@@ -329,20 +333,18 @@ impl Gateway {
         // No upload of a file whose name changes (moved, or replaced) may be under way; others
         // go on.
         let moved = format!("{source}/");
-        let renamed = |ino: u64| {
-            mount
+        let mut staged = Vec::new();
+        let all_staged = mount.staging.as_ref().map(Staging::snapshot_all);
+        for s in all_staged.unwrap_or_default() {
+            let renamed = mount
                 .inodes
-                .path(ino)
-                .is_some_and(|p| *p == *source || *p == *destination || p.starts_with(&moved))
-        };
-        let mut staged: Vec<_> = mount
-            .staging
-            .as_ref()
-            .map(Staging::snapshot_all)
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|s| renamed(s.ino))
-            .collect();
+                .path(s.ino)
+                .await?
+                .is_some_and(|p| *p == *source || *p == *destination || p.starts_with(&moved));
+            if renamed {
+                staged.push(s);
+            }
+        }
         // One order for every caller, so two renames never wait on each other's locks.
         staged.sort_by_key(|s| s.ino);
         let mut _uploading = Vec::with_capacity(staged.len());
@@ -355,25 +357,25 @@ impl Gateway {
         result?;
         // Streams started for the moved names would complete under them: they go.
         for s in &staged {
-            if mount
-                .inodes
-                .path(s.ino)
-                .is_some_and(|p| *p == *source || p.starts_with(&moved))
-            {
+            // The backend has renamed: the table must follow, whatever this lookup meets.
+            let path = mount.inodes.path(s.ino).await.ok().flatten();
+            if path.is_some_and(|p| *p == *source || p.starts_with(&moved)) {
                 if let Some(stream) = s.take_stream() {
                     stream.cancel();
                 }
             }
         }
-        if let Some(replaced) = mount.inodes.find(&destination) {
+        if let Some(replaced) = mount.inodes.find(&destination).await? {
             mount.attrs.invalidate(replaced);
             if let Some(staging) = &mount.staging {
                 staging.discard(replaced);
             }
         }
-        mount.inodes.rename(&source, &destination);
+        mount.inodes.rename(&source, &destination).await?;
         // ctime of the moved entry changed.
-        mount.attrs.invalidate(mount.inodes.ino(&destination));
+        mount
+            .attrs
+            .invalidate(mount.inodes.ino(&destination).await?);
         mount.inodes.durable().await
     }
 
@@ -383,7 +385,7 @@ impl Gateway {
         id: FileId,
         changes: SetAttrs,
     ) -> Result<Attrs, Error> {
-        let (_, mount, path) = self.mount_of(id)?;
+        let (_, mount, path) = self.mount_of(id).await?;
         if let Some(size) = changes.size {
             mount.check_size(size)?;
         }

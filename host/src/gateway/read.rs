@@ -20,7 +20,7 @@ use crate::buffer_pool::BufferPool;
 
 impl Gateway {
     pub async fn getattr(&self, id: FileId) -> Result<Attrs, Error> {
-        let Some((_, mount, path)) = self.locate(id)? else {
+        let Some((_, mount, path)) = self.locate(id).await? else {
             return Ok(self.export_root_attrs());
         };
         let (_, ino) = split(id);
@@ -35,7 +35,7 @@ impl Gateway {
     }
 
     pub async fn lookup(&self, caller: &Caller, dir: FileId, name: &str) -> Result<FileId, Error> {
-        let Some((slot, mount, path)) = self.locate(dir)? else {
+        let Some((slot, mount, path)) = self.locate(dir).await? else {
             return match name {
                 "." | ".." => Ok(EXPORT_ROOT),
                 _ => self
@@ -53,15 +53,15 @@ impl Gateway {
         match name {
             "." => return Ok(dir),
             ".." if path.is_empty() => return Ok(EXPORT_ROOT),
-            ".." => return Ok(file_id(slot, mount.inodes.ino(parent_of(&path)))),
+            ".." => return Ok(file_id(slot, mount.inodes.ino(parent_of(&path)).await?)),
             _ => {}
         }
         let child = join(&path, name);
-        let ino = mount.inodes.ino(&child);
+        let ino = mount.inodes.ino(&child).await?;
         if mount.attrs.fresh(ino).is_none() {
             if let Err(e) = self.stat_path(mount, ino, &child).await {
                 if e == Error::NotFound {
-                    mount.inodes.forget(&child);
+                    mount.inodes.forget(&child).await?;
                 }
                 return Err(e);
             }
@@ -80,7 +80,7 @@ impl Gateway {
         count: u32,
         buffers: &Arc<BufferPool>,
     ) -> Result<(Bytes, bool), Error> {
-        let (_, mount, path) = self.mount_of(id).map_err(|_| Error::IsDir)?;
+        let (_, mount, path) = self.mount_of(id).await.map_err(|_| Error::IsDir)?;
         let attrs = self.getattr(id).await?;
         regular_file(&attrs)?;
         permissions::read(caller, &attrs)?;
@@ -150,7 +150,7 @@ impl Gateway {
     }
 
     pub async fn readlink(&self, id: FileId) -> Result<String, Error> {
-        let (_, mount, path) = self.mount_of(id).map_err(|_| Error::Invalid)?;
+        let (_, mount, path) = self.mount_of(id).await.map_err(|_| Error::Invalid)?;
         mount.backend.readlink(&path).await
     }
 
@@ -166,7 +166,7 @@ impl Gateway {
         verf: u64,
         max: usize,
     ) -> Result<Option<DirPage>, Error> {
-        let Some((slot, mount, path)) = self.locate(dir)? else {
+        let Some((slot, mount, path)) = self.locate(dir).await? else {
             return Ok(self.readdir_export_root(cookie, max));
         };
         let dir_attrs = self.getattr(dir).await?;
@@ -287,9 +287,8 @@ impl Gateway {
                 valid
             })
             .collect();
-        let inos = mount
-            .inodes
-            .ino_entries(path, listed.iter().map(|entry| entry.name.as_str()));
+        let names: Vec<&str> = listed.iter().map(|entry| entry.name.as_str()).collect();
+        let inos = mount.inodes.ino_entries(path, &names).await?;
         let mut entries = Vec::with_capacity(listed.len());
         for (entry, child_ino) in listed.into_iter().zip(inos) {
             let child = join(path, &entry.name);
@@ -314,7 +313,7 @@ impl Gateway {
     }
 
     pub async fn statfs(&self, id: FileId) -> Result<FsStats, Error> {
-        match self.locate(id)? {
+        match self.locate(id).await? {
             Some((_, mount, _)) => mount.backend.statfs().await,
             None => Ok(FsStats {
                 total_bytes: 0,

@@ -36,7 +36,7 @@ impl Gateway {
 
     /// The file id of a handle; `None` for bytes that are no handle of ours, `Stale` for a
     /// handle of ours that no longer names anything.
-    pub fn resolve_handle(&self, bytes: &[u8]) -> Option<Result<FileId, Error>> {
+    pub async fn resolve_handle(&self, bytes: &[u8]) -> Option<Result<FileId, Error>> {
         let h = Handle::decode(bytes)?;
         if h.tag == 0 {
             return Some(if h.ino == EXPORT_ROOT {
@@ -49,16 +49,28 @@ impl Gateway {
             return Some(Err(Error::Stale));
         };
         let mount = &self.mounts[index];
-        if h.ino != MOUNT_ROOT_INO
-            && (h.generation != mount.inodes.generation || mount.inodes.path(h.ino).is_none())
-        {
-            return Some(Err(Error::Stale));
+        if h.ino != MOUNT_ROOT_INO {
+            if h.generation != mount.inodes.generation {
+                return Some(Err(Error::Stale));
+            }
+            match mount.inodes.path(h.ino).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return Some(Err(Error::Stale)),
+                Err(e) => return Some(Err(e)),
+            }
         }
         Some(Ok(file_id(index + 1, h.ino)))
     }
 
+    /// The mount a handle names by its tag, whether or not its inode is still known; `None`
+    /// for the export root and for bytes that are no handle of a mount.
+    pub fn mount_of_handle(&self, bytes: &[u8]) -> Option<&Mount> {
+        let h = Handle::decode(bytes)?;
+        self.by_tag.get(&h.tag).map(|&index| &self.mounts[index])
+    }
+
     /// The mount and mount-relative path of a file id; `None` for the export root.
-    pub(super) fn locate(&self, id: FileId) -> Result<Option<Located<'_>>, Error> {
+    pub(super) async fn locate(&self, id: FileId) -> Result<Option<Located<'_>>, Error> {
         if id == EXPORT_ROOT {
             return Ok(None);
         }
@@ -67,13 +79,13 @@ impl Gateway {
             .checked_sub(1)
             .and_then(|i| self.mounts.get(i))
             .ok_or(Error::Stale)?;
-        let path = mount.inodes.path(ino).ok_or(Error::Stale)?;
+        let path = mount.inodes.path(ino).await?.ok_or(Error::Stale)?;
         Ok(Some((slot, mount, path)))
     }
 
-    pub(super) fn mount_of(&self, id: FileId) -> Result<Located<'_>, Error> {
+    pub(super) async fn mount_of(&self, id: FileId) -> Result<Located<'_>, Error> {
         // The export root itself holds nothing but the mounts, and cannot be changed.
-        self.locate(id)?.ok_or(Error::ReadOnly)
+        self.locate(id).await?.ok_or(Error::ReadOnly)
     }
 
     pub(super) fn export_root_attrs(&self) -> Attrs {
@@ -125,8 +137,8 @@ impl Gateway {
     }
 
     /// True when nothing under this file id can be changed.
-    pub fn read_only(&self, id: FileId) -> bool {
-        match self.locate(id) {
+    pub async fn read_only(&self, id: FileId) -> bool {
+        match self.locate(id).await {
             Ok(Some((_, mount, _))) => mount.is_read_only(),
             _ => true,
         }
@@ -135,7 +147,7 @@ impl Gateway {
     /// Current attributes of an entry named by its path, through the cache.
     /// Gives no inode number to a path that has none (it may not exist).
     pub(super) async fn entry_attrs(&self, mount: &Mount, path: &str) -> Result<Attrs, Error> {
-        match mount.inodes.find(path) {
+        match mount.inodes.find(path).await? {
             Some(ino) => match mount.attrs.fresh(ino) {
                 Some(attrs) => Ok(attrs),
                 None => self.stat_path(mount, ino, path).await,

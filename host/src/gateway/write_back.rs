@@ -25,7 +25,7 @@ impl Gateway {
         offset: u64,
         data: Bytes,
     ) -> Result<Attrs, Error> {
-        let (_, mount, path) = self.mount_of(id)?;
+        let (_, mount, path) = self.mount_of(id).await?;
         mount.allow(Capabilities::WRITE)?;
         let current = self.getattr(id).await?;
         regular_file(&current)?;
@@ -124,7 +124,7 @@ impl Gateway {
 
     /// Makes what was written to a file durable.
     pub async fn sync(&self, id: FileId) -> Result<(), Error> {
-        let (_, mount, path) = self.mount_of(id)?;
+        let (_, mount, path) = self.mount_of(id).await?;
         mount.allow(Capabilities::WRITE)?;
         regular_file(&self.getattr(id).await?)?;
         if mount.staging.is_some() {
@@ -147,7 +147,7 @@ impl Gateway {
             return Ok(true);
         }
         let (size, generation) = staged.snapshot();
-        let Some(path) = mount.inodes.path(staged.ino) else {
+        let Some(path) = mount.inodes.path(staged.ino).await? else {
             tracing::warn!(mount = %mount.name, ino = staged.ino, "a staged file has no name any more; its data is dropped");
             staging.discard(staged.ino);
             return Ok(true);
@@ -177,7 +177,10 @@ impl Gateway {
                 } else {
                     mount.attrs.invalidate(staged.ino);
                 }
-                Self::dir_changed(mount, mount.inodes.ino(parent_of(&path)));
+                // A directory whose number cannot be read has nothing cached to change.
+                if let Ok(dir) = mount.inodes.ino(parent_of(&path)).await {
+                    Self::dir_changed(mount, dir);
+                }
                 Ok(done)
             }
             Err(e) => {

@@ -17,7 +17,6 @@ use tokio::sync::OwnedMutexGuard;
 
 use super::format::{encode, encode_name, header};
 use super::{replace, InodeLog, Record};
-use crate::gateway::name_tree::Snapshot;
 
 /// What reached the old file after a compaction's cut.
 pub(super) struct Tail {
@@ -59,15 +58,16 @@ impl InodeLog {
         Some(Compaction { _held: turn })
     }
 
-    /// Replaces the file with a snapshot (the watermark `reserved` and `names`) followed by
-    /// the tail. A compaction that cannot be done is given up (the old file stays), unless the
+    /// Replaces the file with a snapshot (the watermark `reserved` and the names `names`
+    /// gives its argument, one call each) followed by the tail. A compaction that cannot be
+    /// done, `names` failing included, is given up (the old file stays), unless the
     /// file is left in doubt, which breaks the journal as a failed sync does.
     pub async fn compact(
         &self,
         compaction: Compaction,
         generation: u32,
         reserved: u64,
-        names: Snapshot,
+        names: impl FnOnce(&mut dyn FnMut(u64, &str)) -> io::Result<()> + Send + 'static,
     ) {
         if let Err(e) = self
             .try_compact(compaction, generation, reserved, names)
@@ -82,7 +82,7 @@ impl InodeLog {
         compaction: Compaction,
         generation: u32,
         reserved: u64,
-        names: Snapshot,
+        names: impl FnOnce(&mut dyn FnMut(u64, &str)) -> io::Result<()> + Send + 'static,
     ) -> io::Result<()> {
         let tmp = self.path.with_extension("tmp");
         let to = tmp.clone();
@@ -92,12 +92,14 @@ impl InodeLog {
             let mut out = Vec::new();
             header(generation, &mut out);
             encode(&Record::Reserve { next: reserved }, &mut out);
-            names.each(|ino, path| encode_name(ino, path, &mut out));
-            let file = File::create(&to).and_then(|mut file| {
-                file.write_all(&out)?;
-                file.sync_data()?;
-                Ok(file)
-            });
+            let spelled = names(&mut |ino, path| encode_name(ino, path, &mut out));
+            let file = spelled
+                .and_then(|()| File::create(&to))
+                .and_then(|mut file| {
+                    file.write_all(&out)?;
+                    file.sync_data()?;
+                    Ok(file)
+                });
             (compaction, file.map(|file| (file, out.len() as u64)))
         })
         .await;

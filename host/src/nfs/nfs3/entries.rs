@@ -28,7 +28,7 @@ impl Handler<'_> {
     pub(super) async fn create(&self, args: &[u8]) -> Reply {
         let args: CREATE3args = decode(args)?;
         let gw = &self.server.gateway;
-        let dir = self.id(&args.where_.dir);
+        let dir = self.id(&args.where_.dir).await;
         let r = match dir {
             Err(s) => Err((s, wcc_data::default())),
             Ok(dir) => {
@@ -61,7 +61,7 @@ impl Handler<'_> {
 
     pub(super) async fn mkdir(&self, args: &[u8]) -> Reply {
         let args: MKDIR3args = decode(args)?;
-        let r = match self.id(&args.where_.dir) {
+        let r = match self.id(&args.where_.dir).await {
             Err(s) => Err((s, wcc_data::default())),
             Ok(dir) => {
                 let mut wanted = changes(&args.attributes);
@@ -117,7 +117,7 @@ impl Handler<'_> {
 
     pub(super) async fn symlink(&self, args: &[u8]) -> Reply {
         let args: SYMLINK3args = decode(args)?;
-        let r = match self.id(&args.where_.dir) {
+        let r = match self.id(&args.where_.dir).await {
             Err(s) => Err((s, wcc_data::default())),
             Ok(dir) => {
                 let made = match (
@@ -147,7 +147,7 @@ impl Handler<'_> {
 
     pub(super) async fn mknod(&self, args: &[u8]) -> Reply {
         let args: MKNOD3args = decode(args)?;
-        let r = match self.id(&args.where_.dir) {
+        let r = match self.id(&args.where_.dir).await {
             Err(s) => Err((s, wcc_data::default())),
             Ok(dir) => {
                 let none = Device { major: 0, minor: 0 };
@@ -214,7 +214,7 @@ impl Handler<'_> {
     pub(super) async fn remove(&self, args: &[u8], directory: bool) -> Reply {
         // REMOVE3args and RMDIR3args have the same shape.
         let args: REMOVE3args = decode(args)?;
-        let (r, dir_wcc) = match self.id(&args.object.dir) {
+        let (r, dir_wcc) = match self.id(&args.object.dir).await {
             Err(s) => (Err(s), wcc_data::default()),
             Ok(dir) => {
                 let r = match name_of(&args.object.name.0) {
@@ -255,8 +255,8 @@ impl Handler<'_> {
     pub(super) async fn rename(&self, args: &[u8]) -> Reply {
         let args: RENAME3args = decode(args)?;
         let r = async {
-            let from_dir = self.id(&args.from.dir)?;
-            let to_dir = self.id(&args.to.dir)?;
+            let from_dir = self.id(&args.from.dir).await?;
+            let to_dir = self.id(&args.to.dir).await?;
             let (from, to) = (name_of(&args.from.name.0)?, name_of(&args.to.name.0)?);
             self.server
                 .gateway
@@ -279,8 +279,8 @@ impl Handler<'_> {
     pub(super) async fn link(&self, args: &[u8]) -> Reply {
         let args: LINK3args = decode(args)?;
         let r = async {
-            let file = self.id(&args.file)?;
-            let dir = self.id(&args.link.dir)?;
+            let file = self.id(&args.file).await?;
+            let dir = self.id(&args.link.dir).await?;
             let name = name_of(&args.link.name.0)?;
             let attrs = self
                 .server

@@ -14,7 +14,7 @@ impl Handler<'_> {
     pub(super) async fn getattr(&self, args: &[u8]) -> Reply {
         let args: GETATTR3args = decode(args)?;
         let r = async {
-            let id = self.id(&args.object).map_err(|s| (s, Void))?;
+            let id = self.id(&args.object).await.map_err(|s| (s, Void))?;
             let attrs = self
                 .server
                 .gateway
@@ -31,7 +31,7 @@ impl Handler<'_> {
 
     pub(super) async fn setattr(&self, args: &[u8]) -> Reply {
         let args: SETATTR3args = decode(args)?;
-        let id = match self.id(&args.object) {
+        let id = match self.id(&args.object).await {
             Ok(id) => id,
             Err(s) => return self.reply(&SETATTR3res::Err((s, SETATTR3resfail::default()))),
         };
@@ -80,7 +80,7 @@ impl Handler<'_> {
     pub(super) async fn lookup(&self, args: &[u8]) -> Reply {
         let args: LOOKUP3args = decode(args)?;
         let gw = &self.server.gateway;
-        let dir = match self.id(&args.what.dir) {
+        let dir = match self.id(&args.what.dir).await {
             Ok(dir) => dir,
             Err(s) => {
                 return self.reply(&result::<LOOKUP3resok, _>(Err((
@@ -120,6 +120,7 @@ impl Handler<'_> {
         let r = async {
             let id = self
                 .id(&args.object)
+                .await
                 .map_err(|s| (s, ACCESS3resfail::default()))?;
             let attrs = self
                 .server
@@ -127,7 +128,7 @@ impl Handler<'_> {
                 .getattr(id)
                 .await
                 .map_err(|e| (status(e), ACCESS3resfail::default()))?;
-            let writable = !self.server.gateway.read_only(id);
+            let writable = !self.server.gateway.read_only(id).await;
             let access = granted_access(&attrs, self.caller, writable) & args.access;
             Ok(ACCESS3resok {
                 obj_attributes: Nfs3Option::Some(fattr(id, &attrs)),
@@ -143,6 +144,7 @@ impl Handler<'_> {
         let r = async {
             let id = self
                 .id(&args.symlink)
+                .await
                 .map_err(|s| (s, READLINK3resfail::default()))?;
             match self.server.gateway.readlink(id).await {
                 Ok(target) => Ok(READLINK3resok {
@@ -166,6 +168,7 @@ impl Handler<'_> {
         let r = async {
             let id = self
                 .id(&args.file)
+                .await
                 .map_err(|s| (s, READ3resfail::default()))?;
             let count = args.count.min(TRANSFER_SIZE);
             match self
@@ -217,6 +220,7 @@ impl Handler<'_> {
         let r = async {
             let id = self
                 .id(&args.file)
+                .await
                 .map_err(|s| (s, WRITE3resfail::default()))?;
             let mut data = args.data;
             data.truncate(args.count as usize);
@@ -268,7 +272,7 @@ impl Handler<'_> {
     pub(super) async fn commit(&self, args: &[u8]) -> Reply {
         let args: COMMIT3args = decode(args)?;
         let r = async {
-            let id = self.id(&args.file).map_err(|s| {
+            let id = self.id(&args.file).await.map_err(|s| {
                 (
                     s,
                     COMMIT3resfail {

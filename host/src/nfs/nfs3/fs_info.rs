@@ -12,6 +12,7 @@ impl Handler<'_> {
         let r = async {
             let id = self
                 .id(&args.fsroot)
+                .await
                 .map_err(|s| (s, FSSTAT3resfail::default()))?;
             match self.server.gateway.statfs(id).await {
                 Ok(st) => Ok(FSSTAT3resok {
@@ -41,6 +42,7 @@ impl Handler<'_> {
         let r = async {
             let id = self
                 .id(&args.fsroot)
+                .await
                 .map_err(|s| (s, FSINFO3resfail::default()))?;
             Ok(FSINFO3resok {
                 obj_attributes: self.post_op(id).await,
@@ -69,6 +71,7 @@ impl Handler<'_> {
         let r = async {
             let id = self
                 .id(&args.object)
+                .await
                 .map_err(|s| (s, PATHCONF3resfail::default()))?;
             Ok(PATHCONF3resok {
                 obj_attributes: self.post_op(id).await,

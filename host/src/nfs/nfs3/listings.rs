@@ -121,7 +121,7 @@ impl Handler<'_> {
         verf: &cookieverf3,
         max: usize,
     ) -> Result<(FileId, crate::gateway::DirPage), (nfsstat3, E)> {
-        let dir = self.id(dir).map_err(|s| (s, E::default()))?;
+        let dir = self.id(dir).await.map_err(|s| (s, E::default()))?;
         match self
             .server
             .gateway

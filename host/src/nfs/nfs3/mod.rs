@@ -110,14 +110,14 @@ fn decode_write(args: &Bytes) -> Result<WriteArgs, Garbage> {
 
 /// The mount a call is for: every procedure but NULL starts with a file handle, and the calls
 /// that carry two (RENAME, LINK) are refused unless both are in one mount. `None` for the
-/// export root and for handles that name nothing.
+/// export root and for bytes that are no handle of a mount. Whether the handle still names a
+/// file is checked when the call resolves it.
 fn addressed_mount<'a>(server: &'a Server, call: &Call, args: &[u8]) -> Option<&'a Mount> {
     if call.proc_ == 0 {
         return None;
     }
     let handle = rpc::Reader::new(args).opaque(NFS3_FHSIZE)?;
-    let id = server.gateway.resolve_handle(handle)?.ok()?;
-    server.gateway.mount_of_id(id)
+    server.gateway.mount_of_handle(handle)
 }
 
 /// Whether a reply reports a failure: not accepted as SUCCESS, or an NFS status other than
@@ -244,8 +244,8 @@ impl Handler<'_> {
     }
 
     /// The file id of a handle, for a client the handle's mount allows.
-    fn id(&self, fh: &nfs_fh3) -> Result<FileId, nfsstat3> {
-        let id = match self.server.gateway.resolve_handle(&fh.data) {
+    async fn id(&self, fh: &nfs_fh3) -> Result<FileId, nfsstat3> {
+        let id = match self.server.gateway.resolve_handle(&fh.data).await {
             None => return Err(nfsstat3::NFS3ERR_BADHANDLE),
             Some(r) => r.map_err(status)?,
         };

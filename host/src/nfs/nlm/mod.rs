@@ -287,7 +287,7 @@ async fn answer(
         3 => wire::cancel_args(r, call)?,
         _ => wire::unlock_args(r, call)?,
     };
-    let file = match file_of(server, call, asked.fh) {
+    let file = match file_of(server, call, asked.fh).await {
         Ok(file) => file,
         Err(stat) => return Some(wire::res(asked.cookie, stat)),
     };
@@ -340,8 +340,8 @@ async fn answer(
 
 /// The file id of a lock's handle: STALE_FH unless the caller may use it, and DENIED_NOLOCKS
 /// when its mount serves no locks.
-fn file_of(server: &Server, call: &Call, fh: &[u8]) -> Result<u64, Stat> {
-    match server.gateway.resolve_handle(fh) {
+async fn file_of(server: &Server, call: &Call, fh: &[u8]) -> Result<u64, Stat> {
+    match server.gateway.resolve_handle(fh).await {
         Some(Ok(id))
             if server.gateway.allows(id, call.client)
                 && server.port_allows(id, call.client, call.port) =>
@@ -382,7 +382,7 @@ async fn share(
     r: &mut Reader<'_>,
 ) -> Option<Vec<u8>> {
     let asked = wire::share_args(r, call)?;
-    let file = match file_of(server, call, asked.fh) {
+    let file = match file_of(server, call, asked.fh).await {
         Ok(file) => file,
         Err(stat) => return Some(wire::share_res(asked.cookie, stat)),
     };
