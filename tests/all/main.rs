@@ -7,6 +7,7 @@
 //! by `scripts/build-plugins.sh`.
 
 mod backends;
+mod cold_names;
 mod conformance;
 mod demo;
 mod faults;
