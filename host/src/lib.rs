@@ -13,6 +13,7 @@ pub mod copy_file;
 pub mod demo;
 pub mod gateway;
 pub mod locks;
+pub mod memory;
 pub mod metrics;
 pub mod mount_cmd;
 pub mod nfs;

@@ -137,6 +137,21 @@ impl ColdChange {
         Ok(())
     }
 
+    /// The inodes of the names `names` in the directory `parent` that are in the tier, in
+    /// order, leaving them there.
+    pub fn child_inos<'n>(
+        &self,
+        parent: u64,
+        names: impl IntoIterator<Item = &'n str>,
+    ) -> Result<Vec<Option<u64>>, ColdError> {
+        let by_name = self.txn.open_table(BY_NAME)?;
+        let mut inos = Vec::new();
+        for name in names {
+            inos.push(by_name.get((parent, name))?.map(|guard| guard.value()));
+        }
+        Ok(inos)
+    }
+
     /// Takes the name `name` in the directory `parent` out of the tier.
     pub fn take_child(&mut self, parent: u64, name: &str) -> Result<Option<ColdRow>, ColdError> {
         let ino = {

@@ -287,6 +287,9 @@ impl InodeTable {
                 None => Ok(()),
             };
             evicting.store(false, Ordering::Release);
+            // The names that went, and the B-tree's pages, were freed across the blocking
+            // threads' arenas.
+            crate::memory::give_back();
             moved
         })
         .await;
@@ -704,6 +707,9 @@ impl Inner {
         Ok(self.tree.ino_of(slot))
     }
 
+    /// The entries' inodes. A name in the cold tier is read there and stays there: a
+    /// listing of a directory larger than memory would otherwise bring back each name in
+    /// turn and send another away for it.
     fn ino_entries<'n>(
         &mut self,
         dir: &str,
@@ -712,24 +718,46 @@ impl Inner {
         log: Option<&InodeLog>,
     ) -> Result<Vec<u64>, Miss> {
         let parent = self.numbered(dir, cold, log)?;
-        let mut inos = Vec::new();
-        for name in names {
-            let ino = match self.child(parent, name, cold)? {
-                Some(slot) => self.tree.ino_of(slot),
-                None => {
-                    let path = if dir.is_empty() {
-                        name.to_string()
-                    } else {
-                        format!("{dir}/{name}")
-                    };
-                    let ino = self.number(&path, log);
-                    self.tree.add(parent, name, ino);
-                    ino
-                }
-            };
-            inos.push(ino);
+        let names: Vec<&str> = names.into_iter().collect();
+        let mut inos = Vec::with_capacity(names.len());
+        for name in &names {
+            let slot = self.tree.child(parent, name);
+            slot.inspect(|&slot| self.tree.touch(slot));
+            inos.push(slot.map(|slot| self.tree.ino_of(slot)));
         }
-        Ok(inos)
+        if self.tree.has_cold_children(parent) && inos.contains(&None) {
+            let Cold::Open(change) = cold else {
+                return Err(Miss::Cold);
+            };
+            let missing = names.iter().zip(&inos).filter(|(_, ino)| ino.is_none());
+            let found = change
+                .child_inos(self.tree.ino_of(parent), missing.map(|(name, _)| *name))
+                .map_err(Miss::Failed)?;
+            let mut found = found.into_iter();
+            for ino in inos.iter_mut().filter(|ino| ino.is_none()) {
+                *ino = found.next().flatten();
+            }
+        }
+        let mut numbered = Vec::with_capacity(names.len());
+        for (name, ino) in names.into_iter().zip(inos) {
+            // (A name twice in one call is numbered once.)
+            let ino =
+                match ino.or_else(|| self.tree.child(parent, name).map(|s| self.tree.ino_of(s))) {
+                    Some(ino) => ino,
+                    None => {
+                        let path = if dir.is_empty() {
+                            name.to_string()
+                        } else {
+                            format!("{dir}/{name}")
+                        };
+                        let ino = self.number(&path, log);
+                        self.tree.add(parent, name, ino);
+                        ino
+                    }
+                };
+            numbered.push(ino);
+        }
+        Ok(numbered)
     }
 
     fn fresh(
@@ -1206,6 +1234,33 @@ mod tests {
             assert_eq!(t.find("d3").await.unwrap(), None);
             assert_eq!(t.path(last).await.unwrap(), None);
         }
+    }
+
+    /// A listing reads the numbers of cold names where they are: bringing each back would
+    /// send another away for it, all through a directory larger than memory.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_listing_leaves_cold_names_in_the_cold_tier() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = InodeTable::open(&dir.path().join("m.inodes"), 1, 16).unwrap();
+        let names: Vec<String> = (0..200).map(|i| format!("f{i}")).collect();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        let listed = t.ino_entries("d", &names).await.unwrap();
+        t.durable().await.unwrap();
+        let cold = t.cold.as_ref().unwrap().get().unwrap();
+        let mut change = cold.change().unwrap();
+        let mut inner = t.inner.lock().unwrap();
+        let tiers = (inner.tree.len(), inner.cold_names);
+        assert!(tiers.1 > 150, "{tiers:?}");
+        let again = inner
+            .ino_entries(
+                "d",
+                names.iter().copied(),
+                &mut Cold::Open(&mut change),
+                None,
+            )
+            .unwrap();
+        assert_eq!(again, listed);
+        assert_eq!((inner.tree.len(), inner.cold_names), tiers);
     }
 
     /// While a blocking thread holds the table for the disk, a call made on an async worker
