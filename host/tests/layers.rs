@@ -14,6 +14,7 @@ const LAYERS: &[&[&str]] = &[
         "stable_hash",
         "blocking",
         "buffer_pool",
+        "memory",
         "metrics",
         "wit_types",
         "locks",
