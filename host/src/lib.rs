@@ -12,6 +12,8 @@ pub mod connections;
 pub mod copy_file;
 pub mod demo;
 pub mod gateway;
+#[cfg(test)]
+mod heap_meter;
 pub mod locks;
 pub mod memory;
 pub mod metrics;
@@ -24,3 +26,7 @@ pub mod rpc;
 pub mod shares;
 pub mod stable_hash;
 pub mod wit_types;
+
+#[cfg(test)]
+#[global_allocator]
+static HEAP: heap_meter::CountingAllocator = heap_meter::CountingAllocator;

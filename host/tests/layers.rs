@@ -15,6 +15,7 @@ const LAYERS: &[&[&str]] = &[
         "blocking",
         "buffer_pool",
         "memory",
+        "heap_meter",
         "metrics",
         "wit_types",
         "locks",

@@ -5,13 +5,17 @@
 //! lookups and by inode for handles. Only inodes with a single name come here, so the inode
 //! key is unique. A row leaves the tier when it is taken back into memory, so a name is in
 //! memory or here, never both. The file holds nothing the journal does not: it is made anew at
-//! every start and its commits are not synced, so it costs no sync and survives nothing.
+//! every start and survives nothing, so its storage never syncs. Every commit is a durable one
+//! to redb all the same: redb keeps the pages of a commit that is not durable listed in memory
+//! until the next durable commit, and the tier exists to keep memory small.
 
+use std::fs::File;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use redb::{
-    Builder, Database, Durability, ReadableDatabase, ReadableTable, TableDefinition,
+    Builder, Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition,
     WriteTransaction,
 };
 
@@ -46,7 +50,14 @@ impl ColdNames {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
             _ => {}
         }
-        let db = Builder::new().set_cache_size(PAGE_CACHE).create(path)?;
+        let file = File::options()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        let db = Builder::new()
+            .set_cache_size(PAGE_CACHE)
+            .create_with_backend(UnsyncedFile(file))?;
         let txn = db.begin_write()?;
         txn.open_table(BY_NAME)?;
         txn.open_table(BY_INO)?;
@@ -56,9 +67,9 @@ impl ColdNames {
 
     /// A change to the tier: what it takes out and puts in is seen together at `commit`.
     pub fn change(&self) -> Result<ColdChange, ColdError> {
-        let mut txn = self.db.begin_write()?;
-        txn.set_durability(Durability::None)?;
-        Ok(ColdChange { txn })
+        Ok(ColdChange {
+            txn: self.db.begin_write()?,
+        })
     }
 
     /// A consistent view of the tier as it is now, for reading away from the table's lock.
@@ -67,6 +78,33 @@ impl ColdNames {
         Ok(ColdView {
             by_ino: txn.open_table(BY_INO)?,
         })
+    }
+}
+
+/// The tier's file as redb's storage, never synced: the file need not outlive the process, and
+/// only one process opens it, so it needs no lock either.
+#[derive(Debug)]
+struct UnsyncedFile(File);
+
+impl StorageBackend for UnsyncedFile {
+    fn len(&self) -> Result<u64, redb::BackendError> {
+        Ok(self.0.metadata()?.len())
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), redb::BackendError> {
+        Ok(self.0.read_exact_at(out, offset)?)
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), redb::BackendError> {
+        Ok(self.0.set_len(len)?)
+    }
+
+    fn sync_data(&self) -> Result<(), redb::BackendError> {
+        Ok(())
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), redb::BackendError> {
+        Ok(self.0.write_all_at(data, offset)?)
     }
 }
 
@@ -297,6 +335,28 @@ mod tests {
         assert_eq!(taken, vec![row(7, 6, "a"), row(8, 6, "b")]);
         change.commit().unwrap();
         assert_eq!(cold.view().unwrap().get(7).unwrap(), None);
+    }
+
+    /// redb lists in memory the pages of every commit that is not durable, until a durable
+    /// one: a tier whose commits were not durable would grow in memory with every change.
+    #[test]
+    fn a_long_run_of_changes_holds_no_more_heap_than_a_short_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let cold = ColdNames::create(&dir.path().join("t.cold")).unwrap();
+        let replace = |ino: u64| {
+            let mut change = cold.change().unwrap();
+            change.take_ino(ino - 1).unwrap();
+            change.put(&[row(ino, 1, &ino.to_string())]).unwrap();
+            change.commit().unwrap();
+        };
+        (10..1_010).for_each(replace);
+        let warm = crate::heap_meter::held_by_this_thread();
+        (1_010..21_010).for_each(replace);
+        let grown = crate::heap_meter::held_by_this_thread() - warm;
+        assert!(
+            grown < 64 << 10,
+            "20000 changes left {grown} bytes of heap held"
+        );
     }
 
     #[test]
