@@ -288,8 +288,9 @@ impl NfsServer {
             tracing::debug!(%peer, "NFS connection");
             let (server, link) = (self.server.clone(), self.link.clone());
             tokio::spawn(async move {
-                if let Err(e) = connection(stream, peer, server, link, ticket).await {
-                    tracing::debug!(%peer, "NFS connection closed: {e}");
+                match connection(stream, peer, server, link, ticket).await {
+                    Ok(()) => tracing::debug!(%peer, "NFS connection closed by the client"),
+                    Err(e) => tracing::debug!(%peer, "NFS connection closed: {e}"),
                 }
             });
         }

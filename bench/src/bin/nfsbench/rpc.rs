@@ -22,7 +22,9 @@ use tokio::task::JoinHandle;
 
 const LAST_FRAGMENT: u32 = 1 << 31;
 
-type Pending = Arc<Mutex<HashMap<u32, oneshot::Sender<Vec<u8>>>>>;
+/// The calls waiting for replies, by xid; `None` once the connection has ended, so a call
+/// made after that fails at once instead of waiting for a reply that cannot come.
+type Pending = Arc<Mutex<Option<HashMap<u32, oneshot::Sender<Vec<u8>>>>>>;
 
 /// One connection to one RPC server.
 pub struct Rpc {
@@ -64,7 +66,7 @@ impl Rpc {
             .with_context(|| format!("connecting to {addr}"))?;
         stream.set_nodelay(true)?;
         let (read, writer) = stream.into_split();
-        let pending: Pending = Arc::default();
+        let pending: Pending = Arc::new(Mutex::new(Some(HashMap::new())));
         let reader = tokio::spawn(read_replies(
             BufReader::with_capacity(1 << 20, read),
             pending.clone(),
@@ -127,9 +129,17 @@ impl Rpc {
         record[..4].copy_from_slice(&len.to_be_bytes());
 
         let (tx, rx) = oneshot::channel();
-        self.pending.lock().unwrap().insert(xid, tx);
+        match self.pending.lock().unwrap().as_mut() {
+            Some(pending) => pending.insert(xid, tx),
+            None => bail!("the connection closed"),
+        };
         let mut call = Buf::chain(Buf::chain(record.as_slice(), tail), pad);
-        self.writer.lock().await.write_all_buf(&mut call).await?;
+        if let Err(e) = self.writer.lock().await.write_all_buf(&mut call).await {
+            if let Some(pending) = self.pending.lock().unwrap().as_mut() {
+                pending.remove(&xid);
+            }
+            return Err(e).context("sending an RPC call");
+        }
         let record = rx.await.map_err(|_| anyhow!("the connection closed"))?;
         // xid, REPLY, MSG_ACCEPTED, verifier (flavour, opaque), accept_stat SUCCESS.
         if word(&record, 8)? != 0 {
@@ -147,28 +157,29 @@ impl Rpc {
     }
 }
 
-/// Reads reply records until the connection ends, handing each to its caller.
+/// Reads reply records until the connection ends, handing each to its caller; then fails
+/// every call still waiting, and every call made after.
 async fn read_replies(mut read: BufReader<tokio::net::tcp::OwnedReadHalf>, pending: Pending) {
-    loop {
-        let mut record = Vec::new();
-        loop {
-            let Ok(mark) = read.read_u32().await else {
-                pending.lock().unwrap().clear();
-                return;
-            };
-            let start = record.len();
-            record.resize(start + (mark & !LAST_FRAGMENT) as usize, 0);
-            if read.read_exact(&mut record[start..]).await.is_err() {
-                pending.lock().unwrap().clear();
-                return;
-            }
-            if mark & LAST_FRAGMENT != 0 {
-                break;
-            }
-        }
+    while let Ok(record) = read_record(&mut read).await {
         let Ok(xid) = word(&record, 0) else { continue };
-        if let Some(waiter) = pending.lock().unwrap().remove(&xid) {
+        let waiter = pending.lock().unwrap().as_mut().and_then(|p| p.remove(&xid));
+        if let Some(waiter) = waiter {
             let _ = waiter.send(record);
+        }
+    }
+    *pending.lock().unwrap() = None;
+}
+
+/// One whole record, its fragments joined.
+async fn read_record(read: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> Result<Vec<u8>> {
+    let mut record = Vec::new();
+    loop {
+        let mark = read.read_u32().await?;
+        let start = record.len();
+        record.resize(start + (mark & !LAST_FRAGMENT) as usize, 0);
+        read.read_exact(&mut record[start..]).await?;
+        if mark & LAST_FRAGMENT != 0 {
+            return Ok(record);
         }
     }
 }
