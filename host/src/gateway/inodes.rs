@@ -176,19 +176,29 @@ impl InodeTable {
     /// Reports the names the table holds in memory and in its cold tier as `mount`'s.
     pub fn reporting_as(mut self, mount: &str) -> InodeTable {
         self.gauges = Some(crate::metrics::inode_names(mount));
-        self.report();
+        self.take_stock();
         self
     }
 
-    /// Sets the gauges, unless the disk holds the table's lock (the call that holds it
-    /// reports when it is done).
-    fn report(&self) {
+    /// Sets the gauges and tells whether memory holds more names than its bound, in one hold
+    /// of the table's lock; nothing, and `false`, while the disk holds it (the call that holds
+    /// it takes stock when it is done).
+    fn take_stock(&self) -> bool {
+        let Some(inner) = self.memory() else {
+            return false;
+        };
         if let Some((memory, cold)) = &self.gauges {
-            let Some(inner) = self.memory() else {
-                return;
-            };
             memory.set(inner.tree.len() as i64);
             cold.set(inner.cold_names as i64);
+        }
+        inner.tree.len() > self.memory_names
+    }
+
+    /// Moves names to the cold tier if memory holds too many, and reports the new counts.
+    async fn keep_bound(&self) {
+        if self.take_stock() {
+            self.move_to_cold().await;
+            self.take_stock();
         }
     }
 
@@ -207,8 +217,7 @@ impl InodeTable {
             let done = log.compaction_done();
             let _ = tokio::time::timeout(crate::blocking::DEADLINE, done).await;
         }
-        self.evict_if_over().await;
-        self.report();
+        self.keep_bound().await;
         Ok(())
     }
 
@@ -266,16 +275,13 @@ impl InodeTable {
         false
     }
 
-    /// Moves names to the cold tier, on the blocking pool, while memory holds more than its
-    /// bound (one move at a time; a caller that finds one under way goes on).
-    async fn evict_if_over(&self) {
+    /// Moves names to the cold tier, on the blocking pool, until memory holds its bound (one
+    /// move at a time; a caller that finds one under way goes on).
+    async fn move_to_cold(&self) {
         let Some(cold) = &self.cold else {
             return;
         };
-        let over = self
-            .memory()
-            .is_some_and(|inner| inner.tree.len() > self.memory_names);
-        if !over || self.evicting.swap(true, Ordering::AcqRel) {
+        if self.evicting.swap(true, Ordering::AcqRel) {
             return;
         }
         let (inner, cold, evicting) = (self.inner.clone(), cold.clone(), self.evicting.clone());
@@ -334,8 +340,7 @@ impl InodeTable {
             Ok(result)
         })
         .await;
-        self.evict_if_over().await;
-        self.report();
+        self.keep_bound().await;
         match result {
             Ok(Ok(result)) => Ok(result),
             Ok(Err(Miss::Failed(e))) => {
