@@ -6,6 +6,7 @@ pub mod admin;
 pub mod backend;
 pub mod blocking;
 pub mod buffer_pool;
+pub mod client_quota;
 pub mod config;
 pub mod conformance;
 pub mod connections;

@@ -12,6 +12,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::client_quota::{ClientQuota, QuotaLimits};
+
 /// Who holds a lock: the client (its name or address), the process id it sends (`svid`), and
 /// its opaque owner handle.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -98,11 +100,7 @@ pub struct Granted<T> {
 }
 
 /// How many locks and waiters the table holds at most, in all and per client.
-#[derive(Clone, Copy, Debug)]
-pub struct LockLimits {
-    pub total: usize,
-    pub per_client: usize,
-}
+pub type LockLimits = QuotaLimits;
 
 struct Waiter<T> {
     lock: Lock,
@@ -127,18 +125,14 @@ impl<T> Default for FileLocks<T> {
 pub struct LockTable<T> {
     files: HashMap<u64, FileLocks<T>>,
     /// Locks and waiters per client, and in all.
-    per_client: HashMap<Arc<str>, usize>,
-    total: usize,
-    limits: LockLimits,
+    held: ClientQuota,
 }
 
 impl<T> LockTable<T> {
     pub fn new(limits: LockLimits) -> LockTable<T> {
         LockTable {
             files: HashMap::new(),
-            per_client: HashMap::new(),
-            total: 0,
-            limits,
+            held: ClientQuota::new(limits),
         }
     }
 
@@ -211,7 +205,7 @@ impl<T> LockTable<T> {
         if after > before {
             self.take_room(&client, after - before)?;
         } else {
-            self.give_room(&client, before - after);
+            self.held.give_back(&client, before - after);
         }
         let entry = self.files.entry(file).or_default();
         entry.held.retain(|h| h.owner != owner);
@@ -234,9 +228,9 @@ impl<T> LockTable<T> {
         locks.held.extend(mine);
         if after > before {
             // Splitting a lock in two takes room; a full table still lets the owner unlock.
-            self.force_room(&owner.client, after - before);
+            self.held.force(&owner.client, after - before);
         } else {
-            self.give_room(&owner.client, before - after);
+            self.held.give_back(&owner.client, before - after);
         }
         self.wake(file)
     }
@@ -249,7 +243,7 @@ impl<T> LockTable<T> {
         let before = locks.waiting.len();
         locks.waiting.retain(|w| &w.lock != wanted);
         let dropped = before - locks.waiting.len();
-        self.give_room(&wanted.owner.client, dropped);
+        self.held.give_back(&wanted.owner.client, dropped);
         self.forget_if_empty(file);
         dropped > 0
     }
@@ -270,24 +264,22 @@ impl<T> LockTable<T> {
                 granted.extend(self.wake(file));
             }
         }
-        if let Some(count) = self.per_client.remove(client) {
-            self.total -= count;
-        }
+        self.held.forget(client);
         granted
     }
 
     /// The clients that hold locks or wait for them.
     pub fn clients(&self) -> Vec<Arc<str>> {
-        self.per_client.keys().cloned().collect()
+        self.held.clients()
     }
 
     /// Locks and waiters held in all.
     pub fn len(&self) -> usize {
-        self.total
+        self.held.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.total == 0
+        self.held.is_empty()
     }
 
     /// Grants, in order, the waiters of `file` that nothing blocks any more.
@@ -302,7 +294,7 @@ impl<T> LockTable<T> {
             let waiter = locks.waiting.remove(at);
             // The waiter's room passes to its lock. A waiter that then finds the table full is
             // dropped, and its client's next try (clients retry blocked locks) is refused.
-            self.give_room(&waiter.lock.owner.client, 1);
+            self.held.give_back(&waiter.lock.owner.client, 1);
             if self.grant(file, waiter.lock.clone()).is_ok() {
                 granted.push(Granted {
                     file,
@@ -316,30 +308,10 @@ impl<T> LockTable<T> {
     }
 
     fn take_room(&mut self, client: &Arc<str>, n: usize) -> Result<(), Refused> {
-        let used = self.per_client.get(client).copied().unwrap_or(0);
-        if self.total + n > self.limits.total || used + n > self.limits.per_client {
-            return Err(Refused::Full);
+        match self.held.take(client, n) {
+            true => Ok(()),
+            false => Err(Refused::Full),
         }
-        self.force_room(client, n);
-        Ok(())
-    }
-
-    fn force_room(&mut self, client: &Arc<str>, n: usize) {
-        *self.per_client.entry(client.clone()).or_default() += n;
-        self.total += n;
-    }
-
-    fn give_room(&mut self, client: &Arc<str>, n: usize) {
-        if n == 0 {
-            return;
-        }
-        if let Some(used) = self.per_client.get_mut(client) {
-            *used -= n;
-            if *used == 0 {
-                self.per_client.remove(client);
-            }
-        }
-        self.total -= n;
     }
 
     fn forget_if_empty(&mut self, file: u64) {

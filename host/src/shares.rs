@@ -11,6 +11,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::client_quota::{ClientQuota, QuotaLimits};
+
 /// Who holds a share: the client (its name or address) and its opaque owner handle.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct ShareOwner {
@@ -49,27 +51,19 @@ pub enum ShareRefused {
 }
 
 /// How many shares the table holds at most, in all and per client.
-#[derive(Clone, Copy, Debug)]
-pub struct ShareLimits {
-    pub total: usize,
-    pub per_client: usize,
-}
+pub type ShareLimits = QuotaLimits;
 
 /// The shares of every file.
 pub struct ShareTable {
     files: HashMap<u64, Vec<Share>>,
-    per_client: HashMap<Arc<str>, usize>,
-    total: usize,
-    limits: ShareLimits,
+    held: ClientQuota,
 }
 
 impl ShareTable {
     pub fn new(limits: ShareLimits) -> ShareTable {
         ShareTable {
             files: HashMap::new(),
-            per_client: HashMap::new(),
-            total: 0,
-            limits,
+            held: ClientQuota::new(limits),
         }
     }
 
@@ -81,16 +75,8 @@ impl ShareTable {
             return Err(ShareRefused::Conflict);
         }
         let replaces = shares.iter().any(|s| s.owner == wanted.owner);
-        if !replaces {
-            let used = self.per_client.get(&wanted.owner.client).copied();
-            if self.total >= self.limits.total || used.unwrap_or(0) >= self.limits.per_client {
-                return Err(ShareRefused::Full);
-            }
-            *self
-                .per_client
-                .entry(wanted.owner.client.clone())
-                .or_default() += 1;
-            self.total += 1;
+        if !replaces && !self.held.take(&wanted.owner.client, 1) {
+            return Err(ShareRefused::Full);
         }
         let shares = self.files.entry(file).or_default();
         shares.retain(|s| s.owner != wanted.owner);
@@ -109,7 +95,7 @@ impl ShareTable {
         if shares.is_empty() {
             self.files.remove(&file);
         }
-        self.give_back(&owner.client, dropped);
+        self.held.give_back(&owner.client, dropped);
     }
 
     /// Drops every share of a client (FREE_ALL, or its reboot).
@@ -118,36 +104,21 @@ impl ShareTable {
             shares.retain(|s| &*s.owner.client != client);
             !shares.is_empty()
         });
-        if let Some(count) = self.per_client.remove(client) {
-            self.total -= count;
-        }
+        self.held.forget(client);
     }
 
     /// The clients that hold shares.
     pub fn clients(&self) -> Vec<Arc<str>> {
-        self.per_client.keys().cloned().collect()
+        self.held.clients()
     }
 
     /// Shares held in all.
     pub fn len(&self) -> usize {
-        self.total
+        self.held.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.total == 0
-    }
-
-    fn give_back(&mut self, client: &Arc<str>, n: usize) {
-        if n == 0 {
-            return;
-        }
-        if let Some(used) = self.per_client.get_mut(client) {
-            *used -= n;
-            if *used == 0 {
-                self.per_client.remove(client);
-            }
-        }
-        self.total -= n;
+        self.held.is_empty()
     }
 }
 

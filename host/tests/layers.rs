@@ -18,10 +18,9 @@ const LAYERS: &[&[&str]] = &[
         "heap_meter",
         "metrics",
         "wit_types",
-        "locks",
-        "shares",
+        "client_quota",
     ],
-    &["copy_file", "config"],
+    &["copy_file", "config", "locks", "shares"],
     &["connections"],
     // the native object-store client, which the core uses directly and plugins through a
     // capability

@@ -45,6 +45,10 @@ struct Owner<'a> {
     svid: u32,
 }
 
+fn owner(name: &str, svid: u32) -> Owner<'_> {
+    Owner { name, svid }
+}
+
 /// An `nlm4_lock` of `owner` on `fh` over `offset`, `len` (0: to the end).
 fn alock(owner: &Owner, fh: &[u8], offset: u64, len: u64) -> Vec<u8> {
     let mut out = opaque(owner.name.as_bytes());
@@ -217,16 +221,7 @@ async fn server_with_a_file_in_mount(
 #[tokio::test]
 async fn locks_conflict_between_clients_and_a_waiter_gets_the_lock_when_it_is_freed() {
     let (server, _dir, fh) = server_with_a_file("").await;
-    let (a, b) = (
-        Owner {
-            name: "alpha",
-            svid: 11,
-        },
-        Owner {
-            name: "beta",
-            svid: 22,
-        },
-    );
+    let (a, b) = (owner("alpha", 11), owner("beta", 22));
     let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
     assert_eq!(
         nlm.test(true, &alock(&a, &fh, 0, 10)).await,
@@ -262,10 +257,7 @@ async fn locks_conflict_between_clients_and_a_waiter_gets_the_lock_when_it_is_fr
 #[tokio::test]
 async fn a_client_cannot_free_another_address_locks_nor_lock_what_is_no_file() {
     let (server, _dir, fh) = server_with_a_file("").await;
-    let a = Owner {
-        name: "alpha",
-        svid: 1,
-    };
+    let a = owner("alpha", 1);
     let mut first = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
     assert_eq!(
         first.lock(false, true, &alock(&a, &fh, 0, 0)).await,
@@ -375,16 +367,7 @@ async fn server_calling_back_at(client_portmap_port: u16) -> (Server, tempfile::
 async fn a_waiting_client_is_called_back_with_granted_and_one_that_declines_frees_the_lock() {
     let mut manager = ClientLockManager::start(GRANTED).await;
     let (server, _dir, fh) = server_calling_back_at(manager.port).await;
-    let (a, b) = (
-        Owner {
-            name: "alpha",
-            svid: 1,
-        },
-        Owner {
-            name: "beta",
-            svid: 2,
-        },
-    );
+    let (a, b) = (owner("alpha", 1), owner("beta", 2));
     let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
     assert_eq!(nlm.lock(false, true, &alock(&a, &fh, 0, 0)).await, GRANTED);
     assert_eq!(nlm.lock(true, true, &alock(&b, &fh, 0, 0)).await, BLOCKED);
@@ -423,10 +406,7 @@ async fn a_waiting_client_is_called_back_with_granted_and_one_that_declines_free
 async fn the_asynchronous_msg_calls_are_answered_through_the_client_res_procedures() {
     let mut manager = ClientLockManager::start(GRANTED).await;
     let (server, _dir, fh) = server_calling_back_at(manager.port).await;
-    let a = Owner {
-        name: "alpha",
-        svid: 1,
-    };
+    let a = owner("alpha", 1);
     let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
     // LOCK_MSG (7): an empty reply now, LOCK_RES (12) to the client with the cookie and status.
     let mut args = opaque(b"msg-cookie");
@@ -443,10 +423,7 @@ async fn the_asynchronous_msg_calls_are_answered_through_the_client_res_procedur
     want.extend(words(&[GRANTED]));
     assert_eq!(res, want);
     // TEST_MSG (6) by another owner: TEST_RES (11) says DENIED, with the holder.
-    let b = Owner {
-        name: "beta",
-        svid: 2,
-    };
+    let b = owner("beta", 2);
     let mut args = opaque(b"t");
     args.extend(words(&[1]));
     args.extend(alock(&b, &fh, 0, 1));
@@ -460,10 +437,7 @@ async fn the_asynchronous_msg_calls_are_answered_through_the_client_res_procedur
 #[tokio::test]
 async fn a_mount_without_locks_refuses_every_lock_with_denied_nolocks() {
     let (server, _dir, fh) = server_with_a_file_in_mount("", "locks = false").await;
-    let a = Owner {
-        name: "alpha",
-        svid: 1,
-    };
+    let a = owner("alpha", 1);
     let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
     let whole = alock(&a, &fh, 0, 0);
     assert_eq!(nlm.lock(false, true, &whole).await, DENIED_NOLOCKS);
@@ -476,16 +450,7 @@ async fn a_mount_without_locks_refuses_every_lock_with_denied_nolocks() {
 #[tokio::test]
 async fn a_client_sm_notify_frees_its_locks_and_only_its_own() {
     let (server, _dir, fh) = server_with_a_file("").await;
-    let (a, b) = (
-        Owner {
-            name: "alpha",
-            svid: 1,
-        },
-        Owner {
-            name: "beta",
-            svid: 2,
-        },
-    );
+    let (a, b) = (owner("alpha", 1), owner("beta", 2));
     let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
     let state = nlm.nsm_state().await;
     assert_eq!(state % 2, 1, "odd while nfsgw runs");
@@ -533,16 +498,7 @@ async fn after_a_restart_lock_holders_are_notified_and_only_reclaims_are_granted
         client.port
     );
     let (server, _dir, fh) = server_with_a_file(&keys).await;
-    let (a, b) = (
-        Owner {
-            name: "alpha",
-            svid: 1,
-        },
-        Owner {
-            name: "beta",
-            svid: 2,
-        },
-    );
+    let (a, b) = (owner("alpha", 1), owner("beta", 2));
     let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
     let before = nlm.nsm_state().await;
     // A fresh start has no grace period, and the lock makes the client a recorded holder.
@@ -588,10 +544,7 @@ async fn after_a_restart_lock_holders_are_notified_and_only_reclaims_are_granted
 #[tokio::test]
 async fn a_flood_of_locks_stops_at_the_client_share_and_the_server_still_answers() {
     let (server, _dir, fh) = server_with_a_file("").await;
-    let a = Owner {
-        name: "flood",
-        svid: 1,
-    };
+    let a = owner("flood", 1);
     let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
     // Ranges with gaps between them, so that none merges with another.
     for i in 0..u64::from(PER_CLIENT) {
@@ -606,10 +559,7 @@ async fn a_flood_of_locks_stops_at_the_client_share_and_the_server_still_answers
     assert_eq!(nlm.lock(true, true, &more).await, DENIED_NOLOCKS);
     assert!(nlm.null().await, "NULL is still answered");
     // Another client still gets its locks, and the flooder's FREE_ALL gives its share back.
-    let b = Owner {
-        name: "calm",
-        svid: 2,
-    };
+    let b = owner("calm", 2);
     let mut other = Nlm::connect(Ipv4Addr::new(127, 0, 0, 2), server.port).await;
     assert_eq!(
         other.lock(false, true, &alock(&b, &fh, 1, 1)).await,
@@ -623,18 +573,9 @@ async fn a_flood_of_locks_stops_at_the_client_share_and_the_server_still_answers
 async fn ranges_at_the_end_of_64_bits_and_unknown_owners_are_handled() {
     let (server, _dir, fh) = server_with_a_file("").await;
     let (a, b, stranger) = (
-        Owner {
-            name: "alpha",
-            svid: 1,
-        },
-        Owner {
-            name: "beta",
-            svid: 2,
-        },
-        Owner {
-            name: "nobody-knows",
-            svid: 99,
-        },
+        owner("alpha", 1),
+        owner("beta", 2),
+        owner("nobody-knows", 99),
     );
     let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
     // A range whose end overflows 64 bits reaches the end of the offsets.
@@ -690,10 +631,7 @@ async fn udp_call(port: u16, program: (u32, u32), procedure: u32, args: &[u8]) -
 #[tokio::test]
 async fn nlm_and_nsm_answer_over_udp_and_an_sm_notify_there_frees_the_client_locks() {
     let (server, _dir, fh) = server_with_a_file("").await;
-    let a = Owner {
-        name: "alpha",
-        svid: 1,
-    };
+    let a = owner("alpha", 1);
     let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
     assert_eq!(nlm.lock(false, true, &alock(&a, &fh, 0, 0)).await, GRANTED);
     let state = nlm.nsm_state().await;
@@ -715,30 +653,14 @@ async fn nlm_and_nsm_answer_over_udp_and_an_sm_notify_there_frees_the_client_loc
     notify.extend(words(&[5]));
     let reply = udp_call(server.port, NSM, SM_NOTIFY, &notify).await;
     assert_eq!((word(&reply, 24), reply.len()), (0, 28), "accepted, void");
-    let b = Owner {
-        name: "beta",
-        svid: 2,
-    };
+    let b = owner("beta", 2);
     assert_eq!(nlm.test(true, &alock(&b, &fh, 0, 0)).await, (GRANTED, None));
 }
 
 #[tokio::test]
 async fn share_reservations_conflict_between_owners_and_go_with_unshare_free_all_and_sm_notify() {
     let (server, _dir, fh) = server_with_a_file("").await;
-    let (a, b, c) = (
-        Owner {
-            name: "alpha",
-            svid: 1,
-        },
-        Owner {
-            name: "beta",
-            svid: 2,
-        },
-        Owner {
-            name: "gamma",
-            svid: 3,
-        },
-    );
+    let (a, b, c) = (owner("alpha", 1), owner("beta", 2), owner("gamma", 3));
     let mut nlm = Nlm::connect(Ipv4Addr::LOCALHOST, server.port).await;
     // alpha reads and denies writers: beta may read but not write.
     assert_eq!(nlm.share(SHARE, &a, &fh, R, W).await, GRANTED);
