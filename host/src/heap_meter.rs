@@ -11,16 +11,30 @@ pub struct CountingAllocator;
 
 thread_local! {
     static HELD: Cell<isize> = const { Cell::new(0) };
+    static PEAK: Cell<isize> = const { Cell::new(0) };
 }
 
 fn count(bytes: isize) {
-    let _ = HELD.try_with(|held| held.set(held.get() + bytes));
+    let _ = HELD.try_with(|held| {
+        held.set(held.get() + bytes);
+        let _ = PEAK.try_with(|peak| peak.set(peak.get().max(held.get())));
+    });
 }
 
 /// The bytes this thread has allocated and not freed (freed by another thread, they stay
 /// counted here).
 pub fn held_by_this_thread() -> isize {
     HELD.with(Cell::get)
+}
+
+/// The most this thread has held since [`reset_peak`] (or since it started).
+pub fn peak_of_this_thread() -> isize {
+    PEAK.with(Cell::get)
+}
+
+/// Starts this thread's peak again from what it holds now.
+pub fn reset_peak() {
+    PEAK.with(|peak| peak.set(held_by_this_thread()));
 }
 
 // SAFETY: every call is the system allocator's, with the same arguments; counting allocates

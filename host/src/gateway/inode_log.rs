@@ -14,11 +14,11 @@
 //! rewrites it. Once the file outgrows the live table, it is compacted online (`compact`).
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use format::{encode, header, replay_framed, replay_unframed, MAGIC, MAGIC_UNFRAMED};
+use format::{encode, encode_name, header, MAGIC, MAGIC_UNFRAMED};
 pub use format::{name_len, Record, Replayed, HEADER_LEN, RESERVE};
 
 mod compact;
@@ -78,43 +78,63 @@ impl InodeLog {
             )
         };
         let (magic, rest) = data.split_at_checked(8).ok_or_else(foreign)?;
-        let (generation, body) = rest.split_at_checked(4).ok_or_else(foreign)?;
+        let (generation, _) = rest.split_at_checked(4).ok_or_else(foreign)?;
         let generation = u32::from_be_bytes(generation.try_into().unwrap());
-        let (records, skipped) = if magic == MAGIC {
-            replay_framed(body, 12)
+        let framed = if magic == MAGIC {
+            true
         } else if magic == MAGIC_UNFRAMED {
-            replay_unframed(body, 12)
+            false
         } else {
             return Err(foreign());
         };
         Ok(Some(Replayed {
             generation,
-            records,
-            skipped,
+            data,
+            framed,
         }))
     }
 
-    /// Writes a fresh journal holding `records` (atomically replacing any old one), makes it
-    /// durable, and keeps it open for appending.
-    pub fn create(path: &Path, generation: u32, records: &[Record]) -> io::Result<InodeLog> {
+    /// Writes a fresh journal holding `records` and then every name `names` gives (atomically
+    /// replacing any old one), makes it durable, and keeps it open for appending. The names
+    /// go to the file as they come, through a small buffer, not gathered first.
+    pub fn create(
+        path: &Path,
+        generation: u32,
+        records: &[Record],
+        names: impl FnOnce(&mut dyn FnMut(u64, &str)),
+    ) -> io::Result<InodeLog> {
         let tmp = path.with_extension("tmp");
-        let mut out = Vec::with_capacity(12 + records.len() * 32);
-        header(generation, &mut out);
+        let mut out = BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
+        let mut chunk = Vec::new();
+        let mut len = 0;
+        let mut failed = None;
+        let mut put = |chunk: &mut Vec<u8>| {
+            len += chunk.len() as u64;
+            if failed.is_none() {
+                failed = out.write_all(chunk).err();
+            }
+            chunk.clear();
+        };
+        header(generation, &mut chunk);
         for record in records {
-            encode(record, &mut out);
+            encode(record, &mut chunk);
         }
-        {
-            let mut file = File::create(&tmp)?;
-            file.write_all(&out)?;
-            file.sync_all()?;
+        put(&mut chunk);
+        names(&mut |ino, path| {
+            encode_name(ino, path, &mut chunk);
+            put(&mut chunk);
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
         let file = replace(&tmp, path)?;
         Ok(InodeLog {
             path: path.to_path_buf(),
             file: Mutex::new(Arc::new(file)),
             pending: Mutex::new(Pending {
-                file_len: out.len() as u64,
-                snapshot_len: out.len() as u64,
+                file_len: len,
+                snapshot_len: len,
                 ..Pending::default()
             }),
             turn: tokio::sync::Mutex::new(()),
@@ -279,6 +299,16 @@ mod tests {
     use super::format::{encode_payload, Skipped, FRAME_HEADER};
     use super::*;
 
+    fn records_of(replayed: &Replayed) -> Vec<Record> {
+        let mut records = Vec::new();
+        replayed.each(|record| records.push(record));
+        records
+    }
+
+    fn skipped_of(replayed: &Replayed) -> Vec<Skipped> {
+        replayed.each(|_| {})
+    }
+
     fn sample() -> Vec<Record> {
         vec![
             Record::Reserve { next: 4098 },
@@ -299,7 +329,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.inodes");
         let records = sample();
-        let log = InodeLog::create(&path, 7, &records[..2]).unwrap();
+        let log = InodeLog::create(&path, 7, &records[..2], |_| {}).unwrap();
         log.append(&records[2]);
         log.append(&records[3]);
         log.durable().await.unwrap();
@@ -310,9 +340,9 @@ mod tests {
         f.write_all(&[0, 0, 0, 9, 1, 2]).unwrap();
         let replayed = InodeLog::replay(&path).unwrap().unwrap();
         assert_eq!(replayed.generation, 7);
-        assert_eq!(replayed.records, records);
+        assert_eq!(records_of(&replayed), records);
         assert_eq!(
-            replayed.skipped,
+            skipped_of(&replayed),
             [Skipped {
                 offset: before,
                 bytes: 6
@@ -325,7 +355,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.inodes");
         let records = sample();
-        let log = InodeLog::create(&path, 1, &[]).unwrap();
+        let log = InodeLog::create(&path, 1, &[], |_| {}).unwrap();
         for record in &records {
             log.append(record);
         }
@@ -344,16 +374,24 @@ mod tests {
         data[third] = 0xff;
         std::fs::write(&path, &data).unwrap();
         let replayed = InodeLog::replay(&path).unwrap().unwrap();
-        assert_eq!(replayed.records, [records[0].clone(), records[3].clone()]);
-        assert_eq!(replayed.skipped.len(), 1, "{:?}", replayed.skipped);
-        assert_eq!(replayed.skipped[0].offset, second as u64);
+        assert_eq!(
+            records_of(&replayed),
+            [records[0].clone(), records[3].clone()]
+        );
+        assert_eq!(
+            skipped_of(&replayed).len(),
+            1,
+            "{:?}",
+            skipped_of(&replayed)
+        );
+        assert_eq!(skipped_of(&replayed)[0].offset, second as u64);
     }
 
     #[tokio::test]
     async fn waiting_callers_share_one_sync_and_a_name_taken_back_is_never_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.inodes");
-        let log = InodeLog::create(&path, 1, &[]).unwrap();
+        let log = InodeLog::create(&path, 1, &[], |_| {}).unwrap();
         log.durable().await.unwrap();
         assert_eq!(log.syncs(), 0, "nothing appended, nothing to sync");
         let records = sample();
@@ -372,15 +410,15 @@ mod tests {
         assert_eq!(log.syncs(), 1);
         drop(log);
         let replayed = InodeLog::replay(&path).unwrap().unwrap();
-        assert_eq!(replayed.records, records);
-        assert!(replayed.skipped.is_empty());
+        assert_eq!(records_of(&replayed), records);
+        assert!(skipped_of(&replayed).is_empty());
     }
 
     #[tokio::test]
     async fn a_journal_that_cannot_be_written_fails_the_caller_and_keeps_the_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.inodes");
-        let mut log = InodeLog::create(&path, 1, &[]).unwrap();
+        let mut log = InodeLog::create(&path, 1, &[], |_| {}).unwrap();
         let writable = std::mem::replace(
             log.file.get_mut().unwrap(),
             Arc::new(File::open(&path).unwrap()),
@@ -391,14 +429,14 @@ mod tests {
         log.durable().await.unwrap();
         drop(log);
         let replayed = InodeLog::replay(&path).unwrap().unwrap();
-        assert_eq!(replayed.records, sample()[..1]);
+        assert_eq!(records_of(&replayed), sample()[..1]);
     }
 
     #[tokio::test]
     async fn a_compaction_keeps_the_snapshot_and_only_what_follows_its_cut() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.inodes");
-        let log = InodeLog::create(&path, 3, &sample()).unwrap();
+        let log = InodeLog::create(&path, 3, &sample(), |_| {}).unwrap();
         let before_cut = Record::Forget { path: "old".into() };
         let after_cut = Record::Name {
             ino: 7,
@@ -431,9 +469,9 @@ mod tests {
         };
         let snapshot = [Record::Reserve { next: 8192 }, kept];
         assert_eq!(replayed.generation, 3);
-        assert_eq!(replayed.records[..2], snapshot);
-        assert_eq!(replayed.records[2..], [after_cut, last]);
-        assert!(replayed.skipped.is_empty());
+        assert_eq!(records_of(&replayed)[..2], snapshot);
+        assert_eq!(records_of(&replayed)[2..], [after_cut, last]);
+        assert!(skipped_of(&replayed).is_empty());
     }
 
     #[test]
@@ -447,7 +485,7 @@ mod tests {
         }
         std::fs::write(&path, &data).unwrap();
         let replayed = InodeLog::replay(&path).unwrap().unwrap();
-        assert_eq!((replayed.generation, replayed.records), (3, sample()));
+        assert_eq!((replayed.generation, records_of(&replayed)), (3, sample()));
     }
 
     #[test]

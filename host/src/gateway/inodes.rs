@@ -115,7 +115,14 @@ impl InodeTable {
         let mut inner = Inner::new();
         let generation = match InodeLog::replay(journal)? {
             Some(replayed) => {
-                for skipped in &replayed.skipped {
+                // Directories a record names without a record of their own are numbered
+                // past every number in the journal: a first walk finds the largest.
+                let skipped = replayed.each(|record| match record {
+                    Record::Name { ino, .. } => inner.next = inner.next.max(ino + 1),
+                    Record::Reserve { next } => inner.reserved = inner.reserved.max(next),
+                    _ => {}
+                });
+                for skipped in &skipped {
                     tracing::warn!(
                         journal = %journal.display(),
                         offset = skipped.offset,
@@ -123,19 +130,8 @@ impl InodeTable {
                         "skipped a damaged stretch of the inode journal; the records after it are kept"
                     );
                 }
-                // Directories a record names without a record of their own are numbered
-                // past every number in the journal.
-                for record in &replayed.records {
-                    match record {
-                        Record::Name { ino, .. } => inner.next = inner.next.max(ino + 1),
-                        Record::Reserve { next } => inner.reserved = inner.reserved.max(*next),
-                        _ => {}
-                    }
-                }
                 inner.next = inner.next.max(inner.reserved);
-                for record in replayed.records {
-                    inner.apply(record);
-                }
+                replayed.each(|record| inner.apply(record));
                 replayed.generation
             }
             None => generation,
@@ -143,16 +139,12 @@ impl InodeTable {
         // Start every run from a compact journal: a reservation, then one record per name.
         inner.tree.sweep();
         inner.reserved = inner.next + RESERVE;
-        let mut snapshot = vec![Record::Reserve {
+        let reserve = Record::Reserve {
             next: inner.reserved,
-        }];
-        inner.tree.snapshot().each(|ino, path| {
-            snapshot.push(Record::Name {
-                ino,
-                path: path.to_string(),
-            })
-        });
-        let log = InodeLog::create(journal, generation, &snapshot)?;
+        };
+        let log = InodeLog::create(journal, generation, &[reserve], |name| {
+            inner.tree.each(name)
+        })?;
         let cold = LazyCold::new(journal.with_extension("cold"));
         let inner = Arc::new(Mutex::new(inner));
         if inner.lock().unwrap().tree.len() > memory_names {
@@ -1197,6 +1189,40 @@ mod tests {
         drop(t);
         let t = InodeTable::open(&journal, 1, ALL).unwrap();
         assert_eq!(t.find("after").await.unwrap(), Some(after));
+    }
+
+    /// A start walks the old journal and writes the new one a record at a time: at its peak
+    /// it holds the table it builds and the old journal's bytes, not the journal as records,
+    /// a copy of the table, or the new journal whole.
+    #[test]
+    fn a_start_holds_at_most_the_table_and_the_old_journal() {
+        use crate::heap_meter::{held_by_this_thread, peak_of_this_thread, reset_peak};
+        let dir = tempfile::tempdir().unwrap();
+        let journal = dir.path().join("m.inodes");
+        let t = InodeTable::open(&journal, 5, ALL).unwrap();
+        run(async {
+            for d in 0..20 {
+                for f in 0..1000 {
+                    t.ino(&format!("dir{d}/file-{f:05}")).await.unwrap();
+                }
+            }
+            t.durable().await.unwrap();
+        });
+        drop(t);
+        let journal_len = std::fs::metadata(&journal).unwrap().len() as isize;
+
+        let before = held_by_this_thread();
+        reset_peak();
+        let t = InodeTable::open(&journal, 5, ALL).unwrap();
+        let (table, peak) = (
+            held_by_this_thread() - before,
+            peak_of_this_thread() - before,
+        );
+        assert_eq!(t.inner.lock().unwrap().tree.len(), 20_020);
+        assert!(
+            peak <= table + journal_len + (256 << 10),
+            "a start peaked at {peak} bytes for a table of {table} and a journal of {journal_len}"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

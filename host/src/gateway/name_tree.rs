@@ -443,6 +443,12 @@ impl NameTree {
     }
 
     /// A copy of the nodes, to list the names from.
+    /// Every name in use with its inode, the root left out, walked in place (a table of its
+    /// own, as at start; a shared one is walked through a [`Snapshot`]).
+    pub fn each(&self, f: impl FnMut(u64, &str)) {
+        each_name(&self.nodes, &self.text, f);
+    }
+
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             nodes: self.nodes.clone(),
@@ -548,14 +554,19 @@ impl Snapshot {
     }
 
     /// Every name in use with its inode, the root left out.
-    pub fn each(&self, mut f: impl FnMut(u64, &str)) {
-        for slot in 1..self.nodes.len() as Slot {
-            if self.nodes[slot as usize].parent == DEAD {
-                continue;
-            }
-            if let Some(path) = path_in(&self.nodes, &self.text, slot) {
-                f(self.nodes[slot as usize].ino, &path);
-            }
+    pub fn each(&self, f: impl FnMut(u64, &str)) {
+        each_name(&self.nodes, &self.text, f);
+    }
+}
+
+/// Every name in use among `nodes` with its inode, the root left out.
+fn each_name(nodes: &[Node], text: &[u8], mut f: impl FnMut(u64, &str)) {
+    for slot in 1..nodes.len() as Slot {
+        if nodes[slot as usize].parent == DEAD {
+            continue;
+        }
+        if let Some(path) = path_in(nodes, text, slot) {
+            f(nodes[slot as usize].ino, &path);
         }
     }
 }

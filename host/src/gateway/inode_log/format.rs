@@ -28,11 +28,24 @@ pub enum Record {
     Reserve { next: u64 },
 }
 
-/// What a journal held: its generation, its good records in order, and what was skipped.
+/// What a journal holds: its generation, and its bytes, whose records are decoded one at a
+/// time as they are walked (a journal of a million names is never a million records at once).
 pub struct Replayed {
     pub generation: u32,
-    pub records: Vec<Record>,
-    pub skipped: Vec<Skipped>,
+    /// The whole file, header included.
+    pub(super) data: Vec<u8>,
+    pub(super) framed: bool,
+}
+
+impl Replayed {
+    /// Hands `f` each good record in order; what was skipped as damaged.
+    pub fn each(&self, f: impl FnMut(Record)) -> Vec<Skipped> {
+        let body = &self.data[HEADER_LEN as usize..];
+        match self.framed {
+            true => replay_framed(body, HEADER_LEN, f),
+            false => replay_unframed(body, HEADER_LEN, f),
+        }
+    }
 }
 
 /// A damaged stretch of a journal that replay passed over.
@@ -171,12 +184,12 @@ fn frame_at(data: &[u8]) -> Option<(Record, usize)> {
 }
 
 /// Every sound record of a framed journal's body, passing over damaged stretches.
-pub(super) fn replay_framed(body: &[u8], base: u64) -> (Vec<Record>, Vec<Skipped>) {
-    let (mut records, mut skipped) = (Vec::new(), Vec::new());
+fn replay_framed(body: &[u8], base: u64, mut each: impl FnMut(Record)) -> Vec<Skipped> {
+    let mut skipped = Vec::new();
     let mut at = 0;
     while at < body.len() {
         if let Some((record, used)) = frame_at(&body[at..]) {
-            records.push(record);
+            each(record);
             at += used;
             continue;
         }
@@ -190,24 +203,22 @@ pub(super) fn replay_framed(body: &[u8], base: u64) -> (Vec<Record>, Vec<Skipped
             bytes: (at - start) as u64,
         });
     }
-    (records, skipped)
+    skipped
 }
 
 /// The records of an unframed (older) journal: they end at the first one that does not read.
-pub(super) fn replay_unframed(body: &[u8], base: u64) -> (Vec<Record>, Vec<Skipped>) {
+fn replay_unframed(body: &[u8], base: u64, mut each: impl FnMut(Record)) -> Vec<Skipped> {
     let mut reader = body;
-    let mut records = Vec::new();
     let mut read = 0;
     while let Some(record) = decode_payload(&mut reader) {
-        records.push(record);
+        each(record);
         read = body.len() - reader.len();
     }
-    let skipped = (read < body.len())
+    (read < body.len())
         .then_some(Skipped {
             offset: base + read as u64,
             bytes: (body.len() - read) as u64,
         })
         .into_iter()
-        .collect();
-    (records, skipped)
+        .collect()
 }
