@@ -162,7 +162,11 @@ impl Rpc {
 async fn read_replies(mut read: BufReader<tokio::net::tcp::OwnedReadHalf>, pending: Pending) {
     while let Ok(record) = read_record(&mut read).await {
         let Ok(xid) = word(&record, 0) else { continue };
-        let waiter = pending.lock().unwrap().as_mut().and_then(|p| p.remove(&xid));
+        let waiter = pending
+            .lock()
+            .unwrap()
+            .as_mut()
+            .and_then(|p| p.remove(&xid));
         if let Some(waiter) = waiter {
             let _ = waiter.send(record);
         }
