@@ -30,6 +30,7 @@ say "format and lint"
 cargo fmt --all --check
 cargo fmt --manifest-path plugins/Cargo.toml --all --check
 cargo fmt --manifest-path tests/plugins/Cargo.toml --all --check
+cargo fmt --manifest-path bench/Cargo.toml --all --check
 cargo clippy --release --all-targets -- -D warnings
 
 say "build"

@@ -18,6 +18,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::buffer_pool::BufferPool;
+use crate::positioned_io;
 
 /// Offsets, lengths and buffers of direct transfers are multiples of this: the largest logical
 /// block size in common use.
@@ -83,7 +84,7 @@ impl CopyFile {
                     copy = block;
                     &copy[start..]
                 };
-                match write_all_at(direct, block, offset) {
+                match positioned_io::write_all_at(direct, block, offset) {
                     Ok(()) => return Ok(()),
                     // A partial direct write is written again in full below.
                     Err(e) if self.refused(&e) => {}
@@ -91,7 +92,7 @@ impl CopyFile {
                 }
             }
         }
-        write_all_at(&self.file, data, offset)
+        positioned_io::write_all_at(&self.file, data, offset)
     }
 
     /// The `len` bytes at `offset`, in a buffer of `buffers`; an `UnexpectedEof` error if the
@@ -219,22 +220,6 @@ pub(crate) fn read_uninit_at(
     // SAFETY: every byte was just initialised.
     let buf = unsafe { &mut *(buf as *mut [std::mem::MaybeUninit<u8>] as *mut [u8]) };
     std::os::windows::fs::FileExt::seek_read(file, buf, offset)
-}
-
-#[cfg(unix)]
-fn write_all_at(file: &File, data: &[u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::write_all_at(file, data, offset)
-}
-
-#[cfg(windows)]
-fn write_all_at(file: &File, mut data: &[u8], mut offset: u64) -> io::Result<()> {
-    use std::os::windows::fs::FileExt;
-    while !data.is_empty() {
-        let n = file.seek_write(data, offset)?;
-        data = &data[n..];
-        offset += n as u64;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

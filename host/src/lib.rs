@@ -23,6 +23,7 @@ pub mod nfs;
 pub mod objstore;
 pub mod plugin;
 pub mod portmap;
+pub mod positioned_io;
 pub mod rpc;
 pub mod shares;
 pub mod stable_hash;

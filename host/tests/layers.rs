@@ -19,6 +19,7 @@ const LAYERS: &[&[&str]] = &[
         "metrics",
         "wit_types",
         "client_quota",
+        "positioned_io",
     ],
     &["copy_file", "config", "locks", "shares"],
     &["connections"],

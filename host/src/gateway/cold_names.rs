@@ -10,7 +10,6 @@
 //! until the next durable commit, and the tier exists to keep memory small.
 
 use std::fs::File;
-use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -18,6 +17,8 @@ use redb::{
     Builder, Database, ReadableDatabase, ReadableTable, StorageBackend, TableDefinition,
     WriteTransaction,
 };
+
+use crate::positioned_io;
 
 /// (parent inode, component) to inode.
 const BY_NAME: TableDefinition<(u64, &str), u64> = TableDefinition::new("by_name");
@@ -92,7 +93,7 @@ impl StorageBackend for UnsyncedFile {
     }
 
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), redb::BackendError> {
-        Ok(self.0.read_exact_at(out, offset)?)
+        Ok(positioned_io::read_exact_at(&self.0, out, offset)?)
     }
 
     fn set_len(&self, len: u64) -> Result<(), redb::BackendError> {
@@ -104,7 +105,7 @@ impl StorageBackend for UnsyncedFile {
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), redb::BackendError> {
-        Ok(self.0.write_all_at(data, offset)?)
+        Ok(positioned_io::write_all_at(&self.0, data, offset)?)
     }
 }
 

@@ -5,11 +5,10 @@
 //! it to `commit`; the plugin can read it, or (better) hand it back to a host capability such as
 //! `blobstore.upload`, which moves the bytes natively.
 
-use std::fs::File;
-use std::io;
 use std::sync::Arc;
 
 use crate::copy_file::CopyFile;
+use crate::positioned_io::read_exact_at;
 
 use wasmtime::component::Resource;
 
@@ -21,27 +20,6 @@ use super::runtime::HostState;
 pub struct StagedFile {
     pub file: Arc<CopyFile>,
     pub size: u64,
-}
-
-/// Reads exactly `buf.len()` bytes at `offset`.
-#[cfg(unix)]
-pub fn read_exact_at(file: &File, buf: &mut [u8], offset: u64) -> io::Result<()> {
-    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
-}
-
-#[cfg(windows)]
-pub fn read_exact_at(file: &File, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
-    use std::os::windows::fs::FileExt;
-    while !buf.is_empty() {
-        match file.seek_read(buf, offset)? {
-            0 => return Err(io::ErrorKind::UnexpectedEof.into()),
-            n => {
-                buf = &mut buf[n..];
-                offset += n as u64;
-            }
-        }
-    }
-    Ok(())
 }
 
 impl Host for HostState {}

@@ -161,17 +161,21 @@ mod tests {
         }
     }
 
+    /// A listing of the files `inos`, each put in the cache as it is listed.
+    fn listed(cache: &AttrCache, inos: std::ops::RangeInclusive<u64>) -> Vec<Listed> {
+        inos.map(|ino| Listed {
+            id: file_id(1, ino),
+            name: format!("f{ino}"),
+            attrs: attrs(1),
+            stamp: cache.put(ino, attrs(1)),
+        })
+        .collect()
+    }
+
     #[test]
     fn a_listing_sees_attributes_put_after_its_own_and_those_dropped() {
         let cache = AttrCache::new(Ttl::Forever, 16, CacheMetrics::new("cache-test", "attr"));
-        let listed: Vec<Listed> = (1..=3)
-            .map(|ino| Listed {
-                id: file_id(1, ino),
-                name: format!("f{ino}"),
-                attrs: attrs(1),
-                stamp: cache.put(ino, attrs(1)),
-            })
-            .collect();
+        let listed = listed(&cache, 1..=3);
         let unchanged = cache.changed_since(&listed);
         assert!(unchanged.updated.is_empty() && unchanged.dropped.is_empty());
         cache.put(2, attrs(7)); // changed through nfsgw after the listing
@@ -212,14 +216,7 @@ mod tests {
     #[test]
     fn a_listing_reads_an_evicted_entry_as_dropped() {
         let cache = AttrCache::new(Ttl::Forever, 16, CacheMetrics::new("cache-test", "attr"));
-        let listed: Vec<Listed> = (1..=17)
-            .map(|ino| Listed {
-                id: file_id(1, ino),
-                name: format!("f{ino}"),
-                attrs: attrs(1),
-                stamp: cache.put(ino, attrs(1)),
-            })
-            .collect();
+        let listed = listed(&cache, 1..=17);
         let changed = cache.changed_since(&listed);
         assert!(changed.updated.is_empty());
         assert_eq!(

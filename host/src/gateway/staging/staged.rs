@@ -11,7 +11,7 @@ use super::room::Room;
 use crate::backend::types::{Attrs, Error, FileKind, Timestamp};
 use crate::copy_file::CopyFile;
 use crate::objstore::Stream;
-use crate::plugin::staged_file::read_exact_at;
+use crate::positioned_io::read_exact_at;
 
 /// Out-of-order written ranges a copy keeps track of before it stops streaming.
 const MAX_AHEAD: usize = 64;
