@@ -20,6 +20,7 @@
 //! reads the file. While such a call holds or awaits the lock, calls that would wait for it
 //! on an async worker go to the blocking pool too, so no async worker waits on the disk.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -520,7 +521,7 @@ impl LiveNames {
         let Some(cold) = &self.cold else {
             return Ok(());
         };
-        let in_memory: std::collections::HashMap<u64, Slot> = self.tree.named().collect();
+        let in_memory: HashMap<u64, Slot> = self.tree.named().collect();
         cold.each(|ino, parent, name| {
             let mut parts = vec![name.to_string()];
             let mut at = parent;
@@ -716,31 +717,17 @@ impl Inner {
     ) -> Result<Vec<u64>, Miss> {
         let parent = self.numbered(dir, cold, log)?;
         let names: Vec<&str> = names.into_iter().collect();
+        let in_cold = self.cold_entries(parent, &names, cold)?;
         let mut inos = Vec::with_capacity(names.len());
-        for name in &names {
-            let slot = self.tree.child(parent, name);
-            slot.inspect(|&slot| self.tree.touch(slot));
-            inos.push(slot.map(|slot| self.tree.ino_of(slot)));
-        }
-        if self.tree.has_cold_children(parent) && inos.contains(&None) {
-            let Cold::Open(change) = cold else {
-                return Err(Miss::Cold);
-            };
-            let missing = names.iter().zip(&inos).filter(|(_, ino)| ino.is_none());
-            let found = change
-                .child_inos(self.tree.ino_of(parent), missing.map(|(name, _)| *name))
-                .map_err(Miss::Failed)?;
-            let mut found = found.into_iter();
-            for ino in inos.iter_mut().filter(|ino| ino.is_none()) {
-                *ino = found.next().flatten();
-            }
-        }
-        let mut numbered = Vec::with_capacity(names.len());
-        for (name, ino) in names.into_iter().zip(inos) {
-            // (A name twice in one call is numbered once.)
-            let ino =
-                match ino.or_else(|| self.tree.child(parent, name).map(|s| self.tree.ino_of(s))) {
-                    Some(ino) => ino,
+        for name in names {
+            // A name twice in one call is numbered once: the first adds it to memory.
+            let ino = match self.tree.child(parent, name) {
+                Some(slot) => {
+                    self.tree.touch(slot);
+                    self.tree.ino_of(slot)
+                }
+                None => match in_cold.get(name) {
+                    Some(&ino) => ino,
                     None => {
                         let path = if dir.is_empty() {
                             name.to_string()
@@ -751,10 +738,43 @@ impl Inner {
                         self.tree.add(parent, name, ino);
                         ino
                     }
-                };
-            numbered.push(ino);
+                },
+            };
+            inos.push(ino);
         }
-        Ok(numbered)
+        Ok(inos)
+    }
+
+    /// The inodes of those of `names` in the directory `parent` that are in the cold tier and
+    /// not in memory, read there and left there; none unless the directory has cold names.
+    fn cold_entries<'n>(
+        &self,
+        parent: Slot,
+        names: &[&'n str],
+        cold: &mut Cold<'_>,
+    ) -> Result<HashMap<&'n str, u64>, Miss> {
+        if !self.tree.has_cold_children(parent) {
+            return Ok(HashMap::new());
+        }
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|name| self.tree.child(parent, name).is_none())
+            .collect();
+        if missing.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let Cold::Open(change) = cold else {
+            return Err(Miss::Cold);
+        };
+        let found = change
+            .child_inos(self.tree.ino_of(parent), missing.iter().copied())
+            .map_err(Miss::Failed)?;
+        Ok(missing
+            .into_iter()
+            .zip(found)
+            .filter_map(|(name, ino)| Some((name, ino?)))
+            .collect())
     }
 
     fn fresh(
