@@ -442,13 +442,13 @@ impl NameTree {
         self.tidy_floor = tidy;
     }
 
-    /// A copy of the nodes, to list the names from.
     /// Every name in use with its inode, the root left out, walked in place (a table of its
     /// own, as at start; a shared one is walked through a [`Snapshot`]).
     pub fn each(&self, f: impl FnMut(u64, &str)) {
         each_name(&self.nodes, &self.text, f);
     }
 
+    /// A copy of the nodes, to list the names from.
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             nodes: self.nodes.clone(),
