@@ -95,39 +95,18 @@ impl InodeLog {
     }
 
     /// Writes a fresh journal holding `records` and then every name `names` gives (atomically
-    /// replacing any old one), makes it durable, and keeps it open for appending. The names
-    /// go to the file as they come, through a small buffer, not gathered first.
+    /// replacing any old one), makes it durable, and keeps it open for appending; fails if
+    /// `names` does.
     pub fn create(
         path: &Path,
         generation: u32,
         records: &[Record],
-        names: impl FnOnce(&mut dyn FnMut(u64, &str)),
+        names: impl FnOnce(&mut dyn FnMut(u64, &str)) -> io::Result<()>,
     ) -> io::Result<InodeLog> {
         let tmp = path.with_extension("tmp");
-        let mut out = BufWriter::with_capacity(1 << 16, File::create(&tmp)?);
-        let mut chunk = Vec::new();
-        let mut len = 0;
-        let mut failed = None;
-        let mut put = |chunk: &mut Vec<u8>| {
-            len += chunk.len() as u64;
-            if failed.is_none() {
-                failed = out.write_all(chunk).err();
-            }
-            chunk.clear();
-        };
-        header(generation, &mut chunk);
-        for record in records {
-            encode(record, &mut chunk);
-        }
-        put(&mut chunk);
-        names(&mut |ino, path| {
-            encode_name(ino, path, &mut chunk);
-            put(&mut chunk);
-        });
-        if let Some(e) = failed {
-            return Err(e);
-        }
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        let (file, len) = write_snapshot(&tmp, generation, records, names)?;
+        file.sync_all()?;
+        drop(file);
         let file = replace(&tmp, path)?;
         Ok(InodeLog {
             path: path.to_path_buf(),
@@ -268,6 +247,44 @@ impl InodeLog {
 
 /// Renames the synced file `tmp` over `path`, makes the rename durable, and opens the file
 /// for appending.
+/// Writes a new journal at `tmp`: the header, `records`, then every name `names` gives. The
+/// names go to the file as they come, through a small buffer, never gathered whole. Returns
+/// the file, written but not synced, and its length; on failure the file is removed.
+fn write_snapshot(
+    tmp: &Path,
+    generation: u32,
+    records: &[Record],
+    names: impl FnOnce(&mut dyn FnMut(u64, &str)) -> io::Result<()>,
+) -> io::Result<(File, u64)> {
+    let written = (|| {
+        let mut out = BufWriter::with_capacity(1 << 16, File::create(tmp)?);
+        let mut chunk = Vec::new();
+        header(generation, &mut chunk);
+        for record in records {
+            encode(record, &mut chunk);
+        }
+        out.write_all(&chunk)?;
+        let mut len = chunk.len() as u64;
+        let mut failed = None;
+        names(&mut |ino, path| {
+            chunk.clear();
+            encode_name(ino, path, &mut chunk);
+            len += chunk.len() as u64;
+            if failed.is_none() {
+                failed = out.write_all(&chunk).err();
+            }
+        })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        Ok((out.into_inner().map_err(|e| e.into_error())?, len))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(tmp);
+    }
+    written
+}
+
 fn replace(tmp: &Path, path: &Path) -> io::Result<File> {
     std::fs::rename(tmp, path)?;
     // The rename itself must survive a crash too.
@@ -329,7 +346,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.inodes");
         let records = sample();
-        let log = InodeLog::create(&path, 7, &records[..2], |_| {}).unwrap();
+        let log = InodeLog::create(&path, 7, &records[..2], |_| Ok(())).unwrap();
         log.append(&records[2]);
         log.append(&records[3]);
         log.durable().await.unwrap();
@@ -355,7 +372,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.inodes");
         let records = sample();
-        let log = InodeLog::create(&path, 1, &[], |_| {}).unwrap();
+        let log = InodeLog::create(&path, 1, &[], |_| Ok(())).unwrap();
         for record in &records {
             log.append(record);
         }
@@ -391,7 +408,7 @@ mod tests {
     async fn waiting_callers_share_one_sync_and_a_name_taken_back_is_never_written() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.inodes");
-        let log = InodeLog::create(&path, 1, &[], |_| {}).unwrap();
+        let log = InodeLog::create(&path, 1, &[], |_| Ok(())).unwrap();
         log.durable().await.unwrap();
         assert_eq!(log.syncs(), 0, "nothing appended, nothing to sync");
         let records = sample();
@@ -418,7 +435,7 @@ mod tests {
     async fn a_journal_that_cannot_be_written_fails_the_caller_and_keeps_the_records() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.inodes");
-        let mut log = InodeLog::create(&path, 1, &[], |_| {}).unwrap();
+        let mut log = InodeLog::create(&path, 1, &[], |_| Ok(())).unwrap();
         let writable = std::mem::replace(
             log.file.get_mut().unwrap(),
             Arc::new(File::open(&path).unwrap()),
@@ -436,7 +453,7 @@ mod tests {
     async fn a_compaction_keeps_the_snapshot_and_only_what_follows_its_cut() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.inodes");
-        let log = InodeLog::create(&path, 3, &sample(), |_| {}).unwrap();
+        let log = InodeLog::create(&path, 3, &sample(), |_| Ok(())).unwrap();
         let before_cut = Record::Forget { path: "old".into() };
         let after_cut = Record::Name {
             ino: 7,

@@ -144,7 +144,8 @@ impl InodeTable {
             next: inner.reserved,
         };
         let log = InodeLog::create(journal, generation, &[reserve], |name| {
-            inner.tree.each(name)
+            inner.tree.each(name);
+            Ok(())
         })?;
         let cold = LazyCold::new(journal.with_extension("cold"));
         let inner = Arc::new(Mutex::new(inner));

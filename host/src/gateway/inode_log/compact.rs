@@ -9,14 +9,12 @@
 //! the next start overwrites); after it, the new one holds everything that was durable. A write
 //! to the old file that fails meanwhile makes the compaction give up, to be tried again later.
 
-use std::fs::File;
 use std::io::{self, Write};
 use std::sync::Arc;
 
 use tokio::sync::OwnedMutexGuard;
 
-use super::format::{encode, encode_name, header};
-use super::{replace, InodeLog, Record};
+use super::{replace, write_snapshot, InodeLog, Record};
 
 /// What reached the old file after a compaction's cut.
 pub(super) struct Tail {
@@ -89,18 +87,12 @@ impl InodeLog {
         // The compaction's guard goes with the call: a call stuck past its deadline still
         // holds it, so no other compaction writes the same temporary file.
         let written = crate::blocking::run(crate::blocking::DEADLINE, move || {
-            let mut out = Vec::new();
-            header(generation, &mut out);
-            encode(&Record::Reserve { next: reserved }, &mut out);
-            let spelled = names(&mut |ino, path| encode_name(ino, path, &mut out));
-            let file = spelled
-                .and_then(|()| File::create(&to))
-                .and_then(|mut file| {
-                    file.write_all(&out)?;
-                    file.sync_data()?;
-                    Ok(file)
-                });
-            (compaction, file.map(|file| (file, out.len() as u64)))
+            let reserve = [Record::Reserve { next: reserved }];
+            let file = write_snapshot(&to, generation, &reserve, names).and_then(|(file, len)| {
+                file.sync_data()?;
+                Ok((file, len))
+            });
+            (compaction, file)
         })
         .await;
         let (compaction, (mut file, snapshot_len)) = match written {
