@@ -26,7 +26,7 @@
 //   capacity_mb  how many MiB of file data the mount holds (default 64); past it, writes fail
 //                with "no space". Keep it well below the mount's `limits.memory_mb` (256).
 
-import { log } from 'nfsgw:backend/log@0.3.0';
+import { log } from 'nfsgw:backend/log@0.4.0';
 
 const CAPABILITIES = {
   write: true, create: true, mkdir: true, remove: true, rename: true, symlink: true,
@@ -201,6 +201,16 @@ class FileSystem {
   }
 }
 
+/** What a call that made `node` at `path` answers: its attributes and its directory's. */
+function made(path, node) {
+  return { attrs: node.attrs(), dir: fs.parent(path)[0].attrs() };
+}
+
+/** What a rename answers: the attributes of the directories it left and entered. */
+function renamed(fromDir, toDir) {
+  return { sourceDir: fromDir.attrs(), destinationDir: toDir.attrs() };
+}
+
 /** Only regular files have content. */
 function fileNode(node) {
   if (node.kind === 'directory') fail('is-dir');
@@ -328,18 +338,18 @@ const ops = {
 
   create(path, mode, exclusive) {
     try {
-      return fs.add(path, 'regular', mode).attrs();
+      return made(path, fs.add(path, 'regular', mode));
     } catch (e) {
       if (!(e instanceof FsError) || e.code !== 'exists' || exclusive) throw e;
     }
     // Not exclusive: an existing file is used as it is (open with O_CREAT).
     const node = fs.lookup(path);
     if (node.kind === 'directory') fail('is-dir');
-    return node.attrs();
+    return made(path, node);
   },
 
   mkdir(path, mode) {
-    return fs.add(path, 'directory', mode).attrs();
+    return made(path, fs.add(path, 'directory', mode));
   },
 
   remove(path) {
@@ -347,6 +357,7 @@ const ops = {
     const [dir, name, node] = fs.entry(path);
     if (node.kind === 'directory') fail('is-dir');
     fs.release(fs.unlink(dir, name));
+    return dir.attrs();
   },
 
   rmdir(path) {
@@ -354,6 +365,7 @@ const ops = {
     if (node.kind !== 'directory') fail('not-dir');
     if (node.children.size > 0) fail('not-empty');
     fs.release(fs.unlink(dir, name));
+    return dir.attrs();
   },
 
   rename(source, destination) {
@@ -362,7 +374,7 @@ const ops = {
     const [toDir, toName] = fs.parent(destination);
     if (destination.startsWith(source + '/')) fail('invalid'); // a directory into itself
     const old = toDir.children.get(toName);
-    if (old === node) return; // the same entry: nothing to do
+    if (old === node) return renamed(fromDir, toDir); // the same entry: nothing to do
     if (old !== undefined) {
       // POSIX: a directory replaces only an empty directory, a file only a non-directory.
       if (node.kind === 'directory') {
@@ -376,6 +388,7 @@ const ops = {
     fs.unlink(fromDir, fromName);
     fs.link(toDir, toName, node);
     node.changed(false);
+    return renamed(fromDir, toDir);
   },
 
   symlink(path, target) {
@@ -383,7 +396,7 @@ const ops = {
     const node = fs.add(path, 'symlink', 0o777, length);
     node.target = target;
     node.size = length;
-    return node.attrs();
+    return made(path, node);
   },
 
   readlink(path) {

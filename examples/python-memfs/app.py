@@ -39,8 +39,10 @@ from wit_world.imports.types import (
     Error,
     FileKind,
     FsStats,
+    Made,
     MountInfo,
     ReadResult,
+    Renamed,
     SetTime_At,
     Timestamp,
 )
@@ -218,6 +220,12 @@ def file_node(node):
     return node
 
 
+def made(path, node):
+    """What a call that made `node` at `path` answers: its attributes and its directory's,
+    which the host then need not ask for."""
+    return Made(attrs=node.attrs(), dir=FS.parent(path)[0].attrs())
+
+
 def time_of(set_time, now):
     if isinstance(set_time, SetTime_At):
         return set_time.value.seconds * 1_000_000_000 + set_time.value.nanoseconds
@@ -347,7 +355,7 @@ class Backend(exports.Backend):
     @guarded
     def create(self, path, mode, exclusive):
         try:
-            return FS.add(path, FileKind.REGULAR, mode).attrs()
+            return made(path, FS.add(path, FileKind.REGULAR, mode))
         except Err as e:
             if e.value != Error.EXISTS or exclusive:
                 raise
@@ -355,11 +363,11 @@ class Backend(exports.Backend):
         node = FS.lookup(path)
         if node.kind == FileKind.DIRECTORY:
             raise Err(Error.IS_DIR)
-        return node.attrs()
+        return made(path, node)
 
     @guarded
     def mkdir(self, path, mode):
-        return FS.add(path, FileKind.DIRECTORY, mode).attrs()
+        return made(path, FS.add(path, FileKind.DIRECTORY, mode))
 
     @guarded
     def remove(self, path):
@@ -372,6 +380,7 @@ class Backend(exports.Backend):
         if node.kind == FileKind.DIRECTORY:
             raise Err(Error.IS_DIR)
         FS.release(FS.unlink(parent, name))
+        return parent.attrs()
 
     @guarded
     def rmdir(self, path):
@@ -386,6 +395,7 @@ class Backend(exports.Backend):
         if node.children:
             raise Err(Error.NOT_EMPTY)
         FS.release(FS.unlink(parent, name))
+        return parent.attrs()
 
     @guarded
     def rename(self, source, destination):
@@ -399,8 +409,8 @@ class Backend(exports.Backend):
         if destination.startswith(source + "/"):
             raise Err(Error.INVALID)  # a directory cannot move into itself
         old = to_dir.children.get(to_name)
-        if old is node:
-            return  # the same entry: nothing to do
+        if old is node:  # the same entry: nothing to do
+            return Renamed(source_dir=from_dir.attrs(), destination_dir=to_dir.attrs())
         if old is not None:
             # POSIX: a directory replaces only an empty directory, a file only a non-directory.
             if node.kind == FileKind.DIRECTORY:
@@ -414,12 +424,13 @@ class Backend(exports.Backend):
         FS.unlink(from_dir, from_name)
         FS.link(to_dir, to_name, node)
         node.changed(content=False)
+        return Renamed(source_dir=from_dir.attrs(), destination_dir=to_dir.attrs())
 
     @guarded
     def symlink(self, path, target):
         node = FS.add(path, FileKind.SYMLINK, 0o777, len(target.encode()))
         node.target = target
-        return node.attrs()
+        return made(path, node)
 
     @guarded
     def readlink(self, path):

@@ -12,7 +12,7 @@ mod generated {
         inline: "
             package nfsgw:host-types;
             world types-only {
-                use nfsgw:backend/types@0.3.0.{error};
+                use nfsgw:backend/types@0.4.0.{error};
                 import error-as-result: func() -> result<_, error>;
             }
         ",

@@ -72,6 +72,10 @@ fn a_plugin_that_claims_writes_it_does_not_keep_fails() {
     let (ok, out, err) = plugin_check(&[wasm.to_str().unwrap(), "--set", "lie=true"]);
     assert!(!ok, "a lying plugin passed:\n{out}");
     assert!(out.contains("FAIL  create, write and read back"), "{out}");
+    assert!(
+        out.contains("FAIL  changes answer their directories' attributes as a stat then sees them"),
+        "{out}"
+    );
     assert!(err.contains("conformance check(s) failed"), "{err}");
 }
 

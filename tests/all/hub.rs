@@ -550,7 +550,7 @@ fn the_hub_plugin_passes_the_conformance_suite_on_a_bucket() {
         "{out}"
     );
     assert!(
-        out.contains("conformance: 15 passed, 0 failed, 3 skipped"),
+        out.contains("conformance: 16 passed, 0 failed, 3 skipped"),
         "{out}"
     );
 }

@@ -106,7 +106,7 @@ fn the_s3_plugin_passes_the_conformance_suite() {
         "{stdout}"
     );
     assert!(
-        stdout.contains("conformance: 15 passed, 0 failed, 3 skipped"),
+        stdout.contains("conformance: 16 passed, 0 failed, 3 skipped"),
         "{stdout}"
     );
 }

@@ -22,13 +22,18 @@ pub use crate::plugin::bindings::types;
 use crate::copy_file::CopyFile;
 use crate::objstore::BlobStore;
 use crate::plugin::host_fs::Grants;
-use types::{Attrs, Device, DirPage, Error, FileKind, FsStats, MountInfo, ReadResult, SetAttrs};
+use types::{
+    Attrs, Device, DirPage, Error, FileKind, FsStats, Made, MountInfo, ReadResult, Renamed,
+    SetAttrs,
+};
 
 /// What a backend call answers, some time later.
 pub type Reply<'a, T> = BoxFuture<'a, Result<T, Error>>;
 
 /// One mount's backend. Each call is one operation of the plugin interface; the gateway has
-/// already checked names, permissions and the declared capabilities.
+/// already checked names, permissions and the declared capabilities. The calls that add,
+/// remove or rename names answer, where the backend has them at hand, the attributes of the
+/// directories they changed, so the gateway need not stat them again for the client's reply.
 pub trait Backend: Send + Sync {
     /// What the backend declared when it started.
     fn info(&self) -> &MountInfo;
@@ -52,9 +57,9 @@ pub trait Backend: Send + Sync {
     fn readlink<'a>(&'a self, path: &'a str) -> Reply<'a, String>;
     fn write<'a>(&'a self, path: &'a str, offset: u64, data: Bytes) -> Reply<'a, Attrs>;
     /// With `exclusive`, an existing entry is `Error::Exists`.
-    fn create<'a>(&'a self, path: &'a str, mode: u32, exclusive: bool) -> Reply<'a, Attrs>;
-    fn mkdir<'a>(&'a self, path: &'a str, mode: u32) -> Reply<'a, Attrs>;
-    fn symlink<'a>(&'a self, path: &'a str, target: &'a str) -> Reply<'a, Attrs>;
+    fn create<'a>(&'a self, path: &'a str, mode: u32, exclusive: bool) -> Reply<'a, Made>;
+    fn mkdir<'a>(&'a self, path: &'a str, mode: u32) -> Reply<'a, Made>;
+    fn symlink<'a>(&'a self, path: &'a str, target: &'a str) -> Reply<'a, Made>;
     /// A fifo, socket, or block or character device; `device` matters for devices only.
     fn mknod<'a>(
         &'a self,
@@ -62,15 +67,15 @@ pub trait Backend: Send + Sync {
         kind: FileKind,
         mode: u32,
         device: Device,
-    ) -> Reply<'a, Attrs>;
-    fn link<'a>(&'a self, existing: &'a str, path: &'a str) -> Reply<'a, Attrs>;
+    ) -> Reply<'a, Made>;
+    fn link<'a>(&'a self, existing: &'a str, path: &'a str) -> Reply<'a, Made>;
     fn setattr<'a>(&'a self, path: &'a str, changes: SetAttrs) -> Reply<'a, Attrs>;
-    /// Removes a file, symlink or other non-directory.
-    fn remove<'a>(&'a self, path: &'a str) -> Reply<'a, ()>;
-    /// Removes an empty directory.
-    fn rmdir<'a>(&'a self, path: &'a str) -> Reply<'a, ()>;
+    /// Removes a file, symlink or other non-directory; answers its directory's attributes.
+    fn remove<'a>(&'a self, path: &'a str) -> Reply<'a, Option<Attrs>>;
+    /// Removes an empty directory; answers its directory's attributes.
+    fn rmdir<'a>(&'a self, path: &'a str) -> Reply<'a, Option<Attrs>>;
     /// Replaces `destination` when POSIX rename would.
-    fn rename<'a>(&'a self, source: &'a str, destination: &'a str) -> Reply<'a, ()>;
+    fn rename<'a>(&'a self, source: &'a str, destination: &'a str) -> Reply<'a, Renamed>;
     /// Makes what was written to the file durable.
     fn sync<'a>(&'a self, path: &'a str) -> Reply<'a, ()>;
     fn statfs(&self) -> Reply<'_, FsStats>;

@@ -10,7 +10,9 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use bytes::Bytes;
 
-use super::types::{Attrs, Device, DirPage, FileKind, FsStats, MountInfo, ReadResult, SetAttrs};
+use super::types::{
+    Attrs, Device, DirPage, FileKind, FsStats, Made, MountInfo, ReadResult, Renamed, SetAttrs,
+};
 use super::{Backend, Reply};
 use crate::config::{MountConfig, Source};
 use crate::copy_file::CopyFile;
@@ -206,21 +208,21 @@ impl Backend for WasmBackend {
         }))
     }
 
-    fn create<'a>(&'a self, path: &'a str, mode: u32, exclusive: bool) -> Reply<'a, Attrs> {
+    fn create<'a>(&'a self, path: &'a str, mode: u32, exclusive: bool) -> Reply<'a, Made> {
         let path = path.to_string();
         Box::pin(self.plugin.call("create", move |b, s| {
             Box::pin(async move { b.call_create(s, &path, mode, exclusive).await })
         }))
     }
 
-    fn mkdir<'a>(&'a self, path: &'a str, mode: u32) -> Reply<'a, Attrs> {
+    fn mkdir<'a>(&'a self, path: &'a str, mode: u32) -> Reply<'a, Made> {
         let path = path.to_string();
         Box::pin(self.plugin.call("mkdir", move |b, s| {
             Box::pin(async move { b.call_mkdir(s, &path, mode).await })
         }))
     }
 
-    fn symlink<'a>(&'a self, path: &'a str, target: &'a str) -> Reply<'a, Attrs> {
+    fn symlink<'a>(&'a self, path: &'a str, target: &'a str) -> Reply<'a, Made> {
         let (path, target) = (path.to_string(), target.to_string());
         Box::pin(self.plugin.call("symlink", move |b, s| {
             Box::pin(async move { b.call_symlink(s, &path, &target).await })
@@ -233,14 +235,14 @@ impl Backend for WasmBackend {
         kind: FileKind,
         mode: u32,
         device: Device,
-    ) -> Reply<'a, Attrs> {
+    ) -> Reply<'a, Made> {
         let path = path.to_string();
         Box::pin(self.plugin.call("mknod", move |b, s| {
             Box::pin(async move { b.call_mknod(s, &path, kind, mode, device).await })
         }))
     }
 
-    fn link<'a>(&'a self, existing: &'a str, path: &'a str) -> Reply<'a, Attrs> {
+    fn link<'a>(&'a self, existing: &'a str, path: &'a str) -> Reply<'a, Made> {
         let (existing, path) = (existing.to_string(), path.to_string());
         Box::pin(self.plugin.call("link", move |b, s| {
             Box::pin(async move { b.call_link(s, &existing, &path).await })
@@ -254,21 +256,21 @@ impl Backend for WasmBackend {
         }))
     }
 
-    fn remove<'a>(&'a self, path: &'a str) -> Reply<'a, ()> {
+    fn remove<'a>(&'a self, path: &'a str) -> Reply<'a, Option<Attrs>> {
         let path = path.to_string();
         Box::pin(self.plugin.call("remove", move |b, s| {
             Box::pin(async move { b.call_remove(s, &path).await })
         }))
     }
 
-    fn rmdir<'a>(&'a self, path: &'a str) -> Reply<'a, ()> {
+    fn rmdir<'a>(&'a self, path: &'a str) -> Reply<'a, Option<Attrs>> {
         let path = path.to_string();
         Box::pin(self.plugin.call("rmdir", move |b, s| {
             Box::pin(async move { b.call_rmdir(s, &path).await })
         }))
     }
 
-    fn rename<'a>(&'a self, source: &'a str, destination: &'a str) -> Reply<'a, ()> {
+    fn rename<'a>(&'a self, source: &'a str, destination: &'a str) -> Reply<'a, Renamed> {
         let (source, destination) = (source.to_string(), destination.to_string());
         Box::pin(self.plugin.call("rename", move |b, s| {
             Box::pin(async move { b.call_rename(s, &source, &destination).await })

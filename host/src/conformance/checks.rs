@@ -8,7 +8,8 @@ use anyhow::Result;
 use bytes::Bytes;
 
 use super::Outcome;
-use crate::backend::types::{Capabilities, Error, FileKind, SetAttrs, SetTime, Timestamp};
+use crate::backend::types::{Attrs, Capabilities, Error, FileKind, SetAttrs, SetTime, Timestamp};
+use crate::backend::Backend;
 use crate::buffer_pool::BufferPool;
 use crate::gateway::handles::EXPORT_ROOT;
 use crate::gateway::{Caller, FileId, Gateway};
@@ -131,6 +132,27 @@ impl Suite {
             )?;
         }
         Ok(id)
+    }
+
+    /// The scratch mount's backend, for checks that call it directly.
+    fn backend(&self) -> &dyn Backend {
+        self.gateway.mounts()[0].backend().as_ref()
+    }
+
+    /// Fails unless `answered`, the attributes a change answered for the directory `dir`, are
+    /// what a stat of that directory says right after. A change may answer none.
+    async fn as_stat_says(&self, what: &str, dir: &str, answered: Option<Attrs>) -> Check {
+        let Some(answered) = answered else {
+            return Ok(());
+        };
+        let stat = ok("stat", self.backend().stat(dir).await)?;
+        let seen = |a: &Attrs| {
+            let times = [a.mtime, a.ctime].map(|t| (t.seconds, t.nanoseconds));
+            (a.kind, a.size, a.mode, a.nlink, times, a.change.clone())
+        };
+        ensure(seen(&answered) == seen(&stat), || {
+            format!("{what} answered {answered:?} for {dir:?}, but a stat says {stat:?}")
+        })
     }
 
     async fn content(&self, id: FileId) -> std::result::Result<Vec<u8>, String> {
@@ -541,6 +563,50 @@ impl Suite {
                 })?;
                 let a = ok("getattr", s.gateway.getattr(id).await)?;
                 ensure(a.size == want.len() as u64, || format!("size {}", a.size))
+            },
+        )
+        .await;
+        // Last: it changes the tree behind the gateway's back.
+        self.record(
+            "changes answer their directories' attributes as a stat then sees them",
+            Capabilities::CREATE,
+            async |s: &Suite| {
+                let (b, caps) = (s.backend(), s.caps);
+                // In a new directory when the plugin makes them: its parent's link count
+                // tells attributes read before the change from those read after.
+                let dir = if caps.contains(Capabilities::MKDIR) {
+                    let made = ok("mkdir", b.mkdir("dir-attrs", 0o755).await)?;
+                    s.as_stat_says("mkdir", "", made.dir).await?;
+                    "dir-attrs"
+                } else {
+                    ""
+                };
+                let file = format!(
+                    "{dir}{}dir-attrs.txt",
+                    if dir.is_empty() { "" } else { "/" }
+                );
+                let made = ok("create", b.create(&file, 0o644, true).await)?;
+                s.as_stat_says("create", dir, made.dir).await?;
+                // A rename moves it to the root: the file is then in `file_dir`.
+                let (file, file_dir) = if caps.contains(Capabilities::RENAME) {
+                    let renamed = ok("rename", b.rename(&file, "dir-attrs-moved.txt").await)?;
+                    s.as_stat_says("rename (source)", dir, renamed.source_dir)
+                        .await?;
+                    s.as_stat_says("rename (destination)", "", renamed.destination_dir)
+                        .await?;
+                    ("dir-attrs-moved.txt".to_string(), "")
+                } else {
+                    (file, dir)
+                };
+                if caps.contains(Capabilities::REMOVE) {
+                    let after = ok("remove", b.remove(&file).await)?;
+                    s.as_stat_says("remove", file_dir, after).await?;
+                    if !dir.is_empty() {
+                        s.as_stat_says("rmdir", "", ok("rmdir", b.rmdir(dir).await)?)
+                            .await?;
+                    }
+                }
+                Ok(())
             },
         )
         .await;

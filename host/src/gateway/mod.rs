@@ -233,6 +233,12 @@ impl Mount {
         self.capabilities
     }
 
+    /// The backend that serves the mount, for callers that check the backend itself (the
+    /// plugin conformance suite).
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
     /// Refuses a change the mount cannot make: read-only, or not among the plugin's capabilities.
     fn allow(&self, needed: Capabilities) -> Result<(), Error> {
         if self.read_only || self.capabilities == Capabilities::empty() {
@@ -397,10 +403,19 @@ impl Gateway {
         split(id).0.checked_sub(1).and_then(|i| self.mounts.get(i))
     }
 
-    /// Records that `dir`'s content changed: its attributes and listing are stale.
-    fn dir_changed(mount: &Mount, dir_ino: u64) {
-        mount.attrs.invalidate(dir_ino);
+    /// Records that the directory `dir_path` (`dir_ino`) changed: its listing is stale, and
+    /// its attributes are those the change left, when the backend answered them (`after`),
+    /// else stale too.
+    fn dir_changed(mount: &Mount, dir_ino: u64, dir_path: &str, after: Option<Attrs>) {
         mount.dirs.invalidate(dir_ino);
+        match after {
+            Some(attrs) => {
+                mount
+                    .attrs
+                    .put(dir_ino, mount.presented(dir_ino, dir_path, attrs));
+            }
+            None => mount.attrs.invalidate(dir_ino),
+        }
     }
 }
 

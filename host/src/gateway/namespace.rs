@@ -188,8 +188,9 @@ impl Gateway {
                 backend.mknod(&child, kind, mode, device).await
             }
         };
-        Self::dir_changed(mount, split(dir).1);
-        let mut attrs = result?;
+        let made = result.inspect_err(|_| Self::dir_changed(mount, split(dir).1, &path, None))?;
+        Self::dir_changed(mount, split(dir).1, &path, made.dir);
+        let mut attrs = made.attrs;
         // The backend made a new object: it never inherits a number an old file had there.
         let ino = mount.inodes.fresh(&child).await?;
         mount.inodes.durable().await?;
@@ -231,8 +232,10 @@ impl Gateway {
         permissions::link_source(caller, &self.getattr(file).await?)?;
         let (existing, new) = (file_path.to_string(), join(&dir_path, name));
         let result = mount.backend.link(&existing, &new).await;
-        Self::dir_changed(mount, split(dir).1);
-        let attrs = result?;
+        let made =
+            result.inspect_err(|_| Self::dir_changed(mount, split(dir).1, &dir_path, None))?;
+        Self::dir_changed(mount, split(dir).1, &dir_path, made.dir);
+        let attrs = made.attrs;
         mount.inodes.link(&existing, &new).await?;
         mount.inodes.durable().await?;
         let attrs = mount.presented(split(file).1, &new, attrs);
@@ -272,8 +275,8 @@ impl Gateway {
         } else {
             mount.backend.remove(&child).await
         };
-        Self::dir_changed(mount, split(dir).1);
-        result?;
+        let after = result.inspect_err(|_| Self::dir_changed(mount, split(dir).1, &path, None))?;
+        Self::dir_changed(mount, split(dir).1, &path, after);
         if let Some(ino) = mount.inodes.find(&child).await? {
             mount.attrs.invalidate(ino);
             mount.dirs.remove(ino);
@@ -352,9 +355,12 @@ impl Gateway {
             _uploading.push(s.upload.lock().await);
         }
         let result = mount.backend.rename(&source, &destination).await;
-        Self::dir_changed(mount, split(from_dir).1);
-        Self::dir_changed(mount, split(to_dir).1);
-        result?;
+        let renamed = result.inspect_err(|_| {
+            Self::dir_changed(mount, split(from_dir).1, &from_path, None);
+            Self::dir_changed(mount, split(to_dir).1, &to_path, None);
+        })?;
+        Self::dir_changed(mount, split(from_dir).1, &from_path, renamed.source_dir);
+        Self::dir_changed(mount, split(to_dir).1, &to_path, renamed.destination_dir);
         // Streams started for the moved names would complete under them: they go.
         for s in &staged {
             // The backend has renamed: the table must follow, whatever this lookup meets.

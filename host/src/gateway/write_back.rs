@@ -178,8 +178,9 @@ impl Gateway {
                     mount.attrs.invalidate(staged.ino);
                 }
                 // A directory whose number cannot be read has nothing cached to change.
-                if let Ok(dir) = mount.inodes.ino(parent_of(&path)).await {
-                    Self::dir_changed(mount, dir);
+                let dir_path = parent_of(&path);
+                if let Ok(dir) = mount.inodes.ino(dir_path).await {
+                    Self::dir_changed(mount, dir, dir_path, None);
                 }
                 Ok(done)
             }

@@ -26,4 +26,4 @@ pub use crate::wit_types as types;
 pub use exports::nfsgw::backend::backend::Guest as Backend;
 
 /// The interface package this host implements, as plugins export it.
-pub const BACKEND_INTERFACE: &str = "nfsgw:backend/backend@0.3.0";
+pub const BACKEND_INTERFACE: &str = "nfsgw:backend/backend@0.4.0";

@@ -28,7 +28,7 @@ use cap_fs_ext::DirExt;
 use cap_std::fs::{Dir, Metadata};
 
 use super::bindings::types::{
-    Attrs, Device, DirEntry, DirPage, Error, FileKind, FsStats, SetAttrs,
+    Attrs, Device, DirEntry, DirPage, Error, FileKind, FsStats, Made, Renamed, SetAttrs,
 };
 use nofollow::{Access, Parent};
 pub use open_files::OpenFiles;
@@ -102,6 +102,19 @@ impl Resolved<'_> {
     fn regular_file(&self, access: Access) -> Result<std::fs::File, Error> {
         nofollow::regular_file(&self.grant.dir, &self.rel, access)
     }
+}
+
+/// The attributes of a directory already open: what a change in it left.
+fn dir_attrs(dir: &Dir) -> Result<Attrs, Error> {
+    Ok(attrs_of(&dir.dir_metadata().map_err(map_io)?))
+}
+
+/// A new entry's attributes beside those of the directory that now holds it.
+fn made(attrs: Attrs, dir: &Dir) -> Result<Made, Error> {
+    Ok(Made {
+        attrs,
+        dir: Some(dir_attrs(dir)?),
+    })
 }
 
 impl Grants {
@@ -230,54 +243,56 @@ impl Grants {
         Ok(attrs_of(&Metadata::from_file(&file).map_err(map_io)?))
     }
 
-    pub fn create(&self, path: &str, mode: u32, exclusive: bool) -> Result<Attrs, Error> {
+    pub fn create(&self, path: &str, mode: u32, exclusive: bool) -> Result<Made, Error> {
         let r = self.resolve(path)?;
         r.writable()?;
         let (parent, name) = r.parent()?;
-        match nofollow::create_file(&parent, name, mode) {
-            Ok(file) => Ok(attrs_of(&Metadata::from_file(&file).map_err(map_io)?)),
+        let attrs = match nofollow::create_file(&parent, name, mode) {
+            Ok(file) => attrs_of(&Metadata::from_file(&file).map_err(map_io)?),
             // Without `exclusive` an existing file is used as it is.
             Err(e) if !exclusive && e.kind() == io::ErrorKind::AlreadyExists => {
                 let attrs = attrs_of(&parent.symlink_metadata(name).map_err(map_io)?);
                 match attrs.kind {
-                    FileKind::Directory => Err(Error::IsDir),
-                    _ => Ok(attrs),
+                    FileKind::Directory => return Err(Error::IsDir),
+                    _ => attrs,
                 }
             }
-            Err(e) => Err(map_io(e)),
-        }
+            Err(e) => return Err(map_io(e)),
+        };
+        made(attrs, &parent)
     }
 
-    pub fn mkdir(&self, path: &str, mode: u32) -> Result<Attrs, Error> {
+    pub fn mkdir(&self, path: &str, mode: u32) -> Result<Made, Error> {
         let r = self.resolve(path)?;
         r.writable()?;
         let (parent, name) = r.parent()?;
         let mut builder = cap_std::fs::DirBuilder::new();
         set_dir_mode(&mut builder, mode);
         parent.create_dir_with(name, &builder).map_err(map_io)?;
-        exact_mode(&r, mode)
+        made(exact_mode(&r, &parent, name, mode)?, &parent)
     }
 
-    pub fn remove_file(&self, path: &str) -> Result<(), Error> {
+    pub fn remove_file(&self, path: &str) -> Result<Attrs, Error> {
         let r = self.resolve(path)?;
         r.writable()?;
         let (parent, name) = r.parent()?;
         parent.remove_file_or_symlink(name).map_err(map_io)?;
         self.open_files.forget(r.grant, &r.rel);
-        Ok(())
+        dir_attrs(&parent)
     }
 
-    pub fn remove_dir(&self, path: &str) -> Result<(), Error> {
+    pub fn remove_dir(&self, path: &str) -> Result<Attrs, Error> {
         let r = self.resolve(path)?;
         if r.rel == Path::new(".") {
             return Err(Error::Access);
         }
         r.writable()?;
         let (parent, name) = r.parent()?;
-        parent.remove_dir(name).map_err(map_io)
+        parent.remove_dir(name).map_err(map_io)?;
+        dir_attrs(&parent)
     }
 
-    pub fn rename(&self, from: &str, to: &str) -> Result<(), Error> {
+    pub fn rename(&self, from: &str, to: &str) -> Result<Renamed, Error> {
         let (from, to) = (self.resolve(from)?, self.resolve(to)?);
         if !std::ptr::eq(from.grant, to.grant) {
             return Err(Error::CrossDevice);
@@ -292,17 +307,23 @@ impl Grants {
             .map_err(map_io)?;
         self.open_files.forget(from.grant, &from.rel);
         self.open_files.forget(to.grant, &to.rel);
-        Ok(())
+        Ok(Renamed {
+            source_dir: Some(dir_attrs(&from_dir)?),
+            destination_dir: Some(dir_attrs(&to_dir)?),
+        })
     }
 
-    pub fn symlink(&self, path: &str, target: &str) -> Result<Attrs, Error> {
+    pub fn symlink(&self, path: &str, target: &str) -> Result<Made, Error> {
         let r = self.resolve(path)?;
         r.writable()?;
         // The link's text is stored as given, absolute targets included: the host never
         // follows a symlink, so its text is only data for the client.
         let (parent, name) = r.parent()?;
         symlink_at(target, &parent, name)?;
-        Ok(attrs_of(&parent.symlink_metadata(name).map_err(map_io)?))
+        made(
+            attrs_of(&parent.symlink_metadata(name).map_err(map_io)?),
+            &parent,
+        )
     }
 
     pub fn readlink(&self, path: &str) -> Result<String, Error> {
@@ -315,7 +336,7 @@ impl Grants {
             .map_err(|_| Error::Invalid)
     }
 
-    pub fn link(&self, existing: &str, path: &str) -> Result<Attrs, Error> {
+    pub fn link(&self, existing: &str, path: &str) -> Result<Made, Error> {
         let (existing, new) = (self.resolve(existing)?, self.resolve(path)?);
         if !std::ptr::eq(existing.grant, new.grant) {
             return Err(Error::CrossDevice);
@@ -326,7 +347,10 @@ impl Grants {
         from_dir
             .hard_link(from_name, &to_dir, to_name)
             .map_err(map_io)?;
-        Ok(attrs_of(&to_dir.symlink_metadata(to_name).map_err(map_io)?))
+        made(
+            attrs_of(&to_dir.symlink_metadata(to_name).map_err(map_io)?),
+            &to_dir,
+        )
     }
 
     pub fn mknod(
@@ -335,12 +359,12 @@ impl Grants {
         kind: FileKind,
         mode: u32,
         device: Device,
-    ) -> Result<Attrs, Error> {
+    ) -> Result<Made, Error> {
         let r = self.resolve(path)?;
         r.writable()?;
         let (parent, name) = r.parent()?;
         mknod_at(&parent, name, kind, mode, device)?;
-        exact_mode(&r, mode)
+        made(exact_mode(&r, &parent, name, mode)?, &parent)
     }
 
     pub fn sync(&self, path: &str) -> Result<(), Error> {
@@ -396,15 +420,16 @@ fn scan(r: &Resolved<'_>, dir: &Dir) -> Result<NameList, Error> {
     Ok(names)
 }
 
-/// The attributes of a file just made, with exactly the mode asked for: the client already
-/// applied its umask, so nfsgw's own must not narrow the mode again.
-fn exact_mode(r: &Resolved<'_>, mode: u32) -> Result<Attrs, Error> {
-    let attrs = r.attrs()?;
+/// The attributes of a file just made as `name` in `parent`, with exactly the mode asked for:
+/// the client already applied its umask, so nfsgw's own must not narrow the mode again.
+fn exact_mode(r: &Resolved<'_>, parent: &Dir, name: &OsStr, mode: u32) -> Result<Attrs, Error> {
+    let attrs_now = || Ok(attrs_of(&parent.symlink_metadata(name).map_err(map_io)?));
+    let attrs = attrs_now()?;
     if attrs.mode == mode & 0o7777 || attrs.kind == FileKind::Symlink {
         return Ok(attrs);
     }
     nofollow::set_mode(&r.grant.dir, &r.rel, mode)?;
-    r.attrs()
+    attrs_now()
 }
 
 #[cfg(all(test, unix))]
@@ -517,12 +542,12 @@ mod tests {
         let (_tmp, g) = grants(false);
         let created = g.create("/export/f", 0o640, true).unwrap();
         assert_eq!(
-            created.mode, 0o640,
+            created.attrs.mode, 0o640,
             "the process umask must not narrow the mode"
         );
-        assert_eq!(g.mkdir("/export/d", 0o777).unwrap().mode, 0o777);
+        assert_eq!(g.mkdir("/export/d", 0o777).unwrap().attrs.mode, 0o777);
         let again = g.create("/export/f", 0o600, false).unwrap();
-        assert_eq!(again.mode, 0o640, "an existing file keeps its mode");
+        assert_eq!(again.attrs.mode, 0o640, "an existing file keeps its mode");
         assert_eq!(
             g.create("/export/f", 0o640, true).unwrap_err(),
             Error::Exists
@@ -561,6 +586,46 @@ mod tests {
             (a.mtime.seconds, a.mtime.nanoseconds),
             (t.seconds, t.nanoseconds)
         );
+    }
+
+    /// Each change answers the attributes of the directories it changed, and they are what
+    /// a stat of each directory says right after: its new link count, size and times.
+    #[test]
+    fn changes_answer_the_attributes_they_left_their_directories_with() {
+        let (_tmp, g) = grants(false);
+        g.mkdir("/export/a", 0o755).unwrap();
+        g.mkdir("/export/b", 0o755).unwrap();
+        let seen = |a: &Attrs| {
+            let times = [a.mtime, a.ctime].map(|t| (t.seconds, t.nanoseconds));
+            (a.kind, a.size, a.mode, a.nlink, times, a.change.clone())
+        };
+        let same = |answered: Option<Attrs>, dir: &str| {
+            let answered = answered.expect("host-fs always answers");
+            assert_eq!(seen(&answered), seen(&g.stat(dir).unwrap()), "{dir}");
+        };
+        let a_before = g.stat("/export/a").unwrap();
+        let made = g.mkdir("/export/a/sub", 0o755).unwrap();
+        assert_eq!(made.dir.as_ref().unwrap().nlink, a_before.nlink + 1);
+        same(made.dir, "/export/a");
+        same(
+            g.create("/export/a/f", 0o644, true).unwrap().dir,
+            "/export/a",
+        );
+        same(g.symlink("/export/a/l", "f").unwrap().dir, "/export/a");
+        same(
+            g.link("/export/a/f", "/export/b/f2").unwrap().dir,
+            "/export/b",
+        );
+        let none = Device { major: 0, minor: 0 };
+        let node = g.mknod("/export/b/fifo", FileKind::Fifo, 0o600, none);
+        same(node.unwrap().dir, "/export/b");
+        let renamed = g.rename("/export/a/f", "/export/b/g").unwrap();
+        same(renamed.source_dir, "/export/a");
+        same(renamed.destination_dir, "/export/b");
+        same(Some(g.remove_file("/export/b/g").unwrap()), "/export/b");
+        let a = g.remove_dir("/export/a/sub").unwrap();
+        assert_eq!(a.nlink, a_before.nlink);
+        same(Some(a), "/export/a");
     }
 
     #[test]

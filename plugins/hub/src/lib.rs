@@ -30,8 +30,8 @@ use std::cell::RefCell;
 
 use nfsgw_plugin_sdk::staging::StagedFile;
 use nfsgw_plugin_sdk::{
-    fs_stats, mount_info, secrets, Attrs, Backend, Capabilities, DirPage, Error, FsStats,
-    MountInfo, ReadResult,
+    fs_stats, mount_info, secrets, Attrs, Backend, Capabilities, DirPage, Error, FsStats, Made,
+    MountInfo, ReadResult, Renamed,
 };
 
 use config::Target;
@@ -116,24 +116,26 @@ impl Backend for Hub {
         with(|m| m.read(&path, offset, len))
     }
 
-    fn create(path: String, _mode: u32, exclusive: bool) -> Result<Attrs, Error> {
-        with_bucket(|m| m.create(&path, exclusive))
+    // A bucket's directories are implied by its paths, with no attributes of their own to
+    // answer: the changes leave them to the host's stat.
+    fn create(path: String, _mode: u32, exclusive: bool) -> Result<Made, Error> {
+        with_bucket(|m| m.create(&path, exclusive)).map(Made::alone)
     }
 
-    fn mkdir(path: String, _mode: u32) -> Result<Attrs, Error> {
-        with_bucket(|m| m.mkdir(&path))
+    fn mkdir(path: String, _mode: u32) -> Result<Made, Error> {
+        with_bucket(|m| m.mkdir(&path)).map(Made::alone)
     }
 
-    fn remove(path: String) -> Result<(), Error> {
-        with_bucket(|m| m.remove(&path))
+    fn remove(path: String) -> Result<Option<Attrs>, Error> {
+        with_bucket(|m| m.remove(&path)).map(|()| None)
     }
 
-    fn rmdir(path: String) -> Result<(), Error> {
-        with_bucket(|m| m.rmdir(&path))
+    fn rmdir(path: String) -> Result<Option<Attrs>, Error> {
+        with_bucket(|m| m.rmdir(&path)).map(|()| None)
     }
 
-    fn rename(source: String, destination: String) -> Result<(), Error> {
-        with_bucket(|m| m.rename(&source, &destination))
+    fn rename(source: String, destination: String) -> Result<Renamed, Error> {
+        with_bucket(|m| m.rename(&source, &destination)).map(|()| Renamed::unknown())
     }
 
     fn statfs() -> Result<FsStats, Error> {

@@ -2,15 +2,16 @@
 //!
 //! The host grants the directory named by the mount's `root` key and hands the plugin the path
 //! at which it is granted. Every operation maps to the host's confined file access (`host-fs`),
-//! which keeps POSIX attributes WASI p2 lacks; reads answer with a reference to the file range
-//! so the bytes never cross the sandbox boundary.
+//! which keeps POSIX attributes WASI p2 lacks and answers each change with the attributes it
+//! left the directory with; reads answer with a reference to the file range so the bytes never
+//! cross the sandbox boundary.
 
 use std::cell::RefCell;
 
 use nfsgw_plugin_sdk::paths::under;
 use nfsgw_plugin_sdk::{
     host_fs, Attrs, Backend, Capabilities, Data, Device, DirPage, Error, FileKind, FileRange,
-    FsStats, MountInfo, ReadResult, SetAttrs,
+    FsStats, Made, MountInfo, ReadResult, Renamed, SetAttrs,
 };
 
 /// How long the host may cache attributes and listings when the config does not say.
@@ -84,27 +85,27 @@ impl Backend for Local {
         host_fs::write(&full(&path), offset, &data)
     }
 
-    fn create(path: String, mode: u32, exclusive: bool) -> Result<Attrs, Error> {
+    fn create(path: String, mode: u32, exclusive: bool) -> Result<Made, Error> {
         host_fs::create(&full(&path), mode, exclusive)
     }
 
-    fn mkdir(path: String, mode: u32) -> Result<Attrs, Error> {
+    fn mkdir(path: String, mode: u32) -> Result<Made, Error> {
         host_fs::mkdir(&full(&path), mode)
     }
 
-    fn remove(path: String) -> Result<(), Error> {
-        host_fs::remove_file(&full(&path))
+    fn remove(path: String) -> Result<Option<Attrs>, Error> {
+        host_fs::remove_file(&full(&path)).map(Some)
     }
 
-    fn rmdir(path: String) -> Result<(), Error> {
-        host_fs::remove_dir(&full(&path))
+    fn rmdir(path: String) -> Result<Option<Attrs>, Error> {
+        host_fs::remove_dir(&full(&path)).map(Some)
     }
 
-    fn rename(source: String, destination: String) -> Result<(), Error> {
+    fn rename(source: String, destination: String) -> Result<Renamed, Error> {
         host_fs::rename(&full(&source), &full(&destination))
     }
 
-    fn symlink(path: String, target: String) -> Result<Attrs, Error> {
+    fn symlink(path: String, target: String) -> Result<Made, Error> {
         host_fs::symlink(&full(&path), &target)
     }
 
@@ -112,11 +113,11 @@ impl Backend for Local {
         host_fs::readlink(&full(&path))
     }
 
-    fn link(existing: String, path: String) -> Result<Attrs, Error> {
+    fn link(existing: String, path: String) -> Result<Made, Error> {
         host_fs::link(&full(&existing), &full(&path))
     }
 
-    fn mknod(path: String, kind: FileKind, mode: u32, device: Device) -> Result<Attrs, Error> {
+    fn mknod(path: String, kind: FileKind, mode: u32, device: Device) -> Result<Made, Error> {
         host_fs::mknod(&full(&path), kind, mode, device)
     }
 

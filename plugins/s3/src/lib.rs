@@ -17,7 +17,7 @@ use nfsgw_plugin_sdk::paths::dir_prefix;
 use nfsgw_plugin_sdk::staging::StagedFile;
 use nfsgw_plugin_sdk::{
     fs_stats, mount_info, Attrs, Backend, BlobRange, Data, DirEntry, DirPage, Error, FileKind,
-    FsStats, MountInfo, ReadResult,
+    FsStats, Made, MountInfo, ReadResult, Renamed,
 };
 
 /// How long the host may cache attributes and listings unless the config says otherwise: how
@@ -196,7 +196,8 @@ impl Backend for S3 {
         })
     }
 
-    fn create(path: String, _mode: u32, exclusive: bool) -> Result<Attrs, Error> {
+    // A directory's attributes would cost another listing: the changes answer none.
+    fn create(path: String, _mode: u32, exclusive: bool) -> Result<Made, Error> {
         if directory(&path)?.is_some() {
             return Err(if exclusive {
                 Error::Exists
@@ -206,41 +207,41 @@ impl Backend for S3 {
         }
         if !exclusive {
             match lookup(&path) {
-                Ok(attrs) => return Ok(attrs),
+                Ok(attrs) => return Ok(Made::alone(attrs)),
                 Err(Error::NotFound) => {}
                 Err(e) => return Err(e),
             }
         }
         let meta = blobstore::put(&path, &[], exclusive)?;
-        Ok(file_attrs(&meta))
+        Ok(Made::alone(file_attrs(&meta)))
     }
 
-    fn mkdir(path: String, _mode: u32) -> Result<Attrs, Error> {
+    fn mkdir(path: String, _mode: u32) -> Result<Made, Error> {
         match lookup(&path) {
             Ok(_) => return Err(Error::Exists),
             Err(Error::NotFound) => {}
             Err(e) => return Err(e),
         }
         let meta = blobstore::put(&format!("{path}/"), &[], true)?;
-        Ok(dir_attrs(Some(&meta)))
+        Ok(Made::alone(dir_attrs(Some(&meta))))
     }
 
-    fn remove(path: String) -> Result<(), Error> {
+    fn remove(path: String) -> Result<Option<Attrs>, Error> {
         match lookup(&path)? {
             a if a.kind == FileKind::Directory => Err(Error::IsDir),
-            _ => blobstore::delete(&path),
+            _ => blobstore::delete(&path).map(|()| None),
         }
     }
 
-    fn rmdir(path: String) -> Result<(), Error> {
+    fn rmdir(path: String) -> Result<Option<Attrs>, Error> {
         match lookup(&path)? {
             a if a.kind != FileKind::Directory => Err(Error::NotDir),
             _ if !is_empty_dir(&path)? => Err(Error::NotEmpty),
-            _ => blobstore::delete(&format!("{path}/")),
+            _ => blobstore::delete(&format!("{path}/")).map(|()| None),
         }
     }
 
-    fn rename(source: String, destination: String) -> Result<(), Error> {
+    fn rename(source: String, destination: String) -> Result<Renamed, Error> {
         let from = lookup(&source)?;
         let to = match lookup(&destination) {
             Ok(a) => Some(a),
@@ -252,7 +253,8 @@ impl Backend for S3 {
                 return Err(Error::IsDir);
             }
             blobstore::copy(&source, &destination)?;
-            return blobstore::delete(&source);
+            blobstore::delete(&source)?;
+            return Ok(Renamed::unknown());
         }
         match to {
             Some(t) if t.kind != FileKind::Directory => return Err(Error::NotDir),
@@ -279,7 +281,7 @@ impl Backend for S3 {
         for key in &keys {
             blobstore::delete(key)?;
         }
-        Ok(())
+        Ok(Renamed::unknown())
     }
 
     fn statfs() -> Result<FsStats, Error> {

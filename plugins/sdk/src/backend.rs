@@ -3,13 +3,19 @@
 //! `stat`, `list_dir`, `read`) and `statfs` have no default; every other one has the answer of a
 //! plugin that does not declare its capability (the host never calls it then), so a plugin
 //! writes only what it supports. Every `Backend` is the generated bindings' `Guest`, which is
-//! what [`export!`](crate::export) wants.
+//! what [`export!`](crate::export) wants. `Made::alone` and `Renamed::unknown` answer a change
+//! without the attributes of the directories it changed.
 
 use crate::exports::nfsgw::backend::backend::Guest;
 use crate::staging::StagedFile;
-use crate::{Attrs, Device, DirPage, Error, FileKind, FsStats, MountInfo, ReadResult, SetAttrs};
+use crate::{
+    Attrs, Device, DirPage, Error, FileKind, FsStats, Made, MountInfo, ReadResult, Renamed,
+    SetAttrs,
+};
 
 /// A mount's file system, as the interface's `backend` (see `wit/backend.wit` for each call).
+/// The calls that add, remove or rename names answer the attributes of the directories they
+/// changed when they are at hand (`host_fs` always has them), or none, and the host stats.
 pub trait Backend {
     /// The mount's `[mount.config]` as string pairs; what the plugin supports, or a sentence
     /// for the user when the mount cannot start.
@@ -29,32 +35,32 @@ pub trait Backend {
     }
 
     /// Capability `create`.
-    fn create(_path: String, _mode: u32, _exclusive: bool) -> Result<Attrs, Error> {
+    fn create(_path: String, _mode: u32, _exclusive: bool) -> Result<Made, Error> {
         Err(Error::NotSupported)
     }
 
     /// Capability `mkdir`.
-    fn mkdir(_path: String, _mode: u32) -> Result<Attrs, Error> {
+    fn mkdir(_path: String, _mode: u32) -> Result<Made, Error> {
         Err(Error::NotSupported)
     }
 
     /// Capability `remove`.
-    fn remove(_path: String) -> Result<(), Error> {
+    fn remove(_path: String) -> Result<Option<Attrs>, Error> {
         Err(Error::NotSupported)
     }
 
     /// Capability `remove`.
-    fn rmdir(_path: String) -> Result<(), Error> {
+    fn rmdir(_path: String) -> Result<Option<Attrs>, Error> {
         Err(Error::NotSupported)
     }
 
     /// Capability `rename`.
-    fn rename(_source: String, _destination: String) -> Result<(), Error> {
+    fn rename(_source: String, _destination: String) -> Result<Renamed, Error> {
         Err(Error::NotSupported)
     }
 
     /// Capability `symlink`.
-    fn symlink(_path: String, _target: String) -> Result<Attrs, Error> {
+    fn symlink(_path: String, _target: String) -> Result<Made, Error> {
         Err(Error::NotSupported)
     }
 
@@ -64,12 +70,12 @@ pub trait Backend {
     }
 
     /// Capability `hard-link`.
-    fn link(_existing: String, _path: String) -> Result<Attrs, Error> {
+    fn link(_existing: String, _path: String) -> Result<Made, Error> {
         Err(Error::NotSupported)
     }
 
     /// Capability `special-files`.
-    fn mknod(_path: String, _kind: FileKind, _mode: u32, _device: Device) -> Result<Attrs, Error> {
+    fn mknod(_path: String, _kind: FileKind, _mode: u32, _device: Device) -> Result<Made, Error> {
         Err(Error::NotSupported)
     }
 
@@ -90,6 +96,23 @@ pub trait Backend {
     }
 }
 
+impl Made {
+    /// A new entry's attributes without its directory's, which the host then stats.
+    pub fn alone(attrs: Attrs) -> Made {
+        Made { attrs, dir: None }
+    }
+}
+
+impl Renamed {
+    /// A rename that answers neither directory's attributes: the host stats them.
+    pub fn unknown() -> Renamed {
+        Renamed {
+            source_dir: None,
+            destination_dir: None,
+        }
+    }
+}
+
 impl<B: Backend> Guest for B {
     fn init(config: Vec<(String, String)>) -> Result<MountInfo, String> {
         B::init(config)
@@ -106,31 +129,31 @@ impl<B: Backend> Guest for B {
     fn write(path: String, offset: u64, data: Vec<u8>) -> Result<Attrs, Error> {
         B::write(path, offset, data)
     }
-    fn create(path: String, mode: u32, exclusive: bool) -> Result<Attrs, Error> {
+    fn create(path: String, mode: u32, exclusive: bool) -> Result<Made, Error> {
         B::create(path, mode, exclusive)
     }
-    fn mkdir(path: String, mode: u32) -> Result<Attrs, Error> {
+    fn mkdir(path: String, mode: u32) -> Result<Made, Error> {
         B::mkdir(path, mode)
     }
-    fn remove(path: String) -> Result<(), Error> {
+    fn remove(path: String) -> Result<Option<Attrs>, Error> {
         B::remove(path)
     }
-    fn rmdir(path: String) -> Result<(), Error> {
+    fn rmdir(path: String) -> Result<Option<Attrs>, Error> {
         B::rmdir(path)
     }
-    fn rename(source: String, destination: String) -> Result<(), Error> {
+    fn rename(source: String, destination: String) -> Result<Renamed, Error> {
         B::rename(source, destination)
     }
-    fn symlink(path: String, target: String) -> Result<Attrs, Error> {
+    fn symlink(path: String, target: String) -> Result<Made, Error> {
         B::symlink(path, target)
     }
     fn readlink(path: String) -> Result<String, Error> {
         B::readlink(path)
     }
-    fn link(existing: String, path: String) -> Result<Attrs, Error> {
+    fn link(existing: String, path: String) -> Result<Made, Error> {
         B::link(existing, path)
     }
-    fn mknod(path: String, kind: FileKind, mode: u32, device: Device) -> Result<Attrs, Error> {
+    fn mknod(path: String, kind: FileKind, mode: u32, device: Device) -> Result<Made, Error> {
         B::mknod(path, kind, mode, device)
     }
     fn setattr(path: String, changes: SetAttrs) -> Result<Attrs, Error> {

@@ -42,6 +42,6 @@ pub mod paths;
 pub use backend::Backend;
 pub use nfsgw::backend::types::{
     Attrs, BlobRange, Capabilities, Data, Device, DirEntry, DirPage, Error, FileKind, FileRange,
-    FsStats, MountInfo, ReadResult, SetAttrs, SetTime, Timestamp,
+    FsStats, Made, MountInfo, ReadResult, Renamed, SetAttrs, SetTime, Timestamp,
 };
 pub use nfsgw::backend::{blobstore, host_fs, http, log, secrets, staging};

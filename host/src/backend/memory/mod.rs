@@ -19,7 +19,8 @@ use bytes::Bytes;
 
 use super::{Backend, Reply};
 use crate::backend::types::{
-    Attrs, Capabilities, Device, DirPage, Error, FileKind, FsStats, MountInfo, ReadResult, SetAttrs,
+    Attrs, Capabilities, Device, DirPage, Error, FileKind, FsStats, Made, MountInfo, ReadResult,
+    Renamed, SetAttrs,
 };
 use crate::copy_file::CopyFile;
 use crate::metrics;
@@ -192,30 +193,33 @@ impl Backend for MemoryBackend {
         self.call("write", move |tree| tree.write(path, offset, &data))
     }
 
-    fn create<'a>(&'a self, path: &'a str, mode: u32, exclusive: bool) -> Reply<'a, Attrs> {
+    fn create<'a>(&'a self, path: &'a str, mode: u32, exclusive: bool) -> Reply<'a, Made> {
         self.call("create", move |tree| {
             let file = Content::File(Vec::new());
-            match tree.make(path, FileKind::Regular, mode, NO_DEVICE, file) {
+            let attrs = match tree.make(path, FileKind::Regular, mode, NO_DEVICE, file) {
                 Err(Error::Exists) if !exclusive => {
                     let (ino, _) = tree.file_mut(path)?;
-                    Ok(tree.attrs(ino))
+                    tree.attrs(ino)
                 }
-                other => other,
-            }
+                other => other?,
+            };
+            tree.made(path, attrs)
         })
     }
 
-    fn mkdir<'a>(&'a self, path: &'a str, mode: u32) -> Reply<'a, Attrs> {
+    fn mkdir<'a>(&'a self, path: &'a str, mode: u32) -> Reply<'a, Made> {
         self.call("mkdir", move |tree| {
             let dir = Content::Directory(BTreeMap::new());
-            tree.make(path, FileKind::Directory, mode, NO_DEVICE, dir)
+            let attrs = tree.make(path, FileKind::Directory, mode, NO_DEVICE, dir)?;
+            tree.made(path, attrs)
         })
     }
 
-    fn symlink<'a>(&'a self, path: &'a str, target: &'a str) -> Reply<'a, Attrs> {
+    fn symlink<'a>(&'a self, path: &'a str, target: &'a str) -> Reply<'a, Made> {
         self.call("symlink", move |tree| {
             let link = Content::Symlink(target.to_string());
-            tree.make(path, FileKind::Symlink, 0o777, NO_DEVICE, link)
+            let attrs = tree.make(path, FileKind::Symlink, 0o777, NO_DEVICE, link)?;
+            tree.made(path, attrs)
         })
     }
 
@@ -225,35 +229,51 @@ impl Backend for MemoryBackend {
         kind: FileKind,
         mode: u32,
         device: Device,
-    ) -> Reply<'a, Attrs> {
+    ) -> Reply<'a, Made> {
         self.call("mknod", move |tree| {
             let rdev = match kind {
                 FileKind::BlockDevice | FileKind::CharDevice => device,
                 FileKind::Fifo | FileKind::Socket => NO_DEVICE,
                 _ => return Err(Error::Invalid),
             };
-            tree.make(path, kind, mode, rdev, Content::Node)
+            let attrs = tree.make(path, kind, mode, rdev, Content::Node)?;
+            tree.made(path, attrs)
         })
     }
 
-    fn link<'a>(&'a self, existing: &'a str, path: &'a str) -> Reply<'a, Attrs> {
-        self.call("link", move |tree| tree.link(existing, path))
+    fn link<'a>(&'a self, existing: &'a str, path: &'a str) -> Reply<'a, Made> {
+        self.call("link", move |tree| {
+            let attrs = tree.link(existing, path)?;
+            tree.made(path, attrs)
+        })
     }
 
     fn setattr<'a>(&'a self, path: &'a str, changes: SetAttrs) -> Reply<'a, Attrs> {
         self.call("setattr", move |tree| tree.setattr(path, changes))
     }
 
-    fn remove<'a>(&'a self, path: &'a str) -> Reply<'a, ()> {
-        self.call("remove", move |tree| tree.remove(path))
+    fn remove<'a>(&'a self, path: &'a str) -> Reply<'a, Option<Attrs>> {
+        self.call("remove", move |tree| {
+            tree.remove(path)?;
+            tree.dir_of(path).map(Some)
+        })
     }
 
-    fn rmdir<'a>(&'a self, path: &'a str) -> Reply<'a, ()> {
-        self.call("rmdir", move |tree| tree.rmdir(path))
+    fn rmdir<'a>(&'a self, path: &'a str) -> Reply<'a, Option<Attrs>> {
+        self.call("rmdir", move |tree| {
+            tree.rmdir(path)?;
+            tree.dir_of(path).map(Some)
+        })
     }
 
-    fn rename<'a>(&'a self, source: &'a str, destination: &'a str) -> Reply<'a, ()> {
-        self.call("rename", move |tree| tree.rename(source, destination))
+    fn rename<'a>(&'a self, source: &'a str, destination: &'a str) -> Reply<'a, Renamed> {
+        self.call("rename", move |tree| {
+            tree.rename(source, destination)?;
+            Ok(Renamed {
+                source_dir: Some(tree.dir_of(source)?),
+                destination_dir: Some(tree.dir_of(destination)?),
+            })
+        })
     }
 
     fn sync<'a>(&'a self, path: &'a str) -> Reply<'a, ()> {
@@ -292,7 +312,10 @@ mod tests {
         let read = m.read("d/f", 0, 100).await.unwrap();
         assert!(matches!(read.data, Data::Bytes(ref b) if b == b"\0\0\0abc"));
         assert!(read.eof);
-        assert_eq!(m.link("d/f", "g").await.unwrap().nlink, 2);
+        let linked = m.link("d/f", "g").await.unwrap();
+        assert_eq!(linked.attrs.nlink, 2);
+        let root_version = linked.dir.and_then(|d| d.change);
+        assert_eq!(root_version, m.stat("").await.unwrap().change);
         assert_eq!(m.stat("d").await.unwrap().nlink, 2);
         assert_eq!(m.stat("").await.unwrap().nlink, 3);
         m.remove("d/f").await.unwrap();
@@ -310,16 +333,16 @@ mod tests {
         }
         m.create("full/x", 0o644, true).await.unwrap();
         m.create("f", 0o644, true).await.unwrap();
-        assert_eq!(m.rename("a", "full").await, Err(Error::NotEmpty));
-        assert_eq!(m.rename("a", "f").await, Err(Error::NotDir));
-        assert_eq!(m.rename("f", "a").await, Err(Error::IsDir));
-        assert_eq!(m.rename("a", "a/inside").await, Err(Error::Invalid));
+        assert_eq!(m.rename("a", "full").await.err(), Some(Error::NotEmpty));
+        assert_eq!(m.rename("a", "f").await.err(), Some(Error::NotDir));
+        assert_eq!(m.rename("f", "a").await.err(), Some(Error::IsDir));
+        assert_eq!(m.rename("a", "a/inside").await.err(), Some(Error::Invalid));
         m.rename("a", "b").await.unwrap();
         assert_eq!(m.stat("a").await.err(), Some(Error::NotFound));
         assert_eq!(m.stat("").await.unwrap().nlink, 4, "b and full are left");
         m.rename("f", "full/x").await.unwrap();
         assert_eq!(m.stat("full/x").await.unwrap().nlink, 1);
-        assert_eq!(m.rmdir("full").await, Err(Error::NotEmpty));
+        assert_eq!(m.rmdir("full").await.err(), Some(Error::NotEmpty));
         m.remove("full/x").await.unwrap();
         m.rmdir("full").await.unwrap();
     }

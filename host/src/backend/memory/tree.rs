@@ -8,7 +8,7 @@ use std::ops::Bound;
 use std::time::SystemTime;
 
 use crate::backend::types::{
-    Attrs, Data, Device, DirEntry, DirPage, Error, FileKind, FsStats, ReadResult, SetAttrs,
+    Attrs, Data, Device, DirEntry, DirPage, Error, FileKind, FsStats, Made, ReadResult, SetAttrs,
     SetTime, Timestamp,
 };
 
@@ -209,6 +209,19 @@ impl Tree {
             rdev: node.rdev,
             change: Some(node.version.to_string()),
         }
+    }
+
+    /// The attributes of the directory that holds (or held) the entry at `path`.
+    pub(super) fn dir_of(&self, path: &str) -> Result<Attrs, Error> {
+        Ok(self.attrs(self.parent(path)?.0))
+    }
+
+    /// What a call that made the entry `path` answers: its attributes and its directory's.
+    pub(super) fn made(&self, path: &str, attrs: Attrs) -> Result<Made, Error> {
+        Ok(Made {
+            attrs,
+            dir: Some(self.dir_of(path)?),
+        })
     }
 
     /// Makes a new entry at `path`.

@@ -3,7 +3,9 @@
 //! the wait as host time, which the plugin's call deadline does not count.
 
 use super::super::bindings::nfsgw::backend::host_fs::Host;
-use super::super::bindings::types::{Attrs, Device, DirPage, Error, FileKind, FsStats, SetAttrs};
+use super::super::bindings::types::{
+    Attrs, Device, DirPage, Error, FileKind, FsStats, Made, Renamed, SetAttrs,
+};
 use super::super::runtime::HostState;
 use super::Grants;
 
@@ -34,29 +36,29 @@ impl Host for HostState {
     async fn write(&mut self, path: String, offset: u64, data: Vec<u8>) -> Result<Attrs, Error> {
         self.on_pool(move |g| g.write(&path, offset, &data)).await
     }
-    async fn create(&mut self, path: String, mode: u32, exclusive: bool) -> Result<Attrs, Error> {
+    async fn create(&mut self, path: String, mode: u32, exclusive: bool) -> Result<Made, Error> {
         self.on_pool(move |g| g.create(&path, mode, exclusive))
             .await
     }
-    async fn mkdir(&mut self, path: String, mode: u32) -> Result<Attrs, Error> {
+    async fn mkdir(&mut self, path: String, mode: u32) -> Result<Made, Error> {
         self.on_pool(move |g| g.mkdir(&path, mode)).await
     }
-    async fn remove_file(&mut self, path: String) -> Result<(), Error> {
+    async fn remove_file(&mut self, path: String) -> Result<Attrs, Error> {
         self.on_pool(move |g| g.remove_file(&path)).await
     }
-    async fn remove_dir(&mut self, path: String) -> Result<(), Error> {
+    async fn remove_dir(&mut self, path: String) -> Result<Attrs, Error> {
         self.on_pool(move |g| g.remove_dir(&path)).await
     }
-    async fn rename(&mut self, source: String, destination: String) -> Result<(), Error> {
+    async fn rename(&mut self, source: String, destination: String) -> Result<Renamed, Error> {
         self.on_pool(move |g| g.rename(&source, &destination)).await
     }
-    async fn symlink(&mut self, path: String, target: String) -> Result<Attrs, Error> {
+    async fn symlink(&mut self, path: String, target: String) -> Result<Made, Error> {
         self.on_pool(move |g| g.symlink(&path, &target)).await
     }
     async fn readlink(&mut self, path: String) -> Result<String, Error> {
         self.on_pool(move |g| g.readlink(&path)).await
     }
-    async fn link(&mut self, existing: String, path: String) -> Result<Attrs, Error> {
+    async fn link(&mut self, existing: String, path: String) -> Result<Made, Error> {
         self.on_pool(move |g| g.link(&existing, &path)).await
     }
     async fn mknod(
@@ -65,7 +67,7 @@ impl Host for HostState {
         kind: FileKind,
         mode: u32,
         device: Device,
-    ) -> Result<Attrs, Error> {
+    ) -> Result<Made, Error> {
         self.on_pool(move |g| g.mknod(&path, kind, mode, device))
             .await
     }

@@ -10,10 +10,11 @@
 //! `http-hdr-<header>-<port>` one that sets `<header>` itself (with the secret when the mount
 //! grants it), and `http-big-<port>` one without it that answers `too-big` when the host refuses
 //! the response body as too large. With `lie = "true"` in its config it declares that it can
-//! create and write files but keeps nothing, which the conformance suite must catch.
+//! create and write files but keeps nothing, and answers creates with directory attributes its
+//! stat contradicts, which the conformance suite must catch.
 
 use nfsgw_plugin_sdk::{
-    Attrs, Backend, Capabilities, Data, Device, DirEntry, DirPage, Error, FileKind, FsStats,
+    Attrs, Backend, Capabilities, Data, Device, DirEntry, DirPage, Error, FileKind, FsStats, Made,
     MountInfo, ReadResult, Timestamp,
 };
 
@@ -242,9 +243,13 @@ impl Backend for Faulty {
     fn write(_: String, _: u64, data: Vec<u8>) -> Result<Attrs, Error> {
         Ok(attrs(FileKind::Regular, data.len() as u64))
     }
-    /// Only reached when lying: claims success, keeps nothing.
-    fn create(_: String, _: u32, _: bool) -> Result<Attrs, Error> {
-        Ok(attrs(FileKind::Regular, 0))
+    /// Only reached when lying: claims success, keeps nothing, and answers a directory that
+    /// grew, which its own stat never shows.
+    fn create(_: String, _: u32, _: bool) -> Result<Made, Error> {
+        Ok(Made {
+            attrs: attrs(FileKind::Regular, 0),
+            dir: Some(attrs(FileKind::Directory, 1)),
+        })
     }
     /// Only reached when lying: nothing was kept, so nothing is made durable.
     fn sync(_: String) -> Result<(), Error> {
