@@ -9,7 +9,8 @@
 #                   rpcbind first when none answers (Ganesha registers with it); sets ganesha_pid
 #   write_docs_section SCRIPT RUN DETAILS
 #                   puts RUN/table.md, under a line saying where and how it was measured (with
-#                   DETAILS), between the SCRIPT markers of docs/BENCHMARKS.md
+#                   DETAILS), between the SCRIPT markers of docs/BENCHMARKS.md; with
+#                   NFSGW_BENCH_NO_DOCS=1 (a partial or trial run) leaves the docs as they are
 
 pids=()
 stop_servers() {
@@ -70,6 +71,10 @@ write_docs_section() {
     echo
     cat "$run/table.md"
   } > "$run/section.md"
+  if [ -n "${NFSGW_BENCH_NO_DOCS:-}" ]; then
+    say "NFSGW_BENCH_NO_DOCS is set: $doc left as it is (the table is in $run/section.md)"
+    return 0
+  fi
   awk -v section="$run/section.md" -v begin="<!-- ${script%% *}: begin -->" -v end="<!-- ${script%% *}: end -->" '
     $0 == begin { print; while ((getline line < section) > 0) print line; skip = 1; next }
     $0 == end { skip = 0 }

@@ -8,7 +8,8 @@
 # once and kept), NFSGW_BENCH_INFLIGHT (default 16), NFSGW_BENCH_COLD=1 (drop the page cache
 # before each P1 run; needs root), NFSGW_BENCH_BEFORE=/path/to/older/nfsgw (also measure that
 # binary on the same config, as the peer "before": how before/after numbers of an
-# optimisation are taken; the docs are then left alone). Installs nfs-ganesha, nfs-ganesha-vfs and rpcbind if missing.
+# optimisation are taken; the docs are then left alone), NFSGW_BENCH_NO_DOCS=1 (print the table,
+# leave the docs alone). Installs nfs-ganesha, nfs-ganesha-vfs and rpcbind if missing.
 # The S3 cases (P3, P4) run against s3s-fs (tests/s3/setup.sh installs it when missing), started
 # here on loopback with its root under NFSGW_BENCH_DIR/s3 (the 1 GiB object is uploaded once): a
 # second nfsgw serves its bucket with the s3 plugin, and the load client also reads and writes

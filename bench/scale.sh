@@ -12,8 +12,9 @@
 # (names made and removed in P7c, default 1000000; the issue's 10000000 takes about ten times
 # as long), NFSGW_SCALE_SECONDS (P9's length, default 20), NFSGW_SCALE_CONNECTIONS (default
 # 64), NFSGW_SCALE_CASES (default p7a,p7b,p7c,p9), NFSGW_BENCH_BEFORE=/path/to/older/nfsgw
-# (also measure that binary, as the peer "before", named in the docs by its --version).
-# Installs nfs-ganesha, nfs-ganesha-vfs and rpcbind if missing. Port 111 must be free or
+# (also measure that binary, as the peer "before", named in the docs by its --version),
+# NFSGW_BENCH_NO_DOCS=1 (print the table but leave docs/BENCHMARKS.md as it is: for a partial
+# run, or one with the same binary in both nfsgw columns). Installs nfs-ganesha, nfs-ganesha-vfs and rpcbind if missing. Port 111 must be free or
 # held by rpcbind (Ganesha registers with it; nfsgw's own portmapper is off here).
 set -euo pipefail
 . "$(dirname "$0")/../scripts/common.sh"
