@@ -46,6 +46,19 @@ impl SetAttrs {
     }
 }
 
+impl Attrs {
+    /// True if both describe one state of a file: the same kind, size, mode, link count,
+    /// modification and change times and change token (access times and owners aside). What
+    /// a change answers for a directory must be this much the same as a stat of it after.
+    pub fn same_state(&self, other: &Attrs) -> bool {
+        let state = |a: &Attrs| {
+            let times = [a.mtime, a.ctime].map(|t| (t.seconds, t.nanoseconds));
+            (a.kind, a.size, a.mode, a.nlink, times, a.change.clone())
+        };
+        state(self) == state(other)
+    }
+}
+
 #[cfg(test)]
 impl Attrs {
     /// Attributes for unit tests: times at the epoch, one link, no device.

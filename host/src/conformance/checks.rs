@@ -146,11 +146,7 @@ impl Suite {
             return Ok(());
         };
         let stat = ok("stat", self.backend().stat(dir).await)?;
-        let seen = |a: &Attrs| {
-            let times = [a.mtime, a.ctime].map(|t| (t.seconds, t.nanoseconds));
-            (a.kind, a.size, a.mode, a.nlink, times, a.change.clone())
-        };
-        ensure(seen(&answered) == seen(&stat), || {
+        ensure(answered.same_state(&stat), || {
             format!("{what} answered {answered:?} for {dir:?}, but a stat says {stat:?}")
         })
     }

@@ -94,11 +94,11 @@ impl Backend for Local {
     }
 
     fn remove(path: String) -> Result<Option<Attrs>, Error> {
-        host_fs::remove_file(&full(&path)).map(Some)
+        host_fs::remove_file(&full(&path))
     }
 
     fn rmdir(path: String) -> Result<Option<Attrs>, Error> {
-        host_fs::remove_dir(&full(&path)).map(Some)
+        host_fs::remove_dir(&full(&path))
     }
 
     fn rename(source: String, destination: String) -> Result<Renamed, Error> {

@@ -43,10 +43,10 @@ impl Host for HostState {
     async fn mkdir(&mut self, path: String, mode: u32) -> Result<Made, Error> {
         self.on_pool(move |g| g.mkdir(&path, mode)).await
     }
-    async fn remove_file(&mut self, path: String) -> Result<Attrs, Error> {
+    async fn remove_file(&mut self, path: String) -> Result<Option<Attrs>, Error> {
         self.on_pool(move |g| g.remove_file(&path)).await
     }
-    async fn remove_dir(&mut self, path: String) -> Result<Attrs, Error> {
+    async fn remove_dir(&mut self, path: String) -> Result<Option<Attrs>, Error> {
         self.on_pool(move |g| g.remove_dir(&path)).await
     }
     async fn rename(&mut self, source: String, destination: String) -> Result<Renamed, Error> {
