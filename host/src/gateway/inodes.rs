@@ -355,11 +355,22 @@ impl InodeTable {
     }
 
     /// How many of an inode's names `matching` accepts. An inode with more than one name is
-    /// never moved out of memory, so this counts every name the table knows of it. (It waits
-    /// for the table's lock where it is called; it is asked only of files of several links.)
-    pub fn count_names(&self, ino: u64, matching: impl Fn(&str) -> bool) -> usize {
-        let inner = self.inner.lock().unwrap();
-        inner.tree.paths(ino).filter(|name| matching(name)).count()
+    /// never moved out of memory, so this counts every name the table knows of it. While a
+    /// call holds the table to reach the disk, the count waits for it on the blocking pool;
+    /// one that does not come in time counts none.
+    pub async fn count_names(&self, ino: u64, matching: fn(&str) -> bool) -> usize {
+        let count =
+            move |inner: &Inner| inner.tree.paths(ino).filter(|name| matching(name)).count();
+        let here = self.memory().map(|inner| count(&inner));
+        if let Some(counted) = here {
+            return counted;
+        }
+        let inner = self.inner.clone();
+        crate::blocking::run(crate::blocking::DEADLINE, move || {
+            count(&inner.lock().unwrap())
+        })
+        .await
+        .unwrap_or(0)
     }
 
     /// The inode of a path, if it has one.
@@ -1054,12 +1065,12 @@ mod tests {
         let a = t.ino("a").await.unwrap();
         t.link("a", "b").await.unwrap();
         t.link("a", "c").await.unwrap();
-        assert_eq!(t.count_names(a, |_| true), 3);
+        assert_eq!(t.count_names(a, |_| true).await, 3);
         t.forget("b").await.unwrap();
-        assert_eq!(t.count_names(a, |_| true), 2);
+        assert_eq!(t.count_names(a, |_| true).await, 2);
         t.forget("a").await.unwrap();
         assert_eq!(t.path(a).await.unwrap().as_deref(), Some("c"));
-        assert_eq!(t.count_names(a, |n| n == "c"), 1);
+        assert_eq!(t.count_names(a, |n| n == "c").await, 1);
         t.link("c", "d").await.unwrap();
         t.forget("d").await.unwrap();
         t.forget("c").await.unwrap();
@@ -1342,8 +1353,8 @@ mod tests {
             }
         });
         locked.recv().unwrap();
-        let (found, ()) = runtime.block_on(async {
-            tokio::join!(t.find("a"), async {
+        let (found, counted, ()) = runtime.block_on(async {
+            tokio::join!(t.find("a"), t.count_names(known, |_| true), async {
                 let _ = release.send(());
             })
         });
@@ -1351,7 +1362,7 @@ mod tests {
             holder.join().unwrap(),
             "the async worker waited for the lock"
         );
-        assert_eq!(found.unwrap(), Some(known));
+        assert_eq!((found.unwrap(), counted), (Some(known), 1));
     }
 
     #[tokio::test]
@@ -1621,7 +1632,7 @@ mod tests {
                     let path = run(t.path(ino)).unwrap().map(|p| p.to_string());
                     prop_assert!(path.as_ref().is_some_and(|p| names.contains(&p)), "{ino}: {path:?}, not one of {names:?}");
                     // An inode of one name may have gone back to the cold tier already.
-                    let counted = t.count_names(ino, |_| true);
+                    let counted = run(t.count_names(ino, |_| true));
                     if names.len() > 1 {
                         prop_assert_eq!(counted, names.len());
                     } else {

@@ -190,7 +190,7 @@ impl Mount {
     /// staged writes overlaid, and the names an NFS client gave it when it was unlinked while
     /// open (silly renames) not counted as links, so that `fstat` of an open, unlinked file
     /// says 0 links, as POSIX has it. A file of one link has no other name to look up.
-    fn presented(&self, ino: u64, path: &str, attrs: Attrs) -> Attrs {
+    async fn presented(&self, ino: u64, path: &str, attrs: Attrs) -> Attrs {
         let mut attrs = match self.staged(ino) {
             Some(staged) if attrs.kind == FileKind::Regular => staged.overlay(attrs),
             _ => attrs,
@@ -200,7 +200,7 @@ impl Mount {
             _ if attrs.kind == FileKind::Directory => 0,
             0 => 0,
             1 => usize::from(silly(path)),
-            _ => self.inodes.count_names(ino, silly),
+            _ => self.inodes.count_names(ino, silly).await,
         };
         attrs.nlink = attrs.nlink.saturating_sub(unlinked as u32);
         attrs
@@ -403,18 +403,16 @@ impl Gateway {
         split(id).0.checked_sub(1).and_then(|i| self.mounts.get(i))
     }
 
-    /// Records that the directory `dir_path` (`dir_ino`) changed: its listing is stale, and
-    /// its attributes are those the change left, when the backend answered them (`after`),
-    /// else stale too.
-    fn dir_changed(mount: &Mount, dir_ino: u64, dir_path: &str, after: Option<Attrs>) {
+    /// Records that the directory `dir_ino` changed: its listing is stale, and its attributes
+    /// are those the change left, when the backend answered them (`after`) as a directory's,
+    /// else stale too. (A directory's attributes are presented as they are answered.)
+    fn dir_changed(mount: &Mount, dir_ino: u64, after: Option<Attrs>) {
         mount.dirs.invalidate(dir_ino);
         match after {
-            Some(attrs) => {
-                mount
-                    .attrs
-                    .put(dir_ino, mount.presented(dir_ino, dir_path, attrs));
+            Some(attrs) if attrs.kind == FileKind::Directory => {
+                mount.attrs.put(dir_ino, attrs);
             }
-            None => mount.attrs.invalidate(dir_ino),
+            _ => mount.attrs.invalidate(dir_ino),
         }
     }
 }

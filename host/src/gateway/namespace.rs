@@ -188,8 +188,8 @@ impl Gateway {
                 backend.mknod(&child, kind, mode, device).await
             }
         };
-        let made = result.inspect_err(|_| Self::dir_changed(mount, split(dir).1, &path, None))?;
-        Self::dir_changed(mount, split(dir).1, &path, made.dir);
+        let made = result.inspect_err(|_| Self::dir_changed(mount, split(dir).1, None))?;
+        Self::dir_changed(mount, split(dir).1, made.dir);
         let mut attrs = made.attrs;
         // The backend made a new object: it never inherits a number an old file had there.
         let ino = mount.inodes.fresh(&child).await?;
@@ -232,13 +232,12 @@ impl Gateway {
         permissions::link_source(caller, &self.getattr(file).await?)?;
         let (existing, new) = (file_path.to_string(), join(&dir_path, name));
         let result = mount.backend.link(&existing, &new).await;
-        let made =
-            result.inspect_err(|_| Self::dir_changed(mount, split(dir).1, &dir_path, None))?;
-        Self::dir_changed(mount, split(dir).1, &dir_path, made.dir);
+        let made = result.inspect_err(|_| Self::dir_changed(mount, split(dir).1, None))?;
+        Self::dir_changed(mount, split(dir).1, made.dir);
         let attrs = made.attrs;
         mount.inodes.link(&existing, &new).await?;
         mount.inodes.durable().await?;
-        let attrs = mount.presented(split(file).1, &new, attrs);
+        let attrs = mount.presented(split(file).1, &new, attrs).await;
         mount.attrs.put(split(file).1, attrs.clone());
         Ok(attrs)
     }
@@ -275,8 +274,8 @@ impl Gateway {
         } else {
             mount.backend.remove(&child).await
         };
-        let after = result.inspect_err(|_| Self::dir_changed(mount, split(dir).1, &path, None))?;
-        Self::dir_changed(mount, split(dir).1, &path, after);
+        let after = result.inspect_err(|_| Self::dir_changed(mount, split(dir).1, None))?;
+        Self::dir_changed(mount, split(dir).1, after);
         if let Some(ino) = mount.inodes.find(&child).await? {
             mount.attrs.invalidate(ino);
             mount.dirs.remove(ino);
@@ -356,11 +355,11 @@ impl Gateway {
         }
         let result = mount.backend.rename(&source, &destination).await;
         let renamed = result.inspect_err(|_| {
-            Self::dir_changed(mount, split(from_dir).1, &from_path, None);
-            Self::dir_changed(mount, split(to_dir).1, &to_path, None);
+            Self::dir_changed(mount, split(from_dir).1, None);
+            Self::dir_changed(mount, split(to_dir).1, None);
         })?;
-        Self::dir_changed(mount, split(from_dir).1, &from_path, renamed.source_dir);
-        Self::dir_changed(mount, split(to_dir).1, &to_path, renamed.destination_dir);
+        Self::dir_changed(mount, split(from_dir).1, renamed.source_dir);
+        Self::dir_changed(mount, split(to_dir).1, renamed.destination_dir);
         // Streams started for the moved names would complete under them: they go.
         for s in &staged {
             // The backend has renamed: the table must follow, whatever this lookup meets.
@@ -465,7 +464,7 @@ impl Gateway {
             }
         }
         let attrs = mount.backend.setattr(&path, changes).await?;
-        let attrs = mount.presented(ino, &path, attrs);
+        let attrs = mount.presented(ino, &path, attrs).await;
         mount.attrs.put(ino, attrs.clone());
         Ok(attrs)
     }

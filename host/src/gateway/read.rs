@@ -293,7 +293,7 @@ impl Gateway {
         for (entry, child_ino) in listed.into_iter().zip(inos) {
             let child = join(path, &entry.name);
             let attrs = match entry.attrs {
-                Some(attrs) => mount.presented(child_ino, &child, attrs),
+                Some(attrs) => mount.presented(child_ino, &child, attrs).await,
                 None => match self.stat_path(mount, child_ino, &child).await {
                     Ok(attrs) => attrs,
                     Err(Error::NotFound) => continue,

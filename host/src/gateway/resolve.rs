@@ -113,7 +113,7 @@ impl Gateway {
     ) -> Result<Attrs, Error> {
         match mount.backend.stat(path).await {
             Ok(attrs) => {
-                let attrs = mount.presented(ino, path, attrs);
+                let attrs = mount.presented(ino, path, attrs).await;
                 mount.attrs.put(ino, attrs.clone());
                 Ok(attrs)
             }

@@ -180,7 +180,7 @@ impl Gateway {
                 // A directory whose number cannot be read has nothing cached to change.
                 let dir_path = parent_of(&path);
                 if let Ok(dir) = mount.inodes.ino(dir_path).await {
-                    Self::dir_changed(mount, dir, dir_path, None);
+                    Self::dir_changed(mount, dir, None);
                 }
                 Ok(done)
             }
