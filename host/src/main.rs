@@ -435,6 +435,7 @@ async fn serve(text: &str, file: &str, portmap_required: bool) -> Result<()> {
     };
     flusher.abort();
     flush_before_exit(&gateway).await;
+    gateway.flush_journals().await;
     outcome
 }
 

@@ -8,7 +8,10 @@
 //! appended on the bounded blocking pool, and callers that arrive while a sync is under way
 //! share the next one (group commit). A reply that hands out a number or reports a change waits
 //! for `durable` first, so a watermark is always on disk before a number past it reaches a
-//! client, and a crash can never let a number be reused for another file. A write that fails
+//! client, and a crash can never let a number be reused for another file. A record whose loss
+//! in a crash no client could see (a forget of a file's only name, see `InodeTable::forget`)
+//! is appended relaxed: `durable` does not wait for it, and it reaches the disk with the next
+//! record that is waited for, or once relaxed records pile up past [`RELAXED_BYTES`]. A write that fails
 //! fails the call that waited for it; a sync that fails (or hangs past the pool's deadline)
 //! leaves the file in doubt, so the journal refuses every later change until a restart
 //! rewrites it. Once the file outgrows the live table, it is compacted online (`compact`).
@@ -18,11 +21,17 @@ use std::io::{self, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use format::{encode, encode_name, header, MAGIC, MAGIC_UNFRAMED};
-pub use format::{name_len, Record, Replayed, HEADER_LEN, RESERVE};
+use format::{encode, encode_name, header};
+pub use format::{name_len, Record, HEADER_LEN, RESERVE};
+pub use replay::Replayed;
 
 mod compact;
 mod format;
+mod replay;
+
+/// Relaxed records waiting in memory past this many bytes are written with the next `durable`
+/// like any other, so what a crash can lose and what waits in memory stay small.
+pub const RELAXED_BYTES: usize = 64 << 10;
 
 /// A journal open for appending.
 pub struct InodeLog {
@@ -42,8 +51,10 @@ pub struct InodeLog {
 #[derive(Default)]
 struct Pending {
     bytes: Vec<u8>,
-    /// Records appended so far, and how many of them are durable.
+    /// Records appended so far, how many of them `durable` must cover (all but the relaxed
+    /// records appended after the last one that is not), and how many are durable.
     appended: u64,
+    owed: u64,
     durable: u64,
     /// Where the last pending record starts, when it is a name (a lookup that found nothing
     /// takes it back at once).
@@ -64,34 +75,9 @@ struct Pending {
 }
 
 impl InodeLog {
-    /// Reads the journal at `path`, if there is one.
+    /// The journal at `path`, to replay, if there is one; an error if the file is no journal.
     pub fn replay(path: &Path) -> io::Result<Option<Replayed>> {
-        let data = match std::fs::read(path) {
-            Ok(data) => data,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let foreign = || {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{} is not an nfsgw inode journal", path.display()),
-            )
-        };
-        let (magic, rest) = data.split_at_checked(8).ok_or_else(foreign)?;
-        let (generation, _) = rest.split_at_checked(4).ok_or_else(foreign)?;
-        let generation = u32::from_be_bytes(generation.try_into().unwrap());
-        let framed = if magic == MAGIC {
-            true
-        } else if magic == MAGIC_UNFRAMED {
-            false
-        } else {
-            return Err(foreign());
-        };
-        Ok(Some(Replayed {
-            generation,
-            data,
-            framed,
-        }))
+        Replayed::open(path)
     }
 
     /// Writes a fresh journal holding `records` and then every name `names` gives (atomically
@@ -134,13 +120,27 @@ impl InodeLog {
     /// Appends a record in memory; it reaches the disk at the next `durable`.
     pub fn append(&self, record: &Record) {
         let mut pending = self.pending.lock().unwrap();
-        let start = pending.bytes.len();
-        encode(record, &mut pending.bytes);
-        pending.appended += 1;
-        pending.last_name = match record {
-            Record::Name { path, .. } => Some((start, path.clone())),
-            _ => None,
-        };
+        push(&mut pending, record);
+        pending.owed = pending.appended;
+    }
+
+    /// Appends a record that no reply waits for: the next `durable` that is owed a record
+    /// writes it, and a `durable` owed nothing else returns at once.
+    pub fn append_relaxed(&self, record: &Record) {
+        let mut pending = self.pending.lock().unwrap();
+        push(&mut pending, record);
+        if pending.bytes.len() >= RELAXED_BYTES {
+            pending.owed = pending.appended;
+        }
+    }
+
+    /// Makes every record appended so far durable, relaxed ones included (at shutdown).
+    pub async fn flush(&self) -> io::Result<()> {
+        {
+            let mut pending = self.pending.lock().unwrap();
+            pending.owed = pending.appended;
+        }
+        self.durable().await
     }
 
     /// Takes back the last record appended when it names `path` and is not yet on its way to
@@ -151,6 +151,7 @@ impl InodeLog {
             Some((start, named)) if named == path => {
                 pending.bytes.truncate(start);
                 pending.appended -= 1;
+                pending.owed = pending.owed.min(pending.appended);
                 true
             }
             other => {
@@ -160,15 +161,16 @@ impl InodeLog {
         }
     }
 
-    /// Makes every record appended so far durable: written and synced, on the blocking pool,
-    /// in one go with whatever others appended meanwhile.
+    /// Makes every record appended so far durable, but the relaxed records after the last one
+    /// that is not: written and synced, on the blocking pool, in one go with whatever others
+    /// appended meanwhile (relaxed records included).
     pub async fn durable(&self) -> io::Result<()> {
         let wanted = {
             let pending = self.pending.lock().unwrap();
-            if pending.durable >= pending.appended {
+            if pending.durable >= pending.owed {
                 return Ok(());
             }
-            pending.appended
+            pending.owed
         };
         let _turn = self.turn.lock().await;
         let (bytes, upto) = {
@@ -240,13 +242,22 @@ impl InodeLog {
     }
 
     #[cfg(test)]
-    fn syncs(&self) -> u64 {
+    pub fn syncs(&self) -> u64 {
         self.pending.lock().unwrap().syncs
     }
 }
 
-/// Renames the synced file `tmp` over `path`, makes the rename durable, and opens the file
-/// for appending.
+/// Encodes a record at the end of what is pending, remembering where a name starts.
+fn push(pending: &mut Pending, record: &Record) {
+    let start = pending.bytes.len();
+    encode(record, &mut pending.bytes);
+    pending.appended += 1;
+    pending.last_name = match record {
+        Record::Name { path, .. } => Some((start, path.clone())),
+        _ => None,
+    };
+}
+
 /// Writes a new journal at `tmp`: the header, `records`, then every name `names` gives. The
 /// names go to the file as they come, through a small buffer, never gathered whole. Returns
 /// the file, written but not synced, and its length; on failure the file is removed.
@@ -285,6 +296,8 @@ fn write_snapshot(
     written
 }
 
+/// Renames the synced file `tmp` over `path`, makes the rename durable, and opens the file
+/// for appending.
 fn replace(tmp: &Path, path: &Path) -> io::Result<File> {
     std::fs::rename(tmp, path)?;
     // The rename itself must survive a crash too.
@@ -313,17 +326,18 @@ fn write_and_sync(file: &File, bytes: &[u8]) -> Result<(), (io::Error, Option<us
 
 #[cfg(test)]
 mod tests {
-    use super::format::{encode_payload, Skipped, FRAME_HEADER};
+    use super::format::{encode_payload, FRAME_HEADER, MAGIC_UNFRAMED};
+    use super::replay::Skipped;
     use super::*;
 
     fn records_of(replayed: &Replayed) -> Vec<Record> {
         let mut records = Vec::new();
-        replayed.each(|record| records.push(record));
+        replayed.each(|record| records.push(record)).unwrap();
         records
     }
 
     fn skipped_of(replayed: &Replayed) -> Vec<Skipped> {
-        replayed.each(|_| {})
+        replayed.each(|_| {}).unwrap()
     }
 
     fn sample() -> Vec<Record> {
@@ -503,16 +517,5 @@ mod tests {
         std::fs::write(&path, &data).unwrap();
         let replayed = InodeLog::replay(&path).unwrap().unwrap();
         assert_eq!((replayed.generation, records_of(&replayed)), (3, sample()));
-    }
-
-    #[test]
-    fn a_foreign_file_is_refused_and_a_missing_one_is_none() {
-        let dir = tempfile::tempdir().unwrap();
-        assert!(InodeLog::replay(&dir.path().join("none"))
-            .unwrap()
-            .is_none());
-        let other = dir.path().join("other");
-        std::fs::write(&other, b"hello world, not a journal").unwrap();
-        assert!(InodeLog::replay(&other).is_err());
     }
 }

@@ -398,6 +398,17 @@ impl Gateway {
         &self.mounts
     }
 
+    /// Makes every mount's inode journal durable, the forgets no reply waited for included,
+    /// before the process exits. One that cannot be written is reported and left: what it
+    /// loses is forgets, which the next run finds to be gone again.
+    pub async fn flush_journals(&self) {
+        for mount in &self.mounts {
+            if let Err(e) = mount.inodes.flush().await {
+                tracing::warn!(mount = %mount.name, "the inode journal could not be written before exiting: {e:?}");
+            }
+        }
+    }
+
     /// The mount a file id belongs to; `None` for the export root.
     pub fn mount_of_id(&self, id: FileId) -> Option<&Mount> {
         split(id).0.checked_sub(1).and_then(|i| self.mounts.get(i))

@@ -143,15 +143,6 @@ impl NameTree {
             .copied()
     }
 
-    /// The node of a path.
-    pub fn slot(&self, path: &str) -> Option<Slot> {
-        if path.is_empty() {
-            return Some(ROOT);
-        }
-        path.split('/')
-            .try_fold(ROOT, |parent, name| self.child(parent, name))
-    }
-
     pub fn ino_of(&self, slot: Slot) -> u64 {
         self.nodes[slot as usize].ino
     }
@@ -166,6 +157,15 @@ impl NameTree {
         std::iter::successors(self.first_name(ino), |&s| {
             Some(self.nodes[s as usize].next_name).filter(|&n| n != NONE)
         })
+    }
+
+    /// True if `slot` is its inode's only name and no name was ever given under it, in
+    /// memory or out of it: taking it away takes away one file's one name and nothing else.
+    pub fn is_alone(&self, slot: Slot) -> bool {
+        let node = &self.nodes[slot as usize];
+        node.children == 0
+            && node.flags & COLD_CHILDREN == 0
+            && self.names_of(node.ino).nth(1).is_none()
     }
 
     /// The node of an inode's first name.

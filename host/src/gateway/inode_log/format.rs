@@ -1,7 +1,7 @@
 //! The inode journal's format: a header (magic and the table's generation), then records,
 //! each framed with its payload's length and CRC-32, so a damaged record is recognised and
-//! passed over. This module encodes records and reads a journal's body back, passing over
-//! damaged stretches; the older unframed format is still read. It does no I/O.
+//! passed over. This module encodes records and decodes one frame or payload at a time (the
+//! older unframed format's too); `replay` walks a file with it. It does no I/O.
 
 use std::io::{self, Read};
 
@@ -26,34 +26,6 @@ pub enum Record {
     Rename { from: String, to: String },
     /// Numbers below `next` may have been handed out.
     Reserve { next: u64 },
-}
-
-/// What a journal holds: its generation, and its bytes, whose records are decoded one at a
-/// time as they are walked (a journal of a million names is never a million records at once).
-pub struct Replayed {
-    pub generation: u32,
-    /// The whole file, header included.
-    pub(super) data: Vec<u8>,
-    pub(super) framed: bool,
-}
-
-impl Replayed {
-    /// Hands `f` each good record in order; what was skipped as damaged.
-    pub fn each(&self, f: impl FnMut(Record)) -> Vec<Skipped> {
-        let body = &self.data[HEADER_LEN as usize..];
-        match self.framed {
-            true => replay_framed(body, HEADER_LEN, f),
-            false => replay_unframed(body, HEADER_LEN, f),
-        }
-    }
-}
-
-/// A damaged stretch of a journal that replay passed over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Skipped {
-    /// Where it starts, in bytes from the start of the file.
-    pub offset: u64,
-    pub bytes: u64,
 }
 
 fn put_str(out: &mut Vec<u8>, s: &str) {
@@ -143,7 +115,7 @@ fn read_str(r: &mut impl Read) -> io::Result<String> {
 }
 
 /// Reads one record's payload; `None` when it is not one.
-fn decode_payload(r: &mut impl Read) -> Option<Record> {
+pub(super) fn decode_payload(r: &mut impl Read) -> Option<Record> {
     let mut tag = [0u8; 1];
     r.read_exact(&mut tag).ok()?;
     match tag[0] {
@@ -165,60 +137,27 @@ fn decode_payload(r: &mut impl Read) -> Option<Record> {
     }
 }
 
-/// The framed record at the start of `data` and its length in bytes, if one is whole and
-/// sound there.
-fn frame_at(data: &[u8]) -> Option<(Record, usize)> {
+/// The longest payload a record can have (a rename of two of the longest paths).
+const MAX_PAYLOAD: usize = 1 + 2 * (4 + MAX_PATH) + 8;
+
+/// The bytes the frame at the start of `data` says it takes, if its header is there and
+/// names a length a record can have.
+pub(super) fn claimed_len(data: &[u8]) -> Option<usize> {
     let header = data.get(..FRAME_HEADER)?;
     let len = u32::from_be_bytes(header[..4].try_into().unwrap()) as usize;
-    let crc = u32::from_be_bytes(header[4..].try_into().unwrap());
-    if len == 0 || len > 1 + 2 * (4 + MAX_PATH) + 8 {
-        return None;
-    }
-    let payload = data.get(FRAME_HEADER..FRAME_HEADER + len)?;
+    (len > 0 && len <= MAX_PAYLOAD).then_some(FRAME_HEADER + len)
+}
+
+/// The framed record at the start of `data` and its length in bytes, if one is whole and
+/// sound there.
+pub(super) fn frame_at(data: &[u8]) -> Option<(Record, usize)> {
+    let used = claimed_len(data)?;
+    let crc = u32::from_be_bytes(data[4..FRAME_HEADER].try_into().unwrap());
+    let payload = data.get(FRAME_HEADER..used)?;
     if crc32fast::hash(payload) != crc {
         return None;
     }
     let mut reader = payload;
     let record = decode_payload(&mut reader)?;
-    reader.is_empty().then_some((record, FRAME_HEADER + len))
-}
-
-/// Every sound record of a framed journal's body, passing over damaged stretches.
-fn replay_framed(body: &[u8], base: u64, mut each: impl FnMut(Record)) -> Vec<Skipped> {
-    let mut skipped = Vec::new();
-    let mut at = 0;
-    while at < body.len() {
-        if let Some((record, used)) = frame_at(&body[at..]) {
-            each(record);
-            at += used;
-            continue;
-        }
-        let start = at;
-        at += 1;
-        while at < body.len() && frame_at(&body[at..]).is_none() {
-            at += 1;
-        }
-        skipped.push(Skipped {
-            offset: base + start as u64,
-            bytes: (at - start) as u64,
-        });
-    }
-    skipped
-}
-
-/// The records of an unframed (older) journal: they end at the first one that does not read.
-fn replay_unframed(body: &[u8], base: u64, mut each: impl FnMut(Record)) -> Vec<Skipped> {
-    let mut reader = body;
-    let mut read = 0;
-    while let Some(record) = decode_payload(&mut reader) {
-        each(record);
-        read = body.len() - reader.len();
-    }
-    (read < body.len())
-        .then_some(Skipped {
-            offset: base + read as u64,
-            bytes: (body.len() - read) as u64,
-        })
-        .into_iter()
-        .collect()
+    reader.is_empty().then_some((record, used))
 }
