@@ -11,7 +11,8 @@
 # are made once and kept), NFSGW_SCALE_DIRS (default 10000,100000,1000000), NFSGW_SCALE_CHURN
 # (names made and removed in P7c, default 1000000; the issue's 10000000 takes about ten times
 # as long), NFSGW_SCALE_SECONDS (P9's length, default 20), NFSGW_SCALE_CONNECTIONS (default
-# 64), NFSGW_SCALE_CASES (default p7a,p7b,p7c,p9), NFSGW_BENCH_BEFORE=/path/to/older/nfsgw
+# 64), NFSGW_SCALE_INFLIGHT (P7c's calls in flight, default 16; with 1, each call waits for
+# the reply to the one before), NFSGW_SCALE_CASES (default p7a,p7b,p7c,p9), NFSGW_BENCH_BEFORE=/path/to/older/nfsgw
 # (also measure that binary, as the peer "before", named in the docs by its --version),
 # NFSGW_BENCH_NO_DOCS=1 (print the table but leave docs/BENCHMARKS.md as it is: for a partial
 # run, or one with the same binary in both nfsgw columns). Installs nfs-ganesha, nfs-ganesha-vfs and rpcbind if missing. Port 111 must be free or
@@ -24,6 +25,7 @@ dirs=${NFSGW_SCALE_DIRS:-10000,100000,1000000}
 churn=${NFSGW_SCALE_CHURN:-1000000}
 seconds=${NFSGW_SCALE_SECONDS:-20}
 connections=${NFSGW_SCALE_CONNECTIONS:-64}
+inflight=${NFSGW_SCALE_INFLIGHT:-16}
 cases=${NFSGW_SCALE_CASES:-p7a,p7b,p7c,p9}
 nfsgw_port=20720 before_port=20722 ganesha_port=20620 ganesha_mnt=20621
 
@@ -100,9 +102,10 @@ fi
 start_ganesha "$run" "$ganesha_port" "$ganesha_mnt" 20622 "$ro:RO" "$run/rw-ganesha:RW"
 peers+=(--peer "ganesha,127.0.0.1:$ganesha_port,$ganesha_mnt,$ro,$run/rw-ganesha,$ganesha_pid")
 
-say "measuring ($cases; churn of $churn names, P9 for $seconds s on $connections connections)"
+say "measuring ($cases; churn of $churn names, $inflight in flight, P9 for $seconds s on $connections connections)"
 "$bench_bin/nfsscale" --dirs "$dirs" --churn "$churn" --seconds "$seconds" \
-  --connections "$connections" --cases "$cases" --out "$run/table.md" "${peers[@]}"
+  --connections "$connections" --inflight "$inflight" --cases "$cases" --out "$run/table.md" \
+  "${peers[@]}"
 
 before_note=
 if [ -n "${NFSGW_BENCH_BEFORE:-}" ]; then
