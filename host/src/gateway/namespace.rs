@@ -280,7 +280,7 @@ impl Gateway {
             mount.attrs.invalidate(ino);
             mount.dirs.remove(ino);
             if let Some(staging) = &mount.staging {
-                staging.discard(ino);
+                staging.discard(ino).await;
             }
         }
         mount.inodes.forget(&child).await?;
@@ -373,7 +373,7 @@ impl Gateway {
         if let Some(replaced) = mount.inodes.find(&destination).await? {
             mount.attrs.invalidate(replaced);
             if let Some(staging) = &mount.staging {
-                staging.discard(replaced);
+                staging.discard(replaced).await;
             }
         }
         mount.inodes.rename(&source, &destination).await?;

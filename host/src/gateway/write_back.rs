@@ -75,7 +75,7 @@ impl Gateway {
         let change = Arc::new(change);
         // A copy let go by an upload finishing meanwhile is staged afresh, once.
         for _ in 0..2 {
-            let staged = staging.begin(ino, current.size)?;
+            let staged = staging.begin(ino, current.size).await?;
             let filled = staged
                 .filled
                 .get_or_try_init(|| Self::fill(mount, path, &staged));
@@ -84,7 +84,7 @@ impl Gateway {
                 // Let go meanwhile (removed, or its fill failed for another writer).
                 Err(Error::Stale) => continue,
                 Err(e) => {
-                    staging.abandon(&staged);
+                    staging.abandon(&staged).await;
                     return Err(e);
                 }
             }
@@ -149,7 +149,7 @@ impl Gateway {
         let (size, generation) = staged.snapshot();
         let Some(path) = mount.inodes.path(staged.ino).await? else {
             tracing::warn!(mount = %mount.name, ino = staged.ino, "a staged file has no name any more; its data is dropped");
-            staging.discard(staged.ino);
+            staging.discard(staged.ino).await;
             return Ok(true);
         };
         let copy = staged.clone();
@@ -170,7 +170,7 @@ impl Gateway {
         }
         match committed {
             Ok(attrs) => {
-                let done = staging.uploaded(&staged, generation);
+                let done = staging.uploaded(&staged, generation).await;
                 tracing::info!(mount = %mount.name, path = %path, size, elapsed_ms = started.elapsed().as_millis() as u64, "uploaded");
                 if done {
                     mount.attrs.put(staged.ino, attrs);

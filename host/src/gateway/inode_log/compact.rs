@@ -115,7 +115,7 @@ impl InodeLog {
             tail.filter(|_| !pending.broken)
         };
         let Some(tail) = tail else {
-            let _ = std::fs::remove_file(&tmp);
+            // The temporary file stays: the next compaction, or the next start, writes over it.
             return Err(io::Error::other("a write to the journal failed meanwhile"));
         };
         let path = self.path.clone();

@@ -18,6 +18,10 @@
 //! once, and a new one waits (`Busy`, NFS3ERR_JUKEBOX) until uploads let some go; no write or
 //! fill takes the state directory's disk below a reserve of free space (`NoSpace`).
 //!
+//! A copy's file is made and deleted on the blocking pool, never on an async worker, and one
+//! at a time per mount (`turn`): a copy let go has its file deleted before a new copy of the
+//! same inode can be made at that path.
+//!
 //! `staged` holds one copy and its state, `room` the free space a mount's staging may use.
 
 mod room;
@@ -67,6 +71,9 @@ pub struct Staging {
     max_files: usize,
     room: Arc<Room>,
     files: Mutex<HashMap<u64, Arc<Staged>>>,
+    /// Held while a copy's file is made, or a let-go copy is taken out of `files` and its file
+    /// deleted.
+    turn: tokio::sync::Mutex<()>,
 }
 
 pub(super) fn io_error(what: &str, e: io::Error) -> Error {
@@ -92,6 +99,7 @@ impl Staging {
             max_files: budget.max_files,
             room: Arc::new(Room::new(dir, budget.reserve)),
             files: Mutex::new(HashMap::new()),
+            turn: tokio::sync::Mutex::new(()),
         };
         let mut left = Vec::new();
         for entry in std::fs::read_dir(dir)? {
@@ -123,57 +131,70 @@ impl Staging {
     /// The staged copy of `ino`, made empty if there was none; the backend holds `backend_len`
     /// bytes of it, which the first writer copies in (`filled`) before anyone writes. `Busy`
     /// when the mount keeps as many copies as its budget allows, `NoSpace` when the disk is
-    /// down to the reserve or the backend's content would not fit above it.
-    pub fn begin(&self, ino: u64, backend_len: u64) -> Result<Arc<Staged>, Error> {
-        let mut files = self.files.lock().unwrap();
+    /// down to the reserve or the backend's content would not fit above it, `Io` when the
+    /// file cannot be made in time.
+    pub async fn begin(&self, ino: u64, backend_len: u64) -> Result<Arc<Staged>, Error> {
+        if let Some(staged) = self.existing_or_full(ino)? {
+            return Ok(staged);
+        }
+        let _turn = self.turn.lock().await;
+        if let Some(staged) = self.existing_or_full(ino)? {
+            return Ok(staged);
+        }
+        let (dir, room) = (self.dir.clone(), self.room.clone());
+        let made = crate::blocking::run(crate::blocking::DEADLINE, move || {
+            make_copy(&dir, room, ino, backend_len)
+        })
+        .await;
+        let staged = Arc::new(made.map_err(|_| Error::Io)??);
+        self.files.lock().unwrap().insert(ino, staged.clone());
+        Ok(staged)
+    }
+
+    /// The copy of `ino`, if there is one; `Busy` if there is none and the budget has no room
+    /// for another.
+    fn existing_or_full(&self, ino: u64) -> Result<Option<Arc<Staged>>, Error> {
+        let files = self.files.lock().unwrap();
         if let Some(staged) = files.get(&ino) {
-            return Ok(staged.clone());
+            return Ok(Some(staged.clone()));
         }
         if files.len() >= self.max_files {
             tracing::warn!(dir = %self.dir.display(), files = files.len(), "staging refused: the mount has as many staged files as it may keep; the client retries once uploads let some go");
             return Err(Error::Busy);
         }
-        self.room.check(backend_len)?;
-        let disk_path = self.dir.join(ino.to_string());
-        let file =
-            CopyFile::open(&disk_path, true).map_err(|e| io_error("creating a staged copy", e))?;
-        // The copy's name must survive a crash as well as its data.
-        #[cfg(unix)]
-        std::fs::File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| io_error("syncing the staging directory", e))?;
-        let room = self.room.clone();
-        let staged = Staged::new(
-            ino,
-            file,
-            disk_path,
-            room,
-            0,
-            SystemTime::now(),
-            backend_len,
-        );
-        let staged = Arc::new(staged);
-        files.insert(ino, staged.clone());
-        Ok(staged)
+        Ok(None)
     }
 
-    /// Drops `staged`, whose filling failed, unless another copy has replaced it already.
-    pub fn abandon(&self, staged: &Arc<Staged>) {
+    /// Drops `staged`, whose filling failed. One that is no longer the inode's copy was let go
+    /// already, its file deleted: the path may now be a new copy's, and stays.
+    pub async fn abandon(&self, staged: &Arc<Staged>) {
+        let _turn = self.turn.lock().await;
+        let ours = self.take_out(staged);
+        staged.retire();
+        if ours {
+            delete(staged).await;
+        }
+    }
+
+    /// Takes `staged` out of the copies if it is still its inode's copy; true if it was.
+    fn take_out(&self, staged: &Arc<Staged>) -> bool {
         let mut files = self.files.lock().unwrap();
-        if files
+        let ours = files
             .get(&staged.ino)
-            .is_some_and(|s| Arc::ptr_eq(s, staged))
-        {
+            .is_some_and(|s| Arc::ptr_eq(s, staged));
+        if ours {
             files.remove(&staged.ino);
         }
-        drop(files);
-        staged.retire();
+        ours
     }
 
     /// Drops a staged copy whose file is gone (removed, or replaced by a rename).
-    pub fn discard(&self, ino: u64) {
-        if let Some(staged) = self.files.lock().unwrap().remove(&ino) {
+    pub async fn discard(&self, ino: u64) {
+        let _turn = self.turn.lock().await;
+        let staged = self.files.lock().unwrap().remove(&ino);
+        if let Some(staged) = staged {
             staged.retire();
+            delete(&staged).await;
         }
     }
 
@@ -235,24 +256,29 @@ impl Staging {
 
     /// After an upload of `generation` succeeded: lets the copy go unless it was written since.
     /// True when the backend now holds the latest data.
-    pub fn uploaded(&self, staged: &Arc<Staged>, generation: u64) -> bool {
-        let mut files = self.files.lock().unwrap();
-        let mut st = staged.state.write().unwrap();
-        st.uploading = false;
-        st.failures = 0;
-        if st.generation != generation || st.retired {
-            return false;
+    pub async fn uploaded(&self, staged: &Arc<Staged>, generation: u64) -> bool {
+        let _turn = self.turn.lock().await;
+        let ours = {
+            let mut files = self.files.lock().unwrap();
+            let mut st = staged.state.write().unwrap();
+            st.uploading = false;
+            st.failures = 0;
+            if st.generation != generation || st.retired {
+                return false;
+            }
+            let ours = files
+                .get(&staged.ino)
+                .is_some_and(|s| Arc::ptr_eq(s, staged));
+            if ours {
+                files.remove(&staged.ino);
+            }
+            st.retired = true;
+            st.drop_stream();
+            ours
+        };
+        if ours {
+            delete(staged).await;
         }
-        if files
-            .get(&staged.ino)
-            .is_some_and(|s| Arc::ptr_eq(s, staged))
-        {
-            files.remove(&staged.ino);
-        }
-        st.retired = true;
-        st.drop_stream();
-        drop(st);
-        staged.remove_from_disk();
         true
     }
 
@@ -267,6 +293,41 @@ impl Staging {
     }
 }
 
+/// Makes an empty staged copy of `ino` in `dir`, with room for `backend_len` bytes (blocking).
+fn make_copy(dir: &Path, room: Arc<Room>, ino: u64, backend_len: u64) -> Result<Staged, Error> {
+    room.check(backend_len)?;
+    let disk_path = dir.join(ino.to_string());
+    let file =
+        CopyFile::open(&disk_path, true).map_err(|e| io_error("creating a staged copy", e))?;
+    // The copy's name must survive a crash as well as its data.
+    #[cfg(unix)]
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| io_error("syncing the staging directory", e))?;
+    let now = SystemTime::now();
+    Ok(Staged::new(ino, file, disk_path, room, 0, now, backend_len))
+}
+
+/// Deletes a let-go copy's file, on the blocking pool; a failure is logged and the file left
+/// (the next start would upload it again, harmlessly: the backend has its data).
+async fn delete(staged: &Staged) {
+    let path = staged.disk_path().to_path_buf();
+    let deleted = crate::blocking::run(crate::blocking::DEADLINE, move || {
+        std::fs::remove_file(&path).map_err(|e| (path, e))
+    })
+    .await;
+    match deleted {
+        Ok(Ok(())) => {}
+        Ok(Err((path, e))) => {
+            tracing::warn!(path = %path.display(), "cannot delete a staged copy: {e}")
+        }
+        Err(_) => tracing::warn!(
+            path = %staged.disk_path().display(),
+            "deleting a staged copy did not finish in time"
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::room::{free_bytes, Room};
@@ -277,24 +338,24 @@ mod tests {
         max_files: usize::MAX,
     };
 
-    #[test]
-    fn a_full_budget_refuses_new_copies_until_one_is_let_go() {
+    #[tokio::test]
+    async fn a_full_budget_refuses_new_copies_until_one_is_let_go() {
         let dir = tempfile::tempdir().unwrap();
         let budget = Budget {
             max_files: 2,
             ..UNBOUNDED
         };
         let (staging, _) = Staging::open(dir.path(), Duration::ZERO, budget).unwrap();
-        staging.begin(1, 0).unwrap();
-        staging.begin(2, 0).unwrap();
-        assert!(staging.begin(1, 0).is_ok(), "a file already staged");
-        assert_eq!(staging.begin(3, 0).err(), Some(Error::Busy));
-        staging.discard(1);
-        assert!(staging.begin(3, 0).is_ok());
+        staging.begin(1, 0).await.unwrap();
+        staging.begin(2, 0).await.unwrap();
+        assert!(staging.begin(1, 0).await.is_ok(), "a file already staged");
+        assert_eq!(staging.begin(3, 0).await.err(), Some(Error::Busy));
+        staging.discard(1).await;
+        assert!(staging.begin(3, 0).await.is_ok());
     }
 
-    #[test]
-    fn the_reserve_is_never_written_into() {
+    #[tokio::test]
+    async fn the_reserve_is_never_written_into() {
         let dir = tempfile::tempdir().unwrap();
         // More than the disk has free (other processes change the free space meanwhile, so
         // the margin is a GiB): nothing may be staged, nor written to a copy.
@@ -304,8 +365,8 @@ mod tests {
             ..UNBOUNDED
         };
         let (staging, _) = Staging::open(dir.path(), Duration::ZERO, budget).unwrap();
-        assert_eq!(staging.begin(1, 0).err(), Some(Error::NoSpace));
-        assert_eq!(staging.begin(1, 1 << 20).err(), Some(Error::NoSpace));
+        assert_eq!(staging.begin(1, 0).await.err(), Some(Error::NoSpace));
+        assert_eq!(staging.begin(1, 1 << 20).await.err(), Some(Error::NoSpace));
         assert_eq!(staging.pending(), (0, 0), "no copy was kept");
         let room = Arc::new(Room::new(dir.path(), huge));
         let path = dir.path().join("2");
@@ -315,13 +376,13 @@ mod tests {
         assert_eq!(staged.snapshot().0, 0, "nothing was written");
     }
 
-    #[test]
-    fn copies_survive_a_restart_and_are_due_at_once() {
+    #[tokio::test]
+    async fn copies_survive_a_restart_and_are_due_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let (staging, left) =
             Staging::open(dir.path(), Duration::from_secs(3600), UNBOUNDED).unwrap();
         assert!(left.is_empty());
-        let staged = staging.begin(42, 0).unwrap();
+        let staged = staging.begin(42, 0).await.unwrap();
         staged.write(3, b"abc").unwrap();
         assert_eq!(staged.read(0, 10).unwrap(), (b"\0\0\0abc".to_vec(), true));
         assert!(staging.due().is_empty(), "written just now: not due");
@@ -339,16 +400,16 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_next_copy_is_due_its_flush_delay_after_its_last_write() {
+    #[tokio::test]
+    async fn the_next_copy_is_due_its_flush_delay_after_its_last_write() {
         let dir = tempfile::tempdir().unwrap();
         let delay = Duration::from_secs(3600);
         let (staging, _) = Staging::open(dir.path(), delay, UNBOUNDED).unwrap();
         assert_eq!(staging.next_due(), None);
-        let first = staging.begin(1, 0).unwrap();
+        let first = staging.begin(1, 0).await.unwrap();
         first.write(0, b"a").unwrap();
         let before = Instant::now();
-        let second = staging.begin(2, 0).unwrap();
+        let second = staging.begin(2, 0).await.unwrap();
         second.write(0, b"b").unwrap();
         let due = staging.next_due().unwrap();
         assert!(
@@ -369,20 +430,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn a_copy_written_during_its_upload_stays() {
+    #[tokio::test]
+    async fn a_copy_written_during_its_upload_stays() {
         let dir = tempfile::tempdir().unwrap();
         let (staging, _) = Staging::open(dir.path(), Duration::ZERO, UNBOUNDED).unwrap();
-        let staged = staging.begin(7, 0).unwrap();
+        let staged = staging.begin(7, 0).await.unwrap();
         staged.write(0, b"one").unwrap();
         let (_, generation) = staged.snapshot();
         staged.write(3, b"two").unwrap();
-        assert!(!staging.uploaded(&staged, generation));
+        assert!(!staging.uploaded(&staged, generation).await);
         assert!(staging.get(7).is_some());
         assert!(dir.path().join("7").exists());
 
         let (_, generation) = staged.snapshot();
-        assert!(staging.uploaded(&staged, generation));
+        assert!(staging.uploaded(&staged, generation).await);
         assert!(staging.get(7).is_none());
         assert!(!dir.path().join("7").exists());
         assert_eq!(
@@ -392,22 +453,44 @@ mod tests {
         );
     }
 
-    #[test]
-    fn failures_back_off() {
+    /// A copy let go while a new copy of the same inode is begun: the new copy is made once
+    /// the old one's file is deleted, so its own file is never the one deleted.
+    #[tokio::test]
+    async fn a_copy_made_while_the_last_one_goes_keeps_its_file() {
         let dir = tempfile::tempdir().unwrap();
         let (staging, _) = Staging::open(dir.path(), Duration::ZERO, UNBOUNDED).unwrap();
-        let staged = staging.begin(1, 0).unwrap();
+        let old = staging.begin(7, 0).await.unwrap();
+        old.write(0, b"old").unwrap();
+        let (_, generation) = old.snapshot();
+        let (let_go, new) = tokio::join!(staging.uploaded(&old, generation), staging.begin(7, 0));
+        let new = new.unwrap();
+        assert!(let_go);
+        assert!(!Arc::ptr_eq(&old, &new), "a new copy");
+        new.write(0, b"new").unwrap();
+        assert_eq!(std::fs::read(dir.path().join("7")).unwrap(), b"new");
+        staging.abandon(&old).await;
+        assert!(
+            dir.path().join("7").exists(),
+            "a copy let go already deletes nothing"
+        );
+    }
+
+    #[tokio::test]
+    async fn failures_back_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let (staging, _) = Staging::open(dir.path(), Duration::ZERO, UNBOUNDED).unwrap();
+        let staged = staging.begin(1, 0).await.unwrap();
         assert_eq!(staging.due().len(), 1);
         assert_eq!(staging.failed(&staged), 1);
         assert!(staging.due().is_empty(), "waits before trying again");
         assert_eq!(staging.pending().0, 1, "kept after a failure");
     }
 
-    #[test]
-    fn a_copy_without_a_store_does_not_stream_and_writes_still_land() {
+    #[tokio::test]
+    async fn a_copy_without_a_store_does_not_stream_and_writes_still_land() {
         let dir = tempfile::tempdir().unwrap();
         let (staging, _) = Staging::open(dir.path(), Duration::ZERO, UNBOUNDED).unwrap();
-        let staged = staging.begin(3, 0).unwrap();
+        let staged = staging.begin(3, 0).await.unwrap();
         staged.write(0, &[1; 64]).unwrap();
         let mut asked = 0;
         staged.stream_step(16, 8, || {

@@ -2,7 +2,7 @@
 //! and how far it has been written sequentially, which a streaming upload may claim.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -159,19 +159,17 @@ impl Staged {
         }
     }
 
+    /// Lets the copy go: no write reaches it any more, and its stream is cancelled. Its file
+    /// is deleted by `Staging`, on the blocking pool.
     pub(super) fn retire(&self) {
-        {
-            let mut st = self.state.write().unwrap();
-            st.retired = true;
-            st.drop_stream();
-        }
-        self.remove_from_disk();
+        let mut st = self.state.write().unwrap();
+        st.retired = true;
+        st.drop_stream();
     }
 
-    pub(super) fn remove_from_disk(&self) {
-        if let Err(e) = std::fs::remove_file(&self.disk_path) {
-            tracing::warn!(path = %self.disk_path.display(), "cannot delete a staged copy: {e}");
-        }
+    /// The copy's file in the staging directory.
+    pub(super) fn disk_path(&self) -> &Path {
+        &self.disk_path
     }
 
     /// True once the copy was uploaded or dropped and let go.
