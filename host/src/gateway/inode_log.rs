@@ -11,10 +11,11 @@
 //! client, and a crash can never let a number be reused for another file. A record whose loss
 //! in a crash no client could see (a forget of a file's only name, see `InodeTable::forget`)
 //! is appended relaxed: `durable` does not wait for it, and it reaches the disk with the next
-//! record that is waited for, or once relaxed records pile up past [`RELAXED_BYTES`]. A write that fails
-//! fails the call that waited for it; a sync that fails (or hangs past the pool's deadline)
-//! leaves the file in doubt, so the journal refuses every later change until a restart
-//! rewrites it. Once the file outgrows the live table, it is compacted online (`compact`).
+//! record that is waited for, or once relaxed records pile up past [`RELAXED_BYTES`]. A write
+//! that fails fails the call that waited for it; a sync that fails (or hangs past the pool's
+//! deadline) leaves the file in doubt, so the journal refuses every later change until a
+//! restart rewrites it. Once the file outgrows the live table, it is compacted online
+//! (`compact`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, BufWriter, Write};
@@ -75,11 +76,6 @@ struct Pending {
 }
 
 impl InodeLog {
-    /// The journal at `path`, to replay, if there is one; an error if the file is no journal.
-    pub fn replay(path: &Path) -> io::Result<Option<Replayed>> {
-        Replayed::open(path)
-    }
-
     /// Writes a fresh journal holding `records` and then every name `names` gives (atomically
     /// replacing any old one), makes it durable, and keeps it open for appending; fails if
     /// `names` does.
@@ -369,7 +365,7 @@ mod tests {
         let before = std::fs::metadata(&path).unwrap().len();
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[0, 0, 0, 9, 1, 2]).unwrap();
-        let replayed = InodeLog::replay(&path).unwrap().unwrap();
+        let replayed = Replayed::open(&path).unwrap().unwrap();
         assert_eq!(replayed.generation, 7);
         assert_eq!(records_of(&replayed), records);
         assert_eq!(
@@ -404,7 +400,7 @@ mod tests {
         data[second + FRAME_HEADER + 3] ^= 0xff;
         data[third] = 0xff;
         std::fs::write(&path, &data).unwrap();
-        let replayed = InodeLog::replay(&path).unwrap().unwrap();
+        let replayed = Replayed::open(&path).unwrap().unwrap();
         assert_eq!(
             records_of(&replayed),
             [records[0].clone(), records[3].clone()]
@@ -440,7 +436,7 @@ mod tests {
         assert!(a.is_ok() && b.is_ok() && c.is_ok());
         assert_eq!(log.syncs(), 1);
         drop(log);
-        let replayed = InodeLog::replay(&path).unwrap().unwrap();
+        let replayed = Replayed::open(&path).unwrap().unwrap();
         assert_eq!(records_of(&replayed), records);
         assert!(skipped_of(&replayed).is_empty());
     }
@@ -459,7 +455,7 @@ mod tests {
         *log.file.get_mut().unwrap() = writable;
         log.durable().await.unwrap();
         drop(log);
-        let replayed = InodeLog::replay(&path).unwrap().unwrap();
+        let replayed = Replayed::open(&path).unwrap().unwrap();
         assert_eq!(records_of(&replayed), sample()[..1]);
     }
 
@@ -493,7 +489,7 @@ mod tests {
         assert_eq!(log.compactions(), 1);
         assert_eq!(log.len(), std::fs::metadata(&path).unwrap().len());
         drop(log);
-        let replayed = InodeLog::replay(&path).unwrap().unwrap();
+        let replayed = Replayed::open(&path).unwrap().unwrap();
         let kept = Record::Name {
             ino: 5,
             path: "kept".into(),
@@ -515,7 +511,7 @@ mod tests {
             encode_payload(&record, &mut data);
         }
         std::fs::write(&path, &data).unwrap();
-        let replayed = InodeLog::replay(&path).unwrap().unwrap();
+        let replayed = Replayed::open(&path).unwrap().unwrap();
         assert_eq!((replayed.generation, records_of(&replayed)), (3, sample()));
     }
 }

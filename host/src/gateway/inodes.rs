@@ -118,7 +118,7 @@ impl InodeTable {
     ) -> std::io::Result<InodeTable> {
         let cold = LazyCold::new(journal.with_extension("cold"));
         let inner = Arc::new(Mutex::new(Inner::new()));
-        let generation = match InodeLog::replay(journal)? {
+        let generation = match Replayed::open(journal)? {
             Some(replayed) => {
                 replay_into(&replayed, &inner, &cold, memory_names, journal)?;
                 replayed.generation
@@ -519,7 +519,7 @@ fn replay_into(
     }
     // A move takes memory a sixteenth under the bound: the next comes an eighth later.
     let replay_limit = memory_names.saturating_add(memory_names / 16 + 16);
-    let mut tier: Option<(Arc<ColdNames>, ColdChange)> = None;
+    let mut tier: Option<ColdChange> = None;
     let mut failed = None;
     replayed.each(|record| {
         if failed.is_some() {
@@ -527,7 +527,7 @@ fn replay_into(
         }
         let mut table = inner.lock().unwrap();
         let applied = match &mut tier {
-            Some((_, change)) => table.apply(record, &mut Cold::Open(change)),
+            Some(change) => table.apply(record, &mut Cold::Open(change)),
             None => table.apply(record, &mut Cold::Away),
         };
         let over = table.tree.len() > replay_limit;
@@ -540,7 +540,7 @@ fn replay_into(
         };
     })?;
     let committed = match tier {
-        Some((_, change)) if failed.is_none() => change.commit(),
+        Some(change) if failed.is_none() => change.commit(),
         _ => Ok(()),
     };
     match failed {
@@ -555,22 +555,17 @@ fn replay_into(
 fn move_while_replaying(
     inner: &Mutex<Inner>,
     cold: &LazyCold,
-    tier: &mut Option<(Arc<ColdNames>, ColdChange)>,
+    tier: &mut Option<ColdChange>,
     memory_names: usize,
 ) -> Result<(), ColdError> {
-    let made = match tier.take() {
-        Some((made, change)) => {
-            change.commit()?;
-            made
-        }
-        None => match cold.make() {
-            Some(made) => made,
-            None => return Ok(()),
-        },
+    if let Some(change) = tier.take() {
+        change.commit()?;
+    }
+    let Some(made) = cold.make() else {
+        return Ok(());
     };
     evict(inner, &made, memory_names)?;
-    let change = made.change()?;
-    *tier = Some((made, change));
+    *tier = Some(made.change()?);
     Ok(())
 }
 

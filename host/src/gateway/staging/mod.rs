@@ -169,23 +169,11 @@ impl Staging {
     /// already, its file deleted: the path may now be a new copy's, and stays.
     pub async fn abandon(&self, staged: &Arc<Staged>) {
         let _turn = self.turn.lock().await;
-        let ours = self.take_out(staged);
+        let ours = take_out(&mut self.files.lock().unwrap(), staged);
         staged.retire();
         if ours {
             delete(staged).await;
         }
-    }
-
-    /// Takes `staged` out of the copies if it is still its inode's copy; true if it was.
-    fn take_out(&self, staged: &Arc<Staged>) -> bool {
-        let mut files = self.files.lock().unwrap();
-        let ours = files
-            .get(&staged.ino)
-            .is_some_and(|s| Arc::ptr_eq(s, staged));
-        if ours {
-            files.remove(&staged.ino);
-        }
-        ours
     }
 
     /// Drops a staged copy whose file is gone (removed, or replaced by a rename).
@@ -266,12 +254,7 @@ impl Staging {
             if st.generation != generation || st.retired {
                 return false;
             }
-            let ours = files
-                .get(&staged.ino)
-                .is_some_and(|s| Arc::ptr_eq(s, staged));
-            if ours {
-                files.remove(&staged.ino);
-            }
+            let ours = take_out(&mut files, staged);
             st.retired = true;
             st.drop_stream();
             ours
@@ -308,23 +291,30 @@ fn make_copy(dir: &Path, room: Arc<Room>, ino: u64, backend_len: u64) -> Result<
     Ok(Staged::new(ino, file, disk_path, room, 0, now, backend_len))
 }
 
+/// Takes `staged` out of `files` if it is still its inode's copy; true if it was.
+fn take_out(files: &mut HashMap<u64, Arc<Staged>>, staged: &Arc<Staged>) -> bool {
+    let ours = files
+        .get(&staged.ino)
+        .is_some_and(|s| Arc::ptr_eq(s, staged));
+    if ours {
+        files.remove(&staged.ino);
+    }
+    ours
+}
+
 /// Deletes a let-go copy's file, on the blocking pool; a failure is logged and the file left
 /// (the next start would upload it again, harmlessly: the backend has its data).
 async fn delete(staged: &Staged) {
     let path = staged.disk_path().to_path_buf();
+    let target = path.clone();
     let deleted = crate::blocking::run(crate::blocking::DEADLINE, move || {
-        std::fs::remove_file(&path).map_err(|e| (path, e))
+        std::fs::remove_file(target)
     })
     .await;
     match deleted {
         Ok(Ok(())) => {}
-        Ok(Err((path, e))) => {
-            tracing::warn!(path = %path.display(), "cannot delete a staged copy: {e}")
-        }
-        Err(_) => tracing::warn!(
-            path = %staged.disk_path().display(),
-            "deleting a staged copy did not finish in time"
-        ),
+        Ok(Err(e)) => tracing::warn!(path = %path.display(), "cannot delete a staged copy: {e}"),
+        Err(e) => tracing::warn!(path = %path.display(), "cannot delete a staged copy: {e}"),
     }
 }
 
